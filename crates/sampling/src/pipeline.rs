@@ -1,0 +1,181 @@
+//! Pipelines: named, weighted chains of stages, loaded from (and saved to) the ASN YAML format.
+
+use std::path::Path;
+
+use crate::error::{Result, SamplingError};
+use crate::rng;
+use crate::row::Row;
+use crate::spec::{PipelineFile, PipelineSpec};
+use crate::stage::{Context, Stage};
+use crate::stages::build_stage;
+
+/// A chain of stages applied in order to a logits row.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    spec: PipelineSpec,
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl Pipeline {
+    /// Builds and checks every stage of `spec`; errors name the pipeline, stage and parameter.
+    pub fn from_spec(spec: PipelineSpec) -> Result<Self> {
+        if !spec.weight.is_finite() || spec.weight < 0.0 {
+            return Err(SamplingError::PipelineFile {
+                source_name: None,
+                message: format!("pipeline `{}`: weight {} must be finite and ≥ 0", spec.name, spec.weight),
+            });
+        }
+        let stages = spec.processors.iter().enumerate().map(|(i, s)| build_stage(s, &spec.name, i)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { spec, stages })
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Its weight for random choice.
+    pub fn weight(&self) -> f64 {
+        self.spec.weight
+    }
+
+    /// The spec it was built from (serialises back to the same YAML).
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The stages, in order.
+    pub fn stages(&self) -> &[Box<dyn Stage>] {
+        &self.stages
+    }
+
+    /// Applies every stage in order.
+    pub fn apply(&mut self, row: &mut Row, ctx: &Context<'_>) -> Result<()> {
+        for s in &mut self.stages {
+            s.apply(row, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Tells every stage which token was sampled.
+    pub fn accept(&mut self, token: u32) {
+        for s in &mut self.stages {
+            s.accept(token);
+        }
+    }
+
+    /// Resets every stage for a new sequence.
+    pub fn reset(&mut self) {
+        for s in &mut self.stages {
+            s.reset();
+        }
+    }
+
+    /// Applies the pipeline to a raw logits row and writes the dense result (`-inf` = removed).
+    pub fn apply_dense(&mut self, logits: &[f32], row_index: usize, ctx: &Context<'_>, row: &mut Row, out: &mut [f32]) -> Result<()> {
+        row.load(logits, row_index)?;
+        self.apply(row, ctx)?;
+        row.write_dense(out);
+        Ok(())
+    }
+}
+
+/// All pipelines of one file, in file order.
+#[derive(Debug, Clone)]
+pub struct PipelineSet {
+    pipelines: Vec<Pipeline>,
+}
+
+impl PipelineSet {
+    /// Builds every pipeline of a parsed file; names must be unique and non-empty.
+    pub fn from_file(file: PipelineFile, source_name: Option<&str>) -> Result<Self> {
+        let err = |message: String| SamplingError::PipelineFile { source_name: source_name.map(str::to_string), message };
+        if file.pipelines.is_empty() {
+            return Err(err("the file holds no pipelines".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &file.pipelines {
+            if p.name.trim().is_empty() {
+                return Err(err("a pipeline has an empty name".into()));
+            }
+            if !seen.insert(p.name.clone()) {
+                return Err(err(format!("pipeline name `{}` appears twice", p.name)));
+            }
+        }
+        let pipelines = file.pipelines.into_iter().map(Pipeline::from_spec).collect::<Result<Vec<_>>>().map_err(|e| match e {
+            SamplingError::PipelineFile { message, .. } => err(message),
+            other => other,
+        })?;
+        Ok(Self { pipelines })
+    }
+
+    /// Parses and builds a pipeline file's YAML text.
+    pub fn from_yaml(text: &str, source_name: Option<&str>) -> Result<Self> {
+        Self::from_file(PipelineFile::from_yaml(text, source_name)?, source_name)
+    }
+
+    /// Reads and builds a pipeline file.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SamplingError::PipelineFile { source_name: Some(name.clone()), message: e.to_string() })?;
+        Self::from_yaml(&text, Some(&name))
+    }
+
+    /// A set of already-built pipelines.
+    pub fn from_pipelines(pipelines: Vec<Pipeline>) -> Self {
+        Self { pipelines }
+    }
+
+    /// The pipelines.
+    pub fn pipelines(&self) -> &[Pipeline] {
+        &self.pipelines
+    }
+
+    /// The file these pipelines serialise to.
+    pub fn to_file(&self) -> PipelineFile {
+        PipelineFile { pipelines: self.pipelines.iter().map(|p| p.spec.clone()).collect() }
+    }
+
+    /// YAML text of [`PipelineSet::to_file`].
+    pub fn to_yaml(&self) -> String {
+        self.to_file().to_yaml()
+    }
+
+    /// The pipeline called `name`.
+    pub fn get(&self, name: &str) -> Result<&Pipeline> {
+        self.pipelines.iter().find(|p| p.name() == name).ok_or_else(|| SamplingError::NoSuchPipeline {
+            name: name.to_string(),
+            available: self.pipelines.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The only pipeline, the one called `name`, or an error saying which names exist.
+    pub fn select(&self, name: Option<&str>) -> Result<&Pipeline> {
+        match name {
+            Some(n) => self.get(n),
+            None if self.pipelines.len() == 1 => Ok(&self.pipelines[0]),
+            None => Err(SamplingError::NoSuchPipeline {
+                name: "(none given; the file holds several, pass a name)".into(),
+                available: self.pipelines.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// A pipeline picked at random with probability proportional to its weight, reproducibly for
+    /// `seed`. Errors if every weight is 0.
+    pub fn choose(&self, seed: u64) -> Result<&Pipeline> {
+        let total: f64 = self.pipelines.iter().map(|p| p.weight()).sum();
+        if total <= 0.0 {
+            return Err(SamplingError::PipelineFile { source_name: None, message: "every pipeline weight is 0: nothing to choose".into() });
+        }
+        let target = rng::uniform(&mut rng::seeded(seed, u64::MAX)) * total;
+        let mut cum = 0.0;
+        for p in &self.pipelines {
+            cum += p.weight();
+            if target < cum && p.weight() > 0.0 {
+                return Ok(p);
+            }
+        }
+        Ok(self.pipelines.iter().rev().find(|p| p.weight() > 0.0).unwrap_or(&self.pipelines[0]))
+    }
+}

@@ -1,0 +1,69 @@
+//! `xtc` (exclude top choices).
+
+use rand_chacha::ChaCha20Rng;
+
+use crate::error::Result;
+use crate::rng;
+use crate::row::Row;
+use crate::spec::ParamReader;
+use crate::stage::{Context, Stage};
+
+/// llama.cpp XTC: with probability π (own seeded RNG), remove every token with `p ≥ threshold`
+/// except the least likely of them; a no-op when fewer than two tokens reach the threshold, when
+/// `threshold > 0.5`, or when fewer than `min_keep` tokens would remain.
+#[derive(Debug, Clone)]
+pub struct Xtc {
+    /// Probability threshold.
+    pub threshold: f64,
+    /// Chance π of acting at a step.
+    pub probability: f64,
+    /// Minimum number of tokens that must remain.
+    pub min_keep: usize,
+    seed: u64,
+    rng: ChaCha20Rng,
+}
+
+impl Xtc {
+    /// Reads `{threshold ∈ [0, 1], probability ∈ [0, 1], seed (default 0), min_tokens_to_keep}`.
+    pub fn from_params(p: &mut ParamReader) -> Result<Self> {
+        let threshold = p.f64_checked("threshold", Some(0.1), |v| (0.0..=1.0).contains(&v), "must be in [0, 1]")?;
+        let probability = p.f64_checked("probability", Some(0.5), |v| (0.0..=1.0).contains(&v), "must be in [0, 1]")?;
+        let seed = p.u64_or("seed", 0)?;
+        let min_keep = p.min_keep()?;
+        Ok(Self { threshold, probability, min_keep, seed, rng: rng::seeded(seed, 0) })
+    }
+}
+
+impl Stage for Xtc {
+    fn name(&self) -> &'static str {
+        "xtc"
+    }
+    fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
+        if self.probability <= 0.0 || self.threshold > 0.5 || row.kept() < 2 {
+            return Ok(());
+        }
+        if rng::uniform(&mut self.rng) >= self.probability {
+            return Ok(());
+        }
+        // p ≥ threshold ⇔ z ≥ lse + ln(threshold)
+        let t = row.lse() + self.threshold.ln() as f32;
+        let vals = row.values();
+        let above = vals.iter().filter(|&&v| v >= t).count();
+        if above < 2 {
+            return Ok(());
+        }
+        let least = vals.iter().copied().filter(|&v| v >= t).fold(f32::INFINITY, f32::min);
+        let removed = vals.iter().filter(|&&v| v >= t && v > least).count();
+        if row.kept() - removed < self.min_keep {
+            return Ok(());
+        }
+        row.remove_where(|_, v| v >= t && v > least);
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.rng = rng::seeded(self.seed, 0);
+    }
+    fn clone_box(&self) -> Box<dyn Stage> {
+        Box::new(self.clone())
+    }
+}
