@@ -12,6 +12,7 @@ Run by hand (deterministic: seeded numpy RNG, torch pinned to 1 CPU thread):
     python3 tests/reference/gen_hf_warpers.py            # writes the files
     python3 tests/reference/gen_hf_warpers.py --check    # regenerate in memory and
                                                          # compare with committed files
+    python3 tests/reference/gen_hf_warpers.py --vocabs 49152   # only some vocab sizes
 
 Requirements: numpy, safetensors, torch, transformers (``pip install ...``).
 
@@ -30,6 +31,11 @@ Outputs (in tests/data/hf_warpers/):
       the order of torch's (unstable) sort / topk, so for those rows only count,
       kept_sum and kept_max are implementation-independent; the mask is exact except
       for tokens whose value equals the split value.
+    - ``{c}.sensitive`` U8  [R]  (extra) 1 if the row's outcome sits within float noise
+      of a cut-off: re-running some stage with its threshold moved by 2e-6 (absolute,
+      top_p/typical mass) or 1e-5 (relative, min_p/epsilon/eta) changes its kept count,
+      or a float64 evaluation of the same rule disagrees with HF's float32 result.
+      Compare such rows with a tolerance (count within a few tokens / 0.1%).
 
 The safetensors metadata of every file records the versions used.
 """
@@ -396,7 +402,7 @@ def versions() -> dict:
     }
 
 
-def generate():
+def generate(vocabs=VOCABS):
     cases = build_cases()
     dropped = []
     for case in list(cases):
@@ -413,7 +419,7 @@ def generate():
     meta = {k: str(v) for k, v in versions().items()}
     meta["rows"] = ",".join(ROW_NAMES)
     meta["seed"] = str(SEED)
-    for V in VOCABS:
+    for V in vocabs:
         x16 = build_rows(V)
         x32 = x16.astype(np.float32)  # exact
         files[f"inputs_v{V}.safetensors"] = ({"logits": x16}, meta)
@@ -437,12 +443,12 @@ def generate():
     return files, cases_json, cases, summary, dropped, problems
 
 
-def sanity(out_dir: Path, cases: list[dict]):
+def sanity(out_dir: Path, cases: list[dict], vocabs=VOCABS):
     """Reload the written files and check invariants."""
     loaded_cases = json.loads((out_dir / "cases.json").read_text())
     assert loaded_cases == cases
     names = [c["name"] for c in cases]
-    for V in VOCABS:
+    for V in vocabs:
         x = load_file(str(out_dir / f"inputs_v{V}.safetensors"))["logits"]
         assert x.dtype == np.float16 and x.shape == (R, V)
         x32 = x.astype(np.float32)
@@ -494,13 +500,16 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="regenerate in memory and compare with the files on disk")
     ap.add_argument("--out", type=Path, default=OUT_DIR)
+    ap.add_argument("--vocabs", type=int, nargs="+", default=list(VOCABS),
+                    help="vocab sizes to generate (default: %(default)s)")
     args = ap.parse_args()
+    vocabs = tuple(args.vocabs)
 
     torch.set_num_threads(1)  # fixed reduction order
     v = versions()
     print("versions: " + " ".join(f"{k}={val}" for k, val in v.items()))
 
-    files, cases_json, cases, summary, dropped, problems = generate()
+    files, cases_json, cases, summary, dropped, problems = generate(vocabs)
     out_dir: Path = args.out
 
     if args.check:
@@ -522,10 +531,11 @@ def main():
     (out_dir / "cases.json").write_text(cases_json)
     for fname, (tensors, meta) in files.items():
         save_file(tensors, str(out_dir / fname), metadata=meta)
-    sanity(out_dir, cases)
+        (out_dir / fname).chmod(0o644)
+    sanity(out_dir, cases, vocabs)
 
     # summary
-    for V in VOCABS:
+    for V in vocabs:
         print(f"\nV={V}: kept-token counts per case x row ('*' tie split, '~' sensitive)")
         print(f"{'case':42s}" + "".join(f"{n[:11]:>12s}" for n in ROW_NAMES))
         for case in cases:

@@ -10,6 +10,7 @@ pub mod grid;
 pub mod math;
 pub mod pipeline;
 pub mod rng;
+pub mod reference;
 pub mod row;
 pub mod sample;
 pub mod select;
@@ -17,6 +18,7 @@ pub mod spec;
 pub mod stage;
 pub mod stages;
 pub mod stats;
+pub mod synth;
 
 pub use config::{SamplingConfig, PRESETS};
 pub use error::{Result, SamplingError};

@@ -145,11 +145,11 @@ pub fn log_sum_exp(xs: &[f32]) -> (f32, f32) {
 }
 
 /// Shannon entropy (nats) of `softmax(x)`: `H = lse − Σ p_i x_i` with `p = softmax(x)`.
-/// Returns `(lse, H)`; `-inf` entries contribute nothing.
-pub fn lse_and_entropy(xs: &[f32]) -> (f32, f64) {
+/// Returns `(lse, H)` in f64; `-inf` entries contribute nothing.
+pub fn lse_and_entropy(xs: &[f32]) -> (f64, f64) {
     let m = max(xs);
     if m == f32::NEG_INFINITY {
-        return (m, 0.0);
+        return (f64::NEG_INFINITY, 0.0);
     }
     // Σ e_i and Σ e_i·(x_i − m), with e_i = exp(x_i − m).
     let (mut z, mut zx) = (0.0f64, 0.0f64);
@@ -178,7 +178,7 @@ pub fn lse_and_entropy(xs: &[f32]) -> (f32, f64) {
     }
     let ln_z = z.ln();
     // H = −Σ p (d − ln z) = ln z − Σ e d / z
-    (m + ln_z as f32, (ln_z - zx / z).max(0.0))
+    (m as f64 + ln_z, (ln_z - zx / z).max(0.0))
 }
 
 /// Multiplies every element by `s` in place.
@@ -277,7 +277,7 @@ mod tests {
         assert!((exp_into(&xs, m, &mut out) - want).abs() < 1e-4 * want);
         assert_eq!(count_ge(&xs, 4.95), xs.iter().filter(|&&v| v >= 4.95).count());
         let (lse, h) = lse_and_entropy(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0]);
-        assert!((lse - 4f32.ln()).abs() < 1e-6 && (h - 4f64.ln()).abs() < 1e-6);
+        assert!((lse - 4f64.ln()).abs() < 1e-6 && (h - 4f64.ln()).abs() < 1e-6);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), Some(1));
         assert_eq!(argmax(&[f32::NEG_INFINITY]), None);
         assert_eq!(finite_min_max(&[f32::NEG_INFINITY, 2.0, -1.0]), Some((-1.0, 2.0)));

@@ -123,7 +123,7 @@ impl Row {
     }
 
     /// `(lse, H)`: log-sum-exp of the row and the entropy (nats) of its softmax.
-    pub fn lse_entropy(&self) -> (f32, f64) {
+    pub fn lse_entropy(&self) -> (f64, f64) {
         math::lse_and_entropy(&self.vals)
     }
 

@@ -66,7 +66,7 @@ impl Stage for Eta {
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let (lse, h) = row.lse_entropy();
         let eta = self.epsilon.min(self.epsilon.sqrt() * (-h).exp());
-        let t = row.with_min_keep(lse + eta.ln() as f32, self.min_keep);
+        let t = row.with_min_keep((lse + eta.ln()) as f32, self.min_keep);
         row.retain_ge(t);
         Ok(())
     }

@@ -31,12 +31,13 @@ impl Stage for Typical {
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let (lse, h) = row.lse_entropy();
-        let h = h as f32;
+        // −lp − H = (lse − H) − z: one f32 rounding of a constant computed in f64.
+        let c = (lse - h) as f32;
         let (_, z) = row.exp_scratch();
-        // Keys: larger is more typical, key = −|lse − z − H|; removed tokens get −inf.
+        // Keys: larger is more typical, key = −|c − z|; removed tokens get −inf.
         let mut keys = row.take_keys();
         keys.clear();
-        keys.extend(row.values().iter().map(|&v| if v == f32::NEG_INFINITY { v } else { -(lse - v - h).abs() }));
+        keys.extend(row.values().iter().map(|&v| if v == f32::NEG_INFINITY { v } else { -(c - v).abs() }));
         let mut t = row.key_threshold(&keys, self.mass * z);
         if self.min_keep > 1 {
             let kth = crate::select::top_weight_threshold(&keys, None, self.min_keep as f64, &mut row.select);
