@@ -1,1 +1,235 @@
-fn main() {}
+//! `adasamp`: thin subcommands over the adasamp libraries.
+
+mod bench_sampling;
+mod logits_io;
+mod pipeline_args;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use adasamp_sampling::grid::{filtered_grid, full_grid, Family};
+use adasamp_sampling::stages::STAGES;
+use adasamp_sampling::synth::{self, RowKind};
+use adasamp_sampling::{sample_batch, Context, PipelineFile, Row, StageSpec};
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use logits_io::Logits;
+use pipeline_args::PipelineArgs;
+
+/// adasamp: token sampling for language models as a first-class, measurable component.
+#[derive(Debug, Parser)]
+#[command(name = "adasamp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply a pipeline to every row of a logits file; removed tokens become exactly -inf.
+    Apply {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Input safetensors file with tensor `logits` (F32 [N, V]).
+        #[arg(long, value_name = "IN.safetensors")]
+        input: PathBuf,
+        /// Output safetensors file; receives tensor `logits` (F32 [N, V]).
+        #[arg(long, value_name = "OUT.safetensors")]
+        output: PathBuf,
+    },
+    /// Sample one token per row of a logits file; prints one JSON line per row.
+    Sample {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Input safetensors file with tensor `logits` (F32 [N, V]).
+        #[arg(long, value_name = "IN.safetensors")]
+        input: PathBuf,
+        /// RNG seed; row r uses stream r of this seed, so results do not depend on batching.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also print the N most likely tokens of each row's final distribution.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        top_n: usize,
+    },
+    /// Write a heuristic grid (SPEC 1.4) as a pipeline YAML file.
+    Grid {
+        /// Model family whose official defaults join the grid: llama, gemma, qwen or none.
+        #[arg(long, default_value = "none")]
+        family: Family,
+        /// The filtered grid (143 pipelines with a family) instead of the full one (396 / 384).
+        #[arg(long)]
+        filtered: bool,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List every stage with its parameters.
+    Stages,
+    /// Write a small example: synthetic logits rows and a pipeline file to try `apply` and `sample` on.
+    Example {
+        /// Directory to write `logits.safetensors` and `pipelines.yaml` into.
+        #[arg(long, default_value = "example")]
+        output: PathBuf,
+        /// Vocabulary size of the example rows.
+        #[arg(long, default_value_t = 49152)]
+        vocab: usize,
+    },
+    /// Time every sampling chain against a full-sort baseline; prints a table.
+    BenchSampling(bench_sampling::BenchArgs),
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Apply {
+            pipeline,
+            input,
+            output,
+        } => apply(&pipeline, &input, &output),
+        Command::Sample {
+            pipeline,
+            input,
+            seed,
+            top_n,
+        } => sample(&pipeline, &input, seed, top_n),
+        Command::Grid {
+            family,
+            filtered,
+            output,
+        } => {
+            let g = if filtered {
+                filtered_grid(family)
+            } else {
+                full_grid(family)
+            };
+            let yaml = g.to_yaml();
+            match output {
+                Some(p) => {
+                    logits_io::write_atomic(&p, yaml.as_bytes())?;
+                    eprintln!("wrote {} pipelines to {}", g.pipelines.len(), p.display());
+                }
+                None => print!("{yaml}"),
+            }
+            Ok(())
+        }
+        Command::Stages => {
+            for (name, params) in STAGES {
+                println!("{name:<22} {params}");
+            }
+            Ok(())
+        }
+        Command::Example { output, vocab } => example(&output, vocab),
+        Command::BenchSampling(args) => bench_sampling::run(&args),
+    }
+}
+
+fn apply(args: &PipelineArgs, input: &std::path::Path, output: &std::path::Path) -> Result<()> {
+    let mut p = args.build()?;
+    let l = logits_io::read(input)?;
+    let mut out = Logits {
+        rows: l.rows,
+        vocab: l.vocab,
+        data: vec![0.0; l.data.len()],
+    };
+    let mut row = Row::new();
+    for r in 0..l.rows {
+        p.reset();
+        p.apply_dense(
+            l.row(r),
+            r,
+            &Context::default(),
+            &mut row,
+            &mut out.data[r * l.vocab..(r + 1) * l.vocab],
+        )?;
+    }
+    logits_io::write(output, &out)?;
+    eprintln!(
+        "applied `{}` to {} rows × {} tokens → {}",
+        p.name(),
+        l.rows,
+        l.vocab,
+        output.display()
+    );
+    Ok(())
+}
+
+fn sample(args: &PipelineArgs, input: &std::path::Path, seed: u64, top_n: usize) -> Result<()> {
+    let p = args.build()?;
+    let l = logits_io::read(input)?;
+    let samples = sample_batch(&p, &l.data, l.vocab, seed, top_n)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (r, s) in samples.iter().enumerate() {
+        let line = serde_json::json!({
+            "row": r,
+            "token": s.token,
+            "prob": s.prob,
+            "logprob": s.logprob,
+            "top": s.top,
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn example(dir: &std::path::Path, vocab: usize) -> Result<()> {
+    if vocab < 2 {
+        bail!("--vocab must be at least 2 (got {vocab})");
+    }
+    let data: Vec<f32> = RowKind::ALL
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &k)| synth::row(k, vocab, i as u64))
+        .collect();
+    let rows = RowKind::ALL.len();
+    logits_io::write(
+        &dir.join("logits.safetensors"),
+        &Logits { rows, vocab, data },
+    )?;
+    let pipelines = PipelineFile {
+        pipelines: vec![
+            adasamp_sampling::PipelineSpec {
+                name: "min_p0.05".into(),
+                weight: 1.0,
+                processors: vec![StageSpec::new("min_p", &[("min_p", 0.05)])],
+            },
+            adasamp_sampling::PipelineSpec {
+                name: "temp0.8_top_p0.95".into(),
+                weight: 1.0,
+                processors: vec![
+                    StageSpec::new("temperature", &[("temperature", 0.8)]),
+                    StageSpec::new("top_p", &[("top_p", 0.95)]),
+                ],
+            },
+            adasamp_sampling::PipelineSpec {
+                name: "llama_cpp_default".into(),
+                weight: 1.0,
+                processors: vec![
+                    StageSpec::new("top_k", &[("top_k", 40.0)]),
+                    StageSpec::new("top_p", &[("top_p", 0.95)]),
+                    StageSpec::new("min_p", &[("min_p", 0.05)]),
+                    StageSpec::new("temperature", &[("temperature", 0.8)]),
+                ],
+            },
+        ],
+    };
+    logits_io::write_atomic(&dir.join("pipelines.yaml"), pipelines.to_yaml().as_bytes())?;
+    eprintln!(
+        "wrote {}/logits.safetensors ({rows} rows: {}; V = {vocab}) and {}/pipelines.yaml",
+        dir.display(),
+        RowKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        dir.display()
+    );
+    Ok(())
+}

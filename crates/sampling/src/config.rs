@@ -30,7 +30,15 @@ pub struct SamplingConfig {
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, do_sample: true, seed: None }
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            do_sample: true,
+            seed: None,
+        }
     }
 }
 
@@ -43,19 +51,50 @@ impl SamplingConfig {
     pub fn preset(name: &str) -> Result<Self> {
         let d = Self::default();
         Ok(match name {
-            "creative" => Self { temperature: 1.2, top_p: 0.95, top_k: 100, repetition_penalty: 1.1, ..d },
-            "precise" => Self { temperature: 0.3, top_p: 0.9, top_k: 20, repetition_penalty: 1.05, ..d },
-            "balanced" => Self { temperature: 0.7, top_p: 0.9, top_k: 50, ..d },
-            "deterministic" => Self { temperature: 0.0, do_sample: false, ..d },
+            "creative" => Self {
+                temperature: 1.2,
+                top_p: 0.95,
+                top_k: 100,
+                repetition_penalty: 1.1,
+                ..d
+            },
+            "precise" => Self {
+                temperature: 0.3,
+                top_p: 0.9,
+                top_k: 20,
+                repetition_penalty: 1.05,
+                ..d
+            },
+            "balanced" => Self {
+                temperature: 0.7,
+                top_p: 0.9,
+                top_k: 50,
+                ..d
+            },
+            "deterministic" => Self {
+                temperature: 0.0,
+                do_sample: false,
+                ..d
+            },
             other => return Err(SamplingError::UnknownPreset(other.to_string())),
         })
     }
 
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, value: f64, reason: &str| Err(SamplingError::InvalidConfig { field: field.into(), value: value.to_string(), reason: reason.into() });
+        let bad = |field: &str, value: f64, reason: &str| {
+            Err(SamplingError::InvalidConfig {
+                field: field.into(),
+                value: value.to_string(),
+                reason: reason.into(),
+            })
+        };
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad("temperature", self.temperature, "must be ≥ 0 and finite (0 = greedy)");
+            return bad(
+                "temperature",
+                self.temperature,
+                "must be ≥ 0 and finite (0 = greedy)",
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", self.top_p, "must be in (0, 1]");
@@ -64,7 +103,11 @@ impl SamplingConfig {
             return bad("min_p", self.min_p, "must be in [0, 1]");
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad("repetition_penalty", self.repetition_penalty, "must be > 0 and finite");
+            return bad(
+                "repetition_penalty",
+                self.repetition_penalty,
+                "must be > 0 and finite",
+            );
         }
         Ok(())
     }
@@ -79,7 +122,10 @@ impl SamplingConfig {
         self.validate()?;
         let mut s = Vec::new();
         if self.repetition_penalty != 1.0 {
-            s.push(StageSpec::new("repetition_penalty", &[("penalty", self.repetition_penalty)]));
+            s.push(StageSpec::new(
+                "repetition_penalty",
+                &[("penalty", self.repetition_penalty)],
+            ));
         }
         if self.is_greedy() {
             s.push(StageSpec::new("greedy", &[]));
@@ -94,10 +140,17 @@ impl SamplingConfig {
                 s.push(StageSpec::new("min_p", &[("min_p", self.min_p)]));
             }
             if self.temperature != 1.0 {
-                s.push(StageSpec::new("temperature", &[("temperature", self.temperature)]));
+                s.push(StageSpec::new(
+                    "temperature",
+                    &[("temperature", self.temperature)],
+                ));
             }
         }
-        Ok(PipelineSpec { name: name.to_string(), weight: 1.0, processors: s })
+        Ok(PipelineSpec {
+            name: name.to_string(),
+            weight: 1.0,
+            processors: s,
+        })
     }
 
     /// The equivalent pipeline.
@@ -112,9 +165,22 @@ mod tests {
 
     #[test]
     fn presets_map_to_llama_cpp_order() {
-        let names: Vec<String> = SamplingConfig::preset("creative").unwrap().to_spec("c").unwrap().processors.into_iter().map(|s| s.name).collect();
-        assert_eq!(names, ["repetition_penalty", "top_k", "top_p", "temperature"]);
-        let g = SamplingConfig::preset("deterministic").unwrap().to_spec("d").unwrap();
+        let names: Vec<String> = SamplingConfig::preset("creative")
+            .unwrap()
+            .to_spec("c")
+            .unwrap()
+            .processors
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["repetition_penalty", "top_k", "top_p", "temperature"]
+        );
+        let g = SamplingConfig::preset("deterministic")
+            .unwrap()
+            .to_spec("d")
+            .unwrap();
         assert_eq!(g.processors[0].name, "greedy");
         assert!(SamplingConfig::preset("wild").is_err());
         for p in PRESETS {
@@ -124,9 +190,19 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let c = SamplingConfig { top_p: 1.5, ..Default::default() };
+        let c = SamplingConfig {
+            top_p: 1.5,
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("top_p"));
-        let c = SamplingConfig { temperature: -1.0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("temperature"));
+        let c = SamplingConfig {
+            temperature: -1.0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature"));
     }
 }

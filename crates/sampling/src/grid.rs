@@ -43,8 +43,14 @@ impl Family {
     fn official(self) -> Option<Vec<StageSpec>> {
         match self {
             Self::Llama => Some(vec![StageSpec::new("top_p", &[("top_p", 0.9)])]),
-            Self::Gemma => Some(vec![StageSpec::new("top_p", &[("top_p", 0.95)]), StageSpec::new("top_k", &[("top_k", 64.0)])]),
-            Self::Qwen => Some(vec![StageSpec::new("top_p", &[("top_p", 0.8)]), StageSpec::new("top_k", &[("top_k", 20.0)])]),
+            Self::Gemma => Some(vec![
+                StageSpec::new("top_p", &[("top_p", 0.95)]),
+                StageSpec::new("top_k", &[("top_k", 64.0)]),
+            ]),
+            Self::Qwen => Some(vec![
+                StageSpec::new("top_p", &[("top_p", 0.8)]),
+                StageSpec::new("top_k", &[("top_k", 20.0)]),
+            ]),
             Self::None => None,
         }
     }
@@ -52,7 +58,9 @@ impl Family {
 
 /// The grid temperatures `round(1.2^x · 10) / 10` for `x ∈ [−6, 5]`.
 pub fn temperatures() -> Vec<f64> {
-    (-6..=5).map(|x| (1.2f64.powi(x) * 10.0).round() / 10.0).collect()
+    (-6..=5)
+        .map(|x| (1.2f64.powi(x) * 10.0).round() / 10.0)
+        .collect()
 }
 
 /// `(stage, param, values)` of the full grid's single-parameter heuristics.
@@ -78,17 +86,29 @@ fn pipeline(t: f64, suffix: Option<String>, rest: Vec<StageSpec>) -> PipelineSpe
         Some(s) => format!("temp{t}_{s}"),
         None => format!("temp{t}"),
     };
-    PipelineSpec { name, weight: 1.0, processors }
+    PipelineSpec {
+        name,
+        weight: 1.0,
+        processors,
+    }
 }
 
 fn variants(t: f64, family: Family, table: &[(&str, &str, &[f64])]) -> Vec<PipelineSpec> {
     let mut out = vec![pipeline(t, None, vec![])];
     if let Some(official) = family.official() {
-        out.push(pipeline(t, Some(format!("{}_default", family.name())), official));
+        out.push(pipeline(
+            t,
+            Some(format!("{}_default", family.name())),
+            official,
+        ));
     }
     for (stage, param, values) in table {
         for &v in *values {
-            out.push(pipeline(t, Some(format!("{stage}{v}")), vec![StageSpec::new(stage, &[(param, v)])]));
+            out.push(pipeline(
+                t,
+                Some(format!("{stage}{v}")),
+                vec![StageSpec::new(stage, &[(param, v)])],
+            ));
         }
     }
     out
@@ -96,17 +116,30 @@ fn variants(t: f64, family: Family, table: &[(&str, &str, &[f64])]) -> Vec<Pipel
 
 /// The full grid: 33 pipelines per temperature with family defaults (396), 32 without (384).
 pub fn full_grid(family: Family) -> PipelineFile {
-    PipelineFile { pipelines: temperatures().into_iter().flat_map(|t| variants(t, family, FULL)).collect() }
+    PipelineFile {
+        pipelines: temperatures()
+            .into_iter()
+            .flat_map(|t| variants(t, family, FULL))
+            .collect(),
+    }
 }
 
 /// The filtered grid: 9 temperatures 0.3–1.4 × {alone, official, top_p, top_k, epsilon}, plus
 /// min_p {.01, .02, .05, .1} over the 11 temperatures 0.3–2.1 (143 with family defaults).
 pub fn filtered_grid(family: Family) -> PipelineFile {
     let temps = temperatures();
-    let mut pipelines: Vec<PipelineSpec> = temps.iter().filter(|&&t| t <= 1.4).flat_map(|&t| variants(t, family, FILTERED)).collect();
+    let mut pipelines: Vec<PipelineSpec> = temps
+        .iter()
+        .filter(|&&t| t <= 1.4)
+        .flat_map(|&t| variants(t, family, FILTERED))
+        .collect();
     for &t in temps.iter().filter(|&&t| t <= 2.1) {
         for v in [0.01, 0.02, 0.05, 0.1] {
-            pipelines.push(pipeline(t, Some(format!("min_p{v}")), vec![StageSpec::new("min_p", &[("min_p", v)])]));
+            pipelines.push(pipeline(
+                t,
+                Some(format!("min_p{v}")),
+                vec![StageSpec::new("min_p", &[("min_p", v)])],
+            ));
         }
     }
     PipelineFile { pipelines }
@@ -119,7 +152,10 @@ mod tests {
 
     #[test]
     fn temperatures_are_the_spec_list() {
-        assert_eq!(temperatures(), vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.4, 1.7, 2.1, 2.5]);
+        assert_eq!(
+            temperatures(),
+            vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.4, 1.7, 2.1, 2.5]
+        );
     }
 
     #[test]

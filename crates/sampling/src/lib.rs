@@ -4,13 +4,14 @@
 //! ASN YAML format or a flat [`SamplingConfig`], seeded portable sampling, heuristic grids, and
 //! distribution statistics. No ML framework.
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod grid;
 pub mod math;
 pub mod pipeline;
-pub mod rng;
 pub mod reference;
+pub mod rng;
 pub mod row;
 pub mod sample;
 pub mod select;

@@ -1,111 +1,152 @@
 //! Vectorisable f32 kernels over logits rows: max, exp, sums, counts.
 //!
-//! Every loop works on fixed-width lane arrays so LLVM emits SIMD code (AVX2 with the workspace's
-//! `x86-64-v3` baseline). None uses fused multiply-add or libm, so results are bit-identical on
-//! every machine — the seeded sampler relies on that for portable reproducibility.
+//! Every loop is written so LLVM emits SIMD code (AVX2 + FMA with the workspace's `x86-64-v3`
+//! baseline). Nothing calls libm, and fused multiply-add is IEEE-exact (one rounding, in hardware
+//! or software alike), so results are bit-identical on every machine — the seeded sampler relies
+//! on that for portable reproducibility.
+
+use wide::{f32x8, CmpEq, CmpGe, CmpLt, CmpNe};
 
 /// Number of f32 lanes each kernel processes per iteration.
-const LANES: usize = 16;
 /// Reductions accumulate this many elements in f32 before adding into an f64 total.
 const BLOCK: usize = 1024;
 
 /// Below this input, `exp` underflows to exactly 0 (covers `-inf`).
 const EXP_MIN: f32 = -87.336_55;
-const EXP_MAX: f32 = 88.722_83;
+/// Inputs are clamped here so that `2^n` stays a normal number (`exp(88) ≈ 1.65e38`).
+const EXP_MAX: f32 = 88.0;
 
 /// `exp(x)` in f32 with ≤ 2 ulp error (Cephes `expf` polynomial), `exp(-inf) = 0` exactly.
 ///
-/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, `exp(x) = 2^n · P(r)`.
+/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, `exp(x) = 2^n · P(r)`. `n` is rounded with the
+/// `1.5·2^23` trick so the whole function is branch-free straight-line code that vectorises.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23
     let xc = x.clamp(EXP_MIN, EXP_MAX);
-    let n = (xc * LOG2E + 0.5).floor();
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let t = xc.mul_add(LOG2E, MAGIC); // low mantissa bits hold round(x·log2e)
+    let n = t - MAGIC;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
     let r2 = r * r;
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5e-1;
-    let y = p * r2 + r + 1.0;
-    // 2^n by building the exponent bits; n ∈ [-126, 128] after the clamp.
-    let bits = ((n as i32 + 127).clamp(1, 254) as u32) << 23;
-    let v = y * f32::from_bits(bits) * if n > 127.0 { 2.0 } else { 1.0 };
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5e-1);
+    let y = p.mul_add(r2, r) + 1.0;
+    // 2^n: the low bits of `t` are n (two's complement); shift them into the exponent field.
+    let scale = f32::from_bits((t.to_bits() << 23).wrapping_add(127 << 23));
     if x < EXP_MIN {
         0.0
     } else {
-        v
+        y * scale
     }
 }
 
 /// Largest element (`-inf` for an empty slice). NaN-free input assumed.
 pub fn max(xs: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = xs.chunks_exact(LANES);
+    const W: usize = 32; // four independent AVX2 accumulators
+    let mut acc = [f32::NEG_INFINITY; W];
+    let chunks = xs.chunks_exact(W);
     let rest = chunks.remainder();
     for c in chunks {
-        for l in 0..LANES {
+        for l in 0..W {
             acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
         }
     }
     let mut m = f32::NEG_INFINITY;
-    for &v in acc.iter().chain(rest) {
-        if v > m {
-            m = v;
-        }
+    for v in acc {
+        m = if v > m { v } else { m };
+    }
+    for &v in rest {
+        m = if v > m { v } else { m };
     }
     m
 }
 
-/// Smallest and largest finite elements, or `None` if there is none.
-pub fn finite_min_max(xs: &[f32]) -> Option<(f32, f32)> {
-    let mut lo = [f32::INFINITY; LANES];
-    let mut hi = [f32::NEG_INFINITY; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            let v = c[l];
-            let fin = v.is_finite();
-            lo[l] = if fin && v < lo[l] { v } else { lo[l] };
-            hi[l] = if fin && v > hi[l] { v } else { hi[l] };
+/// `(max, has_nan)` of `xs` in one pass.
+pub fn max_nan(xs: &[f32]) -> (f32, bool) {
+    let mut acc = [f32x8::splat(f32::NEG_INFINITY); 4];
+    let mut nan = f32x8::splat(0.0);
+    let n = xs.len() / 32 * 32;
+    for c in xs[..n].chunks_exact(32) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let v = load8(&c[j * 8..]);
+            *a = a.fast_max(v);
+            nan |= v.cmp_ne(v);
         }
     }
-    let (mut a, mut b) = (f32::INFINITY, f32::NEG_INFINITY);
-    for l in 0..LANES {
-        a = a.min(lo[l]);
-        b = b.max(hi[l]);
-    }
-    for &v in rest {
-        if v.is_finite() {
-            a = a.min(v);
-            b = b.max(v);
+    let mut m = f32::NEG_INFINITY;
+    for a in acc {
+        for v in a.to_array() {
+            m = if v > m { v } else { m };
         }
     }
-    (a <= b).then_some((a, b))
+    let mut any_nan = nan.any();
+    for &v in &xs[n..] {
+        m = if v > m { v } else { m };
+        any_nan |= v.is_nan();
+    }
+    (m, any_nan)
 }
 
-/// `Σ exp(x_i − m)` in f64 (f32 lanes within blocks of [`BLOCK`]).
+/// Smallest and largest finite elements, or `None` if there is none. Input: finite or `-inf`.
+pub fn finite_min_max(xs: &[f32]) -> Option<(f32, f32)> {
+    let hi = max(xs);
+    if hi == f32::NEG_INFINITY {
+        return None;
+    }
+    let (inf, ninf) = (f32x8::splat(f32::INFINITY), f32x8::splat(f32::NEG_INFINITY));
+    let mut acc = inf;
+    let n = xs.len() / 8 * 8;
+    for c in xs[..n].chunks_exact(8) {
+        let v = load8(c);
+        acc = acc.fast_min(v.cmp_eq(ninf).blend(inf, v));
+    }
+    let mut lo = f32::INFINITY;
+    for v in acc.to_array().into_iter().chain(xs[n..].iter().copied()) {
+        if v > f32::NEG_INFINITY && v < lo {
+            lo = v;
+        }
+    }
+    Some((lo, hi))
+}
+
+/// Sum of a block in f32 with 8 independent lanes (fixed order: reproducible).
+#[inline(always)]
+fn lane_sum(xs: &[f32]) -> f32 {
+    let mut acc = f32x8::splat(0.0);
+    let n = xs.len() / 8 * 8;
+    for c in xs[..n].chunks_exact(8) {
+        acc += load8(c);
+    }
+    let a = acc.to_array();
+    let mut s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    for &v in &xs[n..] {
+        s += v;
+    }
+    s
+}
+
+/// `Σ x_i` in f64 (f32 lanes within blocks of [`BLOCK`]).
+pub fn sum(xs: &[f32]) -> f64 {
+    xs.chunks(BLOCK).map(|b| lane_sum(b) as f64).sum()
+}
+
+/// `Σ exp(x_i − m)` in f64 (f32 within blocks of [`BLOCK`] elements).
 pub fn sum_exp(xs: &[f32], m: f32) -> f64 {
+    let mut buf = [0.0f32; BLOCK];
     let mut total = 0.0f64;
     for block in xs.chunks(BLOCK) {
-        let mut acc = [0.0f32; LANES];
-        let chunks = block.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for l in 0..LANES {
-                acc[l] += exp(c[l] - m);
-            }
+        let b = &mut buf[..block.len()];
+        for (o, x) in b.iter_mut().zip(block) {
+            *o = exp(*x - m);
         }
-        let mut s: f32 = acc.iter().sum();
-        for &v in rest {
-            s += exp(v - m);
-        }
-        total += s as f64;
+        total += lane_sum(b) as f64;
     }
     total
 }
@@ -113,35 +154,60 @@ pub fn sum_exp(xs: &[f32], m: f32) -> f64 {
 /// Writes `out_i = exp(x_i − m)` and returns `Σ out_i` in f64. `out.len() == xs.len()`.
 pub fn exp_into(xs: &[f32], m: f32, out: &mut [f32]) -> f64 {
     debug_assert_eq!(xs.len(), out.len());
+    for (o, x) in out.iter_mut().zip(xs) {
+        *o = exp(*x - m);
+    }
+    sum(out)
+}
+
+/// Replaces `out` by `exp(x_i − m)` for every `x_i` and returns `Σ` in f64 (no zero-fill).
+pub fn exp_into_vec(xs: &[f32], m: f32, out: &mut Vec<f32>) -> f64 {
+    out.clear();
+    out.extend(xs.iter().map(|&x| exp(x - m)));
+    sum(out)
+}
+
+/// Replaces `out` by `exp(x_i − m)` and returns `(Σ out_i, Σ out_i·(x_i − m))` in f64, one pass.
+pub fn exp_into_vec_with_dot(xs: &[f32], m: f32, out: &mut Vec<f32>) -> (f64, f64) {
+    out.clear();
+    let (mut z, mut zx) = (0.0f64, 0.0f64);
+    let mut d = [0.0f32; BLOCK];
+    for block in xs.chunks(BLOCK) {
+        let start = out.len();
+        out.extend(block.iter().map(|&x| exp(x - m)));
+        let e = &out[start..];
+        let db = &mut d[..block.len()];
+        for ((o, &x), &w) in db.iter_mut().zip(block).zip(e) {
+            *o = if w > 0.0 { w * (x - m) } else { 0.0 };
+        }
+        z += lane_sum(e) as f64;
+        zx += lane_sum(db) as f64;
+    }
+    (z, zx)
+}
+
+/// `Σ e_i·(v_i − m)` over entries with `e_i > 0`, in f64.
+pub fn dot_shifted(e: &[f32], v: &[f32], m: f32) -> f64 {
     let mut total = 0.0f64;
-    for (xb, ob) in xs.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
-        let mut acc = [0.0f32; LANES];
-        let n = xb.len() / LANES * LANES;
-        for (xc, oc) in xb[..n].chunks_exact(LANES).zip(ob[..n].chunks_exact_mut(LANES)) {
-            for l in 0..LANES {
-                let e = exp(xc[l] - m);
-                oc[l] = e;
-                acc[l] += e;
-            }
+    let mut buf = [0.0f32; BLOCK];
+    for (eb, vb) in e.chunks(BLOCK).zip(v.chunks(BLOCK)) {
+        let b = &mut buf[..eb.len()];
+        for ((o, &x), &y) in b.iter_mut().zip(eb).zip(vb) {
+            *o = if x > 0.0 { x * (y - m) } else { 0.0 };
         }
-        let mut s: f32 = acc.iter().sum();
-        for (x, o) in xb[n..].iter().zip(&mut ob[n..]) {
-            *o = exp(*x - m);
-            s += *o;
-        }
-        total += s as f64;
+        total += lane_sum(b) as f64;
     }
     total
 }
 
-/// Log-sum-exp of the row and its maximum: `(m, m + ln Σ exp(x_i − m))`.
+/// Log-sum-exp of the row and its maximum: `(m, m + ln Σ exp(x_i − m))` (f64 lse).
 /// `lse = -inf` when every entry is `-inf`.
-pub fn log_sum_exp(xs: &[f32]) -> (f32, f32) {
+pub fn log_sum_exp(xs: &[f32]) -> (f32, f64) {
     let m = max(xs);
     if m == f32::NEG_INFINITY {
-        return (m, m);
+        return (m, f64::NEG_INFINITY);
     }
-    (m, m + sum_exp(xs, m).ln() as f32)
+    (m, m as f64 + sum_exp(xs, m).ln())
 }
 
 /// Shannon entropy (nats) of `softmax(x)`: `H = lse − Σ p_i x_i` with `p = softmax(x)`.
@@ -151,99 +217,244 @@ pub fn lse_and_entropy(xs: &[f32]) -> (f64, f64) {
     if m == f32::NEG_INFINITY {
         return (f64::NEG_INFINITY, 0.0);
     }
-    // Σ e_i and Σ e_i·(x_i − m), with e_i = exp(x_i − m).
-    let (mut z, mut zx) = (0.0f64, 0.0f64);
-    for block in xs.chunks(BLOCK) {
-        let mut a = [0.0f32; LANES];
-        let mut b = [0.0f32; LANES];
-        let chunks = block.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for l in 0..LANES {
-                let d = c[l] - m;
-                let e = exp(d);
-                a[l] += e;
-                b[l] += if e > 0.0 { e * d } else { 0.0 };
-            }
-        }
-        let (mut sa, mut sb): (f32, f32) = (a.iter().sum(), b.iter().sum());
-        for &v in rest {
-            let d = v - m;
-            let e = exp(d);
-            sa += e;
-            sb += if e > 0.0 { e * d } else { 0.0 };
-        }
-        z += sa as f64;
-        zx += sb as f64;
-    }
+    let mut e = Vec::with_capacity(xs.len());
+    let z = exp_into_vec(xs, m, &mut e);
     let ln_z = z.ln();
     // H = −Σ p (d − ln z) = ln z − Σ e d / z
-    (m as f64 + ln_z, (ln_z - zx / z).max(0.0))
-}
-
-/// Multiplies every element by `s` in place.
-pub fn scale(xs: &mut [f32], s: f32) {
-    for x in xs.iter_mut() {
-        *x *= s;
-    }
+    (
+        m as f64 + ln_z,
+        (ln_z - dot_shifted(&e, xs, m) / z).max(0.0),
+    )
 }
 
 /// Number of elements `≥ t`.
 pub fn count_ge(xs: &[f32], t: f32) -> usize {
-    let mut acc = [0u32; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
+    let (tv, one) = (f32x8::splat(t), f32x8::splat(1.0));
     let mut total = 0usize;
-    for (i, c) in chunks.enumerate() {
-        for l in 0..LANES {
-            acc[l] += (c[l] >= t) as u32;
+    for block in xs.chunks(BLOCK) {
+        let mut acc = f32x8::splat(0.0);
+        let n = block.len() / 8 * 8;
+        for c in block[..n].chunks_exact(8) {
+            acc += load8(c).cmp_ge(tv) & one;
         }
-        if i % 65536 == 65535 {
-            total += acc.iter().map(|&a| a as usize).sum::<usize>();
-            acc = [0; LANES];
-        }
+        total += acc.reduce_add() as usize + block[n..].iter().filter(|&&v| v >= t).count();
     }
-    total += acc.iter().map(|&a| a as usize).sum::<usize>();
-    total + rest.iter().filter(|&&v| v >= t).count()
+    total
 }
 
-/// Number of finite elements.
+/// Number of elements that are not `-inf`.
 pub fn count_finite(xs: &[f32]) -> usize {
-    xs.len() - xs.iter().filter(|v| **v == f32::NEG_INFINITY).count()
+    count_ge(xs, f32::MIN)
 }
 
-/// Sets every element `< t` to `-inf`.
-pub fn mask_below(xs: &mut [f32], t: f32) {
-    for x in xs.iter_mut() {
-        *x = if *x < t { f32::NEG_INFINITY } else { *x };
+/// Stores 8 lanes into the start of `xs`.
+#[inline(always)]
+fn store8(xs: &mut [f32], v: f32x8) {
+    xs[..8].copy_from_slice(&v.to_array());
+}
+
+/// Sets `vals_i = -inf` (and `w_i = 0`, if given) wherever `vals_i < t`.
+pub fn mask_below(vals: &mut [f32], t: f32, mut w: Option<&mut [f32]>) {
+    let (tv, ninf, zero) = (
+        f32x8::splat(t),
+        f32x8::splat(f32::NEG_INFINITY),
+        f32x8::splat(0.0),
+    );
+    let n = vals.len() / 8 * 8;
+    for i in (0..n).step_by(8) {
+        let v = load8(&vals[i..]);
+        let below = v.cmp_lt(tv);
+        store8(&mut vals[i..], below.blend(ninf, v));
+        if let Some(w) = w.as_deref_mut() {
+            let old = load8(&w[i..]);
+            store8(&mut w[i..], below.blend(zero, old));
+        }
     }
-}
-
-/// Appends `(i, x_i)` for every `x_i ≥ t`, in index order, skipping whole blocks whose maximum
-/// is below `t`.
-pub fn gather_ge(xs: &[f32], t: f32, ids: &mut Vec<u32>, vals: &mut Vec<f32>) {
-    const B: usize = 32;
-    let mut base = 0usize;
-    for c in xs.chunks(B) {
-        if max(c) >= t {
-            for (j, &v) in c.iter().enumerate() {
-                if v >= t {
-                    ids.push((base + j) as u32);
-                    vals.push(v);
-                }
+    for i in n..vals.len() {
+        if vals[i] < t {
+            vals[i] = f32::NEG_INFINITY;
+            if let Some(w) = w.as_deref_mut() {
+                w[i] = 0.0;
             }
         }
-        base += c.len();
     }
+}
+
+/// Sets `vals_i = -inf` (and `w_i = 0`, if given) wherever `keys_i < t`. Whole-vector blends and
+/// plain stores (masked stores are microcoded and slow on some x86 cores).
+pub fn mask_by_keys(vals: &mut [f32], keys: &[f32], t: f32, mut w: Option<&mut [f32]>) {
+    let (tv, ninf, zero) = (
+        f32x8::splat(t),
+        f32x8::splat(f32::NEG_INFINITY),
+        f32x8::splat(0.0),
+    );
+    let n = vals.len() / 8 * 8;
+    for i in (0..n).step_by(8) {
+        let below = load8(&keys[i..]).cmp_lt(tv);
+        let old = load8(&vals[i..]);
+        store8(&mut vals[i..], below.blend(ninf, old));
+        if let Some(w) = w.as_deref_mut() {
+            let old = load8(&w[i..]);
+            store8(&mut w[i..], below.blend(zero, old));
+        }
+    }
+    for i in n..vals.len() {
+        if keys[i] < t {
+            vals[i] = f32::NEG_INFINITY;
+            if let Some(w) = w.as_deref_mut() {
+                w[i] = 0.0;
+            }
+        }
+    }
+}
+
+/// Loads 8 lanes from the start of `xs` (`xs.len() ≥ 8`).
+#[inline(always)]
+pub(crate) fn load8(xs: &[f32]) -> f32x8 {
+    f32x8::new(xs[..8].try_into().expect("8 lanes"))
+}
+
+/// Bit `l` set iff `c[l] ≥ t`, for 16 lanes.
+#[inline(always)]
+fn mask_ge(c: &[f32], t: f32x8) -> u32 {
+    let a = load8(c).cmp_ge(t).move_mask() as u32;
+    let b = load8(&c[8..]).cmp_ge(t).move_mask() as u32;
+    a | b << 8
+}
+
+/// Bit `l` set iff `lo ≤ c[l] < hi`, for 16 lanes.
+#[inline(always)]
+pub(crate) fn mask_in(c: &[f32], lo: f32x8, hi: f32x8) -> u32 {
+    let x = load8(c);
+    let y = load8(&c[8..]);
+    let a = (x.cmp_ge(lo) & x.cmp_lt(hi)).move_mask() as u32;
+    let b = (y.cmp_ge(lo) & y.cmp_lt(hi)).move_mask() as u32;
+    a | b << 8
+}
+
+/// Appends `(i, x_i)` for every `x_i ≥ t`, in index order; cost ∝ V/16 + number of hits.
+pub fn gather_ge(xs: &[f32], t: f32, ids: &mut Vec<u32>, vals: &mut Vec<f32>) {
+    let chunks = xs.chunks_exact(16);
+    let base_rest = xs.len() - chunks.remainder().len();
+    let tv = f32x8::splat(t);
+    for (b, c) in chunks.enumerate() {
+        let mut m = mask_ge(c, tv);
+        while m != 0 {
+            let l = m.trailing_zeros() as usize;
+            ids.push((b * 16 + l) as u32);
+            vals.push(c[l]);
+            m &= m - 1;
+        }
+    }
+    for (j, &v) in xs[base_rest..].iter().enumerate() {
+        if v >= t {
+            ids.push((base_rest + j) as u32);
+            vals.push(v);
+        }
+    }
+}
+
+/// Like [`gather_ge`], but gives up (returning `false`) once more than `limit` entries match.
+pub fn gather_ge_limited(
+    xs: &[f32],
+    t: f32,
+    limit: usize,
+    ids: &mut Vec<u32>,
+    vals: &mut Vec<f32>,
+) -> bool {
+    let chunks = xs.chunks_exact(16);
+    let base_rest = xs.len() - chunks.remainder().len();
+    let tv = f32x8::splat(t);
+    for (b, c) in chunks.enumerate() {
+        let mut m = mask_ge(c, tv);
+        while m != 0 {
+            let l = m.trailing_zeros() as usize;
+            ids.push((b * 16 + l) as u32);
+            vals.push(c[l]);
+            m &= m - 1;
+        }
+        if ids.len() > limit {
+            return false;
+        }
+    }
+    for (j, &v) in xs[base_rest..].iter().enumerate() {
+        if v >= t {
+            ids.push((base_rest + j) as u32);
+            vals.push(v);
+        }
+    }
+    ids.len() <= limit
 }
 
 /// Index of the first maximum (lowest index among ties), `None` if all are `-inf` or empty.
 pub fn argmax(xs: &[f32]) -> Option<usize> {
-    let m = max(xs);
-    if m == f32::NEG_INFINITY {
-        return None;
+    first_ge(xs, max(xs))
+}
+
+/// Index of the first element `≥ t` (`None` if none, or if `t` is `-inf` and all are `-inf`).
+pub fn first_ge(xs: &[f32], t: f32) -> Option<usize> {
+    if t == f32::NEG_INFINITY {
+        return xs.iter().position(|&v| v > t);
     }
-    xs.iter().position(|&v| v == m)
+    let tv = f32x8::splat(t);
+    let chunks = xs.chunks_exact(16);
+    let rest = xs.len() - chunks.remainder().len();
+    for (b, c) in chunks.enumerate() {
+        let m = mask_ge(c, tv);
+        if m != 0 {
+            return Some(b * 16 + m.trailing_zeros() as usize);
+        }
+    }
+    xs[rest..].iter().position(|&v| v >= t).map(|j| rest + j)
+}
+
+/// `(mean, population standard deviation)` of the finite (non-`-inf`) values, in f64.
+pub fn finite_mean_std(xs: &[f32]) -> (f64, f64) {
+    let ninf = f32x8::splat(f32::NEG_INFINITY);
+    let zero = f32x8::splat(0.0);
+    let one = f32x8::splat(1.0);
+    let (mut s, mut n) = (0.0f64, 0.0f64);
+    for block in xs.chunks(BLOCK) {
+        let (mut a, mut c) = (zero, zero);
+        let k = block.len() / 8 * 8;
+        for ch in block[..k].chunks_exact(8) {
+            let v = load8(ch);
+            let fin = v.cmp_ne(ninf);
+            a += fin.blend(v, zero);
+            c += fin & one;
+        }
+        s += a.reduce_add() as f64;
+        n += c.reduce_add() as f64;
+        for &v in &block[k..] {
+            if v > f32::NEG_INFINITY {
+                s += v as f64;
+                n += 1.0;
+            }
+        }
+    }
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mean = s / n;
+    let (mf, mut q) = (f32x8::splat(mean as f32), 0.0f64);
+    for block in xs.chunks(BLOCK) {
+        let mut a = zero;
+        let k = block.len() / 8 * 8;
+        for ch in block[..k].chunks_exact(8) {
+            let v = load8(ch);
+            let d = v.cmp_ne(ninf).blend(v - mf, zero);
+            a += d * d;
+        }
+        q += a.reduce_add() as f64;
+        for &v in &block[k..] {
+            if v > f32::NEG_INFINITY {
+                q += (v as f64 - mean).powi(2);
+            }
+        }
+    }
+    // Correct for using the f32-rounded mean: Σ(v − m')² = Σ(v − m)² + n(m − m')².
+    let dm = mean - mean as f32 as f64;
+    (mean, ((q / n) - dm * dm).max(0.0).sqrt())
 }
 
 #[cfg(test)]
@@ -268,19 +479,58 @@ mod tests {
 
     #[test]
     fn reductions() {
-        let xs: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0).collect();
+        let xs: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0)
+            .collect();
         assert_eq!(max(&xs), 5.0);
         let m = max(&xs);
         let want: f64 = xs.iter().map(|&v| ((v - m) as f64).exp()).sum();
         assert!((sum_exp(&xs, m) - want).abs() < 1e-4 * want);
         let mut out = vec![0.0; xs.len()];
         assert!((exp_into(&xs, m, &mut out) - want).abs() < 1e-4 * want);
-        assert_eq!(count_ge(&xs, 4.95), xs.iter().filter(|&&v| v >= 4.95).count());
+        assert_eq!(
+            count_ge(&xs, 4.95),
+            xs.iter().filter(|&&v| v >= 4.95).count()
+        );
         let (lse, h) = lse_and_entropy(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0]);
         assert!((lse - 4f64.ln()).abs() < 1e-6 && (h - 4f64.ln()).abs() < 1e-6);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), Some(1));
+        let long: Vec<f32> = (0..100)
+            .map(|i| {
+                if i == 77 || i == 90 {
+                    9.0
+                } else {
+                    (i % 7) as f32
+                }
+            })
+            .collect();
+        assert_eq!(argmax(&long), Some(77));
+        let xs2: Vec<f32> = (0..3001)
+            .map(|i| {
+                if i % 10 == 0 {
+                    f32::NEG_INFINITY
+                } else {
+                    ((i * 37) % 101) as f32 / 7.0 - 3.0
+                }
+            })
+            .collect();
+        let fin: Vec<f64> = xs2
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| v as f64)
+            .collect();
+        let mean = fin.iter().sum::<f64>() / fin.len() as f64;
+        let sd = (fin.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / fin.len() as f64).sqrt();
+        let (m2, sd2) = finite_mean_std(&xs2);
+        assert!(
+            (m2 - mean).abs() < 1e-6 && (sd2 - sd).abs() < 1e-5,
+            "{m2} {sd2} vs {mean} {sd}"
+        );
         assert_eq!(argmax(&[f32::NEG_INFINITY]), None);
-        assert_eq!(finite_min_max(&[f32::NEG_INFINITY, 2.0, -1.0]), Some((-1.0, 2.0)));
+        assert_eq!(
+            finite_min_max(&[f32::NEG_INFINITY, 2.0, -1.0]),
+            Some((-1.0, 2.0))
+        );
     }
 
     #[test]

@@ -22,10 +22,18 @@ impl Pipeline {
         if !spec.weight.is_finite() || spec.weight < 0.0 {
             return Err(SamplingError::PipelineFile {
                 source_name: None,
-                message: format!("pipeline `{}`: weight {} must be finite and ≥ 0", spec.name, spec.weight),
+                message: format!(
+                    "pipeline `{}`: weight {} must be finite and ≥ 0",
+                    spec.name, spec.weight
+                ),
             });
         }
-        let stages = spec.processors.iter().enumerate().map(|(i, s)| build_stage(s, &spec.name, i)).collect::<Result<Vec<_>>>()?;
+        let stages = spec
+            .processors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| build_stage(s, &spec.name, i))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self { spec, stages })
     }
 
@@ -72,7 +80,14 @@ impl Pipeline {
     }
 
     /// Applies the pipeline to a raw logits row and writes the dense result (`-inf` = removed).
-    pub fn apply_dense(&mut self, logits: &[f32], row_index: usize, ctx: &Context<'_>, row: &mut Row, out: &mut [f32]) -> Result<()> {
+    pub fn apply_dense(
+        &mut self,
+        logits: &[f32],
+        row_index: usize,
+        ctx: &Context<'_>,
+        row: &mut Row,
+        out: &mut [f32],
+    ) -> Result<()> {
         row.load(logits, row_index)?;
         self.apply(row, ctx)?;
         row.write_dense(out);
@@ -89,7 +104,10 @@ pub struct PipelineSet {
 impl PipelineSet {
     /// Builds every pipeline of a parsed file; names must be unique and non-empty.
     pub fn from_file(file: PipelineFile, source_name: Option<&str>) -> Result<Self> {
-        let err = |message: String| SamplingError::PipelineFile { source_name: source_name.map(str::to_string), message };
+        let err = |message: String| SamplingError::PipelineFile {
+            source_name: source_name.map(str::to_string),
+            message,
+        };
         if file.pipelines.is_empty() {
             return Err(err("the file holds no pipelines".into()));
         }
@@ -102,10 +120,15 @@ impl PipelineSet {
                 return Err(err(format!("pipeline name `{}` appears twice", p.name)));
             }
         }
-        let pipelines = file.pipelines.into_iter().map(Pipeline::from_spec).collect::<Result<Vec<_>>>().map_err(|e| match e {
-            SamplingError::PipelineFile { message, .. } => err(message),
-            other => other,
-        })?;
+        let pipelines = file
+            .pipelines
+            .into_iter()
+            .map(Pipeline::from_spec)
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| match e {
+                SamplingError::PipelineFile { message, .. } => err(message),
+                other => other,
+            })?;
         Ok(Self { pipelines })
     }
 
@@ -117,7 +140,10 @@ impl PipelineSet {
     /// Reads and builds a pipeline file.
     pub fn from_path(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SamplingError::PipelineFile { source_name: Some(name.clone()), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| SamplingError::PipelineFile {
+            source_name: Some(name.clone()),
+            message: e.to_string(),
+        })?;
         Self::from_yaml(&text, Some(&name))
     }
 
@@ -133,7 +159,9 @@ impl PipelineSet {
 
     /// The file these pipelines serialise to.
     pub fn to_file(&self) -> PipelineFile {
-        PipelineFile { pipelines: self.pipelines.iter().map(|p| p.spec.clone()).collect() }
+        PipelineFile {
+            pipelines: self.pipelines.iter().map(|p| p.spec.clone()).collect(),
+        }
     }
 
     /// YAML text of [`PipelineSet::to_file`].
@@ -143,10 +171,18 @@ impl PipelineSet {
 
     /// The pipeline called `name`.
     pub fn get(&self, name: &str) -> Result<&Pipeline> {
-        self.pipelines.iter().find(|p| p.name() == name).ok_or_else(|| SamplingError::NoSuchPipeline {
-            name: name.to_string(),
-            available: self.pipelines.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
-        })
+        self.pipelines
+            .iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| SamplingError::NoSuchPipeline {
+                name: name.to_string(),
+                available: self
+                    .pipelines
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// The only pipeline, the one called `name`, or an error saying which names exist.
@@ -156,7 +192,12 @@ impl PipelineSet {
             None if self.pipelines.len() == 1 => Ok(&self.pipelines[0]),
             None => Err(SamplingError::NoSuchPipeline {
                 name: "(none given; the file holds several, pass a name)".into(),
-                available: self.pipelines.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                available: self
+                    .pipelines
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -166,7 +207,10 @@ impl PipelineSet {
     pub fn choose(&self, seed: u64) -> Result<&Pipeline> {
         let total: f64 = self.pipelines.iter().map(|p| p.weight()).sum();
         if total <= 0.0 {
-            return Err(SamplingError::PipelineFile { source_name: None, message: "every pipeline weight is 0: nothing to choose".into() });
+            return Err(SamplingError::PipelineFile {
+                source_name: None,
+                message: "every pipeline weight is 0: nothing to choose".into(),
+            });
         }
         let target = rng::uniform(&mut rng::seeded(seed, u64::MAX)) * total;
         let mut cum = 0.0;
@@ -176,6 +220,11 @@ impl PipelineSet {
                 return Ok(p);
             }
         }
-        Ok(self.pipelines.iter().rev().find(|p| p.weight() > 0.0).unwrap_or(&self.pipelines[0]))
+        Ok(self
+            .pipelines
+            .iter()
+            .rev()
+            .find(|p| p.weight() > 0.0)
+            .unwrap_or(&self.pipelines[0]))
     }
 }

@@ -61,7 +61,10 @@ fn mask_below(z: &mut [f32], t: f32) {
 }
 
 fn param(spec: &StageSpec, key: &str, default: f64) -> f64 {
-    spec.params.get(key).and_then(|v| v.as_f64()).unwrap_or(default)
+    spec.params
+        .get(key)
+        .and_then(|v| v.as_f64())
+        .unwrap_or(default)
 }
 
 /// Applies one ASN stage (temperature, top_k, top_p, min_p, typical, epsilon, eta, greedy) the
@@ -102,7 +105,11 @@ pub fn apply_stage(spec: &StageSpec, z: &mut [f32]) -> bool {
             let e = param(spec, "epsilon", 0.0);
             let probs = softmax(z);
             let thr = if spec.name == "eta" {
-                let h: f64 = -probs.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+                let h: f64 = -probs
+                    .iter()
+                    .filter(|&&p| p > 0.0)
+                    .map(|p| p * p.ln())
+                    .sum::<f64>();
                 e.min(e.sqrt() * (-h).exp())
             } else {
                 e
@@ -117,9 +124,22 @@ pub fn apply_stage(spec: &StageSpec, z: &mut [f32]) -> bool {
         "typical" => {
             let mass = param(spec, "mass", 0.9);
             let probs = softmax(z);
-            let h: f64 = -probs.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+            let h: f64 = -probs
+                .iter()
+                .filter(|&&p| p > 0.0)
+                .map(|p| p * p.ln())
+                .sum::<f64>();
             // key = −|−ln p − H| (larger is more typical)
-            let key: Vec<f64> = probs.iter().map(|&p| if p > 0.0 { -(-p.ln() - h).abs() } else { f64::NEG_INFINITY }).collect();
+            let key: Vec<f64> = probs
+                .iter()
+                .map(|&p| {
+                    if p > 0.0 {
+                        -(-p.ln() - h).abs()
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
             let order = order_desc(&key);
             let mut t = crossing_key(&order, &key, &probs, mass);
             if keep > 1 {

@@ -8,17 +8,25 @@ use crate::select::{top_weight_threshold, SelectScratch};
 /// A logits row being transformed by a pipeline, plus the scratch buffers its stages reuse.
 ///
 /// Removed tokens are `-inf` (dense) or absent (sparse). Buffers are kept between rows, so a warm
-/// `Row` does not allocate.
+/// `Row` does not allocate. The row caches `exp(v − ref)` for its entries once a stage has computed
+/// it; truncations keep the cache valid (removed entries get weight 0), anything that changes a
+/// kept logit drops it — so a chain of truncations and the final draw share one exp pass.
 #[derive(Debug, Default, Clone)]
 pub struct Row {
     vocab: usize,
     sparse: bool,
     ids: Vec<u32>,
     vals: Vec<f32>,
-    /// Scratch for per-token quantities (probabilities, keys).
-    pub(crate) tmp: Vec<f32>,
-    /// Second scratch buffer.
-    pub(crate) tmp2: Vec<f32>,
+    /// `exp(vals[i] − exp_ref)` when `exp_valid`.
+    exp: Vec<f32>,
+    exp_ref: f32,
+    exp_valid: bool,
+    /// The largest value, when known.
+    max_cache: Option<f32>,
+    /// Scratch for gathers.
+    tmp: Vec<f32>,
+    /// Scratch for per-entry keys.
+    keys: Vec<f32>,
     pub(crate) select: SelectScratch,
 }
 
@@ -50,12 +58,19 @@ impl Row {
 
     /// Loads a raw logits row (validated: see [`validate_logits`]); `row` names it in errors.
     pub fn load(&mut self, logits: &[f32], row: usize) -> Result<()> {
-        validate_logits(logits, row)?;
         self.vocab = logits.len();
         self.sparse = false;
+        self.exp_valid = false;
         self.ids.clear();
+        // Buffers keep their capacity across rows: no reallocation, no zero-fill.
         self.vals.clear();
         self.vals.extend_from_slice(logits);
+        let (m, nan) = math::max_nan(&self.vals);
+        if nan || !(m > f32::NEG_INFINITY && m < f32::INFINITY) {
+            self.vals.clear();
+            return validate_logits(logits, row);
+        }
+        self.max_cache = Some(m);
         Ok(())
     }
 
@@ -76,6 +91,8 @@ impl Row {
 
     /// Mutable access to [`Row::values`].
     pub fn values_mut(&mut self) -> &mut [f32] {
+        self.exp_valid = false;
+        self.max_cache = None;
         &mut self.vals
     }
 
@@ -95,12 +112,16 @@ impl Row {
 
     /// The logit of token `id`, if it is still present (not removed).
     pub fn get(&self, id: u32) -> Option<f32> {
-        self.index_of(id).map(|i| self.vals[i]).filter(|v| *v > f32::NEG_INFINITY)
+        self.index_of(id)
+            .map(|i| self.vals[i])
+            .filter(|v| *v > f32::NEG_INFINITY)
     }
 
     /// Mutable logit of token `id` if it is held (dense: any id below the vocabulary size).
     pub fn get_mut(&mut self, id: u32) -> Option<&mut f32> {
         let i = self.index_of(id)?;
+        self.exp_valid = false;
+        self.max_cache = None;
         Some(&mut self.vals[i])
     }
 
@@ -119,23 +140,39 @@ impl Row {
 
     /// Largest logit.
     pub fn max(&self) -> f32 {
-        math::max(&self.vals)
+        self.max_cache.unwrap_or_else(|| math::max(&self.vals))
     }
 
-    /// `(lse, H)`: log-sum-exp of the row and the entropy (nats) of its softmax.
-    pub fn lse_entropy(&self) -> (f64, f64) {
-        math::lse_and_entropy(&self.vals)
+    /// `(lse, H)`: log-sum-exp of the row and the entropy (nats) of its softmax, in f64.
+    pub fn lse_entropy(&mut self) -> (f64, f64) {
+        let (m, z, zx) = if self.exp_valid {
+            let (m, z) = self.exp_scratch();
+            (m, z, math::dot_shifted(&self.exp, &self.vals, m))
+        } else {
+            let m = self.max();
+            let (z, zx) = math::exp_into_vec_with_dot(&self.vals, m, &mut self.exp);
+            self.exp_ref = m;
+            self.exp_valid = m > f32::NEG_INFINITY;
+            (m, z, zx)
+        };
+        if z == 0.0 {
+            return (f64::NEG_INFINITY, 0.0);
+        }
+        // H = ln Z − Σ e·(v − ref) / Z
+        let ln_z = z.ln();
+        (m as f64 + ln_z, (ln_z - zx / z).max(0.0))
     }
 
-    /// Log-sum-exp of the row.
-    pub fn lse(&self) -> f32 {
-        math::log_sum_exp(&self.vals).1
+    /// Log-sum-exp of the row (f64).
+    pub fn lse(&mut self) -> f64 {
+        let (m, z) = self.exp_scratch();
+        m as f64 + z.ln()
     }
 
     /// The k-th largest logit (ties counted individually), or the smallest finite logit if fewer
     /// than k tokens remain. `k ≥ 1`.
     pub fn kth_largest(&mut self, k: usize) -> f32 {
-        top_weight_threshold(&self.vals, None, k as f64, &mut self.select)
+        crate::select::kth_largest(&self.vals, k, &mut self.select)
     }
 
     /// Removes every token whose logit is below `t`. A dense row that keeps few tokens turns sparse.
@@ -143,28 +180,63 @@ impl Row {
         if t == f32::NEG_INFINITY {
             return;
         }
+        if self.max_cache.is_some_and(|m| t > m) {
+            self.max_cache = Some(f32::NEG_INFINITY);
+        }
         if self.sparse {
             let mut j = 0;
             for i in 0..self.vals.len() {
                 if self.vals[i] >= t {
                     self.vals[j] = self.vals[i];
                     self.ids[j] = self.ids[i];
+                    if self.exp_valid {
+                        self.exp[j] = self.exp[i];
+                    }
                     j += 1;
                 }
             }
             self.vals.truncate(j);
             self.ids.truncate(j);
+            self.exp.truncate(j);
             return;
         }
-        let n = math::count_ge(&self.vals, t);
-        if n * 4 <= self.vocab {
-            self.ids.clear();
-            self.tmp.clear();
-            math::gather_ge(&self.vals, t, &mut self.ids, &mut self.tmp);
-            std::mem::swap(&mut self.vals, &mut self.tmp);
+        self.ids.clear();
+        self.tmp.clear();
+        if math::gather_ge_limited(&self.vals, t, self.vocab / 4, &mut self.ids, &mut self.tmp) {
+            // Copy (not swap) so the large buffers keep their capacity for the next dense row.
+            self.vals.clear();
+            self.vals.extend_from_slice(&self.tmp);
+            if self.exp_valid {
+                self.tmp.clear();
+                self.tmp
+                    .extend(self.ids.iter().map(|&i| self.exp[i as usize]));
+                self.exp.clear();
+                self.exp.extend_from_slice(&self.tmp);
+            }
             self.sparse = true;
         } else {
-            math::mask_below(&mut self.vals, t);
+            self.ids.clear();
+            let w = self.exp_valid.then_some(self.exp.as_mut_slice());
+            math::mask_below(&mut self.vals, t, w);
+        }
+    }
+
+    /// Index (into [`Row::values`]) of the most likely entry, lowest index among ties.
+    pub fn argmax(&self) -> Option<usize> {
+        math::first_ge(&self.vals, self.max()).filter(|_| self.max() > f32::NEG_INFINITY)
+    }
+
+    /// Removes the given entries (indices into [`Row::values`]); keeps the exp cache valid.
+    pub fn remove_entries(&mut self, entries: &[usize]) {
+        for &i in entries {
+            self.vals[i] = f32::NEG_INFINITY;
+            if self.exp_valid {
+                self.exp[i] = 0.0;
+            }
+        }
+        self.max_cache = None;
+        if self.sparse {
+            self.retain_ge(f32::MIN);
         }
     }
 
@@ -176,6 +248,8 @@ impl Row {
         self.ids.push(id);
         self.vals.push(v);
         self.sparse = true;
+        self.exp_valid = false;
+        self.max_cache = Some(v);
     }
 
     /// Removes every token for which `remove(id, logit)` is true.
@@ -183,7 +257,11 @@ impl Row {
         for i in 0..self.vals.len() {
             let id = self.id_at(i);
             if remove(id, self.vals[i]) {
+                self.max_cache = None;
                 self.vals[i] = f32::NEG_INFINITY;
+                if self.exp_valid {
+                    self.exp[i] = 0.0;
+                }
             }
         }
         if self.sparse {
@@ -200,54 +278,54 @@ impl Row {
         t.min(self.kth_largest(min_keep))
     }
 
-    /// Probabilities `softmax(values)` written into the row's scratch buffer; returns `(max, Z)`
-    /// with `Z = Σ exp(v − max)`. Read them with [`Row::scratch`] (unnormalised: divide by Z).
+    /// `exp(v − ref)` for every entry (cached) and `(ref, Z)` with `Z = Σ exp(v − ref)`; `ref` is
+    /// the maximum when computed fresh. Read the weights with [`Row::weights`].
     pub fn exp_scratch(&mut self) -> (f32, f64) {
+        if self.exp_valid {
+            return (self.exp_ref, math::sum(&self.exp));
+        }
         let m = self.max();
-        self.tmp.resize(self.vals.len(), 0.0);
-        let z = math::exp_into(&self.vals, m, &mut self.tmp);
+        let z = math::exp_into_vec(&self.vals, m, &mut self.exp);
+        self.exp_ref = m;
+        self.exp_valid = m > f32::NEG_INFINITY;
         (m, z)
     }
 
-    /// The scratch buffer filled by [`Row::exp_scratch`].
-    pub fn scratch(&self) -> &[f32] {
-        &self.tmp
+    /// The cached weights `exp(v − ref)` of [`Row::exp_scratch`].
+    pub fn weights(&self) -> &[f32] {
+        &self.exp
     }
 
     /// Top-p threshold: the logit `t*` such that the tokens with logit `≥ t*` are the shortest
     /// most-probable prefix holding probability `≥ mass` (the crossing token kept, ties kept).
-    /// Leaves `exp(v − max)` in the scratch buffer.
     pub fn mass_threshold(&mut self, mass: f64) -> f32 {
         let (_, z) = self.exp_scratch();
-        top_weight_threshold(&self.vals, Some(&self.tmp), mass * z, &mut self.select)
+        top_weight_threshold(&self.vals, Some(&self.exp), mass * z, z, &mut self.select)
     }
 
-    /// Threshold over per-entry keys the caller wrote into `keys` (larger is better), weighted
-    /// by the unnormalised probabilities left in the scratch buffer by [`Row::exp_scratch`].
-    pub(crate) fn key_threshold(&mut self, keys: &[f32], target: f64) -> f32 {
-        top_weight_threshold(keys, Some(&self.tmp), target, &mut self.select)
+    /// Threshold over per-entry keys (larger is better) weighted by the cached weights.
+    pub(crate) fn key_threshold(&mut self, keys: &[f32], target: f64, total: f64) -> f32 {
+        top_weight_threshold(keys, Some(&self.exp), target, total, &mut self.select)
     }
 
     /// Removes every entry `i` with `keys[i] < t` (keys aligned with [`Row::values`]).
     pub(crate) fn retain_by_key(&mut self, keys: &[f32], t: f32) {
-        for (v, k) in self.vals.iter_mut().zip(keys) {
-            if *k < t {
-                *v = f32::NEG_INFINITY;
-            }
-        }
+        self.max_cache = None;
+        let w = self.exp_valid.then_some(self.exp.as_mut_slice());
+        math::mask_by_keys(&mut self.vals, keys, t, w);
         if self.sparse {
             self.retain_ge(f32::MIN);
         }
     }
 
-    /// Takes the second scratch buffer out of the row (give it back with [`Row::put_keys`]).
+    /// Takes the key buffer out of the row (give it back with [`Row::put_keys`]).
     pub(crate) fn take_keys(&mut self) -> Vec<f32> {
-        std::mem::take(&mut self.tmp2)
+        std::mem::take(&mut self.keys)
     }
 
     /// Returns the buffer taken by [`Row::take_keys`].
     pub(crate) fn put_keys(&mut self, keys: Vec<f32>) {
-        self.tmp2 = keys;
+        self.keys = keys;
     }
 
     /// Writes the row as a dense logits row (`-inf` for removed tokens) into `out` (len = vocab).
@@ -276,10 +354,22 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        assert_eq!(validate_logits(&[0.0, f32::NAN], 3), Err(SamplingError::NanLogit { row: 3, token: 1 }));
-        assert_eq!(validate_logits(&[f32::INFINITY, 0.0], 0), Err(SamplingError::PosInfLogit { row: 0, token: 0 }));
-        assert_eq!(validate_logits(&[f32::NEG_INFINITY; 3], 2), Err(SamplingError::AllMasked { row: 2 }));
-        assert_eq!(validate_logits(&[], 1), Err(SamplingError::EmptyRow { row: 1 }));
+        assert_eq!(
+            validate_logits(&[0.0, f32::NAN], 3),
+            Err(SamplingError::NanLogit { row: 3, token: 1 })
+        );
+        assert_eq!(
+            validate_logits(&[f32::INFINITY, 0.0], 0),
+            Err(SamplingError::PosInfLogit { row: 0, token: 0 })
+        );
+        assert_eq!(
+            validate_logits(&[f32::NEG_INFINITY; 3], 2),
+            Err(SamplingError::AllMasked { row: 2 })
+        );
+        assert_eq!(
+            validate_logits(&[], 1),
+            Err(SamplingError::EmptyRow { row: 1 })
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn draw(row: &mut Row, u: f64, top_n: usize) -> Option<Sample> {
     if m == f32::NEG_INFINITY {
         return None;
     }
-    let e = row.scratch();
+    let e = row.weights();
     // Block sums define the total, so the walk below and the total agree exactly.
     let mut total = 0.0f64;
     for b in e.chunks(BLOCK) {
@@ -82,8 +82,17 @@ pub fn draw(row: &mut Row, u: f64, top_n: usize) -> Option<Sample> {
     let vals = row.values();
     let logprob = vals[i] - m - ln_z;
     let token = row.id_at(i);
-    let top = if top_n > 0 { top_tokens(row, top_n, m, ln_z) } else { Vec::new() };
-    Some(Sample { token, prob: logprob.exp(), logprob, top })
+    let top = if top_n > 0 {
+        top_tokens(row, top_n, m, ln_z)
+    } else {
+        Vec::new()
+    };
+    Some(Sample {
+        token,
+        prob: logprob.exp(),
+        logprob,
+        top,
+    })
 }
 
 fn block_sum(b: &[f32]) -> f64 {
@@ -112,7 +121,11 @@ fn top_tokens(row: &mut Row, n: usize, m: f32, ln_z: f32) -> Vec<TokenProb> {
         .filter(|(_, &v)| v >= t && v > f32::NEG_INFINITY)
         .map(|(i, &v)| {
             let lp = v - m - ln_z;
-            TokenProb { id: row.id_at(i), prob: lp.exp(), logprob: lp }
+            TokenProb {
+                id: row.id_at(i),
+                prob: lp.exp(),
+                logprob: lp,
+            }
         })
         .collect();
     out.sort_by(|a, b| b.logprob.total_cmp(&a.logprob).then(a.id.cmp(&b.id)));
@@ -134,7 +147,12 @@ impl SequenceSampler {
     /// A sampler for one sequence with its own RNG (`seed`, `stream`).
     pub fn new(mut pipeline: Pipeline, seed: u64, stream: u64, top_n: usize) -> Self {
         pipeline.reset();
-        Self { pipeline, row: Row::new(), rng: rng::seeded(seed, stream), top_n }
+        Self {
+            pipeline,
+            row: Row::new(),
+            rng: rng::seeded(seed, stream),
+            top_n,
+        }
     }
 
     /// The pipeline.
@@ -144,11 +162,19 @@ impl SequenceSampler {
 
     /// Applies the pipeline to `logits`, draws a token, and lets stateful stages observe it.
     /// `row_index` names the row in errors.
-    pub fn sample(&mut self, logits: &[f32], ctx: &Context<'_>, row_index: usize) -> Result<Sample> {
+    pub fn sample(
+        &mut self,
+        logits: &[f32],
+        ctx: &Context<'_>,
+        row_index: usize,
+    ) -> Result<Sample> {
         self.row.load(logits, row_index)?;
         self.pipeline.apply(&mut self.row, ctx)?;
         let u = rng::uniform(&mut self.rng);
-        let s = draw(&mut self.row, u, self.top_n).ok_or_else(|| SamplingError::NothingLeft { row: row_index, pipeline: self.pipeline.name().to_string() })?;
+        let s = draw(&mut self.row, u, self.top_n).ok_or_else(|| SamplingError::NothingLeft {
+            row: row_index,
+            pipeline: self.pipeline.name().to_string(),
+        })?;
         self.pipeline.accept(s.token);
         Ok(s)
     }
@@ -161,14 +187,30 @@ impl SequenceSampler {
 
 /// Samples every row of a `[n, vocab]` batch independently: row `r` gets a fresh copy of the
 /// pipeline and RNG stream `r` of `seed`, so results do not depend on the batch size.
-pub fn sample_batch(pipeline: &Pipeline, logits: &[f32], vocab: usize, seed: u64, top_n: usize) -> Result<Vec<Sample>> {
-    if vocab == 0 || logits.len() % vocab != 0 {
-        return Err(SamplingError::VocabMismatch { row: 0, expected: vocab, got: logits.len() });
+pub fn sample_batch(
+    pipeline: &Pipeline,
+    logits: &[f32],
+    vocab: usize,
+    seed: u64,
+    top_n: usize,
+) -> Result<Vec<Sample>> {
+    if vocab == 0 || !logits.len().is_multiple_of(vocab) {
+        return Err(SamplingError::VocabMismatch {
+            row: 0,
+            expected: vocab,
+            got: logits.len(),
+        });
     }
     logits
         .chunks(vocab)
         .enumerate()
-        .map(|(r, row)| SequenceSampler::new(pipeline.clone(), seed, r as u64, top_n).sample(row, &Context::default(), r))
+        .map(|(r, row)| {
+            SequenceSampler::new(pipeline.clone(), seed, r as u64, top_n).sample(
+                row,
+                &Context::default(),
+                r,
+            )
+        })
         .collect()
 }
 
@@ -178,5 +220,5 @@ pub fn probabilities(row: &[f32]) -> Vec<f64> {
     if m == f32::NEG_INFINITY {
         return vec![0.0; row.len()];
     }
-    row.iter().map(|&v| ((v - lse) as f64).exp()).collect()
+    row.iter().map(|&v| (v as f64 - lse).exp()).collect()
 }

@@ -30,8 +30,14 @@ pub struct StageSpec {
 impl StageSpec {
     /// A stage spec from a name and `(param, number)` pairs.
     pub fn new(name: &str, params: &[(&str, f64)]) -> Self {
-        let params = params.iter().map(|(k, v)| (k.to_string(), number_value(*v))).collect();
-        Self { name: name.to_string(), params }
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), number_value(*v)))
+            .collect();
+        Self {
+            name: name.to_string(),
+            params,
+        }
     }
 
     /// Adds or replaces one parameter.
@@ -103,18 +109,30 @@ pub struct ParamReader<'a> {
 fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
-        other => serde_yaml_ng::to_string(other).map(|s| s.trim().to_string()).unwrap_or_else(|_| format!("{other:?}")),
+        other => serde_yaml_ng::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| format!("{other:?}")),
     }
 }
 
 impl<'a> ParamReader<'a> {
     /// A reader over `params` of stage `stage` in pipeline `pipeline`.
     pub fn new(pipeline: &'a str, stage: &'a str, params: &'a BTreeMap<String, Value>) -> Self {
-        Self { pipeline, stage, params, accepted: Vec::new() }
+        Self {
+            pipeline,
+            stage,
+            params,
+            accepted: Vec::new(),
+        }
     }
 
     /// The error for parameter `param` holding `value`, with the reason it is wrong.
-    pub fn invalid(&self, param: &str, value: impl std::fmt::Display, reason: &str) -> SamplingError {
+    pub fn invalid(
+        &self,
+        param: &str,
+        value: impl std::fmt::Display,
+        reason: &str,
+    ) -> SamplingError {
         SamplingError::InvalidParam {
             pipeline: self.pipeline.to_string(),
             stage: self.stage.to_string(),
@@ -140,11 +158,12 @@ impl<'a> ParamReader<'a> {
 
     /// A required number.
     pub fn f64_req(&mut self, key: &'static str) -> Result<f64> {
-        self.f64_opt(key)?.ok_or_else(|| SamplingError::MissingParam {
-            pipeline: self.pipeline.to_string(),
-            stage: self.stage.to_string(),
-            param: key.to_string(),
-        })
+        self.f64_opt(key)?
+            .ok_or_else(|| SamplingError::MissingParam {
+                pipeline: self.pipeline.to_string(),
+                stage: self.stage.to_string(),
+                param: key.to_string(),
+            })
     }
 
     /// A number with a default.
@@ -153,7 +172,13 @@ impl<'a> ParamReader<'a> {
     }
 
     /// A number that must satisfy `ok`, else an error with `reason`.
-    pub fn f64_checked(&mut self, key: &'static str, default: Option<f64>, ok: impl Fn(f64) -> bool, reason: &str) -> Result<f64> {
+    pub fn f64_checked(
+        &mut self,
+        key: &'static str,
+        default: Option<f64>,
+        ok: impl Fn(f64) -> bool,
+        reason: &str,
+    ) -> Result<f64> {
         let v = match default {
             Some(d) => self.f64_or(key, d)?,
             None => self.f64_req(key)?,
@@ -178,7 +203,13 @@ impl<'a> ParamReader<'a> {
     }
 
     /// An integer that must satisfy `ok`, with an optional default.
-    pub fn int_checked(&mut self, key: &'static str, default: Option<i64>, ok: impl Fn(i64) -> bool, reason: &str) -> Result<i64> {
+    pub fn int_checked(
+        &mut self,
+        key: &'static str,
+        default: Option<i64>,
+        ok: impl Fn(i64) -> bool,
+        reason: &str,
+    ) -> Result<i64> {
         let v = match (self.int_opt(key)?, default) {
             (Some(v), _) => v,
             (None, Some(d)) => d,
@@ -198,12 +229,22 @@ impl<'a> ParamReader<'a> {
 
     /// `min_tokens_to_keep` (default 1, must be ≥ 1).
     pub fn min_keep(&mut self) -> Result<usize> {
-        Ok(self.int_checked("min_tokens_to_keep", Some(1), |v| v >= 1, "must be an integer ≥ 1")? as usize)
+        Ok(self.int_checked(
+            "min_tokens_to_keep",
+            Some(1),
+            |v| v >= 1,
+            "must be an integer ≥ 1",
+        )? as usize)
     }
 
     /// A window length `last_n`: -1 = whole history, 0 = off, n > 0 = last n tokens.
     pub fn last_n(&mut self, default: i64) -> Result<Option<usize>> {
-        let v = self.int_checked("last_n", Some(default), |v| v >= -1, "must be -1 (whole history), 0 (off) or a positive window")?;
+        let v = self.int_checked(
+            "last_n",
+            Some(default),
+            |v| v >= -1,
+            "must be -1 (whole history), 0 (off) or a positive window",
+        )?;
         Ok(if v < 0 { None } else { Some(v as usize) })
     }
 
@@ -211,15 +252,26 @@ impl<'a> ParamReader<'a> {
     pub fn u64_or(&mut self, key: &'static str, default: u64) -> Result<u64> {
         match self.raw(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| self.invalid(key, n, "expected a non-negative integer")),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| self.invalid(key, n, "expected a non-negative integer")),
             Some(v) => Err(self.invalid(key, describe(v), "expected a non-negative integer")),
         }
     }
 
     fn token_id(&self, key: &str, v: &Value) -> Result<u32> {
         match v {
-            Value::Number(n) => n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| self.invalid(key, n, "token ids must be integers in [0, 2^32)")),
-            Value::String(s) => s.trim().parse::<u32>().map_err(|_| self.invalid(key, format!("{s:?}"), "token ids must be integers in [0, 2^32)")),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or_else(|| self.invalid(key, n, "token ids must be integers in [0, 2^32)")),
+            Value::String(s) => s.trim().parse::<u32>().map_err(|_| {
+                self.invalid(
+                    key,
+                    format!("{s:?}"),
+                    "token ids must be integers in [0, 2^32)",
+                )
+            }),
             other => Err(self.invalid(key, describe(other), "expected a token id")),
         }
     }
@@ -240,12 +292,20 @@ impl<'a> ParamReader<'a> {
             Some(Value::Sequence(s)) => s
                 .iter()
                 .map(|v| match v {
-                    Value::Sequence(inner) if inner.is_empty() => Err(self.invalid(key, "[]", "a sequence breaker must hold at least one token")),
+                    Value::Sequence(inner) if inner.is_empty() => Err(self.invalid(
+                        key,
+                        "[]",
+                        "a sequence breaker must hold at least one token",
+                    )),
                     Value::Sequence(inner) => inner.iter().map(|x| self.token_id(key, x)).collect(),
                     other => Ok(vec![self.token_id(key, other)?]),
                 })
                 .collect(),
-            Some(v) => Err(self.invalid(key, describe(v), "expected a list of token ids or of token-id lists")),
+            Some(v) => Err(self.invalid(
+                key,
+                describe(v),
+                "expected a list of token ids or of token-id lists",
+            )),
         }
     }
 
@@ -257,7 +317,9 @@ impl<'a> ParamReader<'a> {
                 .iter()
                 .map(|(k, v)| {
                     let id = self.token_id(key, k)?;
-                    let x = v.as_f64().ok_or_else(|| self.invalid(key, describe(v), "bias values must be numbers"))?;
+                    let x = v.as_f64().ok_or_else(|| {
+                        self.invalid(key, describe(v), "bias values must be numbers")
+                    })?;
                     Ok((id, x))
                 })
                 .collect(),
@@ -273,7 +335,11 @@ impl<'a> ParamReader<'a> {
                     pipeline: self.pipeline.to_string(),
                     stage: self.stage.to_string(),
                     param: k.clone(),
-                    accepted: if self.accepted.is_empty() { "none".into() } else { self.accepted.join(", ") },
+                    accepted: if self.accepted.is_empty() {
+                        "none".into()
+                    } else {
+                        self.accepted.join(", ")
+                    },
                 });
             }
         }
@@ -297,7 +363,11 @@ mod tests {
 
     #[test]
     fn malformed_yaml_is_an_error() {
-        let e = PipelineFile::from_yaml("pipelines: [ {name: a, processors: [ {nam: x} ] } ]", Some("f.yaml")).unwrap_err();
+        let e = PipelineFile::from_yaml(
+            "pipelines: [ {name: a, processors: [ {nam: x} ] } ]",
+            Some("f.yaml"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("f.yaml"), "{e}");
         assert!(PipelineFile::from_yaml(": : :", None).is_err());
     }

@@ -16,7 +16,10 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     /// A context with a history and the prompt length within it.
     pub fn new(history: &'a [u32], prompt_len: usize) -> Self {
-        Self { history, prompt_len: prompt_len.min(history.len()) }
+        Self {
+            history,
+            prompt_len: prompt_len.min(history.len()),
+        }
     }
 
     /// The generated tokens (history after the prompt).
@@ -57,7 +60,11 @@ impl Clone for Box<dyn Stage> {
 /// Checks that every token of `ids` lies inside the row's vocabulary.
 pub(crate) fn check_ids(ids: &[u32], vocab: usize, what: &str) -> Result<()> {
     match ids.iter().find(|&&t| t as usize >= vocab) {
-        Some(&t) => Err(SamplingError::TokenOutOfRange { what: what.to_string(), token: t as u64, vocab }),
+        Some(&t) => Err(SamplingError::TokenOutOfRange {
+            what: what.to_string(),
+            token: t as u64,
+            vocab,
+        }),
         None => Ok(()),
     }
 }

@@ -8,11 +8,16 @@ fn check(p: &[f64], what: &str) -> Result<()> {
         return Err(SamplingError::Distribution(format!("{what} is empty")));
     }
     if let Some(i) = p.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
-        return Err(SamplingError::Distribution(format!("{what}[{i}] = {} is not a probability", p[i])));
+        return Err(SamplingError::Distribution(format!(
+            "{what}[{i}] = {} is not a probability",
+            p[i]
+        )));
     }
     let s: f64 = p.iter().sum();
     if (s - 1.0).abs() > 1e-4 {
-        return Err(SamplingError::Distribution(format!("{what} sums to {s}, not 1")));
+        return Err(SamplingError::Distribution(format!(
+            "{what} sums to {s}, not 1"
+        )));
     }
     Ok(())
 }
@@ -21,7 +26,11 @@ fn check_pair(p: &[f64], q: &[f64]) -> Result<()> {
     check(p, "p")?;
     check(q, "q")?;
     if p.len() != q.len() {
-        return Err(SamplingError::Distribution(format!("p has {} entries, q has {}", p.len(), q.len())));
+        return Err(SamplingError::Distribution(format!(
+            "p has {} entries, q has {}",
+            p.len(),
+            q.len()
+        )));
     }
     Ok(())
 }
@@ -38,7 +47,11 @@ pub fn softmax(logits: &[f32]) -> Result<Vec<f64>> {
 /// Shannon entropy `H(p) = −Σ p log p` (nats; `0 log 0 = 0`).
 pub fn entropy(p: &[f64]) -> Result<f64> {
     check(p, "p")?;
-    Ok(-p.iter().filter(|&&x| x > 0.0).map(|&x| x * x.ln()).sum::<f64>())
+    Ok(-p
+        .iter()
+        .filter(|&&x| x > 0.0)
+        .map(|&x| x * x.ln())
+        .sum::<f64>())
 }
 
 /// `KL(p‖q) = Σ p log(p/q)` (nats); `+inf` if q = 0 where p > 0.

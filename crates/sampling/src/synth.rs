@@ -18,7 +18,12 @@ pub enum RowKind {
 
 impl RowKind {
     /// All kinds.
-    pub const ALL: [RowKind; 4] = [RowKind::HeavyTailed, RowKind::Flat, RowKind::Dominant, RowKind::Masked];
+    pub const ALL: [RowKind; 4] = [
+        RowKind::HeavyTailed,
+        RowKind::Flat,
+        RowKind::Dominant,
+        RowKind::Masked,
+    ];
 
     /// Short name.
     pub fn name(self) -> &'static str {

@@ -14,8 +14,16 @@ fn assert_names(msg: &str, parts: &[&str]) {
 #[test]
 fn out_of_range_parameters() {
     let cases = [
-        ("[{name: temperature, params: {temperature: 0}}]", "temperature", "0"),
-        ("[{name: temperature, params: {temperature: -1.5}}]", "temperature", "-1.5"),
+        (
+            "[{name: temperature, params: {temperature: 0}}]",
+            "temperature",
+            "0",
+        ),
+        (
+            "[{name: temperature, params: {temperature: -1.5}}]",
+            "temperature",
+            "-1.5",
+        ),
         ("[{name: top_p, params: {top_p: 1.5}}]", "top_p", "1.5"),
         ("[{name: top_p, params: {top_p: 0}}]", "top_p", "0"),
         ("[{name: top_k, params: {top_k: 0}}]", "top_k", "0"),
@@ -25,10 +33,26 @@ fn out_of_range_parameters() {
         ("[{name: typical, params: {mass: 0}}]", "mass", "0"),
         ("[{name: epsilon, params: {epsilon: 1.0}}]", "epsilon", "1"),
         ("[{name: eta, params: {epsilon: 0}}]", "epsilon", "0"),
-        ("[{name: top_p, params: {top_p: 0.9, min_tokens_to_keep: 0}}]", "min_tokens_to_keep", "0"),
-        ("[{name: repetition_penalty, params: {penalty: 0}}]", "penalty", "0"),
-        ("[{name: temperature, params: {temperature: .nan}}]", "temperature", "NaN"),
-        ("[{name: dry, params: {multiplier: 1, base: 0.5}}]", "base", "0.5"),
+        (
+            "[{name: top_p, params: {top_p: 0.9, min_tokens_to_keep: 0}}]",
+            "min_tokens_to_keep",
+            "0",
+        ),
+        (
+            "[{name: repetition_penalty, params: {penalty: 0}}]",
+            "penalty",
+            "0",
+        ),
+        (
+            "[{name: temperature, params: {temperature: .nan}}]",
+            "temperature",
+            "NaN",
+        ),
+        (
+            "[{name: dry, params: {multiplier: 1, base: 0.5}}]",
+            "base",
+            "0.5",
+        ),
     ];
     for (yaml, param, value) in cases {
         let msg = build_error(yaml);
@@ -38,19 +62,47 @@ fn out_of_range_parameters() {
 
 #[test]
 fn wrong_types_unknown_names_and_missing_params() {
-    assert_names(&build_error("[{name: top_p, params: {top_p: high}}]"), &["mypipe", "top_p", "high", "expected a number"]);
-    assert_names(&build_error("[{name: top_q, params: {top_p: 0.9}}]"), &["mypipe", "unknown stage", "top_q", "top_p"]);
-    assert_names(&build_error("[{name: top_p, params: {top_p: 0.9, topp: 1}}]"), &["mypipe", "top_p", "unknown parameter", "topp"]);
-    assert_names(&build_error("[{name: top_p}]"), &["mypipe", "top_p", "missing"]);
-    assert_names(&build_error("[{name: logit_bias, params: {bias: {abc: 1}}}]"), &["mypipe", "bias", "abc"]);
-    assert_names(&build_error("[{name: min_tokens, params: {min_tokens: 3}}]"), &["eos_ids"]);
+    assert_names(
+        &build_error("[{name: top_p, params: {top_p: high}}]"),
+        &["mypipe", "top_p", "high", "expected a number"],
+    );
+    assert_names(
+        &build_error("[{name: top_q, params: {top_p: 0.9}}]"),
+        &["mypipe", "unknown stage", "top_q", "top_p"],
+    );
+    assert_names(
+        &build_error("[{name: top_p, params: {top_p: 0.9, topp: 1}}]"),
+        &["mypipe", "top_p", "unknown parameter", "topp"],
+    );
+    assert_names(
+        &build_error("[{name: top_p}]"),
+        &["mypipe", "top_p", "missing"],
+    );
+    assert_names(
+        &build_error("[{name: logit_bias, params: {bias: {abc: 1}}}]"),
+        &["mypipe", "bias", "abc"],
+    );
+    assert_names(
+        &build_error("[{name: min_tokens, params: {min_tokens: 3}}]"),
+        &["eos_ids"],
+    );
 }
 
 #[test]
 fn malformed_files() {
     use adasamp_sampling::PipelineSet;
-    for bad in ["pipelines: 3", "[1, 2]", "pipelines:\n  - processors: []", "pipelines: []", "pipelines:\n - {name: a}\n - {name: a}", "pipelines:\n - {name: a, weight: -1}"] {
-        assert!(PipelineSet::from_yaml(bad, Some("x.yaml")).is_err(), "{bad}");
+    for bad in [
+        "pipelines: 3",
+        "[1, 2]",
+        "pipelines:\n  - processors: []",
+        "pipelines: []",
+        "pipelines:\n - {name: a}\n - {name: a}",
+        "pipelines:\n - {name: a, weight: -1}",
+    ] {
+        assert!(
+            PipelineSet::from_yaml(bad, Some("x.yaml")).is_err(),
+            "{bad}"
+        );
     }
     let e = PipelineSet::from_path(std::path::Path::new("/nonexistent/p.yaml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/p.yaml"));
@@ -66,11 +118,21 @@ fn bad_logits() {
     assert_eq!(e, SamplingError::NanLogit { row: 1, token: 1 });
     let e = sample_batch(&p, &[f32::INFINITY, 1.0], 2, 0, 0).unwrap_err();
     assert_eq!(e, SamplingError::PosInfLogit { row: 0, token: 0 });
-    let e = sample_batch(&p, &[0.0, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY], 2, 0, 0).unwrap_err();
+    let e = sample_batch(
+        &p,
+        &[0.0, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY],
+        2,
+        0,
+        0,
+    )
+    .unwrap_err();
     assert_eq!(e, SamplingError::AllMasked { row: 1 });
     assert!(sample_batch(&p, &[0.0, 1.0, 2.0], 2, 0, 0).is_err());
     let mut row = Row::new();
-    assert_eq!(row.load(&[], 4).unwrap_err(), SamplingError::EmptyRow { row: 4 });
+    assert_eq!(
+        row.load(&[], 4).unwrap_err(),
+        SamplingError::EmptyRow { row: 4 }
+    );
 }
 
 #[test]
@@ -81,6 +143,8 @@ fn pipeline_that_removes_everything_is_an_error() {
     let mut p = pipeline("[{name: logit_bias, params: {bias: {9: 1.0}}}]");
     let mut row = Row::new();
     let mut out = vec![0.0; 2];
-    let e = p.apply_dense(&[1.0, 2.0], 0, &Context::default(), &mut row, &mut out).unwrap_err();
+    let e = p
+        .apply_dense(&[1.0, 2.0], 0, &Context::default(), &mut row, &mut out)
+        .unwrap_err();
     assert!(e.to_string().contains("token id 9"), "{e}");
 }

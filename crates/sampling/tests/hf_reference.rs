@@ -27,13 +27,18 @@ fn data_dir() -> PathBuf {
 }
 
 fn tensor_bytes<'a>(st: &'a SafeTensors, name: &str) -> (Vec<usize>, &'a [u8]) {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("tensor {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
     (t.shape().to_vec(), t.data())
 }
 
 fn f16_rows(st: &SafeTensors) -> (usize, Vec<f32>) {
     let (shape, b) = tensor_bytes(st, "logits");
-    let v: Vec<f32> = b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+    let v: Vec<f32> = b
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect();
     (shape[1], v)
 }
 
@@ -42,17 +47,27 @@ fn u8s(st: &SafeTensors, name: &str) -> Vec<u8> {
 }
 
 fn f64s(st: &SafeTensors, name: &str) -> Vec<f64> {
-    tensor_bytes(st, name).1.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    tensor_bytes(st, name)
+        .1
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn i64s(st: &SafeTensors, name: &str) -> Vec<i64> {
-    tensor_bytes(st, name).1.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    tensor_bytes(st, name)
+        .1
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn check_vocab(vocab: usize, cases: &[Case]) -> BTreeMap<&'static str, usize> {
     let dir = data_dir();
-    let inputs = std::fs::read(dir.join(format!("inputs_v{vocab}.safetensors"))).expect("reference inputs");
-    let expected = std::fs::read(dir.join(format!("expected_v{vocab}.safetensors"))).expect("reference outputs");
+    let inputs =
+        std::fs::read(dir.join(format!("inputs_v{vocab}.safetensors"))).expect("reference inputs");
+    let expected = std::fs::read(dir.join(format!("expected_v{vocab}.safetensors")))
+        .expect("reference outputs");
     let inputs = SafeTensors::deserialize(&inputs).unwrap();
     let expected = SafeTensors::deserialize(&expected).unwrap();
     let (v, logits) = f16_rows(&inputs);
@@ -62,8 +77,12 @@ fn check_vocab(vocab: usize, cases: &[Case]) -> BTreeMap<&'static str, usize> {
     let mut row = Row::new();
     let mut out = vec![0.0f32; v];
     for case in cases {
-        let mut p = Pipeline::from_spec(PipelineSpec { name: case.name.clone(), weight: 1.0, processors: case.processors.clone() })
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let mut p = Pipeline::from_spec(PipelineSpec {
+            name: case.name.clone(),
+            weight: 1.0,
+            processors: case.processors.clone(),
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let mask = u8s(&expected, &format!("{}.mask", case.name));
         let counts = i64s(&expected, &format!("{}.count", case.name));
         let sums = f64s(&expected, &format!("{}.kept_sum", case.name));
@@ -73,7 +92,8 @@ fn check_vocab(vocab: usize, cases: &[Case]) -> BTreeMap<&'static str, usize> {
         for r in 0..rows {
             let z = &logits[r * v..(r + 1) * v];
             p.reset();
-            p.apply_dense(z, r, &Context::default(), &mut row, &mut out).unwrap();
+            p.apply_dense(z, r, &Context::default(), &mut row, &mut out)
+                .unwrap();
             let hf_kept = |j: usize| mask[r * bytes_per_row + j / 8] >> (j % 8) & 1 == 1;
             let ours: Vec<usize> = (0..v).filter(|&j| out[j] > f32::NEG_INFINITY).collect();
             let theirs: Vec<usize> = (0..v).filter(|&j| hf_kept(j)).collect();
@@ -81,22 +101,58 @@ fn check_vocab(vocab: usize, cases: &[Case]) -> BTreeMap<&'static str, usize> {
             let what = format!("V={v} case {} row {r}", case.name);
             if ours == theirs {
                 let sum: f64 = ours.iter().map(|&j| out[j] as f64).sum();
-                assert!((sum - sums[r]).abs() <= 1e-6 * sums[r].abs().max(1.0) * (ours.len() as f64).sqrt().max(1.0), "{what}: kept sum {sum} vs HF {}", sums[r]);
+                assert!(
+                    (sum - sums[r]).abs()
+                        <= 1e-6 * sums[r].abs().max(1.0) * (ours.len() as f64).sqrt().max(1.0),
+                    "{what}: kept sum {sum} vs HF {}",
+                    sums[r]
+                );
                 *tally.entry("identical").or_insert(0) += 1;
             } else if ties[r] == 1 {
                 // Our set is HF's plus the rest of the boundary tie group.
                 let boundary = theirs.iter().map(|&j| z[j]).fold(f32::INFINITY, f32::min);
-                assert!(theirs.iter().all(|j| ours.binary_search(j).is_ok()), "{what}: HF keeps a token we removed");
-                assert!(ours.iter().filter(|j| theirs.binary_search(j).is_err()).all(|&j| z[j] == boundary), "{what}: extra token off the tie group");
+                assert!(
+                    theirs.iter().all(|j| ours.binary_search(j).is_ok()),
+                    "{what}: HF keeps a token we removed"
+                );
+                assert!(
+                    ours.iter()
+                        .filter(|j| theirs.binary_search(j).is_err())
+                        .all(|&j| z[j] == boundary),
+                    "{what}: extra token off the tie group"
+                );
                 *tally.entry("tie group kept whole").or_insert(0) += 1;
             } else if sensitive[r] == 1 {
-                let diff = ours.iter().filter(|j| theirs.binary_search(j).is_err()).count() + theirs.iter().filter(|j| ours.binary_search(j).is_err()).count();
-                assert!(diff <= (theirs.len() / 100).max(64), "{what}: {diff} tokens differ of {}", theirs.len());
+                let diff = ours
+                    .iter()
+                    .filter(|j| theirs.binary_search(j).is_err())
+                    .count()
+                    + theirs
+                        .iter()
+                        .filter(|j| ours.binary_search(j).is_err())
+                        .count();
+                assert!(
+                    diff <= (theirs.len() / 100).max(64),
+                    "{what}: {diff} tokens differ of {}",
+                    theirs.len()
+                );
                 *tally.entry("float-noise boundary").or_insert(0) += 1;
             } else {
-                let only_ours: Vec<_> = ours.iter().filter(|j| theirs.binary_search(j).is_err()).take(5).collect();
-                let only_hf: Vec<_> = theirs.iter().filter(|j| ours.binary_search(j).is_err()).take(5).collect();
-                panic!("{what}: kept {} vs HF {}; only ours {only_ours:?}, only HF {only_hf:?}", ours.len(), theirs.len());
+                let only_ours: Vec<_> = ours
+                    .iter()
+                    .filter(|j| theirs.binary_search(j).is_err())
+                    .take(5)
+                    .collect();
+                let only_hf: Vec<_> = theirs
+                    .iter()
+                    .filter(|j| ours.binary_search(j).is_err())
+                    .take(5)
+                    .collect();
+                panic!(
+                    "{what}: kept {} vs HF {}; only ours {only_ours:?}, only HF {only_hf:?}",
+                    ours.len(),
+                    theirs.len()
+                );
             }
         }
     }

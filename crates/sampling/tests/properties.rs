@@ -9,20 +9,45 @@ use proptest::prelude::*;
 /// A logits row: finite values on a coarse grid (so ties happen) plus some `-inf`, at least one
 /// finite entry.
 fn logits() -> impl Strategy<Value = Vec<f32>> {
-    prop::collection::vec(prop_oneof![8 => (-80i32..80).prop_map(|x| x as f32 / 4.0), 1 => Just(f32::NEG_INFINITY)], 1..400).prop_filter("one finite", |v| v.iter().any(|x| x.is_finite()))
+    prop::collection::vec(
+        prop_oneof![8 => (-80i32..80).prop_map(|x| x as f32 / 4.0), 1 => Just(f32::NEG_INFINITY)],
+        1..400,
+    )
+    .prop_filter("one finite", |v| v.iter().any(|x| x.is_finite()))
 }
 
 /// A truncation stage with a random parameter and `min_tokens_to_keep`.
 fn truncation() -> impl Strategy<Value = StageSpec> {
     let keep = 1usize..6;
     prop_oneof![
-        (1usize..50, keep.clone()).prop_map(|(k, m)| StageSpec::new("top_k", &[("top_k", k as f64), ("min_tokens_to_keep", m as f64)])),
-        (0.01f64..1.0, keep.clone()).prop_map(|(p, m)| StageSpec::new("top_p", &[("top_p", p), ("min_tokens_to_keep", m as f64)])),
-        (0.0f64..1.0, keep.clone()).prop_map(|(p, m)| StageSpec::new("min_p", &[("min_p", p), ("min_tokens_to_keep", m as f64)])),
-        (0.01f64..1.0, keep.clone()).prop_map(|(p, m)| StageSpec::new("typical", &[("mass", p), ("min_tokens_to_keep", m as f64)])),
-        (1e-4f64..0.5, keep.clone()).prop_map(|(e, m)| StageSpec::new("epsilon", &[("epsilon", e), ("min_tokens_to_keep", m as f64)])),
-        (1e-4f64..0.5, keep.clone()).prop_map(|(e, m)| StageSpec::new("eta", &[("epsilon", e), ("min_tokens_to_keep", m as f64)])),
-        (0.0f64..1.0, keep).prop_map(|(a, m)| StageSpec::new("top_a", &[("top_a", a), ("min_tokens_to_keep", m as f64)])),
+        (1usize..50, keep.clone()).prop_map(|(k, m)| StageSpec::new(
+            "top_k",
+            &[("top_k", k as f64), ("min_tokens_to_keep", m as f64)]
+        )),
+        (0.01f64..1.0, keep.clone()).prop_map(|(p, m)| StageSpec::new(
+            "top_p",
+            &[("top_p", p), ("min_tokens_to_keep", m as f64)]
+        )),
+        (0.0f64..1.0, keep.clone()).prop_map(|(p, m)| StageSpec::new(
+            "min_p",
+            &[("min_p", p), ("min_tokens_to_keep", m as f64)]
+        )),
+        (0.01f64..1.0, keep.clone()).prop_map(|(p, m)| StageSpec::new(
+            "typical",
+            &[("mass", p), ("min_tokens_to_keep", m as f64)]
+        )),
+        (1e-4f64..0.5, keep.clone()).prop_map(|(e, m)| StageSpec::new(
+            "epsilon",
+            &[("epsilon", e), ("min_tokens_to_keep", m as f64)]
+        )),
+        (1e-4f64..0.5, keep.clone()).prop_map(|(e, m)| StageSpec::new(
+            "eta",
+            &[("epsilon", e), ("min_tokens_to_keep", m as f64)]
+        )),
+        (0.0f64..1.0, keep).prop_map(|(a, m)| StageSpec::new(
+            "top_a",
+            &[("top_a", a), ("min_tokens_to_keep", m as f64)]
+        )),
         (0.1f64..4.0).prop_map(|n| StageSpec::new("top_n_sigma", &[("n", n)])),
         (0.1f64..3.0).prop_map(|t| StageSpec::new("temperature", &[("temperature", t)])),
         (0.0f64..10.0).prop_map(|mu| StageSpec::new("mirostat_v2", &[("tau", mu)])),
@@ -30,7 +55,10 @@ fn truncation() -> impl Strategy<Value = StageSpec> {
 }
 
 fn min_keep(s: &StageSpec) -> usize {
-    s.params.get("min_tokens_to_keep").and_then(|v| v.as_u64()).unwrap_or(1) as usize
+    s.params
+        .get("min_tokens_to_keep")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1) as usize
 }
 
 proptest! {
@@ -112,7 +140,7 @@ proptest! {
             counts[t as usize] += 1;
         }
         for (c, p) in counts.iter().zip([0.5, 0.3, 0.2]) {
-            let sd = (4000.0 * p * (1.0 - p) as f64).sqrt();
+            let sd = (4000.0 * p * (1.0 - p)).sqrt();
             prop_assert!((*c as f64 - 4000.0 * p).abs() < 4.0 * sd, "{counts:?}");
         }
     }

@@ -30,18 +30,46 @@ impl Dry {
     /// Reads `{multiplier ≥ 0, base ≥ 1 (default 1.75), allowed_length ≥ 0 (default 2),
     /// sequence_breakers (ids or id lists), last_n (default -1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let multiplier = p.f64_checked("multiplier", None, |v| v >= 0.0 && v.is_finite(), "must be ≥ 0 and finite")? as f32;
-        let base = p.f64_checked("base", Some(1.75), |v| v >= 1.0 && v.is_finite(), "must be ≥ 1 and finite")? as f32;
-        let allowed_length = p.int_checked("allowed_length", Some(2), |v| v >= 0, "must be an integer ≥ 0")? as usize;
+        let multiplier = p.f64_checked(
+            "multiplier",
+            None,
+            |v| v >= 0.0 && v.is_finite(),
+            "must be ≥ 0 and finite",
+        )? as f32;
+        let base = p.f64_checked(
+            "base",
+            Some(1.75),
+            |v| v >= 1.0 && v.is_finite(),
+            "must be ≥ 1 and finite",
+        )? as f32;
+        let allowed_length = p.int_checked(
+            "allowed_length",
+            Some(2),
+            |v| v >= 0,
+            "must be an integer ≥ 0",
+        )? as usize;
         let breakers = p.id_sequences("sequence_breakers")?;
         let last_n = p.last_n(-1)?;
-        Ok(Self { multiplier, base, allowed_length, breakers, last_n, z: Vec::new(), rev: Vec::new(), hits: Vec::new() })
+        Ok(Self {
+            multiplier,
+            base,
+            allowed_length,
+            breakers,
+            last_n,
+            z: Vec::new(),
+            rev: Vec::new(),
+            hits: Vec::new(),
+        })
     }
 
     /// Number of tokens at the end of `w` after the last breaker occurrence.
     fn tail_after_breaker(&self, w: &[u32]) -> usize {
         for end in (1..=w.len()).rev() {
-            if self.breakers.iter().any(|b| b.len() <= end && w[end - b.len()..end] == b[..]) {
+            if self
+                .breakers
+                .iter()
+                .any(|b| b.len() <= end && w[end - b.len()..end] == b[..])
+            {
                 return w.len() - end;
             }
         }

@@ -32,7 +32,7 @@ impl Stage for Epsilon {
         "epsilon"
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
-        let t = row.lse() + self.epsilon.ln() as f32;
+        let t = (row.lse() + self.epsilon.ln()) as f32;
         let t = row.with_min_keep(t, self.min_keep);
         row.retain_ge(t);
         Ok(())

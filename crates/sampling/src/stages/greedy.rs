@@ -21,7 +21,7 @@ impl Stage for Greedy {
         "greedy"
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
-        if let Some(i) = crate::math::argmax(row.values()) {
+        if let Some(i) = row.argmax() {
             let id = row.id_at(i);
             row.keep_only(id);
         }

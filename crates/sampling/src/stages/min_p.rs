@@ -18,8 +18,16 @@ pub struct MinP {
 impl MinP {
     /// Reads `{min_p ∈ [0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let min_p = p.f64_checked("min_p", None, |v| (0.0..=1.0).contains(&v), "must be in [0, 1]")?;
-        Ok(Self { min_p, min_keep: p.min_keep()? })
+        let min_p = p.f64_checked(
+            "min_p",
+            None,
+            |v| (0.0..=1.0).contains(&v),
+            "must be in [0, 1]",
+        )?;
+        Ok(Self {
+            min_p,
+            min_keep: p.min_keep()?,
+        })
     }
 }
 

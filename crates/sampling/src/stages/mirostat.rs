@@ -23,7 +23,7 @@ impl LastOutput {
                 self.vals.push(v);
             }
         }
-        self.lse = crate::math::log_sum_exp(&self.vals).1;
+        self.lse = crate::math::log_sum_exp(&self.vals).1 as f32;
     }
 
     /// Surprise `−log2 p(token)` under the recorded distribution (`None` if it was removed).
@@ -34,8 +34,18 @@ impl LastOutput {
 }
 
 fn read_tau_eta(p: &mut ParamReader) -> Result<(f64, f64)> {
-    let tau = p.f64_checked("tau", Some(5.0), |v| v >= 0.0 && v.is_finite(), "must be ≥ 0 and finite")?;
-    let eta = p.f64_checked("eta", Some(0.1), |v| v >= 0.0 && v.is_finite(), "must be ≥ 0 and finite")?;
+    let tau = p.f64_checked(
+        "tau",
+        Some(5.0),
+        |v| v >= 0.0 && v.is_finite(),
+        "must be ≥ 0 and finite",
+    )?;
+    let eta = p.f64_checked(
+        "eta",
+        Some(0.1),
+        |v| v >= 0.0 && v.is_finite(),
+        "must be ≥ 0 and finite",
+    )?;
     Ok((tau, eta))
 }
 
@@ -55,7 +65,12 @@ impl MirostatV2 {
     /// Reads `{tau (default 5), eta (default 0.1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let (tau, eta) = read_tau_eta(p)?;
-        Ok(Self { tau, eta, mu: 2.0 * tau, last: LastOutput::default() })
+        Ok(Self {
+            tau,
+            eta,
+            mu: 2.0 * tau,
+            last: LastOutput::default(),
+        })
     }
 
     /// Current μ.
@@ -71,7 +86,7 @@ impl Stage for MirostatV2 {
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         // −log2 p > μ ⇔ z − lse < −μ·ln2
         let lse = row.lse();
-        let t = (lse as f64 - self.mu * std::f64::consts::LN_2) as f32;
+        let t = (lse - self.mu * std::f64::consts::LN_2) as f32;
         let t = t.min(row.max());
         row.retain_ge(t);
         self.last.record(row);
@@ -111,7 +126,14 @@ impl MirostatV1 {
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let (tau, eta) = read_tau_eta(p)?;
         let m = p.int_checked("m", Some(100), |v| v >= 2, "must be an integer ≥ 2")? as usize;
-        Ok(Self { tau, eta, m, mu: 2.0 * tau, last: LastOutput::default(), top: Vec::new() })
+        Ok(Self {
+            tau,
+            eta,
+            m,
+            mu: 2.0 * tau,
+            last: LastOutput::default(),
+            top: Vec::new(),
+        })
     }
 }
 
@@ -124,7 +146,8 @@ impl Stage for MirostatV1 {
         let m = self.m.min(n);
         let t = row.kth_largest(m);
         self.top.clear();
-        self.top.extend(row.values().iter().copied().filter(|&v| v >= t));
+        self.top
+            .extend(row.values().iter().copied().filter(|&v| v >= t));
         self.top.sort_unstable_by(|a, b| b.total_cmp(a));
         let (mut num, mut den) = (0.0f64, 0.0f64);
         for i in 0..m.saturating_sub(1).min(self.top.len().saturating_sub(1)) {
@@ -137,7 +160,11 @@ impl Stage for MirostatV1 {
         let eps_hat = s_hat - 1.0;
         let v = row.vocab() as f64;
         let k = ((eps_hat * 2f64.powf(self.mu)) / (1.0 - v.powf(-eps_hat))).powf(1.0 / s_hat);
-        let k = if k.is_finite() { (k as usize).clamp(1, n.max(1)) } else { n.max(1) };
+        let k = if k.is_finite() {
+            (k as usize).clamp(1, n.max(1))
+        } else {
+            n.max(1)
+        };
         if k < n {
             let t = row.kth_largest(k);
             row.retain_ge(t);

@@ -45,14 +45,23 @@ pub const STAGES: &[(&str, &str)] = &[
     ("eta", "epsilon ∈ (0, 1), min_tokens_to_keep"),
     ("top_a", "top_a ∈ [0, 1], min_tokens_to_keep"),
     ("top_n_sigma", "n > 0"),
-    ("xtc", "threshold = 0.1, probability = 0.5, seed = 0, min_tokens_to_keep"),
+    (
+        "xtc",
+        "threshold = 0.1, probability = 0.5, seed = 0, min_tokens_to_keep",
+    ),
     ("dynamic_temperature", "temp ≥ 0, range = 0, exponent = 1"),
     ("mirostat_v1", "tau = 5, eta = 0.1, m = 100"),
     ("mirostat_v2", "tau = 5, eta = 0.1"),
-    ("repetition_penalty", "penalty > 0, last_n = -1 (whole history)"),
+    (
+        "repetition_penalty",
+        "penalty > 0, last_n = -1 (whole history)",
+    ),
     ("frequency_penalty", "penalty, last_n = 64"),
     ("presence_penalty", "penalty, last_n = 64"),
-    ("dry", "multiplier ≥ 0, base = 1.75, allowed_length = 2, sequence_breakers = [], last_n = -1"),
+    (
+        "dry",
+        "multiplier ≥ 0, base = 1.75, allowed_length = 2, sequence_breakers = [], last_n = -1",
+    ),
     ("logit_bias", "bias: {token_id: bias}"),
     ("no_repeat_ngram", "n ≥ 1"),
     ("min_tokens", "min_tokens ≥ 0, eos_ids"),
@@ -89,7 +98,11 @@ pub fn build_stage(spec: &StageSpec, pipeline: &str, index: usize) -> Result<Box
                 pipeline: pipeline.to_string(),
                 index,
                 stage: other.to_string(),
-                known: STAGES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                known: STAGES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         }
     };

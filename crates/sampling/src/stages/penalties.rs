@@ -57,11 +57,25 @@ impl Penalty {
     /// repetition penalty must be > 0, the others finite.
     pub fn from_params(kind: PenaltyKind, p: &mut ParamReader) -> Result<Self> {
         let penalty = match kind {
-            PenaltyKind::Repetition => p.f64_checked("penalty", None, |v| v > 0.0 && v.is_finite(), "must be > 0 and finite")?,
+            PenaltyKind::Repetition => p.f64_checked(
+                "penalty",
+                None,
+                |v| v > 0.0 && v.is_finite(),
+                "must be > 0 and finite",
+            )?,
             _ => p.f64_checked("penalty", None, f64::is_finite, "must be finite")?,
         };
-        let last_n = p.last_n(if kind == PenaltyKind::Repetition { -1 } else { 64 })?;
-        Ok(Self { kind, penalty: penalty as f32, last_n, counts: TokenCounts::default() })
+        let last_n = p.last_n(if kind == PenaltyKind::Repetition {
+            -1
+        } else {
+            64
+        })?;
+        Ok(Self {
+            kind,
+            penalty: penalty as f32,
+            last_n,
+            counts: TokenCounts::default(),
+        })
     }
 }
 

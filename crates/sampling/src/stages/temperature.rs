@@ -15,8 +15,15 @@ pub struct Temperature {
 impl Temperature {
     /// Reads `{temperature}` (> 0, finite).
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let t = p.f64_checked("temperature", None, |v| v > 0.0 && v.is_finite(), "must be > 0 and finite (use the `greedy` stage for T = 0)")?;
-        Ok(Self { temperature: t as f32 })
+        let t = p.f64_checked(
+            "temperature",
+            None,
+            |v| v > 0.0 && v.is_finite(),
+            "must be > 0 and finite (use the `greedy` stage for T = 0)",
+        )?;
+        Ok(Self {
+            temperature: t as f32,
+        })
     }
 }
 
@@ -58,10 +65,29 @@ pub struct DynamicTemperature {
 impl DynamicTemperature {
     /// Reads `{temp, range (default 0), exponent (default 1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let temp = p.f64_checked("temp", None, |v| v >= 0.0 && v.is_finite(), "must be ≥ 0 and finite")?;
-        let range = p.f64_checked("range", Some(0.0), |v| v >= 0.0 && v.is_finite(), "must be ≥ 0 and finite")?;
-        let exponent = p.f64_checked("exponent", Some(1.0), |v| v > 0.0 && v.is_finite(), "must be > 0 and finite")?;
-        Ok(Self { temp: temp as f32, range: range as f32, exponent: exponent as f32 })
+        let temp = p.f64_checked(
+            "temp",
+            None,
+            |v| v >= 0.0 && v.is_finite(),
+            "must be ≥ 0 and finite",
+        )?;
+        let range = p.f64_checked(
+            "range",
+            Some(0.0),
+            |v| v >= 0.0 && v.is_finite(),
+            "must be ≥ 0 and finite",
+        )?;
+        let exponent = p.f64_checked(
+            "exponent",
+            Some(1.0),
+            |v| v > 0.0 && v.is_finite(),
+            "must be > 0 and finite",
+        )?;
+        Ok(Self {
+            temp: temp as f32,
+            range: range as f32,
+            exponent: exponent as f32,
+        })
     }
 }
 

@@ -16,10 +16,19 @@ impl LogitBias {
     /// Reads `{bias: {token_id: bias}}`; biases are finite or `-inf`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let pairs = p.id_map("bias")?;
-        if let Some((id, b)) = pairs.iter().find(|(_, b)| b.is_nan() || *b == f64::INFINITY) {
-            return Err(p.invalid("bias", format!("{{{id}: {b}}}"), "biases must be finite or -inf"));
+        if let Some((id, b)) = pairs
+            .iter()
+            .find(|(_, b)| b.is_nan() || *b == f64::INFINITY)
+        {
+            return Err(p.invalid(
+                "bias",
+                format!("{{{id}: {b}}}"),
+                "biases must be finite or -inf",
+            ));
         }
-        Ok(Self { bias: pairs.into_iter().map(|(i, b)| (i, b as f32)).collect() })
+        Ok(Self {
+            bias: pairs.into_iter().map(|(i, b)| (i, b as f32)).collect(),
+        })
     }
 }
 
@@ -95,12 +104,20 @@ pub struct MinTokens {
 impl MinTokens {
     /// Reads `{min_tokens ≥ 0, eos_ids (non-empty)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let min_tokens = p.int_checked("min_tokens", None, |v| v >= 0, "must be an integer ≥ 0")? as usize;
+        let min_tokens =
+            p.int_checked("min_tokens", None, |v| v >= 0, "must be an integer ≥ 0")? as usize;
         let eos_ids = p.ids("eos_ids")?;
         if eos_ids.is_empty() {
-            return Err(p.invalid("eos_ids", "[]", "at least one end-of-sequence token id is required"));
+            return Err(p.invalid(
+                "eos_ids",
+                "[]",
+                "at least one end-of-sequence token id is required",
+            ));
         }
-        Ok(Self { min_tokens, eos_ids })
+        Ok(Self {
+            min_tokens,
+            eos_ids,
+        })
     }
 }
 

@@ -17,8 +17,16 @@ pub struct TopA {
 impl TopA {
     /// Reads `{top_a ∈ [0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let a = p.f64_checked("top_a", None, |v| (0.0..=1.0).contains(&v), "must be in [0, 1]")?;
-        Ok(Self { a, min_keep: p.min_keep()? })
+        let a = p.f64_checked(
+            "top_a",
+            None,
+            |v| (0.0..=1.0).contains(&v),
+            "must be in [0, 1]",
+        )?;
+        Ok(Self {
+            a,
+            min_keep: p.min_keep()?,
+        })
     }
 }
 
@@ -30,8 +38,9 @@ impl Stage for TopA {
         if self.a <= 0.0 {
             return Ok(());
         }
-        let (m, lse) = crate::math::log_sum_exp(row.values());
-        let t = self.a.ln() as f32 + 2.0 * m - lse;
+        let m = row.max() as f64;
+        let lse = row.lse();
+        let t = (self.a.ln() + 2.0 * m - lse) as f32;
         let t = row.with_min_keep(t, self.min_keep);
         row.retain_ge(t);
         Ok(())

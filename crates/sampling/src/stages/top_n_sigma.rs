@@ -16,26 +16,14 @@ pub struct TopNSigma {
 impl TopNSigma {
     /// Reads `{n > 0}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let n = p.f64_checked("n", None, |v| v > 0.0 && v.is_finite(), "must be > 0 and finite")?;
+        let n = p.f64_checked(
+            "n",
+            None,
+            |v| v > 0.0 && v.is_finite(),
+            "must be > 0 and finite",
+        )?;
         Ok(Self { n })
     }
-}
-
-/// `(mean, population standard deviation)` of the finite values, in f64.
-pub(crate) fn finite_mean_std(xs: &[f32]) -> (f64, f64) {
-    let (mut n, mut s) = (0usize, 0.0f64);
-    for &v in xs {
-        if v.is_finite() {
-            n += 1;
-            s += v as f64;
-        }
-    }
-    if n == 0 {
-        return (0.0, 0.0);
-    }
-    let mean = s / n as f64;
-    let var = xs.iter().filter(|v| v.is_finite()).map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
-    (mean, var.sqrt())
 }
 
 impl Stage for TopNSigma {
@@ -46,7 +34,7 @@ impl Stage for TopNSigma {
         if row.values().len() <= 1 {
             return Ok(());
         }
-        let (_, sd) = finite_mean_std(row.values());
+        let (_, sd) = crate::math::finite_mean_std(row.values());
         let t = row.max() as f64 - self.n * sd;
         row.retain_ge(t as f32);
         Ok(())

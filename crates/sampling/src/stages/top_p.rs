@@ -20,7 +20,10 @@ impl TopP {
     /// Reads `{top_p ∈ (0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let top_p = p.f64_checked("top_p", None, |v| v > 0.0 && v <= 1.0, "must be in (0, 1]")?;
-        Ok(Self { top_p, min_keep: p.min_keep()? })
+        Ok(Self {
+            top_p,
+            min_keep: p.min_keep()?,
+        })
     }
 }
 

@@ -21,7 +21,10 @@ impl Typical {
     /// Reads `{mass ∈ (0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let mass = p.f64_checked("mass", None, |v| v > 0.0 && v <= 1.0, "must be in (0, 1]")?;
-        Ok(Self { mass, min_keep: p.min_keep()? })
+        Ok(Self {
+            mass,
+            min_keep: p.min_keep()?,
+        })
     }
 }
 
@@ -37,10 +40,16 @@ impl Stage for Typical {
         // Keys: larger is more typical, key = −|c − z|; removed tokens get −inf.
         let mut keys = row.take_keys();
         keys.clear();
-        keys.extend(row.values().iter().map(|&v| if v == f32::NEG_INFINITY { v } else { -(c - v).abs() }));
-        let mut t = row.key_threshold(&keys, self.mass * z);
+        keys.extend(row.values().iter().map(|&v| {
+            if v == f32::NEG_INFINITY {
+                v
+            } else {
+                -(c - v).abs()
+            }
+        }));
+        let mut t = row.key_threshold(&keys, self.mass * z, z);
         if self.min_keep > 1 {
-            let kth = crate::select::top_weight_threshold(&keys, None, self.min_keep as f64, &mut row.select);
+            let kth = crate::select::kth_largest(&keys, self.min_keep, &mut row.select);
             t = t.min(kth);
         }
         row.retain_by_key(&keys, t);

@@ -21,16 +21,38 @@ pub struct Xtc {
     pub min_keep: usize,
     seed: u64,
     rng: ChaCha20Rng,
+    ids: Vec<u32>,
+    vals: Vec<f32>,
+    entries: Vec<usize>,
 }
 
 impl Xtc {
     /// Reads `{threshold ∈ [0, 1], probability ∈ [0, 1], seed (default 0), min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let threshold = p.f64_checked("threshold", Some(0.1), |v| (0.0..=1.0).contains(&v), "must be in [0, 1]")?;
-        let probability = p.f64_checked("probability", Some(0.5), |v| (0.0..=1.0).contains(&v), "must be in [0, 1]")?;
+        let threshold = p.f64_checked(
+            "threshold",
+            Some(0.1),
+            |v| (0.0..=1.0).contains(&v),
+            "must be in [0, 1]",
+        )?;
+        let probability = p.f64_checked(
+            "probability",
+            Some(0.5),
+            |v| (0.0..=1.0).contains(&v),
+            "must be in [0, 1]",
+        )?;
         let seed = p.u64_or("seed", 0)?;
         let min_keep = p.min_keep()?;
-        Ok(Self { threshold, probability, min_keep, seed, rng: rng::seeded(seed, 0) })
+        Ok(Self {
+            threshold,
+            probability,
+            min_keep,
+            seed,
+            rng: rng::seeded(seed, 0),
+            ids: Vec::new(),
+            vals: Vec::new(),
+            entries: Vec::new(),
+        })
     }
 }
 
@@ -46,18 +68,27 @@ impl Stage for Xtc {
             return Ok(());
         }
         // p ≥ threshold ⇔ z ≥ lse + ln(threshold)
-        let t = row.lse() + self.threshold.ln() as f32;
-        let vals = row.values();
-        let above = vals.iter().filter(|&&v| v >= t).count();
-        if above < 2 {
+        let t = (row.lse() + self.threshold.ln()) as f32;
+        // At most 1/threshold tokens reach it: gather their positions, not the whole row.
+        self.ids.clear();
+        self.vals.clear();
+        crate::math::gather_ge(row.values(), t, &mut self.ids, &mut self.vals);
+        if self.ids.len() < 2 {
             return Ok(());
         }
-        let least = vals.iter().copied().filter(|&v| v >= t).fold(f32::INFINITY, f32::min);
-        let removed = vals.iter().filter(|&&v| v >= t && v > least).count();
-        if row.kept() - removed < self.min_keep {
+        let least = self.vals.iter().copied().fold(f32::INFINITY, f32::min);
+        self.entries.clear();
+        self.entries.extend(
+            self.ids
+                .iter()
+                .zip(&self.vals)
+                .filter(|(_, &v)| v > least)
+                .map(|(&i, _)| i as usize),
+        );
+        if row.kept() - self.entries.len() < self.min_keep {
             return Ok(());
         }
-        row.remove_where(|_, v| v >= t && v > least);
+        row.remove_entries(&self.entries);
         Ok(())
     }
     fn reset(&mut self) {
