@@ -139,7 +139,7 @@ proptest! {
             let t = draw(&mut row, adasamp_sampling::rng::uniform(&mut r), 0).unwrap().token;
             counts[t as usize] += 1;
         }
-        for (c, p) in counts.iter().zip([0.5, 0.3, 0.2]) {
+        for (c, p) in counts.iter().zip([0.5f64, 0.3, 0.2]) {
             let sd = (4000.0 * p * (1.0 - p)).sqrt();
             prop_assert!((*c as f64 - 4000.0 * p).abs() < 4.0 * sd, "{counts:?}");
         }
