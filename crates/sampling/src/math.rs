@@ -334,24 +334,7 @@ pub(crate) fn mask_in(c: &[f32], lo: f32x8, hi: f32x8) -> u32 {
 
 /// Appends `(i, x_i)` for every `x_i ≥ t`, in index order; cost ∝ V/16 + number of hits.
 pub fn gather_ge(xs: &[f32], t: f32, ids: &mut Vec<u32>, vals: &mut Vec<f32>) {
-    let chunks = xs.chunks_exact(16);
-    let base_rest = xs.len() - chunks.remainder().len();
-    let tv = f32x8::splat(t);
-    for (b, c) in chunks.enumerate() {
-        let mut m = mask_ge(c, tv);
-        while m != 0 {
-            let l = m.trailing_zeros() as usize;
-            ids.push((b * 16 + l) as u32);
-            vals.push(c[l]);
-            m &= m - 1;
-        }
-    }
-    for (j, &v) in xs[base_rest..].iter().enumerate() {
-        if v >= t {
-            ids.push((base_rest + j) as u32);
-            vals.push(v);
-        }
-    }
+    gather_ge_limited(xs, t, usize::MAX, ids, vals);
 }
 
 /// Like [`gather_ge`], but gives up (returning `false`) once more than `limit` entries match.
@@ -367,6 +350,9 @@ pub fn gather_ge_limited(
     let tv = f32x8::splat(t);
     for (b, c) in chunks.enumerate() {
         let mut m = mask_ge(c, tv);
+        if m == 0 {
+            continue;
+        }
         while m != 0 {
             let l = m.trailing_zeros() as usize;
             ids.push((b * 16 + l) as u32);

@@ -221,6 +221,17 @@ impl Row {
         }
     }
 
+    /// Divides every logit by `t > 0` (`z / t`, as HF's temperature warper). Division by a
+    /// positive number is monotonic and correctly rounded, so the maximum stays known.
+    pub fn divide(&mut self, t: f32) {
+        let m = self.max_cache.map(|m| m / t);
+        for x in self.vals.iter_mut() {
+            *x /= t;
+        }
+        self.exp_valid = false;
+        self.max_cache = m;
+    }
+
     /// Index (into [`Row::values`]) of the most likely entry, lowest index among ties.
     pub fn argmax(&self) -> Option<usize> {
         math::first_ge(&self.vals, self.max()).filter(|_| self.max() > f32::NEG_INFINITY)

@@ -70,11 +70,13 @@ pub fn top_weight_threshold(
         band_n = s.keys.len();
         in_scratch = true;
     } else if keys.len() > 8 * SAMPLE {
-        if let Some((t_lo, t_hi)) = sample_bracket(keys, weights, target, total_hint, &mut s.pairs)
+        if let Some((t_lo, t_hi, est)) =
+            sample_bracket(keys, weights, target, total_hint, &mut s.pairs)
         {
             s.idx.clear();
             s.keys.clear();
             if t_lo > f32::MIN
+                && est <= keys.len() / 16
                 && math::gather_ge_limited(keys, t_lo, keys.len() / 8, &mut s.idx, &mut s.keys)
             {
                 // Few keys reach t_lo: work on exactly those from here on.
@@ -121,7 +123,7 @@ pub fn top_weight_threshold(
         }
     }
     loop {
-        if !in_scratch && band_n * 4 < keys.len() {
+        if !in_scratch && band_n * 16 < keys.len() {
             s.keys.clear();
             s.weights.clear();
             compact(keys, weights, lo, hi, &mut s.keys, &mut s.weights);
@@ -154,7 +156,7 @@ pub fn top_weight_threshold(
             top = t;
             band_n -= n_up;
         }
-        if in_scratch && band_n * 4 < wk.len() && wk.len() > SORT_BELOW {
+        if in_scratch && band_n * 8 < wk.len() && wk.len() > SORT_BELOW {
             s.keys2.clear();
             s.weights2.clear();
             compact(
@@ -241,15 +243,31 @@ fn block_bound(
         .inspect(|&b| {
             s.keys.clear();
             s.weights.clear();
+            let (bv, inf) = (f32x8::splat(b), f32x8::splat(f32::INFINITY));
             for (bi, (c, &m)) in keys.chunks(BLOCK).zip(&maxima).enumerate() {
-                if m >= b {
-                    for (j, &v) in c.iter().enumerate() {
-                        if v >= b {
-                            s.keys.push(v);
-                            if let Some(w) = weights {
-                                s.weights.push(w[bi * BLOCK + j]);
-                            }
+                if m < b {
+                    continue;
+                }
+                if c.len() < BLOCK {
+                    compact(
+                        c,
+                        weights.map(|w| &w[bi * BLOCK..]),
+                        b,
+                        f32::INFINITY,
+                        &mut s.keys,
+                        &mut s.weights,
+                    );
+                    continue;
+                }
+                for q in 0..BLOCK / 16 {
+                    let mut mask = math::mask_in(&c[q * 16..], bv, inf);
+                    while mask != 0 {
+                        let l = q * 16 + mask.trailing_zeros() as usize;
+                        s.keys.push(c[l]);
+                        if let Some(w) = weights {
+                            s.weights.push(w[bi * BLOCK + l]);
                         }
+                        mask &= mask - 1;
                     }
                 }
             }
@@ -276,7 +294,7 @@ fn block_max(c: &[f32]) -> f32 {
 /// Sample size of the bracketing step.
 const SAMPLE: usize = 256;
 
-/// Brackets the answer from a strided sample: `(t_lo, t_hi)` with, hopefully,
+/// Brackets the answer from a strided sample: `(t_lo, t_hi, estimated count ≥ t_lo)` with, hopefully,
 /// `W(≥ t_hi) < target ≤ W(≥ t_lo)` (`t_lo = -inf` / `t_hi = +inf` for an open side).
 /// Weighted targets above half the total are estimated from the light side, which a uniform
 /// sample represents well even when a few tokens carry most of the weight.
@@ -286,7 +304,7 @@ fn sample_bracket(
     target: f64,
     total: f64,
     pairs: &mut Vec<(f32, f32)>,
-) -> Option<(f32, f32)> {
+) -> Option<(f32, f32, usize)> {
     let n = keys.len();
     let stride = n / SAMPLE;
     pairs.clear();
@@ -328,7 +346,9 @@ fn sample_bracket(
     let t_lo = pairs
         .get(crossing + margin)
         .map_or(f32::NEG_INFINITY, |p| p.0);
-    (t_lo < t_hi).then_some((t_lo, t_hi))
+    // Estimated number of keys ≥ t_lo.
+    let est = ((crossing + margin + 1) * stride).min(n);
+    (t_lo < t_hi).then_some((t_lo, t_hi, est))
 }
 
 /// Unit weights, for counting with the weighted sweeps.
@@ -407,6 +427,7 @@ fn band_weight(keys: &[f32], weights: Option<&[f32]>, t: f32, hi: f32) -> (f64, 
 }
 
 /// Copies the elements with `lo ≤ key < hi` (and their weights) into `ok`/`ow`, in order.
+/// Cost ∝ V/16 plus a few nanoseconds per copied element: meant for small bands.
 fn compact(
     keys: &[f32],
     weights: Option<&[f32]>,

@@ -27,20 +27,13 @@ impl Temperature {
     }
 }
 
-/// Divides every element by `t` in place.
-pub(crate) fn divide(xs: &mut [f32], t: f32) {
-    for x in xs.iter_mut() {
-        *x /= t;
-    }
-}
-
 impl Stage for Temperature {
     fn name(&self) -> &'static str {
         "temperature"
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.temperature != 1.0 {
-            divide(row.values_mut(), self.temperature);
+            row.divide(self.temperature);
         }
         Ok(())
     }
@@ -113,7 +106,7 @@ impl Stage for DynamicTemperature {
             let m = row.max();
             row.retain_ge(m);
         } else if t != 1.0 {
-            divide(row.values_mut(), t);
+            row.divide(t);
         }
         Ok(())
     }
