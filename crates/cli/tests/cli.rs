@@ -1,0 +1,235 @@
+//! End-to-end tests of the `adasamp` binary: the file contracts of `apply`, `sample`, `grid`, and
+//! clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::tensor::{Dtype, TensorView};
+
+fn adasamp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(args)
+        .output()
+        .expect("run adasamp")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("adasamp-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_tensor(path: &Path, name: &str, dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) {
+    let view = TensorView::new(dtype, shape, bytes).unwrap();
+    std::fs::write(path, safetensors::serialize([(name, view)], None).unwrap()).unwrap();
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn read_logits(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("logits").unwrap();
+    (
+        t.shape().to_vec(),
+        t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+    )
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn example_apply_and_sample() {
+    let d = tmpdir("example");
+    let out = adasamp(&[
+        "example",
+        "--output",
+        d.to_str().unwrap(),
+        "--vocab",
+        "5000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pipes = d.join("pipelines.yaml");
+    let input = d.join("logits.safetensors");
+    let applied = d.join("out.safetensors");
+    let out = adasamp(&[
+        "apply",
+        "--pipeline",
+        pipes.to_str().unwrap(),
+        "--name",
+        "min_p0.05",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        applied.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (shape_in, z) = read_logits(&input);
+    let (shape_out, y) = read_logits(&applied);
+    assert_eq!(shape_in, shape_out);
+    // min_p 0.05 in logit space: removed ⇔ z < max + ln 0.05, removed are exactly -inf.
+    for (zr, yr) in z.chunks(5000).zip(y.chunks(5000)) {
+        let m = zr.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        for (&a, &b) in zr.iter().zip(yr) {
+            if a < m + 0.05f32.ln() {
+                assert_eq!(b, f32::NEG_INFINITY);
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+    }
+    let run = || {
+        adasamp(&[
+            "sample",
+            "--pipeline",
+            pipes.to_str().unwrap(),
+            "--name",
+            "llama_cpp_default",
+            "--input",
+            input.to_str().unwrap(),
+            "--seed",
+            "7",
+            "--top-n",
+            "3",
+        ])
+    };
+    let (a, b) = (run(), run());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout, "same seed, same output");
+    let text = String::from_utf8(a.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), shape_in[0]);
+    for l in &lines {
+        assert!(l["token"].as_u64().unwrap() < 5000);
+        assert!(l["top"].as_array().unwrap().len() <= 3);
+        assert!(l["prob"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn grid_counts_through_the_cli() {
+    let d = tmpdir("grid");
+    for (args, n) in [
+        (vec!["--family", "llama"], 396),
+        (vec!["--family", "none"], 384),
+        (vec!["--family", "qwen", "--filtered"], 143),
+    ] {
+        let p = d.join("g.yaml");
+        let mut all = vec!["grid", "--output", p.to_str().unwrap()];
+        all.extend(args);
+        let out = adasamp(&all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("- name: ")).count(),
+            n,
+            "{}",
+            &text[..200]
+        );
+    }
+    let out = adasamp(&["grid", "--family", "mistral"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("mistral"));
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let d = tmpdir("bad");
+    let pipes = d.join("p.yaml");
+    std::fs::write(
+        &pipes,
+        "pipelines:\n  - name: a\n    processors: [{name: top_p, params: {top_p: 0.9}}]\n",
+    )
+    .unwrap();
+    let p = pipes.to_str().unwrap();
+    let file = d.join("in.safetensors");
+    let f = file.to_str().unwrap();
+
+    write_tensor(
+        &file,
+        "logits",
+        Dtype::F32,
+        vec![2, 3],
+        &f32_bytes(&[0.0, 1.0, 2.0, 0.0, f32::NAN, 1.0]),
+    );
+    let out = adasamp(&["sample", "--pipeline", p, "--input", f]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("row 1: logit of token 1 is NaN"),
+        "{}",
+        stderr(&out)
+    );
+
+    write_tensor(
+        &file,
+        "scores",
+        Dtype::F32,
+        vec![1, 3],
+        &f32_bytes(&[0.0, 1.0, 2.0]),
+    );
+    let out = adasamp(&[
+        "apply",
+        "--pipeline",
+        p,
+        "--input",
+        f,
+        "--output",
+        d.join("o.safetensors").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("no tensor named `logits`") && stderr(&out).contains("scores"),
+        "{}",
+        stderr(&out)
+    );
+
+    write_tensor(&file, "logits", Dtype::F16, vec![1, 2], &[0, 0, 0, 0]);
+    let out = adasamp(&["sample", "--pipeline", p, "--input", f]);
+    assert!(stderr(&out).contains("expected F32"), "{}", stderr(&out));
+
+    write_tensor(
+        &file,
+        "logits",
+        Dtype::F32,
+        vec![3],
+        &f32_bytes(&[0.0, 1.0, 2.0]),
+    );
+    let out = adasamp(&["sample", "--pipeline", p, "--input", f]);
+    assert!(stderr(&out).contains("expected [N, V]"), "{}", stderr(&out));
+
+    std::fs::write(&file, b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let out = adasamp(&["sample", "--pipeline", p, "--input", f]);
+    assert!(
+        stderr(&out).contains("not a valid safetensors file"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        &pipes,
+        "pipelines:\n  - name: a\n    processors: [{name: top_p, params: {top_p: 2}}]\n",
+    )
+    .unwrap();
+    let out = adasamp(&["sample", "--pipeline", p, "--input", f]);
+    assert!(
+        stderr(&out).contains("pipeline `a`, stage `top_p`, parameter `top_p` = 2"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = adasamp(&["sample", "--preset", "wild", "--input", f]);
+    assert!(
+        stderr(&out).contains("unknown preset `wild`"),
+        "{}",
+        stderr(&out)
+    );
+}
