@@ -1,6 +1,8 @@
 //! `adasamp`: thin subcommands over the adasamp libraries.
 
+mod bench_generate;
 mod bench_sampling;
+mod generate;
 mod logits_io;
 mod pipeline_args;
 
@@ -77,6 +79,46 @@ enum Command {
     },
     /// Time every sampling chain against a full-sort baseline; prints a table.
     BenchSampling(bench_sampling::BenchArgs),
+    /// Generate text with a base model and any sampling pipeline.
+    Generate(Box<generate::GenerateArgs>),
+    /// Prefill/decode throughput per backend and batch size, with the sampling share of a step.
+    BenchGenerate(bench_generate::BenchGenerateArgs),
+    /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
+    /// (tensor `logits`, F32 [positions, V]): real rows for `bench-sampling --real` and `apply`.
+    Logits {
+        /// The text (the chat template is applied unless --raw).
+        #[arg(long)]
+        prompt: String,
+        /// Use the prompt as-is.
+        #[arg(long)]
+        raw: bool,
+        /// Model (default: the default model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Output safetensors file.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Manage models: fetch the default model, show a model's facts.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelAction {
+    /// Fetch (or verify) the default model SmolLM2-135M-Instruct into $ADASAMP_HOME.
+    Fetch,
+    /// Load a model and print its facts as JSON.
+    Info {
+        /// A .gguf file or Hugging Face directory (default: the default model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Backend: auto, candle or llama.cpp.
+        #[arg(long, default_value = "auto")]
+        backend: adasamp_engine::BackendChoice,
+    },
 }
 
 fn main() {
@@ -127,6 +169,65 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Example { output, vocab } => example(&output, vocab),
         Command::BenchSampling(args) => bench_sampling::run(&args),
+        Command::Generate(args) => generate::run(&args),
+        Command::BenchGenerate(args) => bench_generate::run(&args),
+        Command::Logits {
+            prompt,
+            raw,
+            model,
+            output,
+        } => {
+            let mut lm = adasamp_engine::load(
+                model.as_deref(),
+                adasamp_engine::BackendChoice::Candle,
+                None,
+                &mut |m: &str| eprintln!("{m}"),
+            )?;
+            let ids = lm.prompt_tokens(&prompt, None, raw)?;
+            let seq = lm.model.new_sequence()?;
+            let l = lm
+                .model
+                .forward_all(adasamp_engine::Feed { seq, tokens: &ids })?;
+            logits_io::write(
+                &output,
+                &Logits {
+                    rows: l.rows,
+                    vocab: l.vocab,
+                    data: l.data,
+                },
+            )?;
+            eprintln!(
+                "wrote {} rows × {} logits to {}",
+                l.rows,
+                l.vocab,
+                output.display()
+            );
+            Ok(())
+        }
+        Command::Model { action } => match action {
+            ModelAction::Fetch => {
+                let p =
+                    adasamp_engine::fetch::ensure_default_model(&mut |m: &str| eprintln!("{m}"))?;
+                println!("{}", p.display());
+                Ok(())
+            }
+            ModelAction::Info { model, backend } => {
+                let lm = adasamp_engine::load(model.as_deref(), backend, None, &mut |m: &str| {
+                    eprintln!("{m}")
+                })?;
+                let info = serde_json::json!({
+                    "model": lm.model.info(),
+                    "tokenizer": {
+                        "vocab_size": lm.tokenizer.vocab_size(),
+                        "bos_id": lm.tokenizer.bos_id(),
+                        "eos_ids": lm.tokenizer.eos_ids(),
+                    },
+                    "chat_template": lm.chat.is_some(),
+                });
+                println!("{}", serde_json::to_string_pretty(&info)?);
+                Ok(())
+            }
+        },
     }
 }
 

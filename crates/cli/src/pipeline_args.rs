@@ -41,10 +41,41 @@ pub struct PipelineArgs {
 impl PipelineArgs {
     /// Builds the chosen pipeline (a `greedy` stage is appended for `--greedy`).
     pub fn build(&self) -> Result<Pipeline> {
-        let mut p = if let Some(path) = &self.pipeline {
+        let set = self.build_set()?;
+        Ok(set.select(None)?.clone())
+    }
+
+    /// The candidate pipelines: the named one, every pipeline of the file (to choose from by
+    /// weight), the preset, or the flat flags; `--greedy` appends a `greedy` stage to each.
+    pub fn build_set(&self) -> Result<PipelineSet> {
+        if let Some(path) = &self.pipeline {
             let set = PipelineSet::from_path(path)?;
-            set.select(self.name.as_deref())?.clone()
-        } else if let Some(preset) = &self.preset {
+            let chosen = match &self.name {
+                Some(n) => vec![set.get(n)?.clone()],
+                None => set.pipelines().to_vec(),
+            };
+            return Ok(PipelineSet::from_pipelines(
+                chosen
+                    .into_iter()
+                    .map(|p| self.with_greedy(p))
+                    .collect::<Result<Vec<_>>>()?,
+            ));
+        }
+        Ok(PipelineSet::from_pipelines(vec![self.single()?]))
+    }
+
+    fn with_greedy(&self, p: Pipeline) -> Result<Pipeline> {
+        if self.greedy && !p.spec().processors.iter().any(|s| s.name == "greedy") {
+            let mut spec = p.spec().clone();
+            spec.processors
+                .push(adasamp_sampling::StageSpec::new("greedy", &[]));
+            return Ok(Pipeline::from_spec(spec)?);
+        }
+        Ok(p)
+    }
+
+    fn single(&self) -> Result<Pipeline> {
+        let p = if let Some(preset) = &self.preset {
             SamplingConfig::preset(preset)?.to_pipeline(preset)?
         } else {
             let d = SamplingConfig::default();
@@ -58,12 +89,6 @@ impl PipelineArgs {
             };
             c.to_pipeline("cli").context("in the sampling flags")?
         };
-        if self.greedy && !p.spec().processors.iter().any(|s| s.name == "greedy") {
-            let mut spec = p.spec().clone();
-            spec.processors
-                .push(adasamp_sampling::StageSpec::new("greedy", &[]));
-            p = Pipeline::from_spec(spec)?;
-        }
-        Ok(p)
+        self.with_greedy(p)
     }
 }

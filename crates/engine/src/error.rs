@@ -19,7 +19,9 @@ pub enum EngineError {
     #[error("model metadata `{key}`: {reason}")]
     Metadata { key: String, reason: String },
     /// An architecture this backend does not implement.
-    #[error("unsupported architecture `{arch}` for the {backend} backend (supported: {supported})")]
+    #[error(
+        "unsupported architecture `{arch}` for the {backend} backend (supported: {supported})"
+    )]
     UnsupportedArch {
         arch: String,
         backend: &'static str,

@@ -2,8 +2,16 @@
 //! tokenizers from GGUF metadata or `tokenizer.json`, chat templates, KV caches and decoding loops.
 //! All sampling goes through `adasamp-sampling`.
 
-pub mod error;
-pub mod tokenizer;
+pub mod candle_backend;
 pub mod chat;
+pub mod error;
+pub mod fetch;
+pub mod generate;
+pub mod load;
+pub mod model;
+pub mod tokenizer;
 
 pub use error::{EngineError, Result};
+pub use generate::{generate, FinishReason, Generation, GenerationRequest, Timing, Usage};
+pub use load::{load, BackendChoice, LoadedModel};
+pub use model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_yaml_ng::Value;
+pub use serde_yaml_ng::{Mapping, Value};
 
 use crate::error::{Result, SamplingError};
 

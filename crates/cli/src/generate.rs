@@ -1,0 +1,380 @@
+//! `adasamp generate`: text generation on a base model with any sampling pipeline — streamed to
+//! the terminal for one prompt, or one JSONL record per (prompt, sample) for a prompts file.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use adasamp_engine::{generate, BackendChoice, GenerationRequest, LoadedModel};
+use adasamp_sampling::PipelineSet;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline_args::PipelineArgs;
+
+/// Options of `generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The prompt (a user message; the model's chat template is applied unless --raw).
+    #[arg(long, conflicts_with = "prompts", required_unless_present = "prompts")]
+    pub prompt: Option<String>,
+    /// A JSONL file of prompts: one `{"prompt": ..., "id"?: ..., "system_prompt"?: ...}` per line.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub prompts: Option<PathBuf>,
+    /// Model: a .gguf file or a Hugging Face directory (default: the embedded SmolLM2-135M-Instruct,
+    /// fetched into $ADASAMP_HOME on first use).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Backend: auto, candle or llama.cpp.
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub sampling: PipelineArgs,
+    /// Seed; sample k of a prompt uses seed + k.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples per prompt.
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    /// Maximum number of generated tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Stop strings (repeatable); the generation ends before the first occurrence.
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Use the prompt as-is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// Write JSONL records here (prompts-file mode; resumes: pairs already present are skipped).
+    #[arg(long, value_name = "OUT.jsonl")]
+    pub output: Option<PathBuf>,
+    /// Record the top-K tokens of each step's final distribution.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub logprobs: usize,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Cap on prompt + generation length (default: the model's context).
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+}
+
+/// One line of a prompts file.
+#[derive(Debug, Clone, Deserialize)]
+struct PromptLine {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    prompt: String,
+    #[serde(default)]
+    system_prompt: Option<String>,
+}
+
+/// Sampler identity in a record.
+#[derive(Debug, Serialize)]
+struct SamplerInfo<'a> {
+    name: &'a str,
+    config: &'a adasamp_sampling::PipelineSpec,
+}
+
+/// One output record.
+#[derive(Debug, Serialize)]
+struct Record<'a> {
+    id: String,
+    prompt: &'a str,
+    system_prompt: Option<&'a str>,
+    generation: &'a str,
+    sampler_info: SamplerInfo<'a>,
+    seed: u64,
+    finish_reason: adasamp_engine::FinishReason,
+    usage: adasamp_engine::Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<&'a [adasamp_sampling::Sample]>,
+}
+
+/// Runs `generate`.
+pub fn run(a: &GenerateArgs) -> Result<()> {
+    if a.n == 0 || a.batch_size == 0 {
+        bail!("--n and --batch-size must be at least 1");
+    }
+    let pipelines = a.sampling.build_set()?;
+    let mut log = |m: &str| eprintln!("{m}");
+    let mut lm = adasamp_engine::load(a.model.as_deref(), a.backend, a.max_seq_len, &mut log)?;
+    let info = lm.model.info().clone();
+    eprintln!(
+        "model: {} ({}, {} blocks, vocab {}) on backend {}",
+        info.source, info.arch, info.n_layers, info.vocab_size, info.backend
+    );
+    match (&a.prompt, &a.prompts) {
+        (Some(p), _) => single(a, &mut lm, &pipelines, p),
+        (None, Some(file)) => many(a, &mut lm, &pipelines, file),
+        (None, None) => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
+    }
+}
+
+fn request(
+    a: &GenerateArgs,
+    lm: &LoadedModel,
+    pipelines: &PipelineSet,
+    user: &str,
+    system: Option<&str>,
+    seed: u64,
+) -> Result<GenerationRequest> {
+    let pipeline = pipelines.choose(seed)?.clone();
+    Ok(GenerationRequest {
+        prompt: lm.prompt_tokens(user, system, a.raw)?,
+        pipeline,
+        seed,
+        max_new_tokens: a.max_new_tokens,
+        stop: a.stop.clone(),
+        logprobs: a.logprobs,
+    })
+}
+
+fn single(
+    a: &GenerateArgs,
+    lm: &mut LoadedModel,
+    pipelines: &PipelineSet,
+    prompt: &str,
+) -> Result<()> {
+    let reqs = (0..a.n)
+        .map(|k| {
+            request(
+                a,
+                lm,
+                pipelines,
+                prompt,
+                a.system.as_deref(),
+                a.seed + k as u64,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let stdout = std::io::stdout();
+    let t0 = Instant::now();
+    let mut gens = Vec::new();
+    for (ci, chunk) in reqs.chunks(a.batch_size).enumerate() {
+        let streaming = a.n == 1;
+        let mut on_text = |_: usize, piece: &str| {
+            if streaming {
+                let mut o = stdout.lock();
+                let _ = o.write_all(piece.as_bytes());
+                let _ = o.flush();
+            }
+        };
+        let (g, _) = generate(
+            lm.model.as_mut(),
+            &lm.tokenizer,
+            chunk.to_vec(),
+            &mut on_text,
+        )?;
+        for (k, gen) in g.iter().enumerate() {
+            if !streaming {
+                println!(
+                    "--- sample {} (seed {}) ---\n{}",
+                    ci * a.batch_size + k,
+                    a.seed + (ci * a.batch_size + k) as u64,
+                    gen.text
+                );
+            }
+        }
+        gens.extend(g);
+    }
+    if a.n == 1 {
+        println!();
+    }
+    let toks: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "[{} tokens in {:.2}s, {:.1} tokens/s, finish: {:?}]",
+        toks,
+        secs,
+        toks as f64 / secs.max(1e-9),
+        gens.iter().map(|g| g.finish_reason).collect::<Vec<_>>()
+    );
+    if let Some(out) = &a.output {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .with_context(|| format!("opening {}", out.display()))?;
+        for (k, g) in gens.iter().enumerate() {
+            let seed = a.seed + k as u64;
+            let p = pipelines.choose(seed)?;
+            let rec = Record {
+                id: format!("prompt-s{k}"),
+                prompt,
+                system_prompt: a.system.as_deref(),
+                generation: &g.text,
+                sampler_info: SamplerInfo {
+                    name: p.name(),
+                    config: p.spec(),
+                },
+                seed,
+                finish_reason: g.finish_reason,
+                usage: g.usage,
+                logprobs: (a.logprobs > 0).then_some(g.logprobs.as_slice()),
+            };
+            writeln!(f, "{}", serde_json::to_string(&rec)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a prompts file; errors name the line.
+fn read_prompts(path: &Path) -> Result<Vec<(String, PromptLine)>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p: PromptLine = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}: line {}: expected {{\"prompt\": string, \"id\"?, \"system_prompt\"?}}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let id = match &p.id {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => format!("p{}", out.len()),
+        };
+        out.push((id, p));
+    }
+    Ok(out)
+}
+
+/// `(id)`s already in an output file; a torn last line from a crash is cut off first.
+fn done_ids(out: &Path) -> Result<HashSet<String>> {
+    let mut done = HashSet::new();
+    let Ok(text) = std::fs::read_to_string(out) else {
+        return Ok(done);
+    };
+    let complete = match text.rfind('\n') {
+        Some(i) => i + 1,
+        None => 0,
+    };
+    if complete < text.len() {
+        let f = std::fs::OpenOptions::new().write(true).open(out)?;
+        f.set_len(complete as u64)?;
+        eprintln!(
+            "{}: dropped an incomplete last line (interrupted run)",
+            out.display()
+        );
+    }
+    for (i, line) in text[..complete].lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}: line {} is not JSON; refusing to append to it",
+                out.display(),
+                i + 1
+            )
+        })?;
+        if let Some(id) = v.get("id").and_then(|x| x.as_str()) {
+            done.insert(id.to_string());
+        }
+    }
+    Ok(done)
+}
+
+fn many(
+    a: &GenerateArgs,
+    lm: &mut LoadedModel,
+    pipelines: &PipelineSet,
+    file: &Path,
+) -> Result<()> {
+    let prompts = read_prompts(file)?;
+    let done = match &a.output {
+        Some(o) => done_ids(o)?,
+        None => HashSet::new(),
+    };
+    // Every (prompt, sample) pair not yet written.
+    let mut todo = Vec::new();
+    for (pi, (id, _)) in prompts.iter().enumerate() {
+        for k in 0..a.n {
+            let rid = format!("{id}-s{k}");
+            if !done.contains(&rid) {
+                todo.push((pi, k, rid));
+            }
+        }
+    }
+    if !done.is_empty() {
+        eprintln!(
+            "resuming: {} of {} records already written",
+            prompts.len() * a.n - todo.len(),
+            prompts.len() * a.n
+        );
+    }
+    let mut sink: Box<dyn Write> = match &a.output {
+        Some(o) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(o)
+                .with_context(|| format!("opening {}", o.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let bar = indicatif::ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} generations  {msg}  [{elapsed_precise} < {eta}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t0 = Instant::now();
+    let mut tokens = 0usize;
+    for chunk in todo.chunks(a.batch_size) {
+        let reqs = chunk
+            .iter()
+            .map(|(pi, k, _)| {
+                let p = &prompts[*pi].1;
+                request(
+                    a,
+                    lm,
+                    pipelines,
+                    &p.prompt,
+                    p.system_prompt.as_deref().or(a.system.as_deref()),
+                    a.seed + *k as u64,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, &mut |_, _| {})?;
+        for ((pi, k, rid), g) in chunk.iter().zip(&gens) {
+            let p = &prompts[*pi].1;
+            let seed = a.seed + *k as u64;
+            let pipe = pipelines.choose(seed)?;
+            let rec = Record {
+                id: rid.clone(),
+                prompt: &p.prompt,
+                system_prompt: p.system_prompt.as_deref().or(a.system.as_deref()),
+                generation: &g.text,
+                sampler_info: SamplerInfo {
+                    name: pipe.name(),
+                    config: pipe.spec(),
+                },
+                seed,
+                finish_reason: g.finish_reason,
+                usage: g.usage,
+                logprobs: (a.logprobs > 0).then_some(g.logprobs.as_slice()),
+            };
+            // One whole line per write, flushed: a crash leaves at most one torn line.
+            sink.write_all(format!("{}\n", serde_json::to_string(&rec)?).as_bytes())?;
+            sink.flush()?;
+            tokens += g.usage.completion_tokens;
+        }
+        bar.inc(chunk.len() as u64);
+        bar.set_message(format!(
+            "{:.1} tokens/s",
+            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    }
+    bar.finish();
+    Ok(())
+}

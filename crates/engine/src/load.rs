@@ -1,0 +1,179 @@
+//! Opening a model by path (or the default model) with its tokenizer and chat template, on the
+//! backend the format and the requested capabilities call for.
+
+use std::path::{Path, PathBuf};
+
+use crate::candle_backend::CandleModel;
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::{EngineError, Result};
+use crate::fetch;
+use crate::model::{Backend, LanguageModel};
+use crate::tokenizer::TextTokenizer;
+
+/// Which backend to run a model on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The best backend available for the format (today: candle).
+    #[default]
+    Auto,
+    /// Always candle.
+    Candle,
+    /// Always llama.cpp (GGUF only).
+    LlamaCpp,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "candle" => Ok(Self::Candle),
+            "llama.cpp" | "llama-cpp" | "llamacpp" => Ok(Self::LlamaCpp),
+            o => Err(format!("unknown backend `{o}` (auto, candle, llama.cpp)")),
+        }
+    }
+}
+
+/// A model ready to generate: the model, its tokenizer and its chat template.
+pub struct LoadedModel {
+    /// The model.
+    pub model: Box<dyn LanguageModel>,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// Its chat template, if the model has one.
+    pub chat: Option<ChatTemplate>,
+    /// Where it came from.
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("info", self.model.info())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl LoadedModel {
+    /// The prompt for a user message: the chat template applied (with an optional system
+    /// message and the generation prompt), or the raw text when `raw` or without a template.
+    pub fn prompt_text(&self, user: &str, system: Option<&str>, raw: bool) -> Result<String> {
+        match (&self.chat, raw) {
+            (Some(t), false) => {
+                let mut msgs = Vec::new();
+                if let Some(s) = system {
+                    msgs.push(ChatMessage {
+                        role: "system".into(),
+                        content: s.into(),
+                    });
+                }
+                msgs.push(ChatMessage {
+                    role: "user".into(),
+                    content: user.into(),
+                });
+                let bos = self
+                    .tokenizer
+                    .bos_id()
+                    .and_then(|i| self.tokenizer.id_to_token(i))
+                    .unwrap_or_default();
+                let eos = self
+                    .tokenizer
+                    .eos_ids()
+                    .first()
+                    .and_then(|&i| self.tokenizer.id_to_token(i))
+                    .unwrap_or_default();
+                t.render(&msgs, true, &bos, &eos)
+            }
+            _ => Ok(match system {
+                Some(s) => format!("{s}\n\n{user}"),
+                None => user.to_string(),
+            }),
+        }
+    }
+
+    /// Tokenized prompt for a user message (see [`LoadedModel::prompt_text`]).
+    pub fn prompt_tokens(&self, user: &str, system: Option<&str>, raw: bool) -> Result<Vec<u32>> {
+        let text = self.prompt_text(user, system, raw)?;
+        // With a chat template the template writes BOS where the model wants one.
+        let add_bos = self.tokenizer.add_bos_token() && (raw || self.chat.is_none());
+        self.tokenizer.encode(&text, add_bos)
+    }
+}
+
+/// Loads a model: a `.gguf` file or a Hugging Face directory; `None` = the default model
+/// (fetched on first use). `log` receives progress messages.
+pub fn load(
+    path: Option<&Path>,
+    backend: BackendChoice,
+    max_seq_len: Option<usize>,
+    log: &mut dyn FnMut(&str),
+) -> Result<LoadedModel> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => fetch::ensure_default_model(log)?,
+    };
+    if path.is_dir() {
+        if backend == BackendChoice::LlamaCpp {
+            return Err(EngineError::Request(format!(
+                "{}: a safetensors directory runs on candle only (drop --backend llama.cpp)",
+                path.display()
+            )));
+        }
+        let model = CandleModel::from_hf_dir(&path, max_seq_len)?;
+        let tokenizer = TextTokenizer::from_file(&path.join("tokenizer.json"))?;
+        let chat = ChatTemplate::from_tokenizer_config(&path.join("tokenizer_config.json"))?;
+        return Ok(LoadedModel {
+            model: Box::new(model),
+            tokenizer,
+            chat,
+            path,
+        });
+    }
+    if !path.exists() {
+        return Err(EngineError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such model file or directory",
+            ),
+        });
+    }
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !is_gguf {
+        return Err(EngineError::InvalidModel { path, reason: "expected a .gguf file or a directory with config.json + *.safetensors + tokenizer.json".into() });
+    }
+    let use_llama = match backend {
+        BackendChoice::Candle => false,
+        BackendChoice::LlamaCpp => true,
+        BackendChoice::Auto => false,
+    };
+    if use_llama {
+        return load_llama_cpp(&path, max_seq_len, log);
+    }
+    let (model, ct) = CandleModel::from_gguf(&path, max_seq_len)?;
+    let tokenizer = TextTokenizer::from_gguf(&ct)?;
+    let chat = ChatTemplate::from_gguf(&ct);
+    log(&format!(
+        "loaded {} ({}, {} blocks) on {}",
+        path.display(),
+        model.info().arch,
+        model.info().n_layers,
+        Backend::Candle
+    ));
+    Ok(LoadedModel {
+        model: Box::new(model),
+        tokenizer,
+        chat,
+        path,
+    })
+}
+
+fn load_llama_cpp(path: &Path, _: Option<usize>, _: &mut dyn FnMut(&str)) -> Result<LoadedModel> {
+    Err(EngineError::Request(format!(
+        "{}: this build has no llama.cpp backend yet; use --backend candle (or auto)",
+        path.display()
+    )))
+}
