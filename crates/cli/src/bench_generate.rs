@@ -73,11 +73,30 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
     writeln!(table, "| backend | batch | sampler | prefill tok/s | decode tok/s (aggregate) | sampling share of a step | decode vs greedy |")?;
     writeln!(table, "|---|---:|---|---:|---:|---:|---:|")?;
     println!("{}", table.trim_end());
-    for &backend in &a.backends {
-        let mut lm = adasamp_engine::load(a.model.as_deref(), backend, None, &mut |m: &str| {
+    let variants: Vec<(BackendChoice, bool)> = a
+        .backends
+        .iter()
+        .flat_map(|&b| {
+            if b == BackendChoice::LlamaCpp {
+                vec![(b, false)]
+            } else {
+                vec![(b, false), (b, true)]
+            }
+        })
+        .collect();
+    for (backend, requant) in variants {
+        let opts = adasamp_engine::LoadOptions {
+            max_seq_len: Some(2048),
+            requant_q8: requant,
+        };
+        let mut lm = adasamp_engine::load(a.model.as_deref(), backend, opts, &mut |m: &str| {
             eprintln!("{m}")
         })?;
-        let name = lm.model.info().backend.to_string();
+        let name = format!(
+            "{}{}",
+            lm.model.info().backend,
+            if requant { " (Q8_0 re-quant)" } else { "" }
+        );
         // Warm-up (first-touch allocations, caches).
         let warm = GenerationRequest {
             prompt: lm.prompt_tokens(PROMPTS[0], None, false)?,

@@ -180,7 +180,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut lm = adasamp_engine::load(
                 model.as_deref(),
                 adasamp_engine::BackendChoice::Candle,
-                None,
+                Default::default(),
                 &mut |m: &str| eprintln!("{m}"),
             )?;
             let ids = lm.prompt_tokens(&prompt, None, raw)?;
@@ -212,9 +212,12 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             ModelAction::Info { model, backend } => {
-                let lm = adasamp_engine::load(model.as_deref(), backend, None, &mut |m: &str| {
-                    eprintln!("{m}")
-                })?;
+                let lm = adasamp_engine::load(
+                    model.as_deref(),
+                    backend,
+                    Default::default(),
+                    &mut |m: &str| eprintln!("{m}"),
+                )?;
                 let info = serde_json::json!({
                     "model": lm.model.info(),
                     "tokenizer": {

@@ -13,5 +13,5 @@ pub mod tokenizer;
 
 pub use error::{EngineError, Result};
 pub use generate::{generate, FinishReason, Generation, GenerationRequest, Timing, Usage};
-pub use load::{load, BackendChoice, LoadedModel};
+pub use load::{load, BackendChoice, LoadOptions, LoadedModel};
 pub use model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};

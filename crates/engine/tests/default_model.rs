@@ -21,7 +21,7 @@ fn model() -> Option<LoadedModel> {
         adasamp_engine::load(
             Some(&p),
             BackendChoice::Candle,
-            Some(2048),
+            adasamp_engine::LoadOptions::with_max_seq_len(Some(2048)),
             &mut |_: &str| {},
         )
         .expect("default model loads"),

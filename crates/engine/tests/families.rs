@@ -299,15 +299,17 @@ fn gguf_llama_loads_and_runs() {
     let dir = tmp("gguf");
     let p = dir.join("tiny.gguf");
     write_gguf(&p);
-    let (mut m, _) = CandleModel::from_gguf(&p, None).unwrap();
+    let (mut m, _) = CandleModel::from_gguf(&p, Default::default()).unwrap();
     check_model(&mut m);
     // A truncated file is a clear error naming the tensor, never a panic.
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
-    let err = CandleModel::from_gguf(&p, None).unwrap_err().to_string();
+    let err = CandleModel::from_gguf(&p, Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("truncated"), "{err}");
     std::fs::write(&p, b"GGUF").unwrap();
-    assert!(CandleModel::from_gguf(&p, None).is_err());
+    assert!(CandleModel::from_gguf(&p, Default::default()).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
 

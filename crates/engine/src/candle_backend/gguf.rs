@@ -74,11 +74,33 @@ pub fn architecture(ct: &Content) -> Result<String> {
         })
 }
 
+/// candle has SIMD dot products for Q4_0, Q8_0 and the k-quants but only scalar code for Q4_1,
+/// Q5_0 and Q5_1. With `requant_q8` those matrices are re-quantized to Q8_0 so decoding runs on the
+/// SIMD path: ~2× faster on the default Q4_1 model, at the cost of Q8_0 rounding on top of the
+/// file's weights (measured on the default model: top-1 agreement with llama.cpp 97.5 % → 95 %,
+/// mean KL 0.002 → 0.008 nats). Off by default: exact weights first.
+fn simd_friendly(
+    t: candle_core::quantized::QTensor,
+    device: &Device,
+) -> Result<candle_core::quantized::QTensor> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let slow = matches!(
+        t.dtype(),
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    );
+    let cols = t.shape().dims().last().copied().unwrap_or(0);
+    if slow && cols % GgmlDType::Q8_0.block_size() == 0 {
+        return Ok(QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?);
+    }
+    Ok(t)
+}
+
 /// Builds the transformer of a GGUF file.
 pub fn load(
     path: &Path,
     device: &Device,
     max_seq_len: Option<usize>,
+    requant_q8: bool,
 ) -> Result<(Transformer, Content)> {
     let (ct, mut r) = read_content(path)?;
     let arch_name = architecture(&ct)?;
@@ -131,7 +153,14 @@ pub fn load(
             Some(b) => Some(b.dequantize(device)?),
             None => None,
         };
-        Ok(Linear::Quant(QMatMul::from_qtensor(t)?, bias))
+        Ok(Linear::Quant(
+            QMatMul::from_qtensor(if requant_q8 {
+                simd_friendly(t, device)?
+            } else {
+                t
+            })?,
+            bias,
+        ))
     };
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {

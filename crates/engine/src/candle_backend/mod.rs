@@ -54,9 +54,9 @@ impl CandleModel {
     /// Loads a GGUF file; returns the model and the file's metadata (for the tokenizer).
     pub fn from_gguf(
         path: &Path,
-        max_seq_len: Option<usize>,
+        opts: crate::load::LoadOptions,
     ) -> Result<(Self, candle_core::quantized::gguf_file::Content)> {
-        let (t, ct) = gguf::load(path, &Device::Cpu, max_seq_len)?;
+        let (t, ct) = gguf::load(path, &Device::Cpu, opts.max_seq_len, opts.requant_q8)?;
         let arch = gguf::architecture(&ct)?;
         Ok((Self::new(t, path, &arch), ct))
     }

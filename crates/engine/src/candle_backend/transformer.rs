@@ -478,11 +478,11 @@ impl Transformer {
         };
         cache.layers[li] = Some((k.clone(), v.clone()));
         let rep = c.n_heads / c.n_kv_heads;
-        let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
-        let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
+        let k = repeat_kv(k, rep)?.contiguous()?;
+        let v = repeat_kv(v, rep)?.contiguous()?;
         let att = (q.matmul(&k.t()?)? / (c.head_dim as f64).sqrt())?;
         let att = if n > 1 {
-            let mask = candle_transformers::utils::build_causal_mask(n, pos, &self.device)?;
+            let mask = causal_mask(n, pos, &self.device)?;
             let neg = Tensor::new(f32::NEG_INFINITY, &self.device)?.broadcast_as(att.shape())?;
             mask.broadcast_as(att.shape())?.where_cond(&neg, &att)?
         } else {
@@ -492,4 +492,24 @@ impl Transformer {
         let y = att.matmul(&v)?; // [1, heads, n, head_dim]
         Ok(y.transpose(1, 2)?.reshape((n, c.n_heads * c.head_dim))?)
     }
+}
+
+/// Repeats each key/value head `rep` times along the head axis (grouped-query attention):
+/// `[1, kv, t, d]` → `[1, kv·rep, t, d]`, head `h` reading kv head `h / rep`.
+fn repeat_kv(x: Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    Ok(Tensor::cat(&vec![&x; rep], 2)?.reshape((b, kv * rep, t, d))?)
+}
+
+/// Causal mask for `n` new positions after `pos` cached ones, `[n, pos + n]`: 1 where query `i`
+/// (absolute position `pos + i`) must not see key `j`, i.e. `j > pos + i`.
+fn causal_mask(n: usize, pos: usize, device: &Device) -> Result<Tensor> {
+    let kv = pos + n;
+    let m: Vec<u8> = (0..n)
+        .flat_map(|i| (0..kv).map(move |j| u8::from(j > pos + i)))
+        .collect();
+    Ok(Tensor::from_slice(&m, (n, kv), device)?)
 }
