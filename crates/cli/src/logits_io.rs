@@ -7,23 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
-/// A row-major `[rows, vocab]` f32 matrix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Logits {
-    /// Number of rows N.
-    pub rows: usize,
-    /// Row length V.
-    pub vocab: usize,
-    /// `rows × vocab` values.
-    pub data: Vec<f32>,
-}
-
-impl Logits {
-    /// Row `r`.
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.data[r * self.vocab..(r + 1) * self.vocab]
-    }
-}
+/// A row-major `[rows, vocab]` f32 matrix (the engine's logits type).
+pub use adasamp_engine::Logits;
 
 /// Reads tensor `logits` (F32, rank 2) from a safetensors file.
 pub fn read(path: &Path) -> Result<Logits> {

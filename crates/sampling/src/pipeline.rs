@@ -169,6 +169,15 @@ impl PipelineSet {
         self.to_file().to_yaml()
     }
 
+    /// The pipelines' names, comma-separated (for error messages).
+    fn names(&self) -> String {
+        self.pipelines
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The pipeline called `name`.
     pub fn get(&self, name: &str) -> Result<&Pipeline> {
         self.pipelines
@@ -176,12 +185,7 @@ impl PipelineSet {
             .find(|p| p.name() == name)
             .ok_or_else(|| SamplingError::NoSuchPipeline {
                 name: name.to_string(),
-                available: self
-                    .pipelines
-                    .iter()
-                    .map(|p| p.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: self.names(),
             })
     }
 
@@ -192,12 +196,7 @@ impl PipelineSet {
             None if self.pipelines.len() == 1 => Ok(&self.pipelines[0]),
             None => Err(SamplingError::NoSuchPipeline {
                 name: "(none given; the file holds several, pass a name)".into(),
-                available: self
-                    .pipelines
-                    .iter()
-                    .map(|p| p.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: self.names(),
             }),
         }
     }
