@@ -254,35 +254,19 @@ fn store8(xs: &mut [f32], v: f32x8) {
 }
 
 /// Sets `vals_i = -inf` (and `w_i = 0`, if given) wherever `vals_i < t`.
-pub fn mask_below(vals: &mut [f32], t: f32, mut w: Option<&mut [f32]>) {
-    let (tv, ninf, zero) = (
-        f32x8::splat(t),
-        f32x8::splat(f32::NEG_INFINITY),
-        f32x8::splat(0.0),
-    );
-    let n = vals.len() / 8 * 8;
-    for i in (0..n).step_by(8) {
-        let v = load8(&vals[i..]);
-        let below = v.cmp_lt(tv);
-        store8(&mut vals[i..], below.blend(ninf, v));
-        if let Some(w) = w.as_deref_mut() {
-            let old = load8(&w[i..]);
-            store8(&mut w[i..], below.blend(zero, old));
-        }
-    }
-    for i in n..vals.len() {
-        if vals[i] < t {
-            vals[i] = f32::NEG_INFINITY;
-            if let Some(w) = w.as_deref_mut() {
-                w[i] = 0.0;
-            }
-        }
-    }
+pub fn mask_below(vals: &mut [f32], t: f32, w: Option<&mut [f32]>) {
+    mask_where(vals, None, t, w);
 }
 
-/// Sets `vals_i = -inf` (and `w_i = 0`, if given) wherever `keys_i < t`. Whole-vector blends and
-/// plain stores (masked stores are microcoded and slow on some x86 cores).
-pub fn mask_by_keys(vals: &mut [f32], keys: &[f32], t: f32, mut w: Option<&mut [f32]>) {
+/// Sets `vals_i = -inf` (and `w_i = 0`, if given) wherever `keys_i < t`.
+pub fn mask_by_keys(vals: &mut [f32], keys: &[f32], t: f32, w: Option<&mut [f32]>) {
+    mask_where(vals, Some(keys), t, w);
+}
+
+/// Removes entry `i` (value `-inf`, weight 0) where its key — `keys_i`, or the value itself — is
+/// below `t`. Whole-vector blends and plain stores (masked stores are microcoded and slow on some
+/// x86 cores).
+fn mask_where(vals: &mut [f32], keys: Option<&[f32]>, t: f32, mut w: Option<&mut [f32]>) {
     let (tv, ninf, zero) = (
         f32x8::splat(t),
         f32x8::splat(f32::NEG_INFINITY),
@@ -290,8 +274,9 @@ pub fn mask_by_keys(vals: &mut [f32], keys: &[f32], t: f32, mut w: Option<&mut [
     );
     let n = vals.len() / 8 * 8;
     for i in (0..n).step_by(8) {
-        let below = load8(&keys[i..]).cmp_lt(tv);
         let old = load8(&vals[i..]);
+        let key = keys.map_or(old, |k| load8(&k[i..]));
+        let below = key.cmp_lt(tv);
         store8(&mut vals[i..], below.blend(ninf, old));
         if let Some(w) = w.as_deref_mut() {
             let old = load8(&w[i..]);
@@ -299,7 +284,7 @@ pub fn mask_by_keys(vals: &mut [f32], keys: &[f32], t: f32, mut w: Option<&mut [
         }
     }
     for i in n..vals.len() {
-        if keys[i] < t {
+        if keys.map_or(vals[i], |k| k[i]) < t {
             vals[i] = f32::NEG_INFINITY;
             if let Some(w) = w.as_deref_mut() {
                 w[i] = 0.0;
