@@ -5,7 +5,7 @@
 //! or software alike), so results are bit-identical on every machine — the seeded sampler relies
 //! on that for portable reproducibility.
 
-use wide::{f32x8, CmpEq, CmpGe, CmpLt, CmpNe};
+use wide::{f32x8, CmpGe, CmpLt, CmpNe};
 
 /// Number of f32 lanes each kernel processes per iteration.
 /// Reductions accumulate this many elements in f32 before adding into an f64 total.
@@ -94,28 +94,6 @@ pub fn max_nan(xs: &[f32]) -> (f32, bool) {
     (m, any_nan)
 }
 
-/// Smallest and largest finite elements, or `None` if there is none. Input: finite or `-inf`.
-pub fn finite_min_max(xs: &[f32]) -> Option<(f32, f32)> {
-    let hi = max(xs);
-    if hi == f32::NEG_INFINITY {
-        return None;
-    }
-    let (inf, ninf) = (f32x8::splat(f32::INFINITY), f32x8::splat(f32::NEG_INFINITY));
-    let mut acc = inf;
-    let n = xs.len() / 8 * 8;
-    for c in xs[..n].chunks_exact(8) {
-        let v = load8(c);
-        acc = acc.fast_min(v.cmp_eq(ninf).blend(inf, v));
-    }
-    let mut lo = f32::INFINITY;
-    for v in acc.to_array().into_iter().chain(xs[n..].iter().copied()) {
-        if v > f32::NEG_INFINITY && v < lo {
-            lo = v;
-        }
-    }
-    Some((lo, hi))
-}
-
 /// Sum of a block in f32 with 8 independent lanes (fixed order: reproducible).
 #[inline(always)]
 fn lane_sum(xs: &[f32]) -> f32 {
@@ -149,15 +127,6 @@ pub fn sum_exp(xs: &[f32], m: f32) -> f64 {
         total += lane_sum(b) as f64;
     }
     total
-}
-
-/// Writes `out_i = exp(x_i − m)` and returns `Σ out_i` in f64. `out.len() == xs.len()`.
-pub fn exp_into(xs: &[f32], m: f32, out: &mut [f32]) -> f64 {
-    debug_assert_eq!(xs.len(), out.len());
-    for (o, x) in out.iter_mut().zip(xs) {
-        *o = exp(*x - m);
-    }
-    sum(out)
 }
 
 /// Replaces `out` by `exp(x_i − m)` for every `x_i` and returns `Σ` in f64 (no zero-fill).
@@ -208,23 +177,6 @@ pub fn log_sum_exp(xs: &[f32]) -> (f32, f64) {
         return (m, f64::NEG_INFINITY);
     }
     (m, m as f64 + sum_exp(xs, m).ln())
-}
-
-/// Shannon entropy (nats) of `softmax(x)`: `H = lse − Σ p_i x_i` with `p = softmax(x)`.
-/// Returns `(lse, H)` in f64; `-inf` entries contribute nothing.
-pub fn lse_and_entropy(xs: &[f32]) -> (f64, f64) {
-    let m = max(xs);
-    if m == f32::NEG_INFINITY {
-        return (f64::NEG_INFINITY, 0.0);
-    }
-    let mut e = Vec::with_capacity(xs.len());
-    let z = exp_into_vec(xs, m, &mut e);
-    let ln_z = z.ln();
-    // H = −Σ p (d − ln z) = ln z − Σ e d / z
-    (
-        m as f64 + ln_z,
-        (ln_z - dot_shifted(&e, xs, m) / z).max(0.0),
-    )
 }
 
 /// Number of elements `≥ t`.
@@ -457,14 +409,15 @@ mod tests {
         let m = max(&xs);
         let want: f64 = xs.iter().map(|&v| ((v - m) as f64).exp()).sum();
         assert!((sum_exp(&xs, m) - want).abs() < 1e-4 * want);
-        let mut out = vec![0.0; xs.len()];
-        assert!((exp_into(&xs, m, &mut out) - want).abs() < 1e-4 * want);
+        let mut out = Vec::new();
+        assert!((exp_into_vec(&xs, m, &mut out) - want).abs() < 1e-4 * want);
+        let (z, zx) =
+            exp_into_vec_with_dot(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0], 0.0, &mut out);
+        assert!((z - 4.0).abs() < 1e-6 && zx.abs() < 1e-6);
         assert_eq!(
             count_ge(&xs, 4.95),
             xs.iter().filter(|&&v| v >= 4.95).count()
         );
-        let (lse, h) = lse_and_entropy(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0]);
-        assert!((lse - 4f64.ln()).abs() < 1e-6 && (h - 4f64.ln()).abs() < 1e-6);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), Some(1));
         let long: Vec<f32> = (0..100)
             .map(|i| {
@@ -498,10 +451,6 @@ mod tests {
             "{m2} {sd2} vs {mean} {sd}"
         );
         assert_eq!(argmax(&[f32::NEG_INFINITY]), None);
-        assert_eq!(
-            finite_min_max(&[f32::NEG_INFINITY, 2.0, -1.0]),
-            Some((-1.0, 2.0))
-        );
     }
 
     #[test]

@@ -263,23 +263,6 @@ impl Row {
         self.max_cache = Some(v);
     }
 
-    /// Removes every token for which `remove(id, logit)` is true.
-    pub fn remove_where(&mut self, mut remove: impl FnMut(u32, f32) -> bool) {
-        for i in 0..self.vals.len() {
-            let id = self.id_at(i);
-            if remove(id, self.vals[i]) {
-                self.max_cache = None;
-                self.vals[i] = f32::NEG_INFINITY;
-                if self.exp_valid {
-                    self.exp[i] = 0.0;
-                }
-            }
-        }
-        if self.sparse {
-            self.retain_ge(f32::MIN);
-        }
-    }
-
     /// Threshold that also keeps at least `min_keep` of the best tokens: `min(t, k-th largest)`.
     pub fn with_min_keep(&mut self, t: f32, min_keep: usize) -> f32 {
         if min_keep <= 1 {
@@ -400,5 +383,9 @@ mod tests {
         assert_eq!(d[89], f32::NEG_INFINITY);
         assert_eq!(d[99], 99.0);
         assert_eq!(r.kth_largest(3), 97.0);
+        // Entropy of a uniform row over the 4 finite tokens is ln 4; lse is ln 4 too.
+        r.load(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0], 0).unwrap();
+        let (lse, h) = r.lse_entropy();
+        assert!((lse - 4f64.ln()).abs() < 1e-6 && (h - 4f64.ln()).abs() < 1e-6);
     }
 }
