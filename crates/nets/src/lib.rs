@@ -1,0 +1,36 @@
+//! Learned samplers (Adaptive Sampling Networks, SPEC §2) on candle: raw logits `[N, V]` in, new
+//! logits `[N, V]` out.
+//!
+//! - [`config`]: [`SamplerConfig`], the YAML architecture description, validated.
+//! - [`layers`]: SwiGLU, LayerNorm, linear attention, the soft truncation gate, stable
+//!   softplus / logsigmoid.
+//! - [`arch`]: the three architectures and the shared `-inf` (masked token) handling.
+//! - [`sampler`]: [`LearnedSampler`] (construction from a `VarMap`/`VarBuilder`, seeded init,
+//!   forward, named parameters; the naming scheme is documented there).
+//! - [`params`]: parameter manifest, seeded initialisation, weight checks, [`describe`].
+//! - [`loss`]: [`TruncatedLogitsLoss`] and the plain-slice [`row_divergence`].
+//! - [`checkpoint`]: checkpoint directories (safetensors + JSON), atomic save, checked load,
+//!   training state for resuming.
+//!
+//! Every architecture is exactly permutation-equivariant over the vocabulary axis.
+
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod loss;
+pub mod params;
+pub mod sampler;
+
+pub use checkpoint::{
+    AdamWState, Checkpoint, CheckpointMeta, LrScheduleState, OptimizerMoments, RngState,
+    TrainingState,
+};
+pub use config::{DistributionAwareConfig, LocalConfig, SamplerConfig, SamplingNetworkConfig};
+pub use error::{NetsError, Result};
+pub use loss::{row_divergence, LossOutput, RowDivergence, TruncatedLogitsLoss};
+pub use params::{describe, param_specs, parameter_count, ParamSpec, Summary};
+pub use sampler::LearnedSampler;
