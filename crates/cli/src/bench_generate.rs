@@ -16,7 +16,7 @@ pub struct BenchGenerateArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Backends to measure (comma-separated: candle, llama.cpp).
-    #[arg(long, value_delimiter = ',', default_value = "candle")]
+    #[arg(long, value_delimiter = ',', default_value = "llama.cpp,candle")]
     pub backends: Vec<BackendChoice>,
     /// Batch sizes (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
@@ -88,6 +88,8 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
         let opts = adasamp_engine::LoadOptions {
             max_seq_len: Some(2048),
             requant_q8: requant,
+            max_sequences: a.batch.iter().copied().max(),
+            ..Default::default()
         };
         let mut lm = adasamp_engine::load(a.model.as_deref(), backend, opts, &mut |m: &str| {
             eprintln!("{m}")

@@ -110,6 +110,13 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let opts = adasamp_engine::LoadOptions {
         max_seq_len: a.max_seq_len,
         requant_q8: a.requant_q8,
+        // A single prompt's --n samples decode as one batch; a prompts file in --batch-size chunks.
+        max_sequences: Some(if a.prompt.is_some() {
+            a.n
+        } else {
+            a.batch_size
+        }),
+        ..Default::default()
     };
     let mut lm = adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?;
     let info = lm.model.info().clone();

@@ -107,8 +107,8 @@ pub fn generate(
 ) -> Result<(Vec<Generation>, Timing)> {
     let mut timing = Timing::default();
     let vocab = model.info().vocab_size;
-    let mut active = Vec::with_capacity(requests.len());
-    for r in requests {
+    let mut active: Vec<Active> = Vec::with_capacity(requests.len());
+    for r in &requests {
         if r.prompt.is_empty() {
             return Err(crate::EngineError::Request(
                 "empty prompt: nothing to condition on".into(),
@@ -119,7 +119,17 @@ pub fn generate(
                 "prompt token {bad} is outside the vocabulary of {vocab}"
             )));
         }
-        let seq = model.new_sequence()?;
+    }
+    for r in requests {
+        let seq = match model.new_sequence() {
+            Ok(s) => s,
+            Err(e) => {
+                for a in &active {
+                    model.free_sequence(a.seq);
+                }
+                return Err(e);
+            }
+        };
         active.push(Active {
             seq,
             sampler: SequenceSampler::new(r.pipeline, r.seed, 0, r.logprobs),

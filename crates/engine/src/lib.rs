@@ -7,6 +7,8 @@ pub mod chat;
 pub mod error;
 pub mod fetch;
 pub mod generate;
+#[cfg(feature = "llama-cpp")]
+pub mod llama_cpp;
 pub mod load;
 pub mod model;
 pub mod tokenizer;

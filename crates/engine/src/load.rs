@@ -7,13 +7,14 @@ use crate::candle_backend::CandleModel;
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{EngineError, Result};
 use crate::fetch;
-use crate::model::{Backend, LanguageModel};
+use crate::model::{Backend, Capabilities, LanguageModel};
 use crate::tokenizer::TextTokenizer;
 
 /// Which backend to run a model on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The best backend available for the format (today: candle).
+    /// The best backend for the format and the capabilities asked for: GGUF → llama.cpp (when
+    /// built in and no candle-only capability is required), safetensors → candle.
     #[default]
     Auto,
     /// Always candle.
@@ -42,6 +43,12 @@ pub struct LoadOptions {
     /// candle backend: re-quantize Q4_1/Q5_x matrices to Q8_0 for SIMD speed (see
     /// `candle_backend::gguf`).
     pub requant_q8: bool,
+    /// Capabilities the caller needs; `Auto` picks candle when llama.cpp lacks one.
+    pub needs: Capabilities,
+    /// llama.cpp: sequences live at once (default 8).
+    pub max_sequences: Option<usize>,
+    /// CPU threads (default: all cores).
+    pub threads: Option<usize>,
 }
 
 impl LoadOptions {
@@ -168,10 +175,12 @@ pub fn load(
     let use_llama = match backend {
         BackendChoice::Candle => false,
         BackendChoice::LlamaCpp => true,
-        BackendChoice::Auto => false,
+        BackendChoice::Auto => {
+            cfg!(feature = "llama-cpp") && !opts.requant_q8 && covers(LLAMA_CPP_CAPS, opts.needs)
+        }
     };
     if use_llama {
-        return load_llama_cpp(&path, opts.max_seq_len, log);
+        return load_llama_cpp(&path, opts, log);
     }
     let (model, ct) = CandleModel::from_gguf(&path, opts)?;
     let tokenizer = TextTokenizer::from_gguf(&ct)?;
@@ -191,9 +200,74 @@ pub fn load(
     })
 }
 
-fn load_llama_cpp(path: &Path, _: Option<usize>, _: &mut dyn FnMut(&str)) -> Result<LoadedModel> {
+/// What the llama.cpp backend provides beyond next-token logits.
+const LLAMA_CPP_CAPS: Capabilities = Capabilities {
+    all_logits: true,
+    rollback: true,
+    hidden_states: false,
+    early_exit: false,
+    input_embeddings: false,
+    embedding_matrix: false,
+};
+
+/// Whether `have` includes everything in `need`.
+fn covers(have: Capabilities, need: Capabilities) -> bool {
+    let pairs = [
+        (have.all_logits, need.all_logits),
+        (have.rollback, need.rollback),
+        (have.hidden_states, need.hidden_states),
+        (have.early_exit, need.early_exit),
+        (have.input_embeddings, need.input_embeddings),
+        (have.embedding_matrix, need.embedding_matrix),
+    ];
+    pairs.iter().all(|&(h, n)| h || !n)
+}
+
+#[cfg(feature = "llama-cpp")]
+fn load_llama_cpp(
+    path: &Path,
+    opts: LoadOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<LoadedModel> {
+    use crate::llama_cpp::{LlamaCppModel, LlamaCppOptions};
+    if !covers(LLAMA_CPP_CAPS, opts.needs) {
+        return Err(EngineError::Request(format!(
+            "{}: this job needs model internals the llama.cpp backend lacks (use --backend candle)",
+            path.display()
+        )));
+    }
+    // Validates the file (truncation, header) and gives the tokenizer and chat template.
+    let (ct, _) = crate::candle_backend::gguf::read_content(path)?;
+    let tokenizer = TextTokenizer::from_gguf(&ct)?;
+    let chat = ChatTemplate::from_gguf(&ct);
+    let defaults = LlamaCppOptions::default();
+    let model = LlamaCppModel::open(
+        path,
+        LlamaCppOptions {
+            max_seq_len: opts.max_seq_len,
+            max_sequences: opts.max_sequences.unwrap_or(defaults.max_sequences),
+            threads: opts.threads,
+        },
+    )?;
+    log(&format!(
+        "loaded {} ({}, {} blocks) on {}",
+        path.display(),
+        model.info().arch,
+        model.info().n_layers,
+        Backend::LlamaCpp
+    ));
+    Ok(LoadedModel {
+        model: Box::new(model),
+        tokenizer,
+        chat,
+        path: path.to_path_buf(),
+    })
+}
+
+#[cfg(not(feature = "llama-cpp"))]
+fn load_llama_cpp(path: &Path, _: LoadOptions, _: &mut dyn FnMut(&str)) -> Result<LoadedModel> {
     Err(EngineError::Request(format!(
-        "{}: this build has no llama.cpp backend yet; use --backend candle (or auto)",
+        "{}: this build has no llama.cpp backend (built without the `llama-cpp` feature); use --backend candle",
         path.display()
     )))
 }

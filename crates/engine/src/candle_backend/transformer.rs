@@ -182,7 +182,13 @@ impl KvCache {
 
     /// Drops every position at or after `len`.
     pub fn truncate(&mut self, len: usize) -> Result<()> {
-        if len >= self.len {
+        if len > self.len {
+            return Err(EngineError::Request(format!(
+                "cannot truncate a sequence of {} tokens to {len}",
+                self.len
+            )));
+        }
+        if len == self.len {
             return Ok(());
         }
         for l in self.layers.iter_mut() {

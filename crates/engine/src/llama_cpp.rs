@@ -1,0 +1,429 @@
+//! The llama.cpp backend (through the `llama-cpp-sys-2` bindings): fast GGUF inference. Only llama.cpp's model
+//! runtime is used — it returns raw logits rows and adasamp's sampling core does all sampling.
+//!
+//! One llama.cpp context holds every sequence, with `max_seq_len` KV cells per sequence (one KV
+//! stream per [`SeqId`] slot). A forward step packs all feeds into one `llama_decode` batch (split into chunks of at most `n_batch`
+//! tokens), so a batch of sequences shares each weight read.
+
+use std::ffi::{c_char, c_void, CString};
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Once;
+
+use llama_cpp_sys_2 as sys;
+
+use crate::error::{EngineError, Result};
+use crate::model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
+
+/// Tokens per `llama_decode` call (logical batch).
+const N_BATCH: usize = 2048;
+/// Tokens per `llama_decode` call when every position's logits are wanted (bounds the output
+/// buffer at `N_BATCH_ALL × V` floats).
+const N_BATCH_ALL: usize = 512;
+
+/// llama.cpp's log sink: silent (it prints pages of load logs; adasamp reports what matters).
+unsafe extern "C" fn quiet_log(_: sys::ggml_log_level, _: *const c_char, _: *mut c_void) {}
+
+/// Initialises llama.cpp once per process.
+fn init_backend() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // SAFETY: plain global initialisation calls, run exactly once.
+        unsafe {
+            sys::llama_log_set(Some(quiet_log), std::ptr::null_mut());
+            sys::llama_backend_init();
+        }
+    });
+}
+
+/// How to open a model on llama.cpp.
+#[derive(Debug, Clone, Copy)]
+pub struct LlamaCppOptions {
+    /// Longest sequence (prompt + generation); default: the model's training context, capped
+    /// at 4096.
+    pub max_seq_len: Option<usize>,
+    /// Sequences that can be live at once (the KV cache holds `max_seq_len` tokens for each).
+    pub max_sequences: usize,
+    /// CPU threads (default: all cores).
+    pub threads: Option<usize>,
+}
+
+impl Default for LlamaCppOptions {
+    fn default() -> Self {
+        Self {
+            max_seq_len: None,
+            max_sequences: 8,
+            threads: None,
+        }
+    }
+}
+
+/// An owned `llama_batch` (freed on drop).
+struct Batch {
+    raw: sys::llama_batch,
+    capacity: usize,
+}
+
+impl Batch {
+    fn new(capacity: usize) -> Self {
+        // SAFETY: allocates token/pos/seq_id/logits arrays of `capacity` entries, one seq id each.
+        let raw = unsafe { sys::llama_batch_init(capacity as i32, 0, 1) };
+        Self { raw, capacity }
+    }
+
+    /// Fills the batch with `(seq, pos, token, want_logits)` entries (at most `capacity`).
+    fn fill(&mut self, entries: &[(SeqId, usize, u32, Option<usize>)]) {
+        assert!(entries.len() <= self.capacity, "batch overflow");
+        for (i, &(seq, pos, tok, out)) in entries.iter().enumerate() {
+            // SAFETY: `i < capacity`; every array was allocated with `capacity` entries and
+            // `seq_id[i]` with room for one id.
+            unsafe {
+                *self.raw.token.add(i) = tok as sys::llama_token;
+                *self.raw.pos.add(i) = pos as sys::llama_pos;
+                *self.raw.n_seq_id.add(i) = 1;
+                **self.raw.seq_id.add(i) = seq as sys::llama_seq_id;
+                *self.raw.logits.add(i) = i8::from(out.is_some());
+            }
+        }
+        self.raw.n_tokens = entries.len() as i32;
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `llama_batch_init` and is freed once.
+        unsafe { sys::llama_batch_free(self.raw) }
+    }
+}
+
+/// A GGUF model running on llama.cpp.
+pub struct LlamaCppModel {
+    ctx: NonNull<sys::llama_context>,
+    model: NonNull<sys::llama_model>,
+    info: ModelInfo,
+    /// Cached length of each slot's sequence; `None` = free slot.
+    slots: Vec<Option<usize>>,
+    batch: Batch,
+}
+
+// SAFETY: the model and context are owned exclusively by this value; llama.cpp allows using
+// them from any thread as long as calls do not overlap, which `&mut self` guarantees for every
+// call that touches them.
+unsafe impl Send for LlamaCppModel {}
+
+impl Drop for LlamaCppModel {
+    fn drop(&mut self) {
+        // SAFETY: both pointers are owned and freed once, the context (which uses the model)
+        // first.
+        unsafe {
+            sys::llama_free(self.ctx.as_ptr());
+            sys::llama_model_free(self.model.as_ptr());
+        }
+    }
+}
+
+impl std::fmt::Debug for LlamaCppModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaCppModel")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// A string metadata value of the model (`None` if absent).
+fn meta_str(model: *const sys::llama_model, key: &str) -> Option<String> {
+    let key = CString::new(key).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: `buf` has `buf.len()` bytes; llama.cpp writes a NUL-terminated prefix.
+    let n = unsafe {
+        sys::llama_model_meta_val_str(model, key.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate((n as usize).min(buf.len() - 1));
+    String::from_utf8(buf).ok()
+}
+
+impl LlamaCppModel {
+    /// Opens a GGUF file on llama.cpp.
+    pub fn open(path: &Path, opts: LlamaCppOptions) -> Result<Self> {
+        init_backend();
+        let invalid = |reason: String| EngineError::InvalidModel {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let cpath = path
+            .to_str()
+            .and_then(|s| CString::new(s).ok())
+            .ok_or_else(|| invalid("the path is not valid UTF-8 without NUL bytes".into()))?;
+        // SAFETY: default parameters, a valid C string; a null result is handled.
+        let model = unsafe {
+            let params = sys::llama_model_default_params();
+            sys::llama_model_load_from_file(cpath.as_ptr(), params)
+        };
+        let model =
+            NonNull::new(model).ok_or_else(|| invalid("llama.cpp could not load it".into()))?;
+        let m = model.as_ptr() as *const sys::llama_model;
+        // SAFETY: `m` is a loaded model; these are plain getters.
+        let (train_ctx, vocab, hidden, layers) = unsafe {
+            (
+                sys::llama_model_n_ctx_train(m).max(1) as usize,
+                sys::llama_vocab_n_tokens(sys::llama_model_get_vocab(m)).max(0) as usize,
+                sys::llama_model_n_embd(m).max(0) as usize,
+                sys::llama_model_n_layer(m).max(0) as usize,
+            )
+        };
+        let max_seq_len = opts
+            .max_seq_len
+            .unwrap_or(train_ctx.min(4096))
+            .clamp(1, train_ctx);
+        let max_sequences = opts.max_sequences.clamp(1, 256);
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1) as i32;
+        // SAFETY: default parameters adjusted field by field; a null result is handled (and
+        // the model freed).
+        let ctx = unsafe {
+            let mut p = sys::llama_context_default_params();
+            p.n_ctx = (max_seq_len * max_sequences) as u32;
+            p.n_batch = N_BATCH as u32;
+            p.n_ubatch = N_BATCH_ALL as u32;
+            p.n_seq_max = max_sequences as u32;
+            // One KV stream per sequence: with a unified cache llama.cpp's logits for a sequence depend
+            // on what else is in the batch (measured: up to 0.9 logits apart), per-stream caches are
+            // bit-identical alone or batched.
+            p.kv_unified = false;
+            p.n_threads = threads;
+            p.n_threads_batch = threads;
+            p.no_perf = true;
+            // llama.cpp's CPU flash attention works in f16: measured on the default model it moves
+            // the logits by KL 0.004 nats from the f32 path (top-1 96.7 %); exactness wins here.
+            p.flash_attn_type = sys::LLAMA_FLASH_ATTN_TYPE_DISABLED;
+            sys::llama_init_from_model(model.as_ptr(), p)
+        };
+        let Some(ctx) = NonNull::new(ctx) else {
+            // SAFETY: the model was loaded above and is not used afterwards.
+            unsafe { sys::llama_model_free(model.as_ptr()) };
+            return Err(invalid(format!(
+                "llama.cpp could not create a context for {max_sequences} sequences × {max_seq_len} tokens"
+            )));
+        };
+        let info = ModelInfo {
+            source: path.display().to_string(),
+            arch: meta_str(m, "general.architecture").unwrap_or_else(|| "unknown".into()),
+            backend: Backend::LlamaCpp,
+            vocab_size: vocab,
+            hidden_size: hidden,
+            n_layers: layers,
+            max_seq_len,
+            capabilities: Capabilities {
+                all_logits: true,
+                rollback: true,
+                ..Capabilities::default()
+            },
+        };
+        Ok(Self {
+            ctx,
+            model,
+            info,
+            slots: vec![None; max_sequences],
+            batch: Batch::new(N_BATCH),
+        })
+    }
+
+    /// Removes cache cells of `seq` from position `from` on (`None`: the whole sequence).
+    fn remove_cells(&mut self, seq: SeqId, from: Option<usize>) -> bool {
+        // SAFETY: a live context; `-1` means "to the end".
+        unsafe {
+            let mem = sys::llama_get_memory(self.ctx.as_ptr());
+            sys::llama_memory_seq_rm(mem, seq as i32, from.map_or(-1, |p| p as i32), -1)
+        }
+    }
+
+    /// The number of sequences that can be live at once.
+    pub fn max_sequences(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn len_of(&self, seq: SeqId) -> Result<usize> {
+        self.slots
+            .get(seq)
+            .copied()
+            .flatten()
+            .ok_or_else(|| EngineError::Request(format!("unknown sequence {seq}")))
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        match tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+            Some(t) => Err(EngineError::Request(format!(
+                "token id {t} out of range for vocabulary of {}",
+                self.info.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `feeds` through the model; `all` = logits for every fed position (else the last
+    /// position of each feed). Returns the rows in feed order, positions in order.
+    fn run(&mut self, feeds: &[Feed<'_>], all: bool) -> Result<Logits> {
+        let vocab = self.info.vocab_size;
+        let mut planned = Vec::with_capacity(feeds.len());
+        let mut rows = 0;
+        for f in feeds {
+            let len = self.len_of(f.seq)?;
+            if f.tokens.is_empty() {
+                return Err(EngineError::Request(format!(
+                    "sequence {}: nothing to feed",
+                    f.seq
+                )));
+            }
+            self.check_tokens(f.tokens)?;
+            if len + f.tokens.len() > self.info.max_seq_len {
+                return Err(EngineError::Request(format!(
+                    "sequence {}: {} tokens exceed the maximum sequence length {} (raise --max-seq-len)",
+                    f.seq,
+                    len + f.tokens.len(),
+                    self.info.max_seq_len
+                )));
+            }
+            if feeds.iter().filter(|g| g.seq == f.seq).count() > 1 {
+                return Err(EngineError::Request(format!(
+                    "sequence {} fed twice in one step",
+                    f.seq
+                )));
+            }
+            planned.push(len);
+            rows += if all { f.tokens.len() } else { 1 };
+        }
+        let mut out = vec![0f32; rows * vocab];
+        let chunk = if all { N_BATCH_ALL } else { N_BATCH };
+        // (seq, position, token, output row) for every fed token, in feed order.
+        let mut entries = Vec::new();
+        let mut row = 0usize;
+        for (f, &len) in feeds.iter().zip(&planned) {
+            for (i, &t) in f.tokens.iter().enumerate() {
+                let last = i + 1 == f.tokens.len();
+                let out_row = (all || last).then(|| {
+                    row += 1;
+                    row - 1
+                });
+                entries.push((f.seq, len + i, t, out_row));
+            }
+        }
+        for part in entries.chunks(chunk) {
+            self.batch.fill(part);
+            // SAFETY: a live context and a filled batch.
+            let rc = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch.raw) };
+            if rc != 0 {
+                // Leave every cache as it was before this step.
+                for (f, &len) in feeds.iter().zip(&planned) {
+                    self.remove_cells(f.seq, Some(len));
+                }
+                return Err(EngineError::Request(format!(
+                    "llama.cpp decode failed (code {rc}{})",
+                    if rc == 1 {
+                        ": no room in the KV cache"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            for (i, &(_, _, _, out_row)) in part.iter().enumerate() {
+                if let Some(r) = out_row {
+                    // SAFETY: position `i` of the last batch requested logits, so llama.cpp
+                    // returns a row of `vocab` floats valid until the next decode.
+                    let src = unsafe {
+                        let p = sys::llama_get_logits_ith(self.ctx.as_ptr(), i as i32);
+                        if p.is_null() {
+                            return Err(EngineError::Request(format!(
+                                "llama.cpp returned no logits for batch position {i}"
+                            )));
+                        }
+                        std::slice::from_raw_parts(p, vocab)
+                    };
+                    out[r * vocab..(r + 1) * vocab].copy_from_slice(src);
+                }
+            }
+        }
+        for (f, len) in feeds.iter().zip(planned) {
+            self.slots[f.seq] = Some(len + f.tokens.len());
+        }
+        Ok(Logits {
+            rows,
+            vocab,
+            data: out,
+        })
+    }
+}
+
+impl LanguageModel for LlamaCppModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn new_sequence(&mut self) -> Result<SeqId> {
+        let free = self.slots.iter().position(Option::is_none).ok_or_else(|| {
+            EngineError::Request(format!(
+                "all {} llama.cpp sequence slots are in use (load with more sequences)",
+                self.slots.len()
+            ))
+        })?;
+        self.remove_cells(free, None);
+        self.slots[free] = Some(0);
+        Ok(free)
+    }
+
+    fn free_sequence(&mut self, seq: SeqId) {
+        if let Some(slot) = self.slots.get_mut(seq) {
+            if slot.take().is_some() {
+                self.remove_cells(seq, None);
+            }
+        }
+    }
+
+    fn sequence_len(&self, seq: SeqId) -> Result<usize> {
+        self.len_of(seq)
+    }
+
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<Logits> {
+        self.run(feeds, false)
+    }
+
+    fn forward_all(&mut self, feed: Feed<'_>) -> Result<Logits> {
+        self.run(&[feed], true)
+    }
+
+    fn truncate(&mut self, seq: SeqId, len: usize) -> Result<()> {
+        let cur = self.len_of(seq)?;
+        if len > cur {
+            return Err(EngineError::Request(format!(
+                "sequence {seq}: cannot truncate to {len} tokens, it has {cur}"
+            )));
+        }
+        if !self.remove_cells(seq, Some(len)) {
+            return Err(EngineError::Request(format!(
+                "sequence {seq}: llama.cpp could not roll the KV cache back to {len} tokens"
+            )));
+        }
+        self.slots[seq] = Some(len);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_garbage_file_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("adasamp-llama-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("garbage.gguf");
+        std::fs::write(&p, b"GGUF not really").unwrap();
+        let e = LlamaCppModel::open(&p, LlamaCppOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("garbage.gguf"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
