@@ -24,6 +24,12 @@ pub struct BenchGenerateArgs {
     /// Tokens generated per sequence.
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
+    /// KV cache length per sequence.
+    #[arg(long, default_value_t = 1024)]
+    pub max_seq_len: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -76,18 +82,13 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
     let variants: Vec<(BackendChoice, bool)> = a
         .backends
         .iter()
-        .flat_map(|&b| {
-            if b == BackendChoice::LlamaCpp {
-                vec![(b, false)]
-            } else {
-                vec![(b, false), (b, true)]
-            }
-        })
+        .flat_map(|&b| [(b, false), (b, true)])
         .collect();
     for (backend, requant) in variants {
         let opts = adasamp_engine::LoadOptions {
-            max_seq_len: Some(2048),
+            max_seq_len: Some(a.max_seq_len),
             requant_q8: requant,
+            threads: a.threads,
             max_sequences: a.batch.iter().copied().max(),
             ..Default::default()
         };

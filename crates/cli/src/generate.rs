@@ -92,6 +92,8 @@ struct Record<'a> {
     prompt: &'a str,
     system_prompt: Option<&'a str>,
     generation: &'a str,
+    /// The generated token ids (exact replay needs no re-tokenization of `generation`).
+    generation_tokens: &'a [u32],
     sampler_info: SamplerInfo<'a>,
     seed: u64,
     finish_reason: adasamp_engine::FinishReason,
@@ -224,6 +226,7 @@ fn single(
                 prompt,
                 system_prompt: a.system.as_deref(),
                 generation: &g.text,
+                generation_tokens: &g.tokens,
                 sampler_info: SamplerInfo {
                     name: p.name(),
                     config: p.spec(),
@@ -370,6 +373,7 @@ fn many(
                 prompt: &p.prompt,
                 system_prompt: p.system_prompt.as_deref().or(a.system.as_deref()),
                 generation: &g.text,
+                generation_tokens: &g.tokens,
                 sampler_info: SamplerInfo {
                     name: pipe.name(),
                     config: pipe.spec(),

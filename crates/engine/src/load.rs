@@ -40,8 +40,9 @@ impl std::str::FromStr for BackendChoice {
 pub struct LoadOptions {
     /// Cap on the sequence length (default: the model's context).
     pub max_seq_len: Option<usize>,
-    /// candle backend: re-quantize Q4_1/Q5_x matrices to Q8_0 for SIMD speed (see
-    /// `candle_backend::gguf`).
+    /// Re-quantize Q4_1/Q5_x weights to Q8_0 for speed: candle in memory (see
+    /// `candle_backend::gguf`), llama.cpp through a cached Q8_0 copy of the file (see
+    /// `llama_cpp::requantized_q8`).
     pub requant_q8: bool,
     /// Capabilities the caller needs; `Auto` picks candle when llama.cpp lacks one.
     pub needs: Capabilities,
@@ -175,9 +176,7 @@ pub fn load(
     let use_llama = match backend {
         BackendChoice::Candle => false,
         BackendChoice::LlamaCpp => true,
-        BackendChoice::Auto => {
-            cfg!(feature = "llama-cpp") && !opts.requant_q8 && covers(LLAMA_CPP_CAPS, opts.needs)
-        }
+        BackendChoice::Auto => cfg!(feature = "llama-cpp") && covers(LLAMA_CPP_CAPS, opts.needs),
     };
     if use_llama {
         return load_llama_cpp(&path, opts, log);
@@ -241,8 +240,15 @@ fn load_llama_cpp(
     let tokenizer = TextTokenizer::from_gguf(&ct)?;
     let chat = ChatTemplate::from_gguf(&ct);
     let defaults = LlamaCppOptions::default();
+    let run_path = if opts.requant_q8 {
+        let q = crate::llama_cpp::requantized_q8(path)?;
+        log(&format!("re-quantized to Q8_0: {}", q.display()));
+        q
+    } else {
+        path.to_path_buf()
+    };
     let model = LlamaCppModel::open(
-        path,
+        &run_path,
         LlamaCppOptions {
             max_seq_len: opts.max_seq_len,
             max_sequences: opts.max_sequences.unwrap_or(defaults.max_sequences),
