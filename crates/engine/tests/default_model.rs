@@ -20,6 +20,10 @@ fn backends() -> Vec<BackendChoice> {
 }
 
 fn model(backend: BackendChoice) -> Option<LoadedModel> {
+    model_with(backend, false)
+}
+
+fn model_with(backend: BackendChoice, requant_q8: bool) -> Option<LoadedModel> {
     let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
     if !p.exists() {
         eprintln!(
@@ -32,7 +36,10 @@ fn model(backend: BackendChoice) -> Option<LoadedModel> {
         adasamp_engine::load(
             Some(&p),
             backend,
-            adasamp_engine::LoadOptions::with_max_seq_len(Some(2048)),
+            adasamp_engine::LoadOptions {
+                requant_q8,
+                ..adasamp_engine::LoadOptions::with_max_seq_len(Some(2048))
+            },
             &mut |_: &str| {},
         )
         .expect("default model loads"),
@@ -73,8 +80,15 @@ fn greedy() -> Pipeline {
 }
 
 /// Top-1 agreement and KL(llama.cpp ‖ backend) of `backend` against the committed reference.
-fn check_logits_against_reference(backend: BackendChoice, min_top1: f64, max_kl_mean: f64) {
-    let Some(mut lm) = model(backend) else { return };
+fn check_logits_against_reference(
+    backend: BackendChoice,
+    requant_q8: bool,
+    min_top1: f64,
+    max_kl_mean: f64,
+) {
+    let Some(mut lm) = model_with(backend, requant_q8) else {
+        return;
+    };
     let (mut agree, mut total, mut kl_sum, mut kl_n, mut kl_max) =
         (0usize, 0usize, 0.0f64, 0usize, 0.0f64);
     for c in reference().cases {
@@ -123,7 +137,7 @@ fn check_logits_against_reference(backend: BackendChoice, min_top1: f64, max_kl_
         }
     }
     let rate = agree as f64 / total as f64;
-    eprintln!("{backend:?} vs llama.cpp reference: top-1 agreement {agree}/{total} = {:.1} %, KL mean {:.5} max {:.5} nats", rate * 100.0, kl_sum / kl_n as f64, kl_max);
+    eprintln!("{backend:?} (Q8_0 re-quant: {requant_q8}) vs llama.cpp reference: top-1 agreement {agree}/{total} = {:.1} %, KL mean {:.5} max {:.5} nats", rate * 100.0, kl_sum / kl_n as f64, kl_max);
     assert!(rate >= min_top1, "top-1 agreement {rate}");
     let kl_mean = kl_sum / kl_n as f64;
     assert!(
@@ -134,14 +148,22 @@ fn check_logits_against_reference(backend: BackendChoice, min_top1: f64, max_kl_
 
 #[test]
 fn candle_logits_agree_with_llama_cpp() {
-    check_logits_against_reference(BackendChoice::Candle, 0.95, 0.01);
+    check_logits_against_reference(BackendChoice::Candle, false, 0.95, 0.01);
 }
 
 /// The llama.cpp backend reproduces the reference (written by another build of llama.cpp).
 #[cfg(feature = "llama-cpp")]
 #[test]
 fn llama_cpp_backend_logits_match_the_reference() {
-    check_logits_against_reference(BackendChoice::LlamaCpp, 0.99, 0.001);
+    check_logits_against_reference(BackendChoice::LlamaCpp, false, 0.99, 0.001);
+}
+
+/// The opt-in Q8_0 re-quantization (both backends) stays close to the Q4_1 reference.
+#[test]
+fn q8_requantization_stays_close() {
+    for backend in backends() {
+        check_logits_against_reference(backend, true, 0.9, 0.02);
+    }
 }
 
 /// The two backends, run live on the same prompts, agree with each other.
