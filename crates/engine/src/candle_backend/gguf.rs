@@ -153,6 +153,11 @@ pub fn load(
             Some(b) => Some(b.dequantize(device)?),
             None => None,
         };
+        if !requant_q8 && device.is_cpu() {
+            if let Some(m) = super::q4_1::Q41Matrix::from_qtensor(&t)? {
+                return Ok(Linear::Q41(std::sync::Arc::new(m), bias));
+            }
+        }
         Ok(Linear::Quant(
             QMatMul::from_qtensor(if requant_q8 {
                 simd_friendly(t, device)?

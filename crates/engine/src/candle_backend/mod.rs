@@ -2,6 +2,7 @@
 //! logits, hidden states, early exit, input embeddings, KV rollback).
 
 pub mod gguf;
+pub mod q4_1;
 pub mod safetensors;
 pub mod transformer;
 

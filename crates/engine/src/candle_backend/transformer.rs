@@ -66,6 +66,8 @@ pub enum Linear {
     Quant(QMatMul, Option<Tensor>),
     /// Dense weights.
     Dense(Tensor, Option<Tensor>),
+    /// Q4_1 weights on adasamp's own kernel (llama.cpp's arithmetic; see `q4_1`).
+    Q41(std::sync::Arc<super::q4_1::Q41Matrix>, Option<Tensor>),
 }
 
 impl Linear {
@@ -76,7 +78,7 @@ impl Linear {
     /// sequence, so a sequence's result never depends on what else is in the batch.
     pub fn forward_batch(&self, x: &Tensor, lens: &[usize]) -> Result<Tensor> {
         match self {
-            Linear::Quant(..) => self.forward(x),
+            Linear::Quant(..) | Linear::Q41(..) => self.forward(x),
             Linear::Dense(..) if lens.len() <= 1 => self.forward(x),
             Linear::Dense(..) => {
                 let mut parts = Vec::with_capacity(lens.len());
@@ -95,6 +97,15 @@ impl Linear {
         let (y, b) = match self {
             Linear::Quant(w, b) => (w.forward(x)?, b),
             Linear::Dense(w, b) => (x.matmul(&w.t()?)?, b),
+            Linear::Q41(w, b) => {
+                let n = x.dim(0)?;
+                let xs: Vec<f32> = x
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1()?;
+                let y = w.matmul(&xs, n);
+                (Tensor::from_vec(y, (n, w.rows()), x.device())?, b)
+            }
         };
         Ok(match b {
             Some(b) => y.broadcast_add(b)?,
