@@ -1,10 +1,16 @@
 //! `adasamp`: thin subcommands over the adasamp libraries.
 
+mod analyze;
 mod bench_generate;
+mod bench_sampler;
 mod bench_sampling;
 mod generate;
 mod logits_io;
 mod pipeline_args;
+mod plots;
+mod sampler_cmd;
+mod sampler_init;
+mod train;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -79,8 +85,12 @@ enum Command {
     },
     /// Time every sampling chain against a full-sort baseline; prints a table.
     BenchSampling(bench_sampling::BenchArgs),
+    /// Time the learned samplers' fast CPU path (one thread) against the candle forward.
+    BenchSampler(bench_sampler::BenchSamplerArgs),
     /// Generate text with a base model and any sampling pipeline.
     Generate(Box<generate::GenerateArgs>),
+    /// Train a learned sampler on replayed base-model logits of candidate records.
+    Train(Box<train::TrainArgs>),
     /// Prefill/decode throughput per backend and batch size, with the sampling share of a step.
     BenchGenerate(bench_generate::BenchGenerateArgs),
     /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
@@ -104,6 +114,27 @@ enum Command {
         #[command(subcommand)]
         action: ModelAction,
     },
+    /// Learned samplers: create one with seeded initial weights.
+    Sampler {
+        #[command(subcommand)]
+        action: SamplerAction,
+    },
+    /// Compare a learned sampler with its target pipeline on real rows: per-position KL and
+    /// truncated mass vs the identity, tables, CSV and plots (SPEC 2 "Analysis").
+    Analyze(Box<analyze::AnalyzeArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum SamplerAction {
+    /// Write a sampler with seeded initial weights (an untrained baseline) as a checkpoint.
+    Init(sampler_init::InitArgs),
+    /// Print a learned sampler's architecture, parameter counts per module and layer, and FLOPs
+    /// per token, from a config YAML or a checkpoint directory.
+    Info {
+        /// A sampler config (`configs/samplers/*.yaml`) or a checkpoint directory.
+        #[arg(value_name = "CONFIG.yaml|CHECKPOINT_DIR")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +153,8 @@ enum ModelAction {
 }
 
 fn main() {
+    // The `learned` pipeline stage (adasamp-nets) joins the sampling core's stage registry.
+    adasamp_nets::register_learned_stage();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -165,11 +198,16 @@ fn run(cli: Cli) -> Result<()> {
             for (name, params) in STAGES {
                 println!("{name:<22} {params}");
             }
+            for s in adasamp_sampling::stages::external_stages() {
+                println!("{:<22} {}", s.name, s.params_help);
+            }
             Ok(())
         }
         Command::Example { output, vocab } => example(&output, vocab),
         Command::BenchSampling(args) => bench_sampling::run(&args),
+        Command::BenchSampler(args) => bench_sampler::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Train(args) => train::run(&args),
         Command::BenchGenerate(args) => bench_generate::run(&args),
         Command::Logits {
             prompt,
@@ -204,6 +242,11 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Sampler { action } => match action {
+            SamplerAction::Init(args) => sampler_init::run(&args),
+            SamplerAction::Info { path } => sampler_cmd::info(&path),
+        },
+        Command::Analyze(args) => analyze::run(&args),
         Command::Model { action } => match action {
             ModelAction::Fetch => {
                 let p =

@@ -9,21 +9,33 @@
 //!   forward, named parameters; the naming scheme is documented there).
 //! - [`params`]: parameter manifest, seeded initialisation, weight checks, [`describe`].
 //! - [`loss`]: [`TruncatedLogitsLoss`] and the plain-slice [`row_divergence`].
+//! - [`analysis`]: per-position KL / truncated-mass comparison of a sampler and the identity
+//!   with a target pipeline, aggregates, top tokens for plots.
+//! - [`fast`]: [`FastSampler`], the allocation-free single-thread CPU inference path, and FLOP
+//!   counts per token.
+//! - [`learned_stage`]: [`LearnedStage`], a learned sampler as a pipeline stage `learned`
+//!   ([`register_learned_stage`]).
 //! - [`checkpoint`]: checkpoint directories (safetensors + JSON), atomic save, checked load,
 //!   training state for resuming.
+//! - [`train`]: training on replayed base-model logits: records, replay, cache, AdamW,
+//!   schedules, the training loop with evaluation, checkpoints and exact resume.
 //!
 //! Every architecture is exactly permutation-equivariant over the vocabulary axis.
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod arch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fast;
 pub mod layers;
+pub mod learned_stage;
 pub mod loss;
 pub mod params;
 pub mod sampler;
+pub mod train;
 
 pub use checkpoint::{
     AdamWState, Checkpoint, CheckpointMeta, LrScheduleState, OptimizerMoments, RngState,
@@ -31,6 +43,8 @@ pub use checkpoint::{
 };
 pub use config::{DistributionAwareConfig, LocalConfig, SamplerConfig, SamplingNetworkConfig};
 pub use error::{NetsError, Result};
+pub use fast::{FastSampler, FlopCount};
+pub use learned_stage::{register_learned_stage, LearnedStage};
 pub use loss::{row_divergence, LossOutput, RowDivergence, TruncatedLogitsLoss};
 pub use params::{describe, param_specs, parameter_count, ParamSpec, Summary};
 pub use sampler::LearnedSampler;

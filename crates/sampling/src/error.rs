@@ -58,6 +58,13 @@ pub enum SamplingError {
         stage: String,
         known: String,
     },
+    /// A stage failed while transforming a row (external stages: e.g. a learned sampler).
+    #[error("pipeline `{pipeline}`, stage `{stage}`: {message}")]
+    StageFailed {
+        pipeline: String,
+        stage: String,
+        message: String,
+    },
     /// A pipeline file could not be parsed, or is structurally wrong.
     #[error("pipeline file{}: {message}", .source_name.as_deref().map(|s| format!(" `{s}`")).unwrap_or_default())]
     PipelineFile {

@@ -137,14 +137,35 @@ impl PipelineSet {
         Self::from_file(PipelineFile::from_yaml(text, source_name)?, source_name)
     }
 
-    /// Reads and builds a pipeline file.
+    /// Reads and builds a pipeline file. Relative paths in the path parameters of external
+    /// stages ([`crate::stages::ExternalStage::path_params`], e.g. a learned stage's
+    /// `checkpoint`) are resolved against the file's directory and stored resolved in the spec.
     pub fn from_path(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| SamplingError::PipelineFile {
             source_name: Some(name.clone()),
             message: e.to_string(),
         })?;
-        Self::from_yaml(&text, Some(&name))
+        let mut file = PipelineFile::from_yaml(&text, Some(&name))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for stage in file
+            .pipelines
+            .iter_mut()
+            .flat_map(|p| p.processors.iter_mut())
+        {
+            let Some(ext) = crate::stages::external_stage(&stage.name) else {
+                continue;
+            };
+            for key in ext.path_params {
+                if let Some(crate::spec::Value::String(s)) = stage.params.get_mut(*key) {
+                    let p = Path::new(s.as_str());
+                    if p.is_relative() && !base.as_os_str().is_empty() {
+                        *s = base.join(p).display().to_string();
+                    }
+                }
+            }
+        }
+        Self::from_file(file, Some(&name))
     }
 
     /// A set of already-built pipelines.

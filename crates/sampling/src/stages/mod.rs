@@ -30,9 +30,62 @@ pub use top_p::TopP;
 pub use typical::Typical;
 pub use xtc::Xtc;
 
+use std::sync::RwLock;
+
 use crate::error::{Result, SamplingError};
 use crate::spec::{ParamReader, StageSpec};
 use crate::stage::Stage;
+
+/// Builds an external stage from its spec, the pipeline's name and the stage's index in it.
+/// Errors should name the pipeline, the stage and the parameter (e.g.
+/// [`SamplingError::InvalidParam`]); unknown parameters should be rejected
+/// ([`ParamReader::finish`]).
+pub type ExternalStageBuilder = fn(&StageSpec, &str, usize) -> Result<Box<dyn Stage>>;
+
+/// A stage implemented outside this crate (e.g. the learned samplers of `adasamp-nets`, which
+/// need an ML framework this crate must not depend on), registered at start-up with
+/// [`register_external`].
+#[derive(Clone, Copy, Debug)]
+pub struct ExternalStage {
+    /// The stage name in pipeline files.
+    pub name: &'static str,
+    /// Its parameters, for listings (as in [`STAGES`]).
+    pub params_help: &'static str,
+    /// Parameters holding file-system paths: [`crate::PipelineSet::from_path`] resolves a
+    /// relative path given there against the pipeline file's directory.
+    pub path_params: &'static [&'static str],
+    /// The builder.
+    pub build: ExternalStageBuilder,
+}
+
+static EXTERNAL: RwLock<Vec<ExternalStage>> = RwLock::new(Vec::new());
+
+/// Registers (or replaces, by name) an external stage: from then on [`build_stage`] builds
+/// stages of that name with it. Built-in names cannot be overridden (returns `false`).
+pub fn register_external(stage: ExternalStage) -> bool {
+    if STAGES.iter().any(|(n, _)| *n == stage.name) {
+        return false;
+    }
+    let mut reg = EXTERNAL.write().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|s| s.name != stage.name);
+    reg.push(stage);
+    true
+}
+
+/// The registered external stages, in registration order.
+pub fn external_stages() -> Vec<ExternalStage> {
+    EXTERNAL.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The registered external stage called `name`, if any.
+pub fn external_stage(name: &str) -> Option<ExternalStage> {
+    EXTERNAL
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|s| s.name == name)
+        .copied()
+}
 
 /// Names of all stages, with their parameters, as accepted in pipeline files.
 pub const STAGES: &[(&str, &str)] = &[
@@ -69,6 +122,7 @@ pub const STAGES: &[(&str, &str)] = &[
 ];
 
 /// Builds stage `spec` (the `index`-th of pipeline `pipeline`), checking every parameter.
+/// Names that are not built in are looked up among the [`register_external`] stages.
 pub fn build_stage(spec: &StageSpec, pipeline: &str, index: usize) -> Result<Box<dyn Stage>> {
     let mut p = ParamReader::new(pipeline, &spec.name, &spec.params);
     let stage: Box<dyn Stage> = match spec.name.as_str() {
@@ -94,6 +148,9 @@ pub fn build_stage(spec: &StageSpec, pipeline: &str, index: usize) -> Result<Box
         "min_tokens" => Box::new(MinTokens::from_params(&mut p)?),
         "greedy" => Box::new(Greedy::from_params(&mut p)?),
         other => {
+            if let Some(ext) = external_stage(other) {
+                return (ext.build)(spec, pipeline, index);
+            }
             return Err(SamplingError::UnknownStage {
                 pipeline: pipeline.to_string(),
                 index,
@@ -101,9 +158,10 @@ pub fn build_stage(spec: &StageSpec, pipeline: &str, index: usize) -> Result<Box
                 known: STAGES
                     .iter()
                     .map(|(n, _)| *n)
+                    .chain(external_stages().iter().map(|s| s.name))
                     .collect::<Vec<_>>()
                     .join(", "),
-            })
+            });
         }
     };
     p.finish()?;

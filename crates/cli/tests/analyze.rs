@@ -1,0 +1,185 @@
+//! End-to-end tests of `adasamp sampler init` and `adasamp analyze`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn adasamp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(args)
+        .output()
+        .expect("run adasamp")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("adasamp-analyze-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn config(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/samplers")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn default_model_present() -> bool {
+    let home = std::env::var_os("ADASAMP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/adasamp")
+        });
+    let present = home.join("SmolLM2-135M-Instruct.Q4_1.gguf").exists();
+    if !present {
+        eprintln!(
+            "note: default model absent; run `adasamp model fetch` to enable the analyze test"
+        );
+    }
+    present
+}
+
+const PIPELINES: &str = "pipelines:
+  - name: pen_top_p
+    weight: 1.0
+    processors:
+      - name: repetition_penalty
+        params: {penalty: 1.3, last_n: -1}
+      - name: temperature
+        params: {temperature: 0.8}
+      - name: top_p
+        params: {top_p: 0.9}
+  - name: other
+    weight: 1.0
+    processors:
+      - name: min_p
+        params: {min_p: 0.1}
+";
+
+#[test]
+fn sampler_init_and_bad_inputs() {
+    let d = tmpdir("init");
+    let s = d.join("sampler");
+    let o = adasamp(&[
+        "sampler",
+        "init",
+        &config("sampling_network_tiny.yaml"),
+        "--output",
+        s.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.join("config.json").exists());
+
+    let o = adasamp(&[
+        "sampler",
+        "init",
+        d.join("nope.yaml").to_str().unwrap(),
+        "--output",
+        d.join("x").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nope.yaml"), "{}", stderr(&o));
+
+    // analyze checks the pipeline and the sampler before loading any model.
+    let pipes = d.join("p.yaml");
+    std::fs::write(&pipes, PIPELINES).unwrap();
+    let base = |sampler: &str, name: Option<&str>| {
+        let mut args = vec![
+            "analyze".to_string(),
+            "--sampler".into(),
+            sampler.into(),
+            "--pipeline".into(),
+            pipes.to_str().unwrap().into(),
+            "--prompt".into(),
+            "hi".into(),
+        ];
+        if let Some(n) = name {
+            args.extend(["--name".into(), n.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        adasamp(&args)
+    };
+    let o = base(s.to_str().unwrap(), None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("pen_top_p"), "{}", stderr(&o));
+    let o = base(d.join("missing").to_str().unwrap(), Some("other"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+}
+
+#[test]
+fn analyze_default_model_writes_table_csv_and_plots() {
+    if !default_model_present() {
+        return;
+    }
+    let d = tmpdir("run");
+    let s = d.join("sampler");
+    let o = adasamp(&[
+        "sampler",
+        "init",
+        &config("sampling_network_tiny.yaml"),
+        "--output",
+        s.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pipes = d.join("p.yaml");
+    std::fs::write(&pipes, PIPELINES).unwrap();
+    let out = d.join("out");
+    let o = adasamp(&[
+        "analyze",
+        "--sampler",
+        s.to_str().unwrap(),
+        "--pipeline",
+        pipes.to_str().unwrap(),
+        "--name",
+        "pen_top_p",
+        "--prompt",
+        "Write a sentence about the sea.",
+        "--system",
+        "",
+        "--tokens",
+        "4",
+        "--top-k",
+        "5",
+        "--seed",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| identity (raw) |"), "{table}");
+
+    let csv = std::fs::read_to_string(out.join("positions.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "index,token_id,token,kl_identity,kl_sampler,mass_identity,mass_sampler,kept"
+    );
+    assert_eq!(lines.len(), 5, "{csv}");
+    for (i, l) in lines[1..].iter().enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f[0], i.to_string());
+        let kl_id: f64 = f[f.len() - 5].parse().unwrap();
+        let mass_id: f64 = f[f.len() - 3].parse().unwrap();
+        let kept: usize = f[f.len() - 1].parse().unwrap();
+        assert!(kl_id.is_finite() && kl_id >= 0.0, "{l}");
+        assert!((0.0..=1.0).contains(&mass_id), "{l}");
+        assert!((1..49152).contains(&kept), "{l}");
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("| sampler |"), "{md}");
+    for f in ["kl.png", "pos_000.png", "pos_003.png"] {
+        let bytes = std::fs::read(out.join(f)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{f}");
+    }
+    assert!(!out.join("pos_004.png").exists());
+}

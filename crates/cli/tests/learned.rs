@@ -1,0 +1,144 @@
+//! The `learned` stage through the binary (`apply`), `sampler info` and `bench-sampler --quick`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use adasamp_nets::{FastSampler, LearnedSampler, SamplerConfig};
+use candle_core::{DType, Device};
+use safetensors::tensor::{Dtype, TensorView};
+
+fn adasamp(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run adasamp")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("adasamp-cli-learned-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_logits(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor("logits")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn apply_runs_a_learned_stage_and_sampler_info_describes_it() {
+    let dir = tmpdir("apply");
+    let config = SamplerConfig::from_yaml_str(
+        "architecture: sampling_network\nd_model: 16\nd_ff: 32\nn_blocks: 1\nn_heads: 2\nscale: true\n",
+        "t",
+    )
+    .unwrap();
+    let sampler = LearnedSampler::seeded(&config, 1, DType::F32, &Device::Cpu).unwrap();
+    sampler.save(&dir.join("ckpt")).unwrap();
+    std::fs::write(
+        dir.join("p.yaml"),
+        "pipelines:\n  - name: learned\n    processors:\n      - {name: learned, params: {checkpoint: ckpt}}\n",
+    )
+    .unwrap();
+    let (rows, v) = (2, 300);
+    let mut logits: Vec<f32> = (0..rows * v)
+        .map(|i| ((i * 37 % 101) as f32) * 0.1 - 5.0)
+        .collect();
+    logits[7] = f32::NEG_INFINITY;
+    let bytes: Vec<u8> = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, vec![rows, v], &bytes).unwrap();
+    std::fs::write(
+        dir.join("in.safetensors"),
+        safetensors::serialize([("logits", view)], None).unwrap(),
+    )
+    .unwrap();
+    // Run from elsewhere: the relative checkpoint resolves against the pipeline's directory.
+    let o = adasamp(
+        &[
+            "apply",
+            "--pipeline",
+            dir.join("p.yaml").to_str().unwrap(),
+            "--input",
+            dir.join("in.safetensors").to_str().unwrap(),
+            "--output",
+            dir.join("out.safetensors").to_str().unwrap(),
+        ],
+        &std::env::temp_dir(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = read_logits(&dir.join("out.safetensors"));
+    let mut want = logits.clone();
+    FastSampler::new(&sampler)
+        .unwrap()
+        .apply_batch(&mut want, v)
+        .unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got[7], f32::NEG_INFINITY);
+
+    let o = adasamp(
+        &["sampler", "info", dir.join("ckpt").to_str().unwrap()],
+        &dir,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("sampling_network") && out.contains("FLOPs per token"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("parameters: {}", sampler.parameter_count())),
+        "{out}"
+    );
+
+    // A missing checkpoint is an error naming the pipeline, the stage and the parameter.
+    std::fs::remove_dir_all(dir.join("ckpt")).unwrap();
+    let o = adasamp(
+        &[
+            "apply",
+            "--pipeline",
+            dir.join("p.yaml").to_str().unwrap(),
+            "--input",
+            dir.join("in.safetensors").to_str().unwrap(),
+            "--output",
+            dir.join("out2.safetensors").to_str().unwrap(),
+        ],
+        &dir,
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("`learned`") && e.contains("checkpoint"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_sampler_quick_prints_a_table() {
+    let dir = tmpdir("bench");
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/samplers/local.yaml");
+    let out = dir.join("bench.md");
+    let o = adasamp(
+        &[
+            "bench-sampler",
+            "--quick",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        table.contains("| local |") && table.contains("GFLOP/s"),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,348 @@
+//! CPU f32 kernels of the fast path: a register-blocked `[rows, k] × [k, n]` product over packed
+//! weights (AVX2 `f32x8`, 6 rows × 16 columns per micro-tile), and branch-free scalar
+//! activations written so that LLVM vectorises the loops that call them.
+
+use std::ptr;
+
+use adasamp_sampling::math::exp;
+use wide::f32x8;
+
+/// Lanes per SIMD vector.
+pub(crate) const LANES: usize = 8;
+
+/// `n` rounded up to a multiple of [`LANES`].
+pub(crate) fn pad8(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// A weight matrix for `y = x·W + b`, stored transposed from candle's `[out, in]` layout as
+/// `[k, n_pad]` row-major (k = inputs, `n_pad` = outputs rounded up to 8, zero padded), with a
+/// bias of `n_pad` entries (zero in the padding).
+#[derive(Clone, Debug)]
+pub(crate) struct Packed {
+    /// Number of inputs (rows of `w`).
+    pub k: usize,
+    /// Padded number of outputs (row stride of `w`).
+    pub n_pad: usize,
+    /// `[k, n_pad]` weights.
+    pub w: Vec<f32>,
+    /// `[n_pad]` bias.
+    pub b: Vec<f32>,
+}
+
+impl Packed {
+    /// All-zero `[k, n_pad]` weights and bias.
+    pub fn zeros(k: usize, n_pad: usize) -> Self {
+        debug_assert_eq!(n_pad % LANES, 0);
+        Self {
+            k,
+            n_pad,
+            w: vec![0.0; k * n_pad],
+            b: vec![0.0; n_pad],
+        }
+    }
+
+    /// Copies a candle Linear weight `weight: [out, in_total]` restricted to the input columns
+    /// `in_start .. in_start + self.k` into output columns `col0 .. col0 + out`, and `bias`
+    /// (length `out`, if given) into the same columns.
+    pub fn put(
+        &mut self,
+        col0: usize,
+        weight: &[f32],
+        out: usize,
+        in_total: usize,
+        in_start: usize,
+        bias: Option<&[f32]>,
+    ) {
+        for o in 0..out {
+            for i in 0..self.k {
+                self.w[i * self.n_pad + col0 + o] = weight[o * in_total + in_start + i];
+            }
+        }
+        if let Some(b) = bias {
+            self.b[col0..col0 + out].copy_from_slice(&b[..out]);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn load(p: *const f32) -> f32x8 {
+    f32x8::from(ptr::read_unaligned(p as *const [f32; LANES]))
+}
+
+#[inline(always)]
+unsafe fn store(p: *mut f32, v: f32x8) {
+    ptr::write_unaligned(p as *mut [f32; LANES], v.to_array());
+}
+
+/// One `R × (8·C)` micro-tile: `y[r, c] = bias[c] + Σ_i x[r, i]·w[i, c]`.
+///
+/// # Safety
+/// `x` must be readable at `r·ldx + i` for `r < R, i < k`; `w` at `i·ldw + c` and `bias` at `c`
+/// for `c < 8C`; `y` writable at `r·ldy + c`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro<const R: usize, const C: usize>(
+    x: *const f32,
+    ldx: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    bias: *const f32,
+    y: *mut f32,
+    ldy: usize,
+) {
+    let mut acc = [[f32x8::ZERO; C]; R];
+    for c in 0..C {
+        let b = load(bias.add(c * LANES));
+        for row in acc.iter_mut() {
+            row[c] = b;
+        }
+    }
+    for i in 0..k {
+        let mut wv = [f32x8::ZERO; C];
+        for (c, v) in wv.iter_mut().enumerate() {
+            *v = load(w.add(i * ldw + c * LANES));
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let xv = f32x8::splat(*x.add(r * ldx + i));
+            for c in 0..C {
+                row[c] = xv.mul_add(wv[c], row[c]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            store(y.add(r * ldy + c * LANES), *v);
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_block<const R: usize>(
+    x: *const f32,
+    ldx: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    bias: *const f32,
+    y: *mut f32,
+    ldy: usize,
+) {
+    let nv = ldw / LANES;
+    let mut c = 0;
+    while c + 2 <= nv {
+        micro::<R, 2>(
+            x,
+            ldx,
+            k,
+            w.add(c * LANES),
+            ldw,
+            bias.add(c * LANES),
+            y.add(c * LANES),
+            ldy,
+        );
+        c += 2;
+    }
+    if c < nv {
+        micro::<R, 1>(
+            x,
+            ldx,
+            k,
+            w.add(c * LANES),
+            ldw,
+            bias.add(c * LANES),
+            y.add(c * LANES),
+            ldy,
+        );
+    }
+}
+
+/// `y[r, c] = bias[c] + Σ_{i<k} x[r·ldx + i]·p.w[i, c]` for `r < rows`, `c < p.n_pad`
+/// (`y` row stride `ldy`). `bias` has `p.n_pad` entries (pass `&p.b` or a per-row bias).
+///
+/// Panics if a slice is too short.
+pub(crate) fn gemm(
+    x: &[f32],
+    ldx: usize,
+    rows: usize,
+    p: &Packed,
+    bias: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+) {
+    if rows == 0 {
+        return;
+    }
+    let (k, n) = (p.k, p.n_pad);
+    assert!(ldx >= k && ldy >= n && bias.len() >= n && p.w.len() >= k * n);
+    assert!(x.len() >= (rows - 1) * ldx + k);
+    assert!(y.len() >= (rows - 1) * ldy + n);
+    // SAFETY: the asserts above bound every access of the micro-kernels.
+    unsafe {
+        let (xp, wp, bp, yp) = (x.as_ptr(), p.w.as_ptr(), bias.as_ptr(), y.as_mut_ptr());
+        let mut r = 0;
+        while r + 6 <= rows {
+            row_block::<6>(xp.add(r * ldx), ldx, k, wp, n, bp, yp.add(r * ldy), ldy);
+            r += 6;
+        }
+        let (xr, yr) = (xp.add(r * ldx), yp.add(r * ldy));
+        match rows - r {
+            1 => row_block::<1>(xr, ldx, k, wp, n, bp, yr, ldy),
+            2 => row_block::<2>(xr, ldx, k, wp, n, bp, yr, ldy),
+            3 => row_block::<3>(xr, ldx, k, wp, n, bp, yr, ldy),
+            4 => row_block::<4>(xr, ldx, k, wp, n, bp, yr, ldy),
+            5 => row_block::<5>(xr, ldx, k, wp, n, bp, yr, ldy),
+            _ => {}
+        }
+    }
+}
+
+/// Per row `r`: `acc[r·ld .. +8]` (8 lanes) `+= Σ_t a[t, ka + i]` outer products — the linear
+/// attention's `Σ_j φ(k_j) v_jᵀ` restricted to one head: `kv[i, j] += Σ_t k[t·ld + ko + i] ·
+/// v[t·ld + vo + j]` for `i, j < w`, `w` a multiple of 8 (`kv` is `[w, w]` row-major, f32).
+pub(crate) fn outer_accumulate(
+    buf: &[f32],
+    ld: usize,
+    rows: usize,
+    ko: usize,
+    vo: usize,
+    w: usize,
+    kv: &mut [f32],
+) {
+    debug_assert_eq!(w % LANES, 0);
+    if rows == 0 {
+        return;
+    }
+    assert!(buf.len() >= (rows - 1) * ld + ko.max(vo) + w && kv.len() >= w * w);
+    for ib in (0..w).step_by(LANES) {
+        for cb in (0..w).step_by(LANES) {
+            let mut acc = [f32x8::ZERO; LANES];
+            // SAFETY: bounded by the assert above.
+            unsafe {
+                let p = buf.as_ptr();
+                for t in 0..rows {
+                    let vv = load(p.add(t * ld + vo + cb));
+                    for (ii, a) in acc.iter_mut().enumerate() {
+                        *a = f32x8::splat(*p.add(t * ld + ko + ib + ii)).mul_add(vv, *a);
+                    }
+                }
+            }
+            for (ii, a) in acc.iter().enumerate() {
+                let dst = &mut kv[(ib + ii) * w + cb..(ib + ii) * w + cb + LANES];
+                for (d, s) in dst.iter_mut().zip(a.to_array()) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}
+
+/// `silu(x) = x·σ(x) = x / (1 + e⁻ˣ)` (the sampling crate's SIMD-friendly `exp`).
+#[inline(always)]
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
+}
+
+/// `φ(x) = elu(x) + 1 = max(x, 0) + exp(min(x, 0))`.
+#[inline(always)]
+pub(crate) fn elu_plus_one(x: f32) -> f32 {
+    x.max(0.0) + exp(x.min(0.0))
+}
+
+/// Natural logarithm for finite `x > 0` (normal numbers), Cephes `logf` (≈ 1 ulp), branch-free
+/// so that loops calling it vectorise.
+#[inline(always)]
+pub(crate) fn ln(x: f32) -> f32 {
+    const SQRTHF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let bits = x.to_bits();
+    let e0 = ((bits >> 23) & 0xff) as i32 - 126;
+    let m0 = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000); // [0.5, 1)
+    let small = m0 < SQRTHF;
+    let e = (e0 - small as i32) as f32;
+    let m = if small { m0 + m0 - 1.0 } else { m0 - 1.0 };
+    let z = m * m;
+    let mut y = 7.037_683_6e-2_f32;
+    y = y.mul_add(m, -1.151_461e-1);
+    y = y.mul_add(m, 1.167_699_9e-1);
+    y = y.mul_add(m, -1.242_014_1e-1);
+    y = y.mul_add(m, 1.424_932_3e-1);
+    y = y.mul_add(m, -1.666_805_8e-1);
+    y = y.mul_add(m, 2.000_071_4e-1);
+    y = y.mul_add(m, -2.499_999_4e-1);
+    y = y.mul_add(m, 3.333_333e-1);
+    y = y * m * z;
+    y = e.mul_add(-2.121_944_4e-4, y);
+    y = (-0.5f32).mul_add(z, y);
+    e.mul_add(0.693_359_4, m + y)
+}
+
+/// `softplus(x) = max(x, 0) + ln(1 + e^{−|x|})` (as [`crate::layers::softplus`]).
+#[inline(always)]
+pub(crate) fn softplus(x: f32) -> f32 {
+    x.max(0.0) + ln(1.0 + exp(-x.abs()))
+}
+
+/// `logsigmoid(x) = −softplus(−x) = min(x, 0) − ln(1 + e^{−|x|})`.
+#[inline(always)]
+pub(crate) fn logsigmoid(x: f32) -> f32 {
+    x.min(0.0) - ln(1.0 + exp(-x.abs()))
+}
+
+/// Soft truncation gate on one value: `l + logsigmoid(s·l + τ)`.
+#[inline(always)]
+pub(crate) fn gate(l: f32, s: f32, tau: f32) -> f32 {
+    l + logsigmoid(s.mul_add(l, tau))
+}
+
+/// Layer norm of one `d`-vector in place: `(x − mean)/√(var + ε)·w + b` (biased variance).
+#[inline(always)]
+pub(crate) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let d = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / d;
+    let mut var = 0.0f32;
+    for v in x.iter_mut() {
+        *v -= mean;
+        var += *v * *v;
+    }
+    let inv = 1.0 / (var / d + eps).sqrt();
+    for ((v, w), b) in x.iter_mut().zip(w).zip(b) {
+        *v = (*v * inv).mul_add(*w, *b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ln_is_accurate() {
+        for &x in &[
+            1e-30f32, 0.1, 0.5, 0.70710677, 0.9, 1.0, 1.0000001, 1.5, 2.0, 7.3, 1e30,
+        ] {
+            let e = (x as f64).ln();
+            assert!((ln(x) as f64 - e).abs() <= 2e-7 * e.abs().max(1.0), "{x}");
+        }
+    }
+
+    #[test]
+    fn gemm_matches_naive() {
+        for &(rows, k, n) in &[(1, 1, 8), (7, 5, 24), (13, 32, 96), (6, 3, 40)] {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let wt: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let mut p = Packed::zeros(k, n);
+            p.put(0, &wt, n, k, 0, Some(&bias));
+            let mut y = vec![0.0; rows * n];
+            gemm(&x, k, rows, &p, &p.b, &mut y, n);
+            for r in 0..rows {
+                for c in 0..n {
+                    let e: f32 =
+                        bias[c] + (0..k).map(|i| x[r * k + i] * wt[c * k + i]).sum::<f32>();
+                    assert!((y[r * n + c] - e).abs() < 1e-4, "{rows} {k} {n}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! The training loop: token batches across records, gradient accumulation, AdamW with a
+//! warm-up schedule, [`TruncatedLogitsLoss`], evaluation against the identity on a held-out
+//! split of records, `metrics.csv`, checkpoints with the full training state, exact resume.
+//!
+//! # Batches and the data stream
+//! The training rows (positions of the training records) are shuffled once per epoch with a
+//! ChaCha8 RNG seeded from `(seed, epoch)` and cut into micro-batches of `token_batch` rows (the
+//! last incomplete one dropped, unless the whole epoch is smaller than one batch). Micro-batches
+//! form one stream across epochs; an optimizer step consumes `grad_accum` of them. The stream
+//! position is `(epoch, batch_in_epoch)`, so a resumed run sees exactly the batches the
+//! uninterrupted run would have.
+//!
+//! # Parallelism and exactness
+//! A micro-batch is split into `threads` contiguous chunks whose forward + backward run on their
+//! own threads (candle's CPU elementwise kernels are single-threaded; its matmuls use its own
+//! pool); the chunk gradients are summed in chunk order. Results are therefore deterministic for
+//! a given `threads` (bitwise across resume), but change in the last bits with another `threads`.
+//! Everything runs on the [`Device`] passed in.
+//!
+//! # Output directory
+//! `metrics.csv` (appended on resume), `checkpoints/step-NNNNNNNN/` (weights + training state, see
+//! [`crate::checkpoint`]), `final/` (the last weights + state), `report.json` (the last
+//! evaluation and the run's speed).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, AdamWState, RngState, TrainingState};
+use crate::config::SamplerConfig;
+use crate::error::{NetsError, Result};
+use crate::loss::{row_divergence, TruncatedLogitsLoss};
+use crate::sampler::LearnedSampler;
+use crate::train::data::Dataset;
+use crate::train::optim::AdamW;
+use crate::train::schedule::{Schedule, ScheduleKind};
+
+/// Hyper-parameters of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Rows per micro-batch (B).
+    pub token_batch: usize,
+    /// Micro-batches per optimizer step (A).
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of a decaying schedule.
+    pub min_lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Schedule after warm-up.
+    pub schedule: ScheduleKind,
+    /// AdamW decoupled weight decay λ.
+    pub weight_decay: f64,
+    /// Truncation-penalty weight γ of the loss.
+    pub gamma: f64,
+    /// Passes over the training rows.
+    pub epochs: u64,
+    /// Checkpoint every this many optimizer steps (0: only at the end).
+    pub save_every: u64,
+    /// Evaluate every this many optimizer steps (0: only at the end).
+    pub eval_every: u64,
+    /// Fraction of records held out for evaluation.
+    pub eval_fraction: f64,
+    /// Seed: initial weights, record split, shuffling.
+    pub seed: u64,
+    /// Chunks of a micro-batch computed in parallel (1 = no extra threads).
+    pub threads: usize,
+    /// Use at most this many training rows (a prefix of the training records' rows).
+    pub max_train_rows: Option<usize>,
+    /// Stop after this many optimizer steps (the schedule still spans the whole run; a
+    /// checkpoint is written there so `resume` continues exactly).
+    pub stop_after: Option<u64>,
+}
+
+impl Default for TrainConfig {
+    /// B 32, A 1, lr 1e-3 → 1e-5 cosine, warm-up 20, λ 0.01, γ 1, 1 epoch, eval 10 % of records.
+    fn default() -> Self {
+        Self {
+            token_batch: 32,
+            grad_accum: 1,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_steps: 20,
+            schedule: ScheduleKind::Cosine,
+            weight_decay: 0.01,
+            gamma: 1.0,
+            epochs: 1,
+            save_every: 0,
+            eval_every: 0,
+            eval_fraction: 0.1,
+            seed: 0,
+            threads: 1,
+            max_train_rows: None,
+            stop_after: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |field: &str, v: String, why: &str| NetsError::config(field, v, why);
+        if self.token_batch == 0 {
+            return Err(bad("token_batch", "0".into(), "must be ≥ 1"));
+        }
+        if self.grad_accum == 0 {
+            return Err(bad("grad_accum", "0".into(), "must be ≥ 1"));
+        }
+        if self.threads == 0 {
+            return Err(bad("threads", "0".into(), "must be ≥ 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(bad("lr", self.lr.to_string(), "must be finite and > 0"));
+        }
+        if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
+            return Err(bad(
+                "min_lr",
+                self.min_lr.to_string(),
+                "must be finite and ≥ 0",
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(bad(
+                "weight_decay",
+                self.weight_decay.to_string(),
+                "must be finite and ≥ 0",
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(bad("epochs", "0".into(), "must be ≥ 1"));
+        }
+        TruncatedLogitsLoss::new(self.gamma)?;
+        Ok(())
+    }
+
+    /// The settings a resumed run must share with the original (stored in the training state).
+    fn fingerprint(&self, dataset: &Dataset, data_id: &str) -> BTreeMap<String, serde_json::Value> {
+        use serde_json::json;
+        BTreeMap::from([
+            ("data".to_string(), json!(data_id)),
+            ("rows".to_string(), json!(dataset.num_rows())),
+            ("records".to_string(), json!(dataset.records().len())),
+            ("token_batch".to_string(), json!(self.token_batch)),
+            ("grad_accum".to_string(), json!(self.grad_accum)),
+            ("gamma".to_string(), json!(self.gamma)),
+            ("epochs".to_string(), json!(self.epochs)),
+            ("eval_fraction".to_string(), json!(self.eval_fraction)),
+            ("threads".to_string(), json!(self.threads)),
+            ("max_train_rows".to_string(), json!(self.max_train_rows)),
+        ])
+    }
+}
+
+/// Mean metrics of one optimizer step.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepMetrics {
+    /// Optimizer steps completed (1-based index of this step).
+    pub step: u64,
+    /// Epoch of the step's last micro-batch.
+    pub epoch: u64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean loss `KL + γ·penalty` over the step's rows.
+    pub loss: f64,
+    /// Mean KL(target ‖ pred).
+    pub kl: f64,
+    /// Mean predicted mass on target-truncated tokens.
+    pub truncated_mass: f64,
+    /// Rows in the step.
+    pub rows: usize,
+}
+
+/// Evaluation on the held-out rows: the sampler and the identity (raw logits) side by side.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalMetrics {
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// Held-out rows.
+    pub rows: usize,
+    /// Mean KL(target ‖ sampler) in nats.
+    pub kl: f64,
+    /// Mean sampler mass on target-truncated tokens.
+    pub truncated_mass: f64,
+    /// Mean KL(target ‖ raw logits) in nats.
+    pub identity_kl: f64,
+    /// Mean raw-logits mass on target-truncated tokens.
+    pub identity_truncated_mass: f64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainReport {
+    /// Optimizer steps completed in total.
+    pub steps: u64,
+    /// Steps of the whole schedule.
+    pub total_steps: u64,
+    /// Step the run started from (0 unless resumed).
+    pub resumed_from: u64,
+    /// Training / eval rows.
+    pub train_rows: usize,
+    /// Held-out rows.
+    pub eval_rows: usize,
+    /// Optimizer steps per second in this run (training only, eval excluded).
+    pub steps_per_s: f64,
+    /// Training rows (forward + backward) per second in this run.
+    pub rows_per_s: f64,
+    /// The last evaluation (none without held-out rows).
+    pub eval: Option<EvalMetrics>,
+    /// Metrics of the last step.
+    pub last_step: Option<StepMetrics>,
+    /// The final checkpoint (or the stop checkpoint).
+    pub checkpoint: PathBuf,
+}
+
+/// Receives progress (the CLI draws a progress bar from it).
+pub trait TrainObserver {
+    /// Called once before the first step: `(start_step, total_steps)`.
+    fn start(&mut self, start_step: u64, total_steps: u64) {
+        let _ = (start_step, total_steps);
+    }
+    /// Called after every optimizer step.
+    fn step(&mut self, metrics: &StepMetrics) {
+        let _ = metrics;
+    }
+    /// Called after every evaluation.
+    fn eval(&mut self, metrics: &EvalMetrics) {
+        let _ = metrics;
+    }
+    /// A human-readable message.
+    fn message(&mut self, text: &str) {
+        let _ = text;
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl TrainObserver for Quiet {}
+
+/// Checkpoint directory for `step` under the run directory.
+pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
+    out.join("checkpoints").join(format!("step-{step:08}"))
+}
+
+/// The checkpoint with the highest step under `out/checkpoints`, if any.
+pub fn latest_checkpoint(out: &Path) -> Result<Option<(u64, PathBuf)>> {
+    let dir = out.join("checkpoints");
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in fs::read_dir(&dir).map_err(|e| NetsError::io("cannot list", &dir, e))? {
+        let e = e.map_err(|e| NetsError::io("cannot list", &dir, e))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            if best.as_ref().is_none_or(|(b, _)| step > *b) {
+                best = Some((step, e.path()));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Per-epoch permutation of the training rows and the RNG state after drawing it.
+fn epoch_order(train_rows: &[usize], seed: u64, epoch: u64) -> (Vec<usize>, RngState) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch);
+    let mut order = train_rows.to_vec();
+    order.shuffle(&mut rng);
+    (order, RngState::capture(&rng))
+}
+
+fn batches_per_epoch(n_train: usize, b: usize) -> u64 {
+    (n_train / b).max(1) as u64
+}
+
+/// Builds `[n, V]` raw and target tensors for `rows`.
+fn batch_tensors(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
+    let v = ds.vocab();
+    let mut raw = vec![0f32; rows.len() * v];
+    let mut tgt = vec![0f32; rows.len() * v];
+    for (k, &r) in rows.iter().enumerate() {
+        ds.raw_row(r, &mut raw[k * v..(k + 1) * v]);
+        ds.target(r).write_dense(&mut tgt[k * v..(k + 1) * v]);
+    }
+    Ok((
+        Tensor::from_vec(raw, (rows.len(), v), device)?,
+        Tensor::from_vec(tgt, (rows.len(), v), device)?,
+    ))
+}
+
+/// Splits `n` items into `k` contiguous, nearly equal chunks (none empty).
+fn chunk_bounds(n: usize, k: usize) -> Vec<std::ops::Range<usize>> {
+    let k = k.clamp(1, n.max(1));
+    (0..k).map(|i| (i * n / k)..((i + 1) * n / k)).collect()
+}
+
+/// Runs `f` on every chunk, in parallel when there is more than one, results in chunk order.
+fn par_chunks<T: Send>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let bounds = chunk_bounds(n, threads);
+    if bounds.len() == 1 {
+        return Ok(vec![f(bounds[0].clone())?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bounds
+            .iter()
+            .map(|r| {
+                let f = &f;
+                let r = r.clone();
+                s.spawn(move || f(r))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| NetsError::InvalidInput("training thread panicked".into()))?
+            })
+            .collect()
+    })
+}
+
+struct Model {
+    sampler: LearnedSampler,
+    vars: BTreeMap<String, Var>,
+}
+
+impl Model {
+    fn new(sampler: LearnedSampler, varmap: &VarMap) -> Result<Self> {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| NetsError::InvalidInput("VarMap mutex poisoned".into()))?;
+        let vars = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(Self { sampler, vars })
+    }
+
+    /// Sums of (KL, penalty) over `rows` and the gradient of `Σ(KL + γ·pen) / denom`.
+    fn grads(
+        &self,
+        ds: &Dataset,
+        rows: &[usize],
+        loss: &TruncatedLogitsLoss,
+        denom: f64,
+        device: &Device,
+    ) -> Result<(f64, f64, BTreeMap<String, Tensor>)> {
+        let (raw, tgt) = batch_tensors(ds, rows, device)?;
+        let pred = self.sampler.forward(&raw)?;
+        let (kl, pen) = loss.per_row(&pred, &tgt)?;
+        let total = ((&kl + (&pen * loss.gamma)?)?.sum_all()? / denom)?;
+        let store = total.backward()?;
+        let mut grads = BTreeMap::new();
+        for (name, var) in &self.vars {
+            if let Some(g) = store.get(var.as_tensor()) {
+                grads.insert(name.clone(), g.clone());
+            }
+        }
+        let s = |t: &Tensor| -> Result<f64> {
+            Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?)
+        };
+        Ok((s(&kl)?, s(&pen)?, grads))
+    }
+}
+
+fn add_grads(acc: &mut BTreeMap<String, Tensor>, g: BTreeMap<String, Tensor>) -> Result<()> {
+    for (k, t) in g {
+        let sum = match acc.remove(&k) {
+            Some(a) => (a + t)?,
+            None => t,
+        };
+        acc.insert(k, sum);
+    }
+    Ok(())
+}
+
+/// Evaluates `sampler` on `rows`: mean KL(target ‖ ·) and truncated mass of the sampler and of
+/// the raw logits (identity), in f64 via [`row_divergence`].
+pub fn evaluate(
+    sampler: &LearnedSampler,
+    ds: &Dataset,
+    rows: &[usize],
+    batch: usize,
+    threads: usize,
+    step: u64,
+) -> Result<EvalMetrics> {
+    let v = ds.vocab();
+    let device = sampler.device().clone();
+    let mut sums = [0f64; 4];
+    for chunk in rows.chunks(batch.max(1)) {
+        let parts = par_chunks(chunk.len(), threads, |r| {
+            let rows = &chunk[r];
+            let (raw, tgt) = batch_tensors(ds, rows, &device)?;
+            let pred = sampler.forward(&raw)?.detach();
+            let pred = pred.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+            let raw = raw.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+            let tgt = tgt.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+            let mut s = [0f64; 4];
+            for k in 0..rows.len() {
+                let a = row_divergence(&tgt[k], &pred[k])?;
+                let b = row_divergence(&tgt[k], &raw[k])?;
+                s[0] += a.kl;
+                s[1] += a.truncated_mass;
+                s[2] += b.kl;
+                s[3] += b.truncated_mass;
+            }
+            debug_assert_eq!(tgt.first().map_or(v, |r| r.len()), v);
+            Ok(s)
+        })?;
+        for p in parts {
+            for i in 0..4 {
+                sums[i] += p[i];
+            }
+        }
+    }
+    let n = rows.len().max(1) as f64;
+    Ok(EvalMetrics {
+        step,
+        rows: rows.len(),
+        kl: sums[0] / n,
+        truncated_mass: sums[1] / n,
+        identity_kl: sums[2] / n,
+        identity_truncated_mass: sums[3] / n,
+    })
+}
+
+const CSV_HEADER: &str =
+    "kind,step,epoch,lr,loss,kl,truncated_mass,identity_kl,identity_truncated_mass,rows,elapsed_s";
+
+/// Trains a sampler of `config` on `dataset` into `out` (see the module doc). With `resume`, the
+/// latest checkpoint under `out/checkpoints` is continued exactly (it must come from the same
+/// config, data and batch settings); without one, training starts fresh. `data_id` identifies
+/// the data (e.g. its hash) for that check.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    dataset: &Dataset,
+    data_id: &str,
+    config: &SamplerConfig,
+    cfg: &TrainConfig,
+    device: &Device,
+    out: &Path,
+    resume: bool,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainReport> {
+    cfg.validate()?;
+    config.validate()?;
+    let loss = TruncatedLogitsLoss::new(cfg.gamma)?;
+    let ck_root = out.join("checkpoints");
+    fs::create_dir_all(&ck_root).map_err(|e| NetsError::io("cannot create", &ck_root, e))?;
+    let (mut train_rows, eval_rows) = dataset.split(cfg.eval_fraction, cfg.seed)?;
+    if let Some(m) = cfg.max_train_rows {
+        train_rows.truncate(m);
+    }
+    if train_rows.is_empty() {
+        return Err(NetsError::InvalidInput("no training rows".into()));
+    }
+    let b = cfg.token_batch.min(train_rows.len());
+    let bpe = batches_per_epoch(train_rows.len(), b);
+    let total_steps = cfg.epochs * bpe / cfg.grad_accum as u64;
+    if total_steps == 0 {
+        return Err(NetsError::InvalidInput(format!(
+            "{} micro-batches per epoch × {} epochs is less than one step of --grad-accum {}",
+            bpe, cfg.epochs, cfg.grad_accum
+        )));
+    }
+    let fingerprint = cfg.fingerprint(dataset, data_id);
+    let schedule = Schedule {
+        kind: cfg.schedule,
+        base_lr: cfg.lr,
+        min_lr: cfg.min_lr,
+        warmup_steps: cfg.warmup_steps,
+        total_steps,
+    };
+
+    let varmap = VarMap::new();
+    let latest = if resume {
+        latest_checkpoint(out)?
+    } else {
+        None
+    };
+    let (model, mut opt, mut state, schedule) = match &latest {
+        Some((_, dir)) => {
+            let ck = checkpoint::load_expecting(dir, config, DType::F32, device)?;
+            let (state, moments) = ck.training.ok_or_else(|| {
+                NetsError::InvalidInput(format!(
+                    "checkpoint {} has no training state; cannot resume",
+                    dir.display()
+                ))
+            })?;
+            for (k, v) in &fingerprint {
+                if state.extra.get(k) != Some(v) {
+                    return Err(NetsError::InvalidInput(format!(
+                        "cannot resume from {}: `{k}` was {} there, {v} now",
+                        dir.display(),
+                        state
+                            .extra
+                            .get(k)
+                            .map_or("absent".to_string(), |x| x.to_string())
+                    )));
+                }
+            }
+            let sampler = LearnedSampler::trainable_from(
+                config,
+                ck.sampler.named_parameters(),
+                &varmap,
+                DType::F32,
+                device,
+            )?;
+            let opt = AdamW::from_saved(state.optimizer.clone(), moments);
+            let schedule = Schedule::from_state(&state.schedule)?;
+            observer.message(&format!(
+                "resuming from {} (step {})",
+                dir.display(),
+                state.step
+            ));
+            (Model::new(sampler, &varmap)?, opt, state, schedule)
+        }
+        None => {
+            if resume {
+                observer.message("no checkpoint to resume from: starting fresh");
+            }
+            let sampler = LearnedSampler::init(config, &varmap, cfg.seed, DType::F32, device)?;
+            let opt = AdamW::new(AdamWState {
+                weight_decay: cfg.weight_decay,
+                ..AdamWState::default()
+            });
+            let state = TrainingState {
+                seed: cfg.seed,
+                schedule: schedule.state(0, 0.0),
+                extra: fingerprint.clone(),
+                ..TrainingState::default()
+            };
+            (Model::new(sampler, &varmap)?, opt, state, schedule)
+        }
+    };
+    let resumed_from = state.step;
+
+    let csv_path = out.join("metrics.csv");
+    let fresh_csv = latest.is_none() || !csv_path.exists();
+    let mut csv = if fresh_csv {
+        let mut f = fs::File::create(&csv_path)
+            .map_err(|e| NetsError::io("cannot create", &csv_path, e))?;
+        writeln!(f, "{CSV_HEADER}").map_err(|e| NetsError::io("cannot write", &csv_path, e))?;
+        f
+    } else {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&csv_path)
+            .map_err(|e| NetsError::io("cannot open", &csv_path, e))?
+    };
+    let t0 = Instant::now();
+    let mut write_csv = |line: String| -> Result<()> {
+        writeln!(csv, "{line},{:.3}", t0.elapsed().as_secs_f64())
+            .and_then(|_| csv.flush())
+            .map_err(|e| NetsError::io("cannot write", &csv_path, e))
+    };
+
+    let stop_at = cfg.stop_after.unwrap_or(total_steps).min(total_steps);
+    observer.start(state.step, total_steps);
+    observer.message(&format!(
+        "{} training rows, {} held-out rows, B {b}, A {}, {bpe} micro-batches/epoch, {total_steps} steps",
+        train_rows.len(),
+        eval_rows.len(),
+        cfg.grad_accum
+    ));
+
+    let (mut order, mut rng_state) = epoch_order(&train_rows, cfg.seed, state.epoch);
+    let mut train_time = 0f64;
+    let mut rows_done = 0usize;
+    let mut last_step = None;
+    let mut last_eval = None;
+    let save = |state: &TrainingState, opt: &AdamW, dir: &Path| -> Result<()> {
+        let mut st = state.clone();
+        st.optimizer = opt.state().clone();
+        checkpoint::save(dir, &model.sampler, Some((&st, opt.moments())))
+    };
+    let eval_now = |step: u64| -> Result<Option<EvalMetrics>> {
+        if eval_rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(evaluate(
+            &model.sampler,
+            dataset,
+            &eval_rows,
+            b,
+            cfg.threads,
+            step,
+        )?))
+    };
+
+    while state.step < stop_at {
+        let ts = Instant::now();
+        let mut acc = BTreeMap::new();
+        let (mut kl_sum, mut pen_sum, mut n_rows) = (0f64, 0f64, 0usize);
+        let mut micro: Vec<Vec<usize>> = Vec::with_capacity(cfg.grad_accum);
+        for _ in 0..cfg.grad_accum {
+            if state.batch_in_epoch >= bpe {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+                (order, rng_state) = epoch_order(&train_rows, cfg.seed, state.epoch);
+            }
+            let i = state.batch_in_epoch as usize * b;
+            let rows = order[i..(i + b).min(order.len())].to_vec();
+            state.batch_in_epoch += 1;
+            micro.push(rows);
+        }
+        let denom: usize = micro.iter().map(|m| m.len()).sum();
+        for rows in &micro {
+            let parts = par_chunks(rows.len(), cfg.threads, |r| {
+                model.grads(dataset, &rows[r], &loss, denom as f64, device)
+            })?;
+            for (kl, pen, g) in parts {
+                kl_sum += kl;
+                pen_sum += pen;
+                add_grads(&mut acc, g)?;
+            }
+            n_rows += rows.len();
+        }
+        let lr = schedule.lr(state.step);
+        opt.step(&model.vars, &acc, lr)?;
+        state.step += 1;
+        state.rows_seen += n_rows as u64;
+        state.schedule = schedule.state(state.step, lr);
+        state.rng = Some(rng_state.clone());
+        train_time += ts.elapsed().as_secs_f64();
+        rows_done += n_rows;
+        let kl = kl_sum / n_rows as f64;
+        let pen = pen_sum / n_rows as f64;
+        if !kl.is_finite() || !pen.is_finite() {
+            return Err(NetsError::InvalidInput(format!(
+                "step {}: loss is not finite (KL {kl}, penalty {pen}); lower --lr?",
+                state.step
+            )));
+        }
+        let m = StepMetrics {
+            step: state.step,
+            epoch: state.epoch,
+            lr,
+            loss: kl + cfg.gamma * pen,
+            kl,
+            truncated_mass: pen,
+            rows: n_rows,
+        };
+        write_csv(format!(
+            "train,{},{},{:e},{},{},{},,,{}",
+            m.step, m.epoch, m.lr, m.loss, m.kl, m.truncated_mass, m.rows
+        ))?;
+        observer.step(&m);
+        last_step = Some(m);
+        let at_end = state.step == stop_at;
+        if cfg.eval_every > 0 && state.step % cfg.eval_every == 0 && !at_end {
+            if let Some(e) = eval_now(state.step)? {
+                write_csv(format!(
+                    "eval,{},{},,,{},{},{},{},{}",
+                    e.step,
+                    state.epoch,
+                    e.kl,
+                    e.truncated_mass,
+                    e.identity_kl,
+                    e.identity_truncated_mass,
+                    e.rows
+                ))?;
+                observer.eval(&e);
+            }
+        }
+        if (cfg.save_every > 0 && state.step % cfg.save_every == 0) || at_end {
+            save(&state, &opt, &checkpoint_dir(out, state.step))?;
+        }
+    }
+    if let Some(e) = eval_now(state.step)? {
+        write_csv(format!(
+            "eval,{},{},,,{},{},{},{},{}",
+            e.step,
+            state.epoch,
+            e.kl,
+            e.truncated_mass,
+            e.identity_kl,
+            e.identity_truncated_mass,
+            e.rows
+        ))?;
+        observer.eval(&e);
+        last_eval = Some(e);
+    }
+    let final_dir = if state.step >= total_steps {
+        let d = out.join("final");
+        save(&state, &opt, &d)?;
+        d
+    } else {
+        checkpoint_dir(out, state.step)
+    };
+    let steps_run = state.step - resumed_from;
+    let report = TrainReport {
+        steps: state.step,
+        total_steps,
+        resumed_from,
+        train_rows: train_rows.len(),
+        eval_rows: eval_rows.len(),
+        steps_per_s: steps_run as f64 / train_time.max(1e-9),
+        rows_per_s: rows_done as f64 / train_time.max(1e-9),
+        eval: last_eval,
+        last_step,
+        checkpoint: final_dir,
+    };
+    let p = out.join("report.json");
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| NetsError::InvalidInput(format!("report.json: {e}")))?;
+    fs::write(&p, json).map_err(|e| NetsError::io("cannot write", &p, e))?;
+    Ok(report)
+}

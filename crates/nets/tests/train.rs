@@ -1,0 +1,373 @@
+//! Training: loss decreases on a synthetic set, resume is exact, malformed records are named,
+//! replay alignment on the default model (skipped when it is absent).
+
+use std::path::PathBuf;
+
+use adasamp_nets::train::{
+    self, read_records, records::parse_records, Dataset, RowPrecision, ScheduleKind, TrainConfig,
+};
+use adasamp_nets::{LearnedSampler, SamplerConfig};
+use adasamp_sampling::{PipelineSpec, StageSpec};
+use candle_core::{DType, Device};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "adasamp-train-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn t08_minp01() -> PipelineSpec {
+    PipelineSpec {
+        name: "t0.8_min_p0.1".into(),
+        weight: 1.0,
+        processors: vec![
+            StageSpec::new("temperature", &[("temperature", 0.8)]),
+            StageSpec::new("min_p", &[("min_p", 0.1)]),
+        ],
+    }
+}
+
+/// `records` records of `len` positions over vocabulary `v`: Zipf-like logits with noise.
+fn synthetic(v: usize, records: usize, len: usize, precision: RowPrecision) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut ds = Dataset::new(v, precision);
+    let spec = t08_minp01();
+    for r in 0..records {
+        let mut rows = Vec::with_capacity(len * v);
+        let mut gen = Vec::with_capacity(len);
+        for _ in 0..len {
+            let sharp: f32 = rng.random_range(0.5..3.0);
+            let mut row: Vec<f32> = (0..v)
+                .map(|i| -sharp * ((i + 1) as f32).ln() + rng.random_range(-0.5f32..0.5))
+                .collect();
+            // Permute so the top token moves around.
+            let shift = rng.random_range(0..v);
+            row.rotate_left(shift);
+            let best = (0..v).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            gen.push(best as u32);
+            rows.extend(row);
+        }
+        ds.add_record(&format!("r{r}"), &[1, 2, 3], &gen, &rows, &spec)
+            .unwrap();
+    }
+    ds
+}
+
+fn tiny_config() -> SamplerConfig {
+    SamplerConfig::from_yaml_str(
+        "architecture: simple_distribution_aware_transform\nhidden: 16\ndynamic_truncation: true\n",
+        "<test>",
+    )
+    .unwrap()
+}
+
+fn base_cfg() -> TrainConfig {
+    TrainConfig {
+        token_batch: 16,
+        grad_accum: 2,
+        lr: 1e-2,
+        min_lr: 1e-4,
+        warmup_steps: 3,
+        schedule: ScheduleKind::Cosine,
+        gamma: 1.0,
+        epochs: 3,
+        eval_fraction: 0.2,
+        seed: 5,
+        threads: 2,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn loss_decreases_on_synthetic_rows() {
+    let ds = synthetic(256, 24, 12, RowPrecision::F16);
+    let out = scratch("decrease");
+    let cfg = base_cfg();
+    let config = tiny_config();
+    let (_, eval_rows) = ds.split(cfg.eval_fraction, cfg.seed).unwrap();
+    let init = LearnedSampler::seeded(&config, cfg.seed, DType::F32, &Device::Cpu).unwrap();
+    let before = train::evaluate(&init, &ds, &eval_rows, 16, 1, 0).unwrap();
+    let report = train::train(
+        &ds,
+        "synthetic",
+        &config,
+        &cfg,
+        &Device::Cpu,
+        &out,
+        false,
+        &mut train::Quiet,
+    )
+    .unwrap();
+    let after = report.eval.clone().unwrap();
+    eprintln!("before {before:?}\nafter {after:?}\n{report:?}");
+    assert!(report.steps > 10);
+    assert!(
+        after.kl + after.truncated_mass < 0.7 * (before.kl + before.truncated_mass),
+        "eval loss did not drop enough: {before:?} → {after:?}"
+    );
+    // Identity numbers do not depend on the sampler.
+    assert!((after.identity_kl - before.identity_kl).abs() < 1e-9);
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("kind,step,"));
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("train,")).count() as u64,
+        report.steps
+    );
+    assert!(out.join("final").join("model.safetensors").exists());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn weights(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let s = LearnedSampler::load(dir, DType::F32, &Device::Cpu).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = s
+        .named_parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn resume_is_exact() {
+    let ds = synthetic(128, 16, 10, RowPrecision::F32);
+    let config = tiny_config();
+    let cfg = TrainConfig {
+        epochs: 2,
+        save_every: 3,
+        eval_every: 4,
+        ..base_cfg()
+    };
+    let full = scratch("full");
+    let r_full = train::train(
+        &ds,
+        "d",
+        &config,
+        &cfg,
+        &Device::Cpu,
+        &full,
+        false,
+        &mut train::Quiet,
+    )
+    .unwrap();
+    let n = r_full.total_steps / 2;
+    assert!(n >= 2, "{r_full:?}");
+
+    let split = scratch("split");
+    let first = TrainConfig {
+        stop_after: Some(n),
+        ..cfg.clone()
+    };
+    let r1 = train::train(
+        &ds,
+        "d",
+        &config,
+        &first,
+        &Device::Cpu,
+        &split,
+        false,
+        &mut train::Quiet,
+    )
+    .unwrap();
+    assert_eq!(r1.steps, n);
+    assert!(!split.join("final").exists());
+    let r2 = train::train(
+        &ds,
+        "d",
+        &config,
+        &cfg,
+        &Device::Cpu,
+        &split,
+        true,
+        &mut train::Quiet,
+    )
+    .unwrap();
+    assert_eq!(r2.resumed_from, n);
+    assert_eq!(r2.steps, r_full.steps);
+    let (a, b) = (weights(&full.join("final")), weights(&split.join("final")));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        let max = va
+            .iter()
+            .zip(vb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(max <= 1e-6, "{na}: max |Δ| {max}");
+    }
+    assert_eq!(r_full.eval, r2.eval, "final evaluation differs");
+
+    // Another data fingerprint refuses to resume.
+    let err = train::train(
+        &ds,
+        "other",
+        &config,
+        &cfg,
+        &Device::Cpu,
+        &split,
+        true,
+        &mut train::Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("data"), "{err}");
+    std::fs::remove_dir_all(&full).unwrap();
+    std::fs::remove_dir_all(&split).unwrap();
+}
+
+#[test]
+fn malformed_records_name_line_and_field() {
+    let good = r#"{"id":"a","prompt":"p","system_prompt":null,"generation":"g","generation_tokens":[1,2],"sampler_info":{"name":"x","config":{"name":"x","processors":[{"name":"min_p","params":{"min_p":0.1}}]}}}"#;
+    let recs = parse_records(&format!("{good}\n\n{good}\n"), "f.jsonl").unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1].line, 3);
+    assert_eq!(recs[0].generation_tokens, Some(vec![1, 2]));
+    let cases = [
+        (
+            good.replace(r#""prompt":"p","#, ""),
+            "f.jsonl:2: field `prompt`: missing",
+        ),
+        (
+            good.replace("[1,2]", "[1,-2]"),
+            "f.jsonl:2: field `generation_tokens[1]`",
+        ),
+        (
+            good.replace(r#""min_p":0.1"#, r#""min_p":7"#),
+            "f.jsonl:2: field `sampler_info.config`",
+        ),
+        (
+            good.replace(r#""sampler_info""#, r#""info""#),
+            "f.jsonl:2: field `sampler_info`: missing",
+        ),
+        ("{not json".to_string(), "f.jsonl:2: not a JSON object"),
+        (
+            good.replace(r#""generation":"g""#, r#""generation":5"#),
+            "f.jsonl:2: field `generation`: expected a string",
+        ),
+    ];
+    for (line, want) in cases {
+        let err = parse_records(&format!("{good}\n{line}\n"), "f.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "`{err}` lacks `{want}`");
+    }
+    let dir = scratch("records");
+    let p = dir.join("empty.jsonl");
+    std::fs::write(&p, "\n").unwrap();
+    assert!(read_records(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("no records"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn targets_follow_history_and_stateful_stages() {
+    // A presence penalty sees the prompt and the generated-so-far tokens.
+    let v = 8;
+    let spec = PipelineSpec {
+        name: "pres".into(),
+        weight: 1.0,
+        processors: vec![StageSpec::new("presence_penalty", &[("penalty", 1.0)])],
+    };
+    let rows = vec![0f32; 3 * v];
+    let mut ds = Dataset::new(v, RowPrecision::F32);
+    ds.add_record("r", &[5], &[2, 3, 4], &rows, &spec).unwrap();
+    let mut t = vec![0f32; v];
+    ds.target(0).write_dense(&mut t);
+    assert_eq!(t[5], -1.0);
+    assert_eq!(t[2], 0.0);
+    ds.target(2).write_dense(&mut t);
+    assert_eq!((t[5], t[2], t[3], t[4]), (-1.0, -1.0, -1.0, 0.0));
+    assert!(ds
+        .add_record("bad", &[], &[9], &vec![0f32; v], &spec)
+        .is_err());
+}
+
+/// Replay on the default model: the first generated token's row equals the last row of a
+/// forward over the prompt alone, and a greedy record's targets keep exactly its tokens.
+#[test]
+fn replay_alignment_on_default_model() {
+    let path = adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL);
+    if !path.exists() {
+        eprintln!(
+            "skipped: default model not at {} (run `adasamp model fetch`)",
+            path.display()
+        );
+        return;
+    }
+    let mut lm = adasamp_engine::load(
+        Some(&path),
+        adasamp_engine::BackendChoice::Auto,
+        adasamp_engine::LoadOptions::with_max_seq_len(Some(256)),
+        &mut |_: &str| {},
+    )
+    .unwrap();
+    let prompt = lm
+        .prompt_tokens("Name three colours.", Some(""), false)
+        .unwrap();
+    // Greedy decoding, 6 tokens, one token at a time.
+    let seq = lm.model.new_sequence().unwrap();
+    let mut logits = lm
+        .model
+        .forward_all(adasamp_engine::Feed {
+            seq,
+            tokens: &prompt,
+        })
+        .unwrap();
+    let prompt_last = logits.row(logits.rows - 1).to_vec();
+    let mut gen = Vec::new();
+    for _ in 0..6 {
+        let row = logits.row(logits.rows - 1);
+        let best = (0..row.len())
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap() as u32;
+        gen.push(best);
+        logits = lm
+            .model
+            .forward(&[adasamp_engine::Feed {
+                seq,
+                tokens: &[best],
+            }])
+            .unwrap();
+    }
+    lm.model.free_sequence(seq);
+    let rec = format!(
+        r#"{{"id":"g","prompt":"Name three colours.","system_prompt":"","generation":"","generation_tokens":{gen:?},"sampler_info":{{"name":"greedy","config":{{"name":"greedy","processors":[{{"name":"greedy"}}]}}}}}}"#
+    );
+    let recs = parse_records(&rec, "<test>").unwrap();
+    let r = train::replay::replay_record(&mut lm, &recs[0], 256)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.prompt_tokens, prompt);
+    assert_eq!(r.generation_tokens, gen);
+    let v = r.vocab;
+    let diff = r.rows[..v]
+        .iter()
+        .zip(&prompt_last)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < 1e-3,
+        "first replayed row differs from forward(prompt): {diff}"
+    );
+    let mut ds = Dataset::new(v, RowPrecision::F32);
+    ds.add_record("g", &r.prompt_tokens, &gen, &r.rows, &recs[0].pipeline)
+        .unwrap();
+    for (i, &t) in gen.iter().enumerate() {
+        let mut row = vec![0f32; v];
+        ds.target(i).write_dense(&mut row);
+        let kept: Vec<usize> = (0..v).filter(|&k| row[k] > f32::NEG_INFINITY).collect();
+        assert_eq!(kept, vec![t as usize], "position {i}");
+    }
+    assert_eq!(ds.tokens_outside_target, 0);
+}
