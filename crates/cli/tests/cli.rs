@@ -235,12 +235,9 @@ fn bad_inputs_are_clear_errors() {
 }
 
 fn default_model_present() -> bool {
-    let home = std::env::var_os("ADASAMP_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/adasamp")
-        });
-    let present = home.join("SmolLM2-135M-Instruct.Q4_1.gguf").exists();
+    // The engine's own cache lookup ($ADASAMP_HOME or ~/.cache/adasamp).
+    let present =
+        adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL).exists();
     if !present {
         eprintln!(
             "note: default model absent; run `adasamp model fetch` to enable the generation tests"
