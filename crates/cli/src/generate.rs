@@ -91,6 +91,9 @@ struct Record<'a> {
     id: String,
     prompt: &'a str,
     system_prompt: Option<&'a str>,
+    /// The prompt was given to the model as is, without the chat template (`--raw`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    raw: bool,
     generation: &'a str,
     /// The generated token ids (exact replay needs no re-tokenization of `generation`).
     generation_tokens: &'a [u32],
@@ -225,6 +228,7 @@ fn single(
                 id: format!("prompt-s{k}"),
                 prompt,
                 system_prompt: a.system.as_deref(),
+                raw: a.raw,
                 generation: &g.text,
                 generation_tokens: &g.tokens,
                 sampler_info: SamplerInfo {
@@ -372,6 +376,7 @@ fn many(
                 id: rid.clone(),
                 prompt: &p.prompt,
                 system_prompt: p.system_prompt.as_deref().or(a.system.as_deref()),
+                raw: a.raw,
                 generation: &g.text,
                 generation_tokens: &g.tokens,
                 sampler_info: SamplerInfo {

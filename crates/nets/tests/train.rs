@@ -180,6 +180,32 @@ fn resume_is_exact() {
     .unwrap();
     assert_eq!(r1.steps, n);
     assert!(!split.join("final").exists());
+    // A run that got two steps further and then lost its newer checkpoints (killed before
+    // saving): its metrics rows past step n must not survive the resume.
+    let crashed = TrainConfig {
+        stop_after: Some(n + 2),
+        ..cfg.clone()
+    };
+    train::train(
+        &ds,
+        "d",
+        &config,
+        &crashed,
+        &Device::Cpu,
+        &split,
+        true,
+        &mut train::Quiet,
+    )
+    .unwrap();
+    for e in std::fs::read_dir(split.join("checkpoints")).unwrap() {
+        let p = e.unwrap().path();
+        let step: u64 = p.file_name().unwrap().to_str().unwrap()["step-".len()..]
+            .parse()
+            .unwrap();
+        if step > n {
+            std::fs::remove_dir_all(&p).unwrap();
+        }
+    }
     let r2 = train::train(
         &ds,
         "d",
@@ -205,6 +231,17 @@ fn resume_is_exact() {
         assert!(max <= 1e-6, "{na}: max |Δ| {max}");
     }
     assert_eq!(r_full.eval, r2.eval, "final evaluation differs");
+    // The resumed metrics.csv has the full run's training rows, once each (elapsed time aside;
+    // the split run adds its own evaluation where it stopped).
+    let rows = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("eval,"))
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(rows(&full), rows(&split));
 
     // Another data fingerprint refuses to resume.
     let err = train::train(
@@ -231,7 +268,18 @@ fn malformed_records_name_line_and_field() {
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[1].line, 3);
     assert_eq!(recs[0].generation_tokens, Some(vec![1, 2]));
+    assert!(!recs[0].raw);
+    let raw = parse_records(
+        &good.replace(r#""generation":"g""#, r#""raw":true,"generation":"g""#),
+        "f",
+    )
+    .unwrap();
+    assert!(raw[0].raw);
     let cases = [
+        (
+            good.replace(r#""generation":"g""#, r#""raw":"yes","generation":"g""#),
+            "f.jsonl:2: field `raw`: expected true or false",
+        ),
         (
             good.replace(r#""prompt":"p","#, ""),
             "f.jsonl:2: field `prompt`: missing",
@@ -350,6 +398,20 @@ fn replay_alignment_on_default_model() {
         .unwrap();
     assert_eq!(r.prompt_tokens, prompt);
     assert_eq!(r.generation_tokens, gen);
+    // A `generate --raw` record replays its prompt without the chat template.
+    let raw_rec = parse_records(
+        &rec.replace(r#""generation":"#, r#""raw":true,"generation":"#),
+        "<test>",
+    )
+    .unwrap();
+    let r_raw = train::replay::replay_record(&mut lm, &raw_rec[0], 256)
+        .unwrap()
+        .unwrap();
+    let raw_prompt = lm
+        .prompt_tokens("Name three colours.", Some(""), true)
+        .unwrap();
+    assert_ne!(raw_prompt, prompt);
+    assert_eq!(r_raw.prompt_tokens, raw_prompt);
     let v = r.vocab;
     let diff = r.rows[..v]
         .iter()

@@ -1,5 +1,5 @@
 //! Candidate records (the JSONL written by `adasamp generate --output`): one record per line,
-//! `{id, prompt, system_prompt, generation, generation_tokens?, sampler_info: {name, config}, …}`.
+//! `{id, prompt, system_prompt, raw?, generation, generation_tokens?, sampler_info: {name, config}, …}`.
 //! A record's target pipeline is `sampler_info.config`, a sampling [`PipelineSpec`].
 //!
 //! Every malformed line is an error naming `file:line` and the field; blank lines are skipped;
@@ -23,6 +23,9 @@ pub struct CandidateRecord {
     pub prompt: String,
     /// The system prompt, if any.
     pub system_prompt: Option<String>,
+    /// The prompt went to the model as is, without the chat template (`raw: true`, written by
+    /// `adasamp generate --raw`; absent means false).
+    pub raw: bool,
     /// The generated text.
     pub generation: String,
     /// The generated token ids, when the record carries them (exact replay).
@@ -90,6 +93,18 @@ pub fn parse_record(text: &str, origin: &str, line: usize) -> Result<CandidateRe
             ))
         }
     };
+    let raw = match obj.get("raw") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(field_err(
+                origin,
+                line,
+                "raw",
+                format!("expected true or false, got {other}"),
+            ))
+        }
+    };
     let generation_tokens = match obj.get("generation_tokens") {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) => Some(
@@ -135,6 +150,7 @@ pub fn parse_record(text: &str, origin: &str, line: usize) -> Result<CandidateRe
         id,
         prompt,
         system_prompt,
+        raw,
         generation,
         generation_tokens,
         pipeline,

@@ -1,8 +1,8 @@
 //! Teacher-forced replay of candidate records through the frozen base LM (SPEC §2, "Training data
 //! replay").
 //!
-//! The prompt is rendered with the model's chat template (`lm.prompt_tokens(prompt,
-//! system_prompt, false)`); the generation tokens are the record's `generation_tokens`, or the
+//! The prompt is rendered as the generation saw it (`lm.prompt_tokens(prompt, system_prompt,
+//! raw)`: the chat template unless the record says `raw: true`); the generation tokens are the record's `generation_tokens`, or the
 //! generation text re-tokenized when absent. One `forward_all` over `prompt + generation[..n−1]`
 //! returns a row per fed position; row `j` predicts token `j + 1`, so the rows predicting the
 //! generated tokens are `prompt_len − 1 .. prompt_len − 1 + n` — the first generated token
@@ -38,7 +38,7 @@ pub fn record_tokens(lm: &LoadedModel, rec: &CandidateRecord) -> Result<(Vec<u32
         ))
     };
     let prompt = lm
-        .prompt_tokens(&rec.prompt, rec.system_prompt.as_deref(), false)
+        .prompt_tokens(&rec.prompt, rec.system_prompt.as_deref(), rec.raw)
         .map_err(|e| err("rendering the prompt", e))?;
     let generation = match &rec.generation_tokens {
         Some(t) => t.clone(),

@@ -300,6 +300,20 @@ fn batch_tensors(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Tenso
     ))
 }
 
+/// Rows per forward/backward pass: whole chunks for small vocabularies, one row at a time for
+/// real ones. `n · V ≤ 65,536` keeps each activation tensor (`[n, V, width]` f32, width ≤ 128)
+/// ≤ 32 MiB — under glibc's largest mmap threshold, so the allocator reuses heap memory instead
+/// of mapping and zero-faulting hundreds of MB per op (measured: most of a step was kernel time).
+/// On a GPU the whole chunk goes in one pass. Depends only on V and the device, so a resumed run
+/// splits its batches identically.
+fn rows_per_pass(vocab: usize, device: &Device) -> usize {
+    if device.is_cpu() {
+        (65_536 / vocab.max(1)).max(1)
+    } else {
+        usize::MAX
+    }
+}
+
 /// Splits `n` items into `k` contiguous, nearly equal chunks (none empty).
 fn chunk_bounds(n: usize, k: usize) -> Vec<std::ops::Range<usize>> {
     let k = k.clamp(1, n.max(1));
@@ -403,22 +417,22 @@ pub fn evaluate(
     let mut sums = [0f64; 4];
     for chunk in rows.chunks(batch.max(1)) {
         let parts = par_chunks(chunk.len(), threads, |r| {
-            let rows = &chunk[r];
-            let (raw, tgt) = batch_tensors(ds, rows, &device)?;
-            let pred = sampler.forward(&raw)?.detach();
-            let pred = pred.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-            let raw = raw.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-            let tgt = tgt.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
             let mut s = [0f64; 4];
-            for k in 0..rows.len() {
-                let a = row_divergence(&tgt[k], &pred[k])?;
-                let b = row_divergence(&tgt[k], &raw[k])?;
-                s[0] += a.kl;
-                s[1] += a.truncated_mass;
-                s[2] += b.kl;
-                s[3] += b.truncated_mass;
+            for rows in chunk[r].chunks(rows_per_pass(v, &device)) {
+                let (raw, tgt) = batch_tensors(ds, rows, &device)?;
+                let pred = sampler.forward(&raw)?.detach();
+                let pred = pred.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+                let raw = raw.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+                let tgt = tgt.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+                for k in 0..rows.len() {
+                    let a = row_divergence(&tgt[k], &pred[k])?;
+                    let b = row_divergence(&tgt[k], &raw[k])?;
+                    s[0] += a.kl;
+                    s[1] += a.truncated_mass;
+                    s[2] += b.kl;
+                    s[3] += b.truncated_mass;
+                }
             }
-            debug_assert_eq!(tgt.first().map_or(v, |r| r.len()), v);
             Ok(s)
         })?;
         for p in parts {
@@ -440,6 +454,34 @@ pub fn evaluate(
 
 const CSV_HEADER: &str =
     "kind,step,epoch,lr,loss,kl,truncated_mass,identity_kl,identity_truncated_mass,rows,elapsed_s";
+
+/// Drops the rows of `metrics.csv` logged after `step` (a resumed run recomputes them), keeping
+/// the header and every row of step ≤ `step`; written atomically (temporary file, then rename).
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let text = fs::read_to_string(path).map_err(|e| NetsError::io("cannot read", path, e))?;
+    let mut kept = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        let row_step = line.split(',').nth(1).and_then(|s| s.parse::<u64>().ok());
+        let keep = match row_step {
+            Some(s) => s <= step,
+            None if i == 0 => true,
+            None => {
+                return Err(NetsError::InvalidInput(format!(
+                    "{} line {}: cannot read the step of {line:?}",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        };
+        if keep {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    let tmp = path.with_extension("csv.tmp");
+    fs::write(&tmp, kept).map_err(|e| NetsError::io("cannot write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| NetsError::io("cannot rename", &tmp, e))
+}
 
 /// Trains a sampler of `config` on `dataset` into `out` (see the module doc). With `resume`, the
 /// latest checkpoint under `out/checkpoints` is continued exactly (it must come from the same
@@ -551,6 +593,10 @@ pub fn train(
 
     let csv_path = out.join("metrics.csv");
     let fresh_csv = latest.is_none() || !csv_path.exists();
+    if !fresh_csv {
+        // Rows logged after the checkpoint we resume from are about to be recomputed.
+        truncate_metrics(&csv_path, state.step)?;
+    }
     let mut csv = if fresh_csv {
         let mut f = fs::File::create(&csv_path)
             .map_err(|e| NetsError::io("cannot create", &csv_path, e))?;
@@ -619,9 +665,17 @@ pub fn train(
             micro.push(rows);
         }
         let denom: usize = micro.iter().map(|m| m.len()).sum();
+        let pass = rows_per_pass(dataset.vocab(), device);
         for rows in &micro {
             let parts = par_chunks(rows.len(), cfg.threads, |r| {
-                model.grads(dataset, &rows[r], &loss, denom as f64, device)
+                let mut sums = (0f64, 0f64, BTreeMap::new());
+                for part in rows[r].chunks(pass) {
+                    let (kl, pen, g) = model.grads(dataset, part, &loss, denom as f64, device)?;
+                    sums.0 += kl;
+                    sums.1 += pen;
+                    add_grads(&mut sums.2, g)?;
+                }
+                Ok(sums)
             })?;
             for (kl, pen, g) in parts {
                 kl_sum += kl;
