@@ -187,7 +187,7 @@ fn stdout(o: &Output) -> String {
 }
 
 /// generate → train → resume on the default model: records from a real pipeline are replayed,
-/// a tiny SamplingNetwork trains and beats the identity on held-out positions, a second sampler
+/// a LocalProbabilityTransform trains and beats the identity on held-out positions, a second sampler
 /// reuses the replay cache, and `--resume` of a finished run changes nothing.
 #[test]
 fn generate_then_train_then_resume() {
@@ -239,9 +239,9 @@ fn generate_then_train_then_resume() {
             "--token-batch",
             "16",
             "--epochs",
-            "6",
-            "--warmup",
             "2",
+            "--warmup",
+            "1",
             "--lr",
             "0.01",
             "--eval-fraction",
@@ -256,7 +256,7 @@ fn generate_then_train_then_resume() {
         args.extend(extra);
         adasamp(&args)
     };
-    let o = train("sampling_network_tiny.yaml", &run, &[]);
+    let o = train("local.yaml", &run, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("replayed"), "{}", stderr(&o));
     let table = stdout(&o);
@@ -282,7 +282,7 @@ fn generate_then_train_then_resume() {
     );
 
     // Resuming a finished run: same step count, no new rows.
-    let o = train("sampling_network_tiny.yaml", &run, &["--resume"]);
+    let o = train("local.yaml", &run, &["--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(run.join("metrics.csv"))
@@ -295,7 +295,7 @@ fn generate_then_train_then_resume() {
 
     // Another sampler on the same records reuses the replay.
     let run2 = d.join("run2");
-    let o = train("local.yaml", &run2, &["--stop-after", "1"]);
+    let o = train("simple_static.yaml", &run2, &["--stop-after", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cached"), "{}", stderr(&o));
 
