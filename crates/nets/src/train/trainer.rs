@@ -648,6 +648,7 @@ pub fn train(
         )?))
     };
 
+    let pass = rows_per_pass(dataset.vocab(), device);
     while state.step < stop_at {
         let ts = Instant::now();
         let mut acc = BTreeMap::new();
@@ -665,7 +666,6 @@ pub fn train(
             micro.push(rows);
         }
         let denom: usize = micro.iter().map(|m| m.len()).sum();
-        let pass = rows_per_pass(dataset.vocab(), device);
         for rows in &micro {
             let parts = par_chunks(rows.len(), cfg.threads, |r| {
                 let mut sums = (0f64, 0f64, BTreeMap::new());
