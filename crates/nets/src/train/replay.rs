@@ -4,9 +4,10 @@
 //! The prompt is rendered as the generation saw it (`lm.prompt_tokens(prompt, system_prompt,
 //! raw)`: the chat template unless the record says `raw: true`); the generation tokens are the
 //! record's `generation_tokens`, or the generation text re-tokenized when absent. One
-//! `forward_all` over `prompt + generation[..n−1]` returns a row per fed position; row `j` predicts token `j + 1`, so the rows predicting the
-//! generated tokens are `prompt_len − 1 .. prompt_len − 1 + n` — the first generated token
-//! included (the seed skipped it by an off-by-one).
+//! `forward_all` over `prompt + generation[..n−1]` returns a row per fed position; row `j`
+//! predicts token `j + 1`, so the rows predicting the generated tokens are
+//! `prompt_len − 1 .. prompt_len − 1 + n` — the first generated token included (the seed
+//! skipped it by an off-by-one).
 
 use adasamp_engine::{Feed, LoadedModel};
 
