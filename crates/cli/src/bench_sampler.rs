@@ -147,7 +147,9 @@ pub fn run(args: &BenchSamplerArgs) -> Result<()> {
         table,
         "One thread; f32 matmul rate of this machine (candle CPU matmul = `gemm` crate, 1 thread, \
          512×512×512): **{rate:.1} GFLOP/s**. Time per row; GFLOP/s from the FLOP counts of \
-         `SamplerConfig::flops_per_token` (useful work, no padding).\n"
+         `SamplerConfig::flops_per_token` (useful work, no padding); a network marked \
+         *tabulated* runs as a verified cubic table of `lp` (the LocalProbabilityTransform), so \
+         its GFLOP/s is the network-equivalent rate.\n"
     )?;
     writeln!(
         table,
@@ -161,6 +163,10 @@ pub fn run(args: &BenchSamplerArgs) -> Result<()> {
         let sampler = LearnedSampler::seeded(config, 0, DType::F32, &Device::Cpu)?;
         let mut fast = FastSampler::new(&sampler)?;
         let flops = config.flops_per_token().total() as f64;
+        let name = match fast.weights().tabulated_intervals() {
+            Some(n) => format!("{name} (tabulated, {n} cubics)"),
+            None => name.clone(),
+        };
         for &vocab in &vocabs {
             for &batch in &batches {
                 let input = random_rows(batch, vocab, 42);

@@ -102,8 +102,9 @@ impl Linear {
         let (n, v, k) = x.dims3()?;
         let m = ctx.dim(1)?;
         let out_f = self.weight.dim(0)?;
-        let w_x = self.weight.narrow(1, 0, k)?;
-        let w_c = self.weight.narrow(1, k, m)?;
+        // Contiguous copies: candle's CUDA matmul takes no strided (narrowed) operands.
+        let w_x = self.weight.narrow(1, 0, k)?.contiguous()?;
+        let w_c = self.weight.narrow(1, k, m)?.contiguous()?;
         let per_row = ctx.matmul(&w_c.t()?)?.broadcast_add(&self.bias)?; // [N, out]
         let y = x
             .reshape((n * v, k))?

@@ -81,7 +81,7 @@ fn fast_matches_candle_every_architecture() {
 #[test]
 fn fast_matches_candle_with_trained_like_weights() {
     // Perturb the seeded weights strongly (larger than init) so that every layer matters.
-    for config in [simple(64, true), sn(16, 32, 2, 2, true)] {
+    for config in [local(64), simple(64, true), sn(16, 32, 2, 2, true)] {
         let base = LearnedSampler::seeded(&config, 3, DType::F32, &Device::Cpu).unwrap();
         let tensors = base
             .named_parameters()
@@ -109,6 +109,40 @@ fn fast_matches_candle_with_trained_like_weights() {
         fast.apply_batch(&mut got, 333).unwrap();
         assert_close(&got, &want, &config.to_string());
     }
+}
+
+#[test]
+fn local_transform_is_tabulated_and_exact_outside_the_table() {
+    let sampler = LearnedSampler::seeded(&local(64), 4, DType::F32, &Device::Cpu).unwrap();
+    let mut fast = FastSampler::new(&sampler).unwrap();
+    assert!(fast.weights().tabulated_intervals().is_some());
+    // Logits spread over ±150: many tokens lie below the table's lp range (−96) and take the
+    // exact path, the others the table; both must match candle.
+    let rows = random_logits_vec(2, 2000, 9, 60.0, 0.0, false);
+    let z = to_tensor(&rows, DType::F32);
+    let want = sampler
+        .forward(&z)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let spread = rows[0].iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        - rows[0].iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!(
+        spread > 150.0,
+        "test rows must reach below the table: {spread}"
+    );
+    let mut got = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    fast.apply_batch(&mut got, 2000).unwrap();
+    assert_close(&got, &want, "local, wide rows");
+    // Other architectures have no table.
+    let sn = LearnedSampler::seeded(&sn(16, 32, 1, 2, false), 0, DType::F32, &Device::Cpu).unwrap();
+    assert!(FastSampler::new(&sn)
+        .unwrap()
+        .weights()
+        .tabulated_intervals()
+        .is_none());
 }
 
 #[test]

@@ -18,11 +18,18 @@
 //!   the block-diagonal `[d, d + heads]` matrix `[KV | k_sum]` (numerators and denominators in
 //!   one product), then output projection, residual, LN, SwiGLU feed-forward, residual, LN.
 //!
-//! Outputs match the candle forward to f32 rounding (≈1e-6 relative; the tests bound
-//! `|fast − candle| ≤ 1e-4·max(1, |candle|)`), with `-inf` exactly at the masked tokens.
+//! The LocalProbabilityTransform is a scalar function of `lp` once its weights are fixed: it
+//! runs on a cubic table of that function built and verified when the weights are packed
+//! ([`scalar_table`]: within 1e-5·max(1, |out|) of the exact f64 function on `lp ∈ [−96, 0]`,
+//! tokens outside that range evaluated exactly).
+//!
+//! Outputs match the candle forward to f32 rounding (≈1e-6 relative, the local table ≤ 1e-5;
+//! the tests bound `|fast − candle| ≤ 1e-4·max(1, |candle|)`), with `-inf` exactly at the
+//! masked tokens.
 
 pub mod flops;
 mod kernels;
+mod scalar_table;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,6 +43,7 @@ use crate::error::{NetsError, Result};
 use crate::layers::{SwiGlu, ATTENTION_EPS, LAYER_NORM_EPS};
 use crate::sampler::LearnedSampler;
 use kernels::{elu_plus_one, gate, gemm, layer_norm, pad8, silu, softplus, Packed, LANES};
+use scalar_table::ScalarTable;
 
 pub use flops::FlopCount;
 
@@ -310,6 +318,9 @@ enum Arch {
         down_b: f32,
         s: f32,
         tau: f32,
+        /// The whole transform as a verified cubic table of `lp` (see [`local_table`]); `None`
+        /// when the weights vary too fast to tabulate, then every token is evaluated exactly.
+        table: Option<ScalarTable>,
     },
     Simple {
         local_w: Vec<f32>,
@@ -350,7 +361,7 @@ impl FastWeights {
             SamplerConfig::LocalProbabilityTransform(c) => {
                 let f = SwiGlu::hidden_width(c.hidden);
                 let v = |n: &str, len| p.get(n, len).map(<[f32]>::to_vec);
-                Arch::Local {
+                let mut local = Arch::Local {
                     gate_w: v("mlp.gate.weight", f)?,
                     gate_b: v("mlp.gate.bias", f)?,
                     up_w: v("mlp.up.weight", f)?,
@@ -359,7 +370,13 @@ impl FastWeights {
                     down_b: p.scalar("mlp.down.bias")?,
                     s: p.scalar("truncation.scale")?,
                     tau: p.scalar("truncation.threshold")?,
+                    table: None,
+                };
+                let built = local_table(&local);
+                if let Arch::Local { table, .. } = &mut local {
+                    *table = built;
                 }
+                local
             }
             SamplerConfig::SimpleDistributionAwareTransform(c) => {
                 let h = c.hidden;
@@ -487,6 +504,77 @@ impl FastWeights {
     }
 }
 
+/// Range of `lp` the LocalProbabilityTransform's table covers: tokens below it (`p < e^{−96}`)
+/// are evaluated exactly.
+const LOCAL_TABLE_LO: f32 = -96.0;
+/// Allowed table error relative to `max(1, |out|)`: about what the exact f32 evaluation's own
+/// rounding over the hidden units amounts to.
+const LOCAL_TABLE_TOLERANCE: f64 = 1e-5;
+
+/// The LocalProbabilityTransform as a function of `lp` alone, in f64 with its derivative:
+/// `m(l) = Σ_j w_d,j·silu(g_j)·u_j + b_d` with `g_j = w_g,j·l + b_g,j`, `u_j = w_u,j·l + b_u,j`;
+/// `l' = l + m(l)`; `out = l' + logsigmoid(s·l' + τ)`;
+/// `dout/dl = (1 + m'(l))·(1 + s·σ(−(s·l' + τ)))`, `silu'(g) = σ(g)·(1 + g·(1 − σ(g)))`.
+fn local_exact(arch: &Arch, l: f64) -> (f64, f64) {
+    let Arch::Local {
+        gate_w,
+        gate_b,
+        up_w,
+        up_b,
+        down_w,
+        down_b,
+        s,
+        tau,
+        ..
+    } = arch
+    else {
+        unreachable!("local_exact on a non-local architecture")
+    };
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let (mut m, mut dm) = (*down_b as f64, 0.0);
+    for j in 0..gate_w.len() {
+        let (wg, wu, wd) = (gate_w[j] as f64, up_w[j] as f64, down_w[j] as f64);
+        let g = wg.mul_add(l, gate_b[j] as f64);
+        let u = wu.mul_add(l, up_b[j] as f64);
+        let sg = sigmoid(g);
+        let silu = g * sg;
+        m += wd * silu * u;
+        dm += wd * (sg * (1.0 + g * (1.0 - sg)) * wg * u + silu * wu);
+    }
+    let lq = l + m;
+    let a = (*s as f64).mul_add(lq, *tau as f64);
+    let logsigmoid = a.min(0.0) - (-a.abs()).exp().ln_1p();
+    (
+        lq + logsigmoid,
+        (1.0 + dm) * (1.0 + *s as f64 * sigmoid(-a)),
+    )
+}
+
+/// The verified table of a LocalProbabilityTransform on `[LOCAL_TABLE_LO, 1/64]` (steps 1/16
+/// down to 1/512), or `None` if its weights vary too fast for that.
+fn local_table(arch: &Arch) -> Option<ScalarTable> {
+    ScalarTable::build(
+        |l| local_exact(arch, l),
+        LOCAL_TABLE_LO,
+        1.0 / 64.0,
+        1.0 / 16.0,
+        1.0 / 512.0,
+        LOCAL_TABLE_TOLERANCE,
+    )
+}
+
+impl FastWeights {
+    /// The number of intervals of the verified cubic table the LocalProbabilityTransform runs
+    /// on (see [`scalar_table`]), `None` for the other architectures or when it is evaluated
+    /// exactly.
+    pub fn tabulated_intervals(&self) -> Option<usize> {
+        match &self.arch {
+            Arch::Local { table, .. } => table.as_ref().map(ScalarTable::intervals),
+            _ => None,
+        }
+    }
+}
+
 /// Reusable buffers of one [`FastSampler`]; they grow to the largest vocabulary seen.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -600,12 +688,26 @@ impl FastSampler {
                 down_b,
                 s: sc,
                 tau,
+                table,
             } => {
                 let mut acc = [0.0f32; LOCAL_TILE];
                 for (lp, out) in s.lp[..n]
                     .chunks(LOCAL_TILE)
                     .zip(s.out.chunks_mut(LOCAL_TILE))
                 {
+                    if let Some(table) = table {
+                        // Tabulated unless some token lies outside the table's range.
+                        let mut all = true;
+                        for (o, &l) in out.iter_mut().zip(lp) {
+                            match table.eval(l) {
+                                Some(y) => *o = y,
+                                None => all = false,
+                            }
+                        }
+                        if all {
+                            continue;
+                        }
+                    }
                     let acc = &mut acc[..lp.len()];
                     acc.fill(0.0);
                     for j in 0..gate_w.len() {
