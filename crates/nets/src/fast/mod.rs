@@ -1000,8 +1000,13 @@ impl SamplingNet {
             let nd = &mut s.t1[..rows * ald];
             gemm(q, dp, rows, att, &att.b, nd, ald);
             for row in nd.chunks_exact_mut(ald) {
-                for c in 0..d {
-                    row[c] /= row[dp + c / hw] + eps;
+                let (num, den) = row.split_at_mut(dp);
+                // Per head: its hw numerators over one denominator (vectorised division).
+                for (head, &den) in num[..d].chunks_exact_mut(hw).zip(&den[..heads]) {
+                    let den = den + eps;
+                    for v in head {
+                        *v /= den;
+                    }
                 }
             }
             let o = &mut s.t3[..rows * dp];
