@@ -306,3 +306,77 @@ fn generate_then_train_then_resume() {
     assert!(stderr(&o).contains("recs.jsonl:1"), "{}", stderr(&o));
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The shipped reference SamplingNetwork (trained on a GPU, docs/training.md) imitates its
+/// pipeline on a prompt it was not trained on, loaded on the CPU, and runs as a pipeline stage.
+#[test]
+fn shipped_sampling_network_imitates_its_pipeline() {
+    if !default_model_present() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let sampler = root.join("samplers/sampling_network_t08_minp01");
+    let d = tmpdir("shipped");
+    let o = adasamp(&[
+        "analyze",
+        "--sampler",
+        sampler.to_str().unwrap(),
+        "--pipeline",
+        root.join("configs/pipelines/t08_minp01.yaml")
+            .to_str()
+            .unwrap(),
+        "--name",
+        "t0.8_min_p0.1",
+        "--prompt",
+        "Describe a walk through a forest in autumn.",
+        "--tokens",
+        "24",
+        "--seed",
+        "5",
+        "--out",
+        d.join("out").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(d.join("out/positions.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[f.len() - 5..f.len() - 1]
+                .iter()
+                .map(|x| x.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 24, "{csv}");
+    let mean = |i: usize| rows.iter().map(|r| r[i]).sum::<f64>() / rows.len() as f64;
+    let (kl_id, kl, mass_id, mass) = (mean(0), mean(1), mean(2), mean(3));
+    assert!(
+        kl < 0.1 && kl < kl_id / 3.0,
+        "KL {kl} (identity {kl_id})\n{csv}"
+    );
+    assert!(
+        mass < 0.03 && mass < mass_id / 3.0,
+        "mass {mass} (identity {mass_id})\n{csv}"
+    );
+
+    let o = adasamp(&[
+        "generate",
+        "--prompt",
+        "Name a colour.",
+        "--pipeline",
+        root.join("configs/pipelines/learned_sampling_network.yaml")
+            .to_str()
+            .unwrap(),
+        "--max-new-tokens",
+        "6",
+        "--seed",
+        "1",
+        "--output",
+        d.join("g.jsonl").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rec = std::fs::read_to_string(d.join("g.jsonl")).unwrap();
+    assert!(rec.contains("\"learned_sn\""), "{rec}");
+}
