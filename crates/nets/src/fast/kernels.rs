@@ -323,6 +323,46 @@ pub(crate) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
+/// One 64-byte cache line of f32s (the unit of [`AlignedBuf`]).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A growable f32 buffer whose data starts on a 64-byte cache-line boundary, so the 8-lane loads
+/// of rows with 32-float strides never straddle two lines whatever the allocator returns (a
+/// `Vec<f32>` is only guaranteed 4-byte alignment).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AlignedBuf {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Grows to at least `n` elements (new ones zero); never shrinks.
+    pub(crate) fn grow(&mut self, n: usize) {
+        if self.len < n {
+            self.lines.resize(n.div_ceil(16), Line([0.0; 16]));
+            self.len = n;
+        }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `lines` holds at least `len` contiguous, initialised f32s (`Line` is
+        // `repr(C)` over `[f32; 16]`, no padding).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`, with unique access through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,9 @@ use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
 use crate::layers::{SwiGlu, ATTENTION_EPS, LAYER_NORM_EPS};
 use crate::sampler::LearnedSampler;
-use kernels::{elu_plus_one, gate, gemm, layer_norm, pad8, silu, softplus, Packed, LANES};
+use kernels::{
+    elu_plus_one, gate, gemm, layer_norm, pad8, silu, softplus, AlignedBuf, Packed, LANES,
+};
 use scalar_table::ScalarTable;
 
 pub use flops::FlopCount;
@@ -578,26 +580,24 @@ impl FastWeights {
 /// Reusable buffers of one [`FastSampler`]; they grow to the largest vocabulary seen.
 #[derive(Debug, Default)]
 struct Scratch {
-    lp: Vec<f32>,
+    lp: AlignedBuf,
     ids: Vec<u32>,
-    out: Vec<f32>,
-    x: Vec<f32>,
-    q: Vec<f32>,
-    t1: Vec<f32>,
-    t2: Vec<f32>,
-    t3: Vec<f32>,
-    bias: Vec<f32>,
-    kv_tile: Vec<f32>,
+    out: AlignedBuf,
+    x: AlignedBuf,
+    q: AlignedBuf,
+    t1: AlignedBuf,
+    t2: AlignedBuf,
+    t3: AlignedBuf,
+    bias: AlignedBuf,
+    kv_tile: AlignedBuf,
     kv: Vec<f64>,
     ksum: Vec<f64>,
     att: Option<Packed>,
-    c: Vec<f32>,
+    c: AlignedBuf,
 }
 
-fn grow(v: &mut Vec<f32>, n: usize) {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
+fn grow(v: &mut AlignedBuf, n: usize) {
+    v.grow(n);
 }
 
 /// A learned sampler's fast inference path: weights shared (`Arc`) between clones, scratch owned.
