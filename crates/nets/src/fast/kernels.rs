@@ -396,4 +396,20 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn aligned_buf_grows_zeroed_on_cache_lines() {
+        let mut b = AlignedBuf::default();
+        assert!(b.is_empty());
+        b.grow(37);
+        assert_eq!(b.len(), 37);
+        assert_eq!(b.as_ptr() as usize % 64, 0);
+        assert!(b.iter().all(|&v| v == 0.0));
+        b[36] = 2.5;
+        b.grow(10); // never shrinks
+        assert_eq!((b.len(), b[36]), (37, 2.5));
+        b.grow(1000);
+        assert_eq!((b.len(), b[36], b[999]), (1000, 2.5, 0.0));
+        assert_eq!(b.as_ptr() as usize % 64, 0);
+    }
 }
