@@ -323,6 +323,49 @@ pub(crate) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
+/// The linear attention's output for heads exactly 8 wide (one `f32x8` each): per row `t` and
+/// head `h`, `out[t·ldo + 8h + j] = Σ_i φq_i·KV_h[i, j] / (Σ_i φq_i·ksum[8h + i] + eps)` with
+/// `φq_i = q[t·ldq + 8h + i]`; `kv` is `[heads, 8, 8]` row-major, `ksum` `[8·heads]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_heads8(
+    q: &[f32],
+    ldq: usize,
+    rows: usize,
+    heads: usize,
+    kv: &[f32],
+    ksum: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if rows == 0 {
+        return;
+    }
+    let d = heads * LANES;
+    assert!(ldq >= d && ldo >= d && kv.len() >= heads * LANES * LANES && ksum.len() >= d);
+    assert!(q.len() >= (rows - 1) * ldq + d && out.len() >= (rows - 1) * ldo + d);
+    for h in 0..heads {
+        let o = h * LANES;
+        // SAFETY: bounded by the asserts above.
+        unsafe {
+            let kvp = kv.as_ptr().add(h * LANES * LANES);
+            let m: [f32x8; LANES] = std::array::from_fn(|i| load(kvp.add(i * LANES)));
+            let ks = &ksum[o..o + LANES];
+            for t in 0..rows {
+                let qp = q.as_ptr().add(t * ldq + o);
+                let mut num = f32x8::ZERO;
+                let mut den = eps;
+                for (i, (mi, &k)) in m.iter().zip(ks).enumerate() {
+                    let qi = *qp.add(i);
+                    num = f32x8::splat(qi).mul_add(*mi, num);
+                    den = qi.mul_add(k, den);
+                }
+                store(out.as_mut_ptr().add(t * ldo + o), num / f32x8::splat(den));
+            }
+        }
+    }
+}
+
 /// One 64-byte cache line of f32s (the unit of [`AlignedBuf`]).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]

@@ -590,6 +590,7 @@ struct Scratch {
     t3: AlignedBuf,
     bias: AlignedBuf,
     kv_tile: AlignedBuf,
+    ksum32: AlignedBuf,
     kv: Vec<f64>,
     ksum: Vec<f64>,
     att: Option<Packed>,
@@ -975,20 +976,33 @@ impl SamplingNet {
                 *a += v as f64;
             }
         }
-        // [KV | k_sum] as one block-diagonal [d, dp + heads] matrix.
-        let att = s.att.as_mut().expect("allocated in forward");
-        let ald = att.n_pad;
-        att.w.fill(0.0);
-        for h in 0..heads {
-            for i in 0..hw {
-                let a = h * hw + i;
-                for j in 0..hw {
-                    att.w[a * ald + h * hw + j] = s.kv[h * hw * hw + i * hw + j] as f32;
+        // Heads 8 wide: a per-head kernel on f32 copies of KV and k_sum. Otherwise [KV | k_sum]
+        // as one block-diagonal [d, dp + heads] matrix through the general product.
+        let per_head = hw == LANES;
+        if per_head {
+            for (a, &v) in s.kv_tile.iter_mut().zip(s.kv.iter()).take(d * hw) {
+                *a = v as f32;
+            }
+            grow(&mut s.ksum32, d);
+            for (a, &v) in s.ksum32.iter_mut().zip(s.ksum.iter()).take(d) {
+                *a = v as f32;
+            }
+        } else {
+            let att = s.att.as_mut().expect("allocated in forward");
+            let ald = att.n_pad;
+            att.w.fill(0.0);
+            for h in 0..heads {
+                for i in 0..hw {
+                    let a = h * hw + i;
+                    for j in 0..hw {
+                        att.w[a * ald + h * hw + j] = s.kv[h * hw * hw + i * hw + j] as f32;
+                    }
+                    att.w[a * ald + dp + h] = s.ksum[a] as f32;
                 }
-                att.w[a * ald + dp + h] = s.ksum[a] as f32;
             }
         }
         let att = s.att.as_ref().expect("allocated in forward");
+        let ald = att.n_pad;
         let ffn = &b.ffn;
         let fld = ffn.gu.n_pad;
         let eps = ATTENTION_EPS as f32;
@@ -997,20 +1011,25 @@ impl SamplingNet {
         for start in (0..n).step_by(TILE) {
             let rows = TILE.min(n - start);
             let q = &s.q[start * dp..(start + rows) * dp];
-            let nd = &mut s.t1[..rows * ald];
-            gemm(q, dp, rows, att, &att.b, nd, ald);
-            for row in nd.chunks_exact_mut(ald) {
-                let (num, den) = row.split_at_mut(dp);
-                // Per head: its hw numerators over one denominator (vectorised division).
-                for (head, &den) in num[..d].chunks_exact_mut(hw).zip(&den[..heads]) {
-                    let den = den + eps;
-                    for v in head {
-                        *v /= den;
+            let nd_ld = if per_head { dp } else { ald };
+            let nd = &mut s.t1[..rows * nd_ld];
+            if per_head {
+                kernels::attention_heads8(q, dp, rows, heads, &s.kv_tile, &s.ksum32, eps, nd, dp);
+            } else {
+                gemm(q, dp, rows, att, &att.b, nd, ald);
+                for row in nd.chunks_exact_mut(ald) {
+                    let (num, den) = row.split_at_mut(dp);
+                    // Per head: its hw numerators over one denominator.
+                    for (head, &den) in num[..d].chunks_exact_mut(hw).zip(&den[..heads]) {
+                        let den = den + eps;
+                        for v in head {
+                            *v /= den;
+                        }
                     }
                 }
             }
             let o = &mut s.t3[..rows * dp];
-            gemm(nd, ald, rows, &b.out, &b.out.b, o, dp);
+            gemm(nd, nd_ld, rows, &b.out, &b.out.b, o, dp);
             let x = &mut s.x[start * dp..(start + rows) * dp];
             for (xr, or) in x.chunks_exact_mut(dp).zip(o.chunks_exact(dp)) {
                 for (a, &v) in xr[..d].iter_mut().zip(&or[..d]) {
