@@ -2,25 +2,9 @@
 //! `adasamp analyze`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn adasamp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(args)
-        .output()
-        .expect("run adasamp")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("adasamp-analyze-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
+mod common;
+use common::*;
 
 fn config(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,18 +13,6 @@ fn config(name: &str) -> String {
         .to_str()
         .unwrap()
         .to_string()
-}
-
-fn default_model_present() -> bool {
-    // The engine's own cache lookup ($ADASAMP_HOME or ~/.cache/adasamp).
-    let present =
-        adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL).exists();
-    if !present {
-        eprintln!(
-            "note: default model absent; run `adasamp model fetch` to enable the analyze test"
-        );
-    }
-    present
 }
 
 const PIPELINES: &str = "pipelines:
@@ -115,7 +87,7 @@ fn sampler_init_and_bad_inputs() {
 
 #[test]
 fn analyze_default_model_writes_table_csv_and_plots() {
-    if !default_model_present() {
+    if !default_model_present("the analyze/train tests") {
         return;
     }
     let d = tmpdir("run");
@@ -182,16 +154,12 @@ fn analyze_default_model_writes_table_csv_and_plots() {
     assert!(!out.join("pos_004.png").exists());
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
 /// generate → train → resume on the default model: records from a real pipeline are replayed,
 /// a LocalProbabilityTransform trains and beats the identity on held-out positions, a second sampler
 /// reuses the replay cache, and `--resume` of a finished run changes nothing.
 #[test]
 fn generate_then_train_then_resume() {
-    if !default_model_present() {
+    if !default_model_present("the analyze/train tests") {
         return;
     }
     let d = tmpdir("train");
@@ -311,7 +279,7 @@ fn generate_then_train_then_resume() {
 /// pipeline on a prompt it was not trained on, loaded on the CPU, and runs as a pipeline stage.
 #[test]
 fn shipped_sampling_network_imitates_its_pipeline() {
-    if !default_model_present() {
+    if !default_model_present("the analyze/train tests") {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

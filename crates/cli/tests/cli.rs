@@ -2,22 +2,11 @@
 //! clear errors on bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use safetensors::tensor::{Dtype, TensorView};
 
-fn adasamp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(args)
-        .output()
-        .expect("run adasamp")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("adasamp-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::*;
 
 fn write_tensor(path: &Path, name: &str, dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) {
     let view = TensorView::new(dtype, shape, bytes).unwrap();
@@ -26,23 +15,6 @@ fn write_tensor(path: &Path, name: &str, dtype: Dtype, shape: Vec<usize>, bytes:
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn read_logits(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("logits").unwrap();
-    (
-        t.shape().to_vec(),
-        t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-    )
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 #[test]
@@ -234,21 +206,9 @@ fn bad_inputs_are_clear_errors() {
     );
 }
 
-fn default_model_present() -> bool {
-    // The engine's own cache lookup ($ADASAMP_HOME or ~/.cache/adasamp).
-    let present =
-        adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL).exists();
-    if !present {
-        eprintln!(
-            "note: default model absent; run `adasamp model fetch` to enable the generation tests"
-        );
-    }
-    present
-}
-
 #[test]
 fn generate_prompts_file_is_resumable() {
-    if !default_model_present() {
+    if !default_model_present("the generation tests") {
         return;
     }
     let d = tmpdir("gen");

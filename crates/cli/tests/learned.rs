@@ -1,36 +1,16 @@
 //! The `learned` stage through the binary (`apply`), `sampler info` and `bench-sampler --quick`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use adasamp_nets::{FastSampler, LearnedSampler, SamplerConfig};
 use candle_core::{DType, Device};
 use safetensors::tensor::{Dtype, TensorView};
 
-fn adasamp(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run adasamp")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("adasamp-cli-learned-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{adasamp_in as adasamp, tmpdir};
 
 fn read_logits(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor("logits")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    common::read_logits(path).1
 }
 
 #[test]

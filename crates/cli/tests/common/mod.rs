@@ -1,0 +1,66 @@
+//! Helpers shared by the `adasamp` binary's integration tests (each test file is its own crate,
+//! so not every helper is used by every one).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `adasamp` binary built for these tests with `args`.
+pub fn adasamp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(args)
+        .output()
+        .expect("run adasamp")
+}
+
+/// Runs the `adasamp` binary with `args` in the working directory `cwd`.
+pub fn adasamp_in(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run adasamp")
+}
+
+/// A fresh (emptied) temporary directory unique to this test process and `name`.
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("adasamp-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Shape and f32 data of the `logits` tensor of a safetensors file.
+pub fn read_logits(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("logits").unwrap();
+    (
+        t.shape().to_vec(),
+        t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+    )
+}
+
+/// Whether the default model is in the engine's cache ($ADASAMP_HOME or ~/.cache/adasamp); if
+/// not, says which tests are skipped.
+pub fn default_model_present(what: &str) -> bool {
+    let present =
+        adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL).exists();
+    if !present {
+        eprintln!("note: default model absent; run `adasamp model fetch` to enable {what}");
+    }
+    present
+}
