@@ -1,7 +1,7 @@
 //! End-to-end tests of `adasamp sampler init`, `adasamp train` (generate → train → resume) and
 //! `adasamp analyze`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 use common::*;

@@ -1,7 +1,7 @@
 //! End-to-end tests of the `adasamp` binary: the file contracts of `apply`, `sample`, `grid`, and
 //! clear errors on bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 

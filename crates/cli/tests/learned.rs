@@ -117,7 +117,7 @@ fn bench_sampler_quick_prints_a_table() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(&out).unwrap();
     assert!(
-        table.contains("| local |") && table.contains("GFLOP/s"),
+        table.contains("| local (tabulated, ") && table.contains("GFLOP/s"),
         "{table}"
     );
     std::fs::remove_dir_all(&dir).ok();
