@@ -29,6 +29,12 @@ fn assert_close(fast: &[f32], candle: &[f32], what: &str) {
     }
 }
 
+/// The candle forward of `z`, flattened.
+fn candle_forward(sampler: &LearnedSampler, z: &Tensor) -> Vec<f32> {
+    let out = sampler.forward(z).unwrap();
+    out.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
 fn check(config: &SamplerConfig, seed: u64) {
     let sampler = LearnedSampler::seeded(config, seed, DType::F32, &Device::Cpu).unwrap();
     let mut fast = FastSampler::new(&sampler).unwrap();
@@ -37,13 +43,7 @@ fn check(config: &SamplerConfig, seed: u64) {
     let mut rows = random_logits_vec(2, v, seed + 1, 3.0, 0.0, false);
     rows.extend(random_logits_vec(2, v, seed + 2, 4.0, 0.4, true));
     let z = to_tensor(&rows, DType::F32);
-    let want = sampler
-        .forward(&z)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let want = candle_forward(&sampler, &z);
     let mut got = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     fast.apply_batch(&mut got, v).unwrap();
     assert_close(&got, &want, &config.to_string());
@@ -114,13 +114,7 @@ fn fast_matches_candle_with_trained_like_weights() {
         let mut fast = FastSampler::new(&sampler).unwrap();
         let rows = random_logits_vec(2, 333, 5, 3.0, 0.2, false);
         let z = to_tensor(&rows, DType::F32);
-        let want = sampler
-            .forward(&z)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let want = candle_forward(&sampler, &z);
         let mut got = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         fast.apply_batch(&mut got, 333).unwrap();
         assert_close(&got, &want, &config.to_string());
@@ -136,13 +130,7 @@ fn local_transform_is_tabulated_and_exact_outside_the_table() {
     // exact path, the others the table; both must match candle.
     let rows = random_logits_vec(2, 2000, 9, 60.0, 0.0, false);
     let z = to_tensor(&rows, DType::F32);
-    let want = sampler
-        .forward(&z)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let want = candle_forward(&sampler, &z);
     let spread = rows[0].iter().cloned().fold(f64::NEG_INFINITY, f64::max)
         - rows[0].iter().cloned().fold(f64::INFINITY, f64::min);
     assert!(
