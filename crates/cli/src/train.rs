@@ -94,7 +94,7 @@ pub struct TrainArgs {
     /// continues exactly).
     #[arg(long, value_name = "N")]
     pub stop_after: Option<u64>,
-    /// Compute device: cpu (cuda needs a build with candle's cuda feature).
+    /// Compute device: cpu or cuda (GPU 0; needs a build with `--features cuda`, docs/gpu.md).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -141,7 +141,11 @@ impl TrainObserver for Progress {
 fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).context("--device cuda"),
+        "cuda" if !cfg!(feature = "cuda") => bail!(
+            "--device cuda: this adasamp was built without the `cuda` feature \
+             (build with `--features cuda`, see docs/gpu.md)"
+        ),
+        "cuda" => Device::new_cuda(0).context("--device cuda (GPU 0)"),
         other => bail!("--device `{other}`: expected cpu or cuda"),
     }
 }

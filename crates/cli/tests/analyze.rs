@@ -83,6 +83,25 @@ fn sampler_init_and_bad_inputs() {
     let o = base(d.join("missing").to_str().unwrap(), Some("other"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+
+    // train: an unknown device, and cuda in a build without the feature, are clear errors.
+    for (device, want) in [("tpu", "`tpu`"), ("cuda", "`cuda` feature")] {
+        let o = adasamp(&[
+            "train",
+            "--data",
+            d.join("none.jsonl").to_str().unwrap(),
+            "--sampler",
+            &config("local.yaml"),
+            "--output",
+            d.join("run").to_str().unwrap(),
+            "--device",
+            device,
+        ]);
+        assert!(!o.status.success());
+        if device == "tpu" || !cfg!(feature = "cuda") {
+            assert!(stderr(&o).contains(want), "{}", stderr(&o));
+        }
+    }
 }
 
 #[test]
