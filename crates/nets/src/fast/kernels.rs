@@ -300,27 +300,29 @@ pub(crate) fn gate(l: f32, s: f32, tau: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let d = x.len() as f32;
-    // Sums in 8 lane-wise partial sums (vectorised; the tail, if any, added last).
-    let lanes = |x: &[f32], f: &dyn Fn(f32) -> f32| -> f32 {
-        let mut acc = [0.0f32; LANES];
-        let chunks = x.chunks_exact(LANES);
-        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-        for c in chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                *a += f(v);
-            }
-        }
-        acc.iter().sum::<f32>() + tail
-    };
-    let mean = lanes(x, &|v| v) / d;
+    let mean = lane_sum(x, |v| v) / d;
     for v in x.iter_mut() {
         *v -= mean;
     }
-    let var = lanes(x, &|v| v * v);
+    let var = lane_sum(x, |v| v * v);
     let inv = 1.0 / (var / d + eps).sqrt();
     for ((v, w), b) in x.iter_mut().zip(w).zip(b) {
         *v = (*v * inv).mul_add(*w, *b);
     }
+}
+
+/// `Σ f(x_i)` in 8 lane-wise partial sums (vectorisable; the tail, if any, added last).
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// The linear attention's output for heads exactly 8 wide (one `f32x8` each): per row `t` and

@@ -14,9 +14,11 @@
 //!   distribution statistics, the pooled `c`) folds into a per-row bias;
 //! - the linear attention makes two passes per block over the token features `x` (kept for all
 //!   tokens, `V × d`): pass 1 computes `q`, `k`, `v` per tile, stores `φ(q)` and accumulates
-//!   `Σ_j φ(k_j)v_jᵀ` and `Σ_j φ(k_j)` per head (f64 across tiles); pass 2 multiplies `φ(q)` by
-//!   the block-diagonal `[d, d + heads]` matrix `[KV | k_sum]` (numerators and denominators in
-//!   one product), then output projection, residual, LN, SwiGLU feed-forward, residual, LN.
+//!   `Σ_j φ(k_j)v_jᵀ` and `Σ_j φ(k_j)` per head (f64 across tiles); pass 2 computes each head's
+//!   numerators `φ(q)·KV_h` and denominator `φ(q)·k_sum_h` (8-wide heads: one `f32x8` FMA per
+//!   input, `kernels::attention_heads8`; other widths: one product with the block-diagonal
+//!   `[d, d + heads]` matrix `[KV | k_sum]`), then output projection, residual, LN, SwiGLU
+//!   feed-forward, residual, LN.
 //!
 //! The LocalProbabilityTransform is a scalar function of `lp` once its weights are fixed: it
 //! runs on a cubic table of that function built and verified when the weights are packed
@@ -309,18 +311,25 @@ enum SimpleTruncation {
     Static { s: f32, tau: f32 },
 }
 
+/// The LocalProbabilityTransform's weights: `SwiGLU(1, h, 1)` per token (`f` hidden units) and
+/// the gate's scalars.
+#[derive(Debug)]
+struct LocalNet {
+    gate_w: Vec<f32>,
+    gate_b: Vec<f32>,
+    up_w: Vec<f32>,
+    up_b: Vec<f32>,
+    down_w: Vec<f32>,
+    down_b: f32,
+    s: f32,
+    tau: f32,
+}
+
 #[derive(Debug)]
 enum Arch {
     Local {
-        gate_w: Vec<f32>,
-        gate_b: Vec<f32>,
-        up_w: Vec<f32>,
-        up_b: Vec<f32>,
-        down_w: Vec<f32>,
-        down_b: f32,
-        s: f32,
-        tau: f32,
-        /// The whole transform as a verified cubic table of `lp` (see [`local_table`]); `None`
+        net: LocalNet,
+        /// The whole transform as a verified cubic table of `lp` ([`LocalNet::table`]); `None`
         /// when the weights vary too fast to tabulate, then every token is evaluated exactly.
         table: Option<ScalarTable>,
     },
@@ -363,7 +372,7 @@ impl FastWeights {
             SamplerConfig::LocalProbabilityTransform(c) => {
                 let f = SwiGlu::hidden_width(c.hidden);
                 let v = |n: &str, len| p.get(n, len).map(<[f32]>::to_vec);
-                let mut local = Arch::Local {
+                let net = LocalNet {
                     gate_w: v("mlp.gate.weight", f)?,
                     gate_b: v("mlp.gate.bias", f)?,
                     up_w: v("mlp.up.weight", f)?,
@@ -372,13 +381,9 @@ impl FastWeights {
                     down_b: p.scalar("mlp.down.bias")?,
                     s: p.scalar("truncation.scale")?,
                     tau: p.scalar("truncation.threshold")?,
-                    table: None,
                 };
-                let built = local_table(&local);
-                if let Arch::Local { table, .. } = &mut local {
-                    *table = built;
-                }
-                local
+                let table = net.table();
+                Arch::Local { net, table }
             }
             SamplerConfig::SimpleDistributionAwareTransform(c) => {
                 let h = c.hidden;
@@ -513,56 +518,71 @@ const LOCAL_TABLE_LO: f32 = -96.0;
 /// rounding over the hidden units amounts to.
 const LOCAL_TABLE_TOLERANCE: f64 = 1e-5;
 
-/// The LocalProbabilityTransform as a function of `lp` alone, in f64 with its derivative:
-/// `m(l) = Σ_j w_d,j·silu(g_j)·u_j + b_d` with `g_j = w_g,j·l + b_g,j`, `u_j = w_u,j·l + b_u,j`;
-/// `l' = l + m(l)`; `out = l' + logsigmoid(s·l' + τ)`;
-/// `dout/dl = (1 + m'(l))·(1 + s·σ(−(s·l' + τ)))`, `silu'(g) = σ(g)·(1 + g·(1 − σ(g)))`.
-fn local_exact(arch: &Arch, l: f64) -> (f64, f64) {
-    let Arch::Local {
-        gate_w,
-        gate_b,
-        up_w,
-        up_b,
-        down_w,
-        down_b,
-        s,
-        tau,
-        ..
-    } = arch
-    else {
-        unreachable!("local_exact on a non-local architecture")
-    };
-    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
-    let (mut m, mut dm) = (*down_b as f64, 0.0);
-    for j in 0..gate_w.len() {
-        let (wg, wu, wd) = (gate_w[j] as f64, up_w[j] as f64, down_w[j] as f64);
-        let g = wg.mul_add(l, gate_b[j] as f64);
-        let u = wu.mul_add(l, up_b[j] as f64);
-        let sg = sigmoid(g);
-        let silu = g * sg;
-        m += wd * silu * u;
-        dm += wd * (sg * (1.0 + g * (1.0 - sg)) * wg * u + silu * wu);
+impl LocalNet {
+    /// The transform as a function of `lp` alone, in f64 with its derivative:
+    /// `m(l) = Σ_j w_d,j·silu(g_j)·u_j + b_d` with `g_j = w_g,j·l + b_g,j`, `u_j = w_u,j·l + b_u,j`;
+    /// `l' = l + m(l)`; `out = l' + logsigmoid(s·l' + τ)`;
+    /// `dout/dl = (1 + m'(l))·(1 + s·σ(−(s·l' + τ)))`, `silu'(g) = σ(g)·(1 + g·(1 − σ(g)))`.
+    fn exact(&self, l: f64) -> (f64, f64) {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let (mut m, mut dm) = (self.down_b as f64, 0.0);
+        for j in 0..self.gate_w.len() {
+            let (wg, wu, wd) = (
+                self.gate_w[j] as f64,
+                self.up_w[j] as f64,
+                self.down_w[j] as f64,
+            );
+            let g = wg.mul_add(l, self.gate_b[j] as f64);
+            let u = wu.mul_add(l, self.up_b[j] as f64);
+            let sg = sigmoid(g);
+            let silu = g * sg;
+            m += wd * silu * u;
+            dm += wd * (sg * (1.0 + g * (1.0 - sg)) * wg * u + silu * wu);
+        }
+        let lq = l + m;
+        let a = (self.s as f64).mul_add(lq, self.tau as f64);
+        let logsigmoid = a.min(0.0) - (-a.abs()).exp().ln_1p();
+        (
+            lq + logsigmoid,
+            (1.0 + dm) * (1.0 + self.s as f64 * sigmoid(-a)),
+        )
     }
-    let lq = l + m;
-    let a = (*s as f64).mul_add(lq, *tau as f64);
-    let logsigmoid = a.min(0.0) - (-a.abs()).exp().ln_1p();
-    (
-        lq + logsigmoid,
-        (1.0 + dm) * (1.0 + *s as f64 * sigmoid(-a)),
-    )
-}
 
-/// The verified table of a LocalProbabilityTransform on `[LOCAL_TABLE_LO, 1/64]` (steps 1/16
-/// down to 1/512), or `None` if its weights vary too fast for that.
-fn local_table(arch: &Arch) -> Option<ScalarTable> {
-    ScalarTable::build(
-        |l| local_exact(arch, l),
-        LOCAL_TABLE_LO,
-        1.0 / 64.0,
-        1.0 / 16.0,
-        1.0 / 512.0,
-        LOCAL_TABLE_TOLERANCE,
-    )
+    /// The verified table of [`LocalNet::exact`] on `[LOCAL_TABLE_LO, 1/64]` (steps 1/16 down
+    /// to 1/512), or `None` if the weights vary too fast for that.
+    fn table(&self) -> Option<ScalarTable> {
+        ScalarTable::build(
+            |l| self.exact(l),
+            LOCAL_TABLE_LO,
+            1.0 / 64.0,
+            1.0 / 16.0,
+            1.0 / 512.0,
+            LOCAL_TABLE_TOLERANCE,
+        )
+    }
+
+    /// The exact f32 forward of one tile of `lp` into `out` (`acc`: scratch of the tile's
+    /// length).
+    fn forward_tile(&self, lp: &[f32], acc: &mut [f32], out: &mut [f32]) {
+        acc.fill(0.0);
+        for j in 0..self.gate_w.len() {
+            let (wg, bg, wu, bu, wd) = (
+                self.gate_w[j],
+                self.gate_b[j],
+                self.up_w[j],
+                self.up_b[j],
+                self.down_w[j],
+            );
+            for (a, &l) in acc.iter_mut().zip(lp) {
+                let g = wg.mul_add(l, bg);
+                let u = wu.mul_add(l, bu);
+                *a = (silu(g) * u).mul_add(wd, *a);
+            }
+        }
+        for ((o, a), &l) in out.iter_mut().zip(acc.iter()).zip(lp) {
+            *o = gate(l + (a + self.down_b), self.s, self.tau);
+        }
+    }
 }
 
 impl FastWeights {
@@ -595,10 +615,6 @@ struct Scratch {
     ksum: Vec<f64>,
     att: Option<Packed>,
     c: AlignedBuf,
-}
-
-fn grow(v: &mut AlignedBuf, n: usize) {
-    v.grow(n);
 }
 
 /// A learned sampler's fast inference path: weights shared (`Arc`) between clones, scratch owned.
@@ -678,19 +694,9 @@ impl FastSampler {
         let n = self.prepare(logits)?;
         let weights = self.weights.clone();
         let s = &mut self.scratch;
-        grow(&mut s.out, n);
+        s.out.grow(n);
         match &weights.arch {
-            Arch::Local {
-                gate_w,
-                gate_b,
-                up_w,
-                up_b,
-                down_w,
-                down_b,
-                s: sc,
-                tau,
-                table,
-            } => {
+            Arch::Local { net, table } => {
                 let mut acc = [0.0f32; LOCAL_TILE];
                 for (lp, out) in s.lp[..n]
                     .chunks(LOCAL_TILE)
@@ -709,20 +715,7 @@ impl FastSampler {
                             continue;
                         }
                     }
-                    let acc = &mut acc[..lp.len()];
-                    acc.fill(0.0);
-                    for j in 0..gate_w.len() {
-                        let (wg, bg, wu, bu, wd) =
-                            (gate_w[j], gate_b[j], up_w[j], up_b[j], down_w[j]);
-                        for (a, &l) in acc.iter_mut().zip(lp) {
-                            let g = wg.mul_add(l, bg);
-                            let u = wu.mul_add(l, bu);
-                            *a = (silu(g) * u).mul_add(wd, *a);
-                        }
-                    }
-                    for ((o, a), &l) in out.iter_mut().zip(acc.iter()).zip(lp) {
-                        *o = gate(l + (a + down_b), *sc, *tau);
-                    }
+                    net.forward_tile(lp, &mut acc[..lp.len()], out);
                 }
             }
             Arch::Simple {
@@ -745,10 +738,10 @@ impl FastSampler {
                     SimpleTruncation::Static { s, tau } => (*s, *tau),
                 };
                 let ld = mlp.gu.n_pad;
-                grow(&mut s.bias, ld);
+                s.bias.grow(ld);
                 mlp.row_bias(&stats, &mut s.bias);
-                grow(&mut s.t1, TILE * h_pad);
-                grow(&mut s.t2, TILE * ld);
+                s.t1.grow(TILE * h_pad);
+                s.t2.grow(TILE * ld);
                 let mut res = [0.0f32; TILE];
                 for (lp, out) in lp.chunks(TILE).zip(s.out.chunks_mut(TILE)) {
                     let rows = lp.len();
@@ -806,8 +799,8 @@ impl FastSampler {
         }
         let lse = math::sum_exp(z, m).ln() as f32;
         let s = &mut self.scratch;
-        grow(&mut s.lp, z.len());
-        grow(&mut s.c, 1);
+        s.lp.grow(z.len());
+        s.c.grow(1);
         s.c[0] = -lse;
         let kept = math::count_finite(z);
         if kept == z.len() {
@@ -835,8 +828,8 @@ impl SamplingNet {
     /// Runs the network on the `n` kept tokens of `s.lp`, writing `s.out[..n]`.
     fn forward(&self, n: usize, s: &mut Scratch) {
         let (d, dp) = (self.d, self.d_pad);
-        grow(&mut s.x, n * dp);
-        grow(&mut s.q, n * dp);
+        s.x.grow(n * dp);
+        s.q.grow(n * dp);
         let ffn_ld = self.blocks.first().map_or(0, |b| b.ffn.gu.n_pad);
         let att_ld = dp + pad8(self.heads);
         let wide = (3 * dp)
@@ -844,12 +837,13 @@ impl SamplingNet {
             .max(att_ld)
             .max(self.transform.gu.n_pad)
             .max(self.encoder.f_pad);
-        grow(&mut s.t1, TILE * wide);
-        grow(&mut s.t2, TILE * dp.max(wide));
-        grow(&mut s.t3, TILE * dp);
-        grow(&mut s.c, d.max(1));
-        grow(&mut s.bias, self.transform.gu.n_pad.max(dp));
-        grow(&mut s.kv_tile, d * self.hw);
+        s.t1.grow(TILE * wide);
+        s.t2.grow(TILE * dp.max(wide));
+        s.t3.grow(TILE * dp);
+        s.c.grow(d.max(1));
+        s.bias.grow(self.transform.gu.n_pad.max(dp));
+        s.kv_tile.grow(d * self.hw);
+        s.ksum32.grow(d);
         if s.kv.len() < d * self.hw {
             s.kv.resize(d * self.hw, 0.0);
         }
@@ -983,7 +977,6 @@ impl SamplingNet {
             for (a, &v) in s.kv_tile.iter_mut().zip(s.kv.iter()).take(d * hw) {
                 *a = v as f32;
             }
-            grow(&mut s.ksum32, d);
             for (a, &v) in s.ksum32.iter_mut().zip(s.ksum.iter()).take(d) {
                 *a = v as f32;
             }
