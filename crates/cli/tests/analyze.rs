@@ -155,11 +155,9 @@ fn analyze_default_model_writes_table_csv_and_plots() {
     );
     assert_eq!(lines.len(), 5, "{csv}");
     for (i, l) in lines[1..].iter().enumerate() {
-        let f: Vec<&str> = l.split(',').collect();
-        assert_eq!(f[0], i.to_string());
-        let kl_id: f64 = f[f.len() - 5].parse().unwrap();
-        let mass_id: f64 = f[f.len() - 3].parse().unwrap();
-        let kept: usize = f[f.len() - 1].parse().unwrap();
+        assert!(l.starts_with(&format!("{i},")), "{l}");
+        let m = PositionMetrics::parse(l);
+        let (kl_id, mass_id, kept) = (m.kl_identity, m.mass_identity, m.kept);
         assert!(kl_id.is_finite() && kl_id >= 0.0, "{l}");
         assert!((0.0..=1.0).contains(&mass_id), "{l}");
         assert!((1..49152).contains(&kept), "{l}");
@@ -325,20 +323,11 @@ fn shipped_sampling_network_imitates_its_pipeline() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(d.join("out/positions.csv")).unwrap();
-    let rows: Vec<Vec<f64>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            f[f.len() - 5..f.len() - 1]
-                .iter()
-                .map(|x| x.parse().unwrap())
-                .collect()
-        })
-        .collect();
+    let rows: Vec<PositionMetrics> = csv.lines().skip(1).map(PositionMetrics::parse).collect();
     assert_eq!(rows.len(), 24, "{csv}");
-    let mean = |i: usize| rows.iter().map(|r| r[i]).sum::<f64>() / rows.len() as f64;
-    let (kl_id, kl, mass_id, mass) = (mean(0), mean(1), mean(2), mean(3));
+    let mean = |f: fn(&PositionMetrics) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+    let (kl_id, kl) = (mean(|r| r.kl_identity), mean(|r| r.kl_sampler));
+    let (mass_id, mass) = (mean(|r| r.mass_identity), mean(|r| r.mass_sampler));
     assert!(
         kl < 0.1 && kl < kl_id / 3.0,
         "KL {kl} (identity {kl_id})\n{csv}"
@@ -366,4 +355,37 @@ fn shipped_sampling_network_imitates_its_pipeline() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rec = std::fs::read_to_string(d.join("g.jsonl")).unwrap();
     assert!(rec.contains("\"learned_sn\""), "{rec}");
+}
+
+/// The metrics of one `positions.csv` line
+/// (`index,token_id,token,kl_identity,kl_sampler,mass_identity,mass_sampler,kept`), read from
+/// the right because the token text may hold commas.
+struct PositionMetrics {
+    kl_identity: f64,
+    kl_sampler: f64,
+    mass_identity: f64,
+    mass_sampler: f64,
+    kept: usize,
+}
+
+impl PositionMetrics {
+    fn parse(line: &str) -> Self {
+        let mut fields = line.rsplit(',');
+        let mut next = || {
+            fields
+                .next()
+                .unwrap_or_else(|| panic!("short line: {line}"))
+        };
+        let kept = next().parse().unwrap();
+        let mut num = || -> f64 { next().parse().unwrap() };
+        let (mass_sampler, mass_identity) = (num(), num());
+        let (kl_sampler, kl_identity) = (num(), num());
+        Self {
+            kl_identity,
+            kl_sampler,
+            mass_identity,
+            mass_sampler,
+            kept,
+        }
+    }
 }
