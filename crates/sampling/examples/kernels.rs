@@ -99,7 +99,7 @@ fn main() {
         time_us(
             || {
                 r.load(next(), 0).unwrap();
-                black_box(adasamp_sampling::draw(&mut r, 0.5, 0));
+                let _ = black_box(adasamp_sampling::draw(&mut r, 0.5, 0));
             },
             b
         )

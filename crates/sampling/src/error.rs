@@ -16,6 +16,10 @@ pub enum SamplingError {
     /// The row has no entries at all.
     #[error("row {row}: empty vocabulary (row of length 0)")]
     EmptyRow { row: usize },
+    /// After the pipeline, a kept token's logit is NaN or `+inf` (a stage overflowed `f32`, e.g. a
+    /// tiny temperature on huge logits): such a distribution cannot be sampled.
+    #[error("row {row}: after the pipeline, the logit of token {token} is {value} (not finite); nothing can be drawn from a non-finite distribution")]
+    NonFiniteOutput { row: usize, token: u32, value: f32 },
     /// The pipeline removed every token of the row.
     #[error("row {row}: pipeline `{pipeline}` removed every token (nothing left to sample)")]
     NothingLeft { row: usize, pipeline: String },
@@ -50,6 +54,16 @@ pub enum SamplingError {
         param: String,
         accepted: String,
     },
+    /// Parameters the stage does not know, given while a required one is absent (often a
+    /// misspelling of it): both are named.
+    #[error("pipeline `{pipeline}`, stage `{stage}`: unknown parameter `{unknown}` (accepted: {accepted}); missing required parameter `{missing}`")]
+    UnknownAndMissingParams {
+        pipeline: String,
+        stage: String,
+        unknown: String,
+        accepted: String,
+        missing: String,
+    },
     /// A stage name that no stage answers to.
     #[error("pipeline `{pipeline}`, stage #{index}: unknown stage `{stage}` (known: {known})")]
     UnknownStage {
@@ -65,6 +79,13 @@ pub enum SamplingError {
         stage: String,
         message: String,
     },
+    /// A draw was asked of a sequence sampler before it computed a distribution (or after a
+    /// restore, which discards it).
+    #[error("no distribution to draw from: compute the row's distribution first")]
+    NoDistribution,
+    /// A saved sampler or stage state does not fit the pipeline it is restored into.
+    #[error("state of stage `{stage}` cannot be restored: {reason}")]
+    StateMismatch { stage: String, reason: String },
     /// A pipeline file could not be parsed, or is structurally wrong.
     #[error("pipeline file{}: {message}", .source_name.as_deref().map(|s| format!(" `{s}`")).unwrap_or_default())]
     PipelineFile {

@@ -24,7 +24,9 @@ pub mod synth;
 pub use config::{SamplingConfig, PRESETS};
 pub use error::{Result, SamplingError};
 pub use pipeline::{Pipeline, PipelineSet};
-pub use row::Row;
-pub use sample::{draw, sample_batch, Sample, SequenceSampler, TokenProb};
+pub use row::{validate_logits, Row};
+pub use sample::{
+    draw, sample_batch, Distribution, Sample, SamplerState, SequenceSampler, TokenProb,
+};
 pub use spec::{PipelineFile, PipelineSpec, StageSpec};
-pub use stage::{Context, Stage};
+pub use stage::{Context, Stage, StageState};

@@ -77,7 +77,8 @@ pub fn max_nan(xs: &[f32]) -> (f32, bool) {
         for (j, a) in acc.iter_mut().enumerate() {
             let v = load8(&c[j * 8..]);
             *a = a.fast_max(v);
-            nan |= v.cmp_ne(v);
+            // Not `v.cmp_ne(v)`: wide's AVX `cmp_ne` is the *ordered* compare, false for NaN.
+            nan |= v.is_nan();
         }
     }
     let mut m = f32::NEG_INFINITY;
@@ -383,6 +384,22 @@ pub fn finite_mean_std(xs: &[f32]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_nan_finds_a_nan_anywhere() {
+        // Positions inside the 32-wide SIMD body and in the scalar tail.
+        for n in [1usize, 31, 32, 33, 100, 1000] {
+            for pos in [0, n / 2, n - 1] {
+                let mut xs: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+                xs[pos] = f32::NAN;
+                let (m, nan) = max_nan(&xs);
+                assert!(nan, "n = {n}, NaN at {pos} missed");
+                assert!(!m.is_nan());
+            }
+            let xs: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            assert_eq!(max_nan(&xs), ((n - 1) as f32, false));
+        }
+    }
 
     #[test]
     fn exp_matches_libm() {

@@ -1,13 +1,14 @@
 //! Pipelines: named, weighted chains of stages, loaded from (and saved to) the ASN YAML format.
+//! A pipeline is itself a [`Stage`], so pipelines nest (the `pipeline` stage of a file).
 
 use std::path::Path;
 
 use crate::error::{Result, SamplingError};
 use crate::rng;
 use crate::row::Row;
-use crate::spec::{PipelineFile, PipelineSpec};
-use crate::stage::{Context, Stage};
-use crate::stages::build_stage;
+use crate::spec::{PipelineFile, PipelineSpec, StageSpec};
+use crate::stage::{state_mismatch, Context, Stage, StageState};
+use crate::stages::build_stage_at_depth;
 
 /// A chain of stages applied in order to a logits row.
 #[derive(Debug, Clone)]
@@ -19,6 +20,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds and checks every stage of `spec`; errors name the pipeline, stage and parameter.
     pub fn from_spec(spec: PipelineSpec) -> Result<Self> {
+        Self::from_spec_at_depth(spec, 0)
+    }
+
+    /// [`Pipeline::from_spec`] for a pipeline nested `depth` deep in others.
+    pub(crate) fn from_spec_at_depth(spec: PipelineSpec, depth: usize) -> Result<Self> {
         if !spec.weight.is_finite() || spec.weight < 0.0 {
             return Err(SamplingError::PipelineFile {
                 source_name: None,
@@ -32,7 +38,7 @@ impl Pipeline {
             .processors
             .iter()
             .enumerate()
-            .map(|(i, s)| build_stage(s, &spec.name, i))
+            .map(|(i, s)| build_stage_at_depth(s, &spec.name, i, depth))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { spec, stages })
     }
@@ -79,7 +85,47 @@ impl Pipeline {
         }
     }
 
-    /// Applies the pipeline to a raw logits row and writes the dense result (`-inf` = removed).
+    /// Every stage's state ([`StageState::Pipeline`], one entry per stage, in order).
+    pub fn snapshot(&self) -> StageState {
+        StageState::Pipeline(self.stages.iter().map(|s| s.snapshot()).collect())
+    }
+
+    /// Returns every stage to a state saved by [`Pipeline::snapshot`] of this pipeline (or a
+    /// clone). All or nothing: on error (a state of another pipeline) nothing changes.
+    pub fn restore(&mut self, state: &StageState) -> Result<()> {
+        let StageState::Pipeline(states) = state else {
+            return Err(state_mismatch(self.name(), "pipeline", state));
+        };
+        if states.len() != self.stages.len() {
+            return Err(SamplingError::StateMismatch {
+                stage: self.name().to_string(),
+                reason: format!(
+                    "the state holds {} stages, the pipeline {}",
+                    states.len(),
+                    self.stages.len()
+                ),
+            });
+        }
+        let before = self.snapshot();
+        let result = self
+            .stages
+            .iter_mut()
+            .zip(states)
+            .try_for_each(|(s, st)| s.restore(st));
+        if result.is_err() {
+            // Stages check a state's kind before changing anything, so `before` fits.
+            if let StageState::Pipeline(before) = before {
+                for (s, st) in self.stages.iter_mut().zip(&before) {
+                    let _ = s.restore(st);
+                }
+            }
+        }
+        result
+    }
+
+    /// Applies the pipeline to a raw logits row (validated: no NaN or `+inf`) and writes the dense
+    /// result (`-inf` = removed). Errors also when the result holds a NaN or `+inf` (a stage
+    /// overflowed) or no token at all.
     pub fn apply_dense(
         &mut self,
         logits: &[f32],
@@ -88,10 +134,80 @@ impl Pipeline {
         row: &mut Row,
         out: &mut [f32],
     ) -> Result<()> {
+        if out.len() != logits.len() {
+            return Err(SamplingError::VocabMismatch {
+                row: row_index,
+                expected: logits.len(),
+                got: out.len(),
+            });
+        }
         row.load(logits, row_index)?;
         self.apply(row, ctx)?;
+        row.check_output().map_err(|e| match e {
+            SamplingError::AllMasked { row } => SamplingError::NothingLeft {
+                row,
+                pipeline: self.name().to_string(),
+            },
+            other => other,
+        })?;
         row.write_dense(out);
         Ok(())
+    }
+}
+
+/// Resolves relative paths in the path parameters of external stages against `base`, in nested
+/// pipelines too.
+fn resolve_path_params(stages: &mut [StageSpec], base: &Path) {
+    for stage in stages {
+        if stage.name == crate::stages::PIPELINE_STAGE {
+            let Some(v) = stage.params.get_mut("processors") else {
+                continue;
+            };
+            // A malformed list is reported when the stage is built.
+            if let Ok(mut inner) = serde_yaml_ng::from_value::<Vec<StageSpec>>(v.clone()) {
+                resolve_path_params(&mut inner, base);
+                if let Ok(resolved) = serde_yaml_ng::to_value(inner) {
+                    *v = resolved;
+                }
+            }
+            continue;
+        }
+        let Some(ext) = crate::stages::external_stage(&stage.name) else {
+            continue;
+        };
+        for key in ext.path_params {
+            if let Some(crate::spec::Value::String(s)) = stage.params.get_mut(*key) {
+                let p = Path::new(s.as_str());
+                if p.is_relative() && !base.as_os_str().is_empty() {
+                    *s = base.join(p).display().to_string();
+                }
+            }
+        }
+    }
+}
+
+/// A pipeline used as one stage of another (nesting): applies its stages in order.
+impl Stage for Pipeline {
+    fn name(&self) -> &'static str {
+        crate::stages::PIPELINE_STAGE
+    }
+    fn apply(&mut self, row: &mut Row, ctx: &Context<'_>) -> Result<()> {
+        Pipeline::apply(self, row, ctx)
+    }
+    fn accept(&mut self, token: u32) {
+        Pipeline::accept(self, token)
+    }
+    fn reset(&mut self) {
+        Pipeline::reset(self)
+    }
+    fn snapshot(&self) -> StageState {
+        Pipeline::snapshot(self)
+    }
+    fn restore(&mut self, state: &StageState) -> Result<()> {
+        Pipeline::restore(self, state)
+    }
+    fn clone_box(&self) -> Box<dyn Stage> {
+        Box::new(self.clone())
     }
 }
 
@@ -148,22 +264,8 @@ impl PipelineSet {
         })?;
         let mut file = PipelineFile::from_yaml(&text, Some(&name))?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for stage in file
-            .pipelines
-            .iter_mut()
-            .flat_map(|p| p.processors.iter_mut())
-        {
-            let Some(ext) = crate::stages::external_stage(&stage.name) else {
-                continue;
-            };
-            for key in ext.path_params {
-                if let Some(crate::spec::Value::String(s)) = stage.params.get_mut(*key) {
-                    let p = Path::new(s.as_str());
-                    if p.is_relative() && !base.as_os_str().is_empty() {
-                        *s = base.join(p).display().to_string();
-                    }
-                }
-            }
+        for p in &mut file.pipelines {
+            resolve_path_params(&mut p.processors, base);
         }
         Self::from_file(file, Some(&name))
     }

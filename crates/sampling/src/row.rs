@@ -13,6 +13,8 @@ use crate::select::{top_weight_threshold, SelectScratch};
 /// kept logit drops it — so a chain of truncations and the final draw share one exp pass.
 #[derive(Debug, Default, Clone)]
 pub struct Row {
+    /// The caller's index of the loaded row, for errors.
+    index: usize,
     vocab: usize,
     sparse: bool,
     ids: Vec<u32>,
@@ -30,7 +32,9 @@ pub struct Row {
     pub(crate) select: SelectScratch,
 }
 
-/// Checks a raw logits row: no NaN, no `+inf`, not empty, not entirely `-inf`.
+/// Checks a raw logits row: no NaN, no `+inf`, not empty, not entirely `-inf`; `row` names it in
+/// the error (with the first offending token). The one check every boundary that receives logits
+/// (rows loaded for sampling, rows a model returns, learned-stage outputs, training targets) calls.
 pub fn validate_logits(logits: &[f32], row: usize) -> Result<()> {
     if logits.is_empty() {
         return Err(SamplingError::EmptyRow { row });
@@ -58,6 +62,7 @@ impl Row {
 
     /// Loads a raw logits row (validated: see [`validate_logits`]); `row` names it in errors.
     pub fn load(&mut self, logits: &[f32], row: usize) -> Result<()> {
+        self.index = row;
         self.vocab = logits.len();
         self.sparse = false;
         self.exp_valid = false;
@@ -74,9 +79,41 @@ impl Row {
         Ok(())
     }
 
+    /// The index the row was loaded with (names it in errors).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Vocabulary size of the row.
     pub fn vocab(&self) -> usize {
         self.vocab
+    }
+
+    /// The first entry that is NaN or `+inf` (a stage overflowed), as `(token, value)`.
+    pub fn first_non_finite(&self) -> Option<(u32, f32)> {
+        self.vals
+            .iter()
+            .position(|v| v.is_nan() || *v == f32::INFINITY)
+            .map(|i| (self.id_at(i), self.vals[i]))
+    }
+
+    /// Checks the row as a pipeline left it: no NaN or `+inf` entry
+    /// ([`SamplingError::NonFiniteOutput`]) and at least one token kept
+    /// ([`SamplingError::AllMasked`]).
+    pub fn check_output(&self) -> Result<()> {
+        let (m, nan) = math::max_nan(&self.vals);
+        if nan || m == f32::INFINITY {
+            let (token, value) = self.first_non_finite().unwrap_or((0, m));
+            return Err(SamplingError::NonFiniteOutput {
+                row: self.index,
+                token,
+                value,
+            });
+        }
+        if m == f32::NEG_INFINITY {
+            return Err(SamplingError::AllMasked { row: self.index });
+        }
+        Ok(())
     }
 
     /// Whether the row is held as a sparse (id, logit) list.

@@ -99,11 +99,50 @@ impl PipelineFile {
 
 /// Typed, checked access to one stage's parameters; [`ParamReader::finish`] rejects any parameter
 /// the stage did not ask for.
+///
+/// A reader made with [`ParamReader::new`] fails at the first required parameter that is absent.
+/// The readers the built-in stages get defer that error: the read returns a placeholder (never
+/// range-checked) and [`ParamReader::finish`] reports the absent parameter together with any
+/// unknown one — often its misspelling.
 pub struct ParamReader<'a> {
     pipeline: &'a str,
     stage: &'a str,
     params: &'a BTreeMap<String, Value>,
     accepted: Vec<&'static str>,
+    /// Index of the stage in its pipeline.
+    pub(crate) index: usize,
+    /// How many pipelines enclose the stage's pipeline.
+    pub(crate) depth: usize,
+    defer_missing: bool,
+    missing: Vec<&'static str>,
+}
+
+/// A float type a parameter is read as.
+trait Float: Copy {
+    /// `v` rounded to this type.
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Float for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+impl Float for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+/// `v` as written (`0.7`), or in exponent form when that would be long (`1e-300`).
+fn short_number(v: f64) -> String {
+    let plain = v.to_string();
+    if plain.len() <= 24 {
+        plain
+    } else {
+        format!("{v:e}")
+    }
 }
 
 fn describe(v: &Value) -> String {
@@ -123,7 +162,45 @@ impl<'a> ParamReader<'a> {
             stage,
             params,
             accepted: Vec::new(),
+            index: 0,
+            depth: 0,
+            defer_missing: false,
+            missing: Vec::new(),
         }
+    }
+
+    /// A reader for a built-in stage: absent required parameters are reported by `finish`.
+    pub(crate) fn deferring(
+        pipeline: &'a str,
+        stage: &'a str,
+        params: &'a BTreeMap<String, Value>,
+        index: usize,
+        depth: usize,
+    ) -> Self {
+        Self {
+            index,
+            depth,
+            defer_missing: true,
+            ..Self::new(pipeline, stage, params)
+        }
+    }
+
+    /// The name of the pipeline the stage belongs to.
+    pub fn pipeline(&self) -> &'a str {
+        self.pipeline
+    }
+
+    /// Records that required parameter `key` is absent: an error now, or (deferring) at `finish`.
+    fn absent(&mut self, key: &'static str) -> Result<()> {
+        if self.defer_missing {
+            self.missing.push(key);
+            return Ok(());
+        }
+        Err(SamplingError::MissingParam {
+            pipeline: self.pipeline.to_string(),
+            stage: self.stage.to_string(),
+            param: key.to_string(),
+        })
     }
 
     /// The error for parameter `param` holding `value`, with the reason it is wrong.
@@ -156,14 +233,18 @@ impl<'a> ParamReader<'a> {
         }
     }
 
-    /// A required number.
+    /// The number under `key`, else `default`; `None` when it is absent, required and deferred.
+    fn number(&mut self, key: &'static str, default: Option<f64>) -> Result<Option<f64>> {
+        match (self.f64_opt(key)?, default) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(d)) => Ok(Some(d)),
+            (None, None) => self.absent(key).map(|()| None),
+        }
+    }
+
+    /// A required number (NaN as the placeholder when absent and deferring).
     pub fn f64_req(&mut self, key: &'static str) -> Result<f64> {
-        self.f64_opt(key)?
-            .ok_or_else(|| SamplingError::MissingParam {
-                pipeline: self.pipeline.to_string(),
-                stage: self.stage.to_string(),
-                param: key.to_string(),
-            })
+        Ok(self.number(key, None)?.unwrap_or(f64::NAN))
     }
 
     /// A number with a default.
@@ -179,14 +260,38 @@ impl<'a> ParamReader<'a> {
         ok: impl Fn(f64) -> bool,
         reason: &str,
     ) -> Result<f64> {
-        let v = match default {
-            Some(d) => self.f64_or(key, d)?,
-            None => self.f64_req(key)?,
+        self.checked_as(key, default, ok, reason)
+    }
+
+    /// A number used as `f32` that must satisfy `ok` *as an `f32`* (so `1e-300` is not a positive
+    /// temperature: it rounds to 0), else an error with `reason` naming the value given.
+    pub fn f32_checked(
+        &mut self,
+        key: &'static str,
+        default: Option<f64>,
+        ok: impl Fn(f32) -> bool,
+        reason: &str,
+    ) -> Result<f32> {
+        self.checked_as(key, default, ok, reason)
+    }
+
+    /// A number converted to `T` (`f64` or `f32`) that must satisfy `ok` as a `T`; the NaN
+    /// placeholder when absent and deferring.
+    fn checked_as<T: Float>(
+        &mut self,
+        key: &'static str,
+        default: Option<f64>,
+        ok: impl Fn(T) -> bool,
+        reason: &str,
+    ) -> Result<T> {
+        let Some(v) = self.number(key, default)? else {
+            return Ok(T::from_f64(f64::NAN));
         };
-        if !ok(v) {
-            return Err(self.invalid(key, v, reason));
+        let t = T::from_f64(v);
+        if !ok(t) {
+            return Err(self.invalid(key, short_number(v), reason));
         }
-        Ok(v)
+        Ok(t)
     }
 
     /// An optional integer (a float with no fractional part is accepted).
@@ -213,13 +318,7 @@ impl<'a> ParamReader<'a> {
         let v = match (self.int_opt(key)?, default) {
             (Some(v), _) => v,
             (None, Some(d)) => d,
-            (None, None) => {
-                return Err(SamplingError::MissingParam {
-                    pipeline: self.pipeline.to_string(),
-                    stage: self.stage.to_string(),
-                    param: key.to_string(),
-                })
-            }
+            (None, None) => return self.absent(key).map(|()| 0),
         };
         if !ok(v) {
             return Err(self.invalid(key, v, reason));
@@ -309,6 +408,20 @@ impl<'a> ParamReader<'a> {
         }
     }
 
+    /// A list of stage specs (a nested pipeline's `processors`; default empty).
+    pub fn stage_specs(&mut self, key: &'static str) -> Result<Vec<StageSpec>> {
+        match self.raw(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(v @ Value::Sequence(_)) => serde_yaml_ng::from_value(v.clone())
+                .map_err(|e| self.invalid(key, describe(v), &e.to_string())),
+            Some(v) => Err(self.invalid(
+                key,
+                describe(v),
+                "expected a list of stages ({name, params})",
+            )),
+        }
+    }
+
     /// A map from token id to number.
     pub fn id_map(&mut self, key: &'static str) -> Result<Vec<(u32, f64)>> {
         match self.raw(key) {
@@ -327,23 +440,42 @@ impl<'a> ParamReader<'a> {
         }
     }
 
-    /// Rejects parameters the stage did not read.
+    /// Rejects parameters the stage did not read, and reports a required parameter found absent
+    /// by a deferring reader — both in one error when both happen.
     pub fn finish(self) -> Result<()> {
-        for k in self.params.keys() {
-            if !self.accepted.iter().any(|a| a == k) {
-                return Err(SamplingError::UnknownParam {
-                    pipeline: self.pipeline.to_string(),
-                    stage: self.stage.to_string(),
-                    param: k.clone(),
-                    accepted: if self.accepted.is_empty() {
-                        "none".into()
-                    } else {
-                        self.accepted.join(", ")
-                    },
-                });
+        let unknown = self
+            .params
+            .keys()
+            .find(|k| !self.accepted.iter().any(|a| a == k));
+        let accepted = || {
+            if self.accepted.is_empty() {
+                "none".to_string()
+            } else {
+                self.accepted.join(", ")
             }
+        };
+        let (pipeline, stage) = (self.pipeline.to_string(), self.stage.to_string());
+        match (unknown, self.missing.first()) {
+            (None, None) => Ok(()),
+            (Some(u), None) => Err(SamplingError::UnknownParam {
+                pipeline,
+                stage,
+                param: u.clone(),
+                accepted: accepted(),
+            }),
+            (None, Some(m)) => Err(SamplingError::MissingParam {
+                pipeline,
+                stage,
+                param: m.to_string(),
+            }),
+            (Some(u), Some(m)) => Err(SamplingError::UnknownAndMissingParams {
+                pipeline,
+                stage,
+                unknown: u.clone(),
+                accepted: accepted(),
+                missing: m.to_string(),
+            }),
         }
-        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The stage interface every sampling heuristic implements (after llama.cpp's sampler chain:
-//! name / apply / accept / reset / clone).
+//! name / apply / accept / reset / clone), plus snapshot / restore of a stage's state.
 
 use crate::error::{Result, SamplingError};
 use crate::row::Row;
@@ -36,8 +36,59 @@ impl<'a> Context<'a> {
     }
 }
 
+/// The state a stateful stage carries from one token to the next (what [`Stage::snapshot`]
+/// saves): small plain data, never a row buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageState {
+    /// The stage keeps no state between tokens.
+    Stateless,
+    /// Mirostat's running target surprise μ (bits).
+    Mirostat {
+        /// μ.
+        mu: f64,
+    },
+    /// A stage's own random stream: its position and the uniform held for the next step.
+    Rng {
+        /// Word position of the ChaCha20 stream.
+        word_pos: u128,
+        /// The uniform the next `apply` uses.
+        pending: f64,
+        /// Whether an `apply` since the last `accept` used `pending`.
+        used: bool,
+    },
+    /// A nested pipeline: its stages' states, in order.
+    Pipeline(Vec<StageState>),
+}
+
+impl StageState {
+    /// The state's kind, for errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stateless => "stateless",
+            Self::Mirostat { .. } => "mirostat",
+            Self::Rng { .. } => "rng",
+            Self::Pipeline(_) => "pipeline",
+        }
+    }
+}
+
+/// The error for restoring `got` into stage `stage`, which saves states of kind `expected`.
+pub(crate) fn state_mismatch(stage: &str, expected: &str, got: &StageState) -> SamplingError {
+    SamplingError::StateMismatch {
+        stage: stage.to_string(),
+        reason: format!(
+            "expected a {expected} state, got a {} state (saved from another pipeline?)",
+            got.kind()
+        ),
+    }
+}
+
 /// One sampling stage: transforms a logits row in place (removing tokens by setting them to
 /// `-inf`), optionally observing the chosen token afterwards.
+///
+/// `apply` reads the stage's state but does not advance it; `accept` does. So applying twice to
+/// the same row and context gives the same result, and [`Stage::snapshot`] taken between tokens
+/// captures everything the next tokens depend on.
 pub trait Stage: Send + Sync + std::fmt::Debug {
     /// The stage's name as written in pipeline files.
     fn name(&self) -> &'static str;
@@ -47,6 +98,18 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     fn accept(&mut self, _token: u32) {}
     /// Returns to the initial state for a new sequence.
     fn reset(&mut self) {}
+    /// The state carried between tokens (default: [`StageState::Stateless`]).
+    fn snapshot(&self) -> StageState {
+        StageState::Stateless
+    }
+    /// Returns to a state saved by [`Stage::snapshot`] of this stage (or of a clone); a state of
+    /// another kind is an error.
+    fn restore(&mut self, state: &StageState) -> Result<()> {
+        match state {
+            StageState::Stateless => Ok(()),
+            other => Err(state_mismatch(self.name(), "stateless", other)),
+        }
+    }
     /// A copy with the same parameters and state.
     fn clone_box(&self) -> Box<dyn Stage>;
 }

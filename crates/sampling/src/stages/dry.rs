@@ -30,18 +30,18 @@ impl Dry {
     /// Reads `{multiplier ≥ 0, base ≥ 1 (default 1.75), allowed_length ≥ 0 (default 2),
     /// sequence_breakers (ids or id lists), last_n (default -1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let multiplier = p.f64_checked(
+        let multiplier = p.f32_checked(
             "multiplier",
             None,
             |v| v >= 0.0 && v.is_finite(),
-            "must be ≥ 0 and finite",
-        )? as f32;
-        let base = p.f64_checked(
+            "must be ≥ 0 and finite in f32",
+        )?;
+        let base = p.f32_checked(
             "base",
             Some(1.75),
             |v| v >= 1.0 && v.is_finite(),
-            "must be ≥ 1 and finite",
-        )? as f32;
+            "must be ≥ 1 and finite in f32",
+        )?;
         let allowed_length = p.int_checked(
             "allowed_length",
             Some(2),

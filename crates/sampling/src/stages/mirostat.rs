@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::row::Row;
 use crate::spec::ParamReader;
-use crate::stage::{Context, Stage};
+use crate::stage::{state_mismatch, Context, Stage, StageState};
 
 /// The distribution a mirostat stage left, to read the chosen token's probability at `accept`.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +30,14 @@ impl LastOutput {
     fn surprise(&self, token: u32) -> Option<f64> {
         let i = self.ids.binary_search(&token).ok()?;
         Some(-((self.vals[i] - self.lse) as f64) / std::f64::consts::LN_2)
+    }
+}
+
+/// μ from a saved state, or the error naming `stage` if it is not a mirostat state.
+fn restore_mu(stage: &str, state: &StageState) -> Result<f64> {
+    match state {
+        StageState::Mirostat { mu } => Ok(*mu),
+        other => Err(state_mismatch(stage, "mirostat", other)),
     }
 }
 
@@ -99,6 +107,13 @@ impl Stage for MirostatV2 {
     }
     fn reset(&mut self) {
         self.mu = 2.0 * self.tau;
+    }
+    fn snapshot(&self) -> StageState {
+        StageState::Mirostat { mu: self.mu }
+    }
+    fn restore(&mut self, state: &StageState) -> Result<()> {
+        self.mu = restore_mu(self.name(), state)?;
+        Ok(())
     }
     fn clone_box(&self) -> Box<dyn Stage> {
         Box::new(self.clone())
@@ -179,6 +194,13 @@ impl Stage for MirostatV1 {
     }
     fn reset(&mut self) {
         self.mu = 2.0 * self.tau;
+    }
+    fn snapshot(&self) -> StageState {
+        StageState::Mirostat { mu: self.mu }
+    }
+    fn restore(&mut self, state: &StageState) -> Result<()> {
+        self.mu = restore_mu(self.name(), state)?;
+        Ok(())
     }
     fn clone_box(&self) -> Box<dyn Stage> {
         Box::new(self.clone())

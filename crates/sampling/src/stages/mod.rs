@@ -1,4 +1,6 @@
-//! Every sampling stage, and the registry that builds one from its pipeline-file spec.
+//! Every sampling stage, and the registry that builds one from its pipeline-file spec: the
+//! built-in table [`BUILTIN_STAGES`] (each name declared once) and the stages registered at run
+//! time by other crates ([`register_external`]).
 
 mod dry;
 mod epsilon;
@@ -33,7 +35,8 @@ pub use xtc::Xtc;
 use std::sync::RwLock;
 
 use crate::error::{Result, SamplingError};
-use crate::spec::{ParamReader, StageSpec};
+use crate::pipeline::Pipeline;
+use crate::spec::{ParamReader, PipelineSpec, StageSpec};
 use crate::stage::Stage;
 
 /// Builds an external stage from its spec, the pipeline's name and the stage's index in it.
@@ -63,7 +66,7 @@ static EXTERNAL: RwLock<Vec<ExternalStage>> = RwLock::new(Vec::new());
 /// Registers (or replaces, by name) an external stage: from then on [`build_stage`] builds
 /// stages of that name with it. Built-in names cannot be overridden (returns `false`).
 pub fn register_external(stage: ExternalStage) -> bool {
-    if STAGES.iter().any(|(n, _)| *n == stage.name) {
+    if builtin_stage(stage.name).is_some() {
         return false;
     }
     let mut reg = EXTERNAL.write().unwrap_or_else(|e| e.into_inner());
@@ -87,83 +90,209 @@ pub fn external_stage(name: &str) -> Option<ExternalStage> {
         .copied()
 }
 
-/// Names of all stages, with their parameters, as accepted in pipeline files.
-pub const STAGES: &[(&str, &str)] = &[
-    ("temperature", "temperature > 0"),
-    ("top_k", "top_k ≥ 1, min_tokens_to_keep"),
-    ("top_p", "top_p ∈ (0, 1], min_tokens_to_keep"),
-    ("min_p", "min_p ∈ [0, 1], min_tokens_to_keep"),
-    ("typical", "mass ∈ (0, 1], min_tokens_to_keep"),
-    ("epsilon", "epsilon ∈ (0, 1), min_tokens_to_keep"),
-    ("eta", "epsilon ∈ (0, 1), min_tokens_to_keep"),
-    ("top_a", "top_a ∈ [0, 1], min_tokens_to_keep"),
-    ("top_n_sigma", "n > 0"),
-    (
-        "xtc",
-        "threshold = 0.1, probability = 0.5, seed = 0, min_tokens_to_keep",
-    ),
-    ("dynamic_temperature", "temp ≥ 0, range = 0, exponent = 1"),
-    ("mirostat_v1", "tau = 5, eta = 0.1, m = 100"),
-    ("mirostat_v2", "tau = 5, eta = 0.1"),
-    (
-        "repetition_penalty",
-        "penalty > 0, last_n = -1 (whole history)",
-    ),
-    ("frequency_penalty", "penalty, last_n = 64"),
-    ("presence_penalty", "penalty, last_n = 64"),
-    (
-        "dry",
-        "multiplier ≥ 0, base = 1.75, allowed_length = 2, sequence_breakers = [], last_n = -1",
-    ),
-    ("logit_bias", "bias: {token_id: bias}"),
-    ("no_repeat_ngram", "n ≥ 1"),
-    ("min_tokens", "min_tokens ≥ 0, eos_ids"),
-    ("greedy", "(none)"),
+/// Stage name of a nested pipeline in pipeline files: `{name: pipeline, params: {processors:
+/// [..]}}` applies its processors in order, as one stage.
+pub const PIPELINE_STAGE: &str = "pipeline";
+
+/// Builds a built-in stage from its parameters (the reader knows the pipeline and stage names).
+pub type BuiltinBuilder = fn(&mut ParamReader) -> Result<Box<dyn Stage>>;
+
+/// A stage of this crate: its name in pipeline files, its parameters (for listings) and its
+/// builder. [`BUILTIN_STAGES`] is the one place each name is declared.
+#[derive(Clone, Copy, Debug)]
+pub struct BuiltinStage {
+    /// The stage name in pipeline files.
+    pub name: &'static str,
+    /// Its parameters, for listings.
+    pub params_help: &'static str,
+    /// The builder.
+    pub build: BuiltinBuilder,
+}
+
+/// Every built-in stage, in listing order.
+pub const BUILTIN_STAGES: &[BuiltinStage] = &[
+    BuiltinStage {
+        name: "temperature",
+        params_help: "temperature > 0",
+        build: |p| Ok(Box::new(Temperature::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "top_k",
+        params_help: "top_k ≥ 1, min_tokens_to_keep",
+        build: |p| Ok(Box::new(TopK::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "top_p",
+        params_help: "top_p ∈ (0, 1], min_tokens_to_keep",
+        build: |p| Ok(Box::new(TopP::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "min_p",
+        params_help: "min_p ∈ [0, 1], min_tokens_to_keep",
+        build: |p| Ok(Box::new(MinP::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "typical",
+        params_help: "mass ∈ (0, 1], min_tokens_to_keep",
+        build: |p| Ok(Box::new(Typical::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "epsilon",
+        params_help: "epsilon ∈ (0, 1), min_tokens_to_keep",
+        build: |p| Ok(Box::new(Epsilon::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "eta",
+        params_help: "epsilon ∈ (0, 1), min_tokens_to_keep",
+        build: |p| Ok(Box::new(Eta::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "top_a",
+        params_help: "top_a ∈ [0, 1], min_tokens_to_keep",
+        build: |p| Ok(Box::new(TopA::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "top_n_sigma",
+        params_help: "n > 0",
+        build: |p| Ok(Box::new(TopNSigma::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "xtc",
+        params_help: "threshold = 0.1, probability = 0.5, seed = 0, min_tokens_to_keep",
+        build: |p| Ok(Box::new(Xtc::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "dynamic_temperature",
+        params_help: "temp ≥ 0, range = 0, exponent = 1",
+        build: |p| Ok(Box::new(DynamicTemperature::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "mirostat_v1",
+        params_help: "tau = 5, eta = 0.1, m = 100",
+        build: |p| Ok(Box::new(MirostatV1::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "mirostat_v2",
+        params_help: "tau = 5, eta = 0.1",
+        build: |p| Ok(Box::new(MirostatV2::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "repetition_penalty",
+        params_help: "penalty > 0, last_n = -1 (whole history)",
+        build: |p| Ok(Box::new(Penalty::from_params(PenaltyKind::Repetition, p)?)),
+    },
+    BuiltinStage {
+        name: "frequency_penalty",
+        params_help: "penalty, last_n = 64",
+        build: |p| Ok(Box::new(Penalty::from_params(PenaltyKind::Frequency, p)?)),
+    },
+    BuiltinStage {
+        name: "presence_penalty",
+        params_help: "penalty, last_n = 64",
+        build: |p| Ok(Box::new(Penalty::from_params(PenaltyKind::Presence, p)?)),
+    },
+    BuiltinStage {
+        name: "dry",
+        params_help:
+            "multiplier ≥ 0, base = 1.75, allowed_length = 2, sequence_breakers = [], last_n = -1",
+        build: |p| Ok(Box::new(Dry::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "logit_bias",
+        params_help: "bias: {token_id: bias}",
+        build: |p| Ok(Box::new(LogitBias::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "no_repeat_ngram",
+        params_help: "n ≥ 1",
+        build: |p| Ok(Box::new(NoRepeatNgram::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "min_tokens",
+        params_help: "min_tokens ≥ 0, eos_ids",
+        build: |p| Ok(Box::new(MinTokens::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: "greedy",
+        params_help: "(none)",
+        build: |p| Ok(Box::new(Greedy::from_params(p)?)),
+    },
+    BuiltinStage {
+        name: PIPELINE_STAGE,
+        params_help: "processors: [stages] (a nested pipeline, applied as one stage)",
+        build: build_nested_pipeline,
+    },
 ];
+
+/// Names of all built-in stages, with their parameters, as accepted in pipeline files (derived
+/// from [`BUILTIN_STAGES`]).
+pub const STAGES: &[(&str, &str)] = &{
+    let mut out = [("", ""); BUILTIN_STAGES.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (BUILTIN_STAGES[i].name, BUILTIN_STAGES[i].params_help);
+        i += 1;
+    }
+    out
+};
+
+/// The built-in stage called `name`, if any.
+pub fn builtin_stage(name: &str) -> Option<&'static BuiltinStage> {
+    BUILTIN_STAGES.iter().find(|s| s.name == name)
+}
+
+/// Pipelines nested deeper than this are refused (a bound on recursion).
+pub const MAX_NESTING: usize = 8;
+
+/// The `pipeline` stage: `{processors}` built as a pipeline named `outer[index]`.
+fn build_nested_pipeline(p: &mut ParamReader) -> Result<Box<dyn Stage>> {
+    let processors = p.stage_specs("processors")?;
+    if p.depth >= MAX_NESTING {
+        return Err(p.invalid(
+            "processors",
+            format!("(nesting depth {})", p.depth + 1),
+            &format!("pipelines nest at most {MAX_NESTING} deep"),
+        ));
+    }
+    let spec = PipelineSpec {
+        name: format!("{}[{}]", p.pipeline(), p.index),
+        weight: 1.0,
+        processors,
+    };
+    Ok(Box::new(Pipeline::from_spec_at_depth(spec, p.depth + 1)?))
+}
 
 /// Builds stage `spec` (the `index`-th of pipeline `pipeline`), checking every parameter.
 /// Names that are not built in are looked up among the [`register_external`] stages.
 pub fn build_stage(spec: &StageSpec, pipeline: &str, index: usize) -> Result<Box<dyn Stage>> {
-    let mut p = ParamReader::new(pipeline, &spec.name, &spec.params);
-    let stage: Box<dyn Stage> = match spec.name.as_str() {
-        "temperature" => Box::new(Temperature::from_params(&mut p)?),
-        "top_k" => Box::new(TopK::from_params(&mut p)?),
-        "top_p" => Box::new(TopP::from_params(&mut p)?),
-        "min_p" => Box::new(MinP::from_params(&mut p)?),
-        "typical" => Box::new(Typical::from_params(&mut p)?),
-        "epsilon" => Box::new(Epsilon::from_params(&mut p)?),
-        "eta" => Box::new(Eta::from_params(&mut p)?),
-        "top_a" => Box::new(TopA::from_params(&mut p)?),
-        "top_n_sigma" => Box::new(TopNSigma::from_params(&mut p)?),
-        "xtc" => Box::new(Xtc::from_params(&mut p)?),
-        "dynamic_temperature" => Box::new(DynamicTemperature::from_params(&mut p)?),
-        "mirostat_v1" => Box::new(MirostatV1::from_params(&mut p)?),
-        "mirostat_v2" => Box::new(MirostatV2::from_params(&mut p)?),
-        "repetition_penalty" => Box::new(Penalty::from_params(PenaltyKind::Repetition, &mut p)?),
-        "frequency_penalty" => Box::new(Penalty::from_params(PenaltyKind::Frequency, &mut p)?),
-        "presence_penalty" => Box::new(Penalty::from_params(PenaltyKind::Presence, &mut p)?),
-        "dry" => Box::new(Dry::from_params(&mut p)?),
-        "logit_bias" => Box::new(LogitBias::from_params(&mut p)?),
-        "no_repeat_ngram" => Box::new(NoRepeatNgram::from_params(&mut p)?),
-        "min_tokens" => Box::new(MinTokens::from_params(&mut p)?),
-        "greedy" => Box::new(Greedy::from_params(&mut p)?),
-        other => {
-            if let Some(ext) = external_stage(other) {
-                return (ext.build)(spec, pipeline, index);
-            }
-            return Err(SamplingError::UnknownStage {
-                pipeline: pipeline.to_string(),
-                index,
-                stage: other.to_string(),
-                known: STAGES
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .chain(external_stages().iter().map(|s| s.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    };
-    p.finish()?;
-    Ok(stage)
+    build_stage_at_depth(spec, pipeline, index, 0)
+}
+
+/// [`build_stage`] for a stage of a pipeline nested `depth` deep.
+pub(crate) fn build_stage_at_depth(
+    spec: &StageSpec,
+    pipeline: &str,
+    index: usize,
+    depth: usize,
+) -> Result<Box<dyn Stage>> {
+    if let Some(b) = builtin_stage(&spec.name) {
+        let mut p = ParamReader::deferring(pipeline, &spec.name, &spec.params, index, depth);
+        let stage = (b.build)(&mut p)?;
+        p.finish()?;
+        return Ok(stage);
+    }
+    if let Some(ext) = external_stage(&spec.name) {
+        return (ext.build)(spec, pipeline, index);
+    }
+    Err(SamplingError::UnknownStage {
+        pipeline: pipeline.to_string(),
+        index,
+        stage: spec.name.clone(),
+        known: BUILTIN_STAGES
+            .iter()
+            .map(|s| s.name)
+            .chain(external_stages().iter().map(|s| s.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }

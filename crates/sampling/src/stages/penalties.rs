@@ -57,13 +57,13 @@ impl Penalty {
     /// repetition penalty must be > 0, the others finite.
     pub fn from_params(kind: PenaltyKind, p: &mut ParamReader) -> Result<Self> {
         let penalty = match kind {
-            PenaltyKind::Repetition => p.f64_checked(
+            PenaltyKind::Repetition => p.f32_checked(
                 "penalty",
                 None,
                 |v| v > 0.0 && v.is_finite(),
-                "must be > 0 and finite",
+                "must be > 0 and finite in f32",
             )?,
-            _ => p.f64_checked("penalty", None, f64::is_finite, "must be finite")?,
+            _ => p.f32_checked("penalty", None, f32::is_finite, "must be finite in f32")?,
         };
         let last_n = p.last_n(if kind == PenaltyKind::Repetition {
             -1
@@ -72,7 +72,7 @@ impl Penalty {
         })?;
         Ok(Self {
             kind,
-            penalty: penalty as f32,
+            penalty,
             last_n,
             counts: TokenCounts::default(),
         })

@@ -15,15 +15,13 @@ pub struct Temperature {
 impl Temperature {
     /// Reads `{temperature}` (> 0, finite).
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let t = p.f64_checked(
+        let temperature = p.f32_checked(
             "temperature",
             None,
             |v| v > 0.0 && v.is_finite(),
-            "must be > 0 and finite (use the `greedy` stage for T = 0)",
+            "must be > 0 and finite in f32 (use the `greedy` stage for T = 0)",
         )?;
-        Ok(Self {
-            temperature: t as f32,
-        })
+        Ok(Self { temperature })
     }
 }
 
@@ -58,28 +56,28 @@ pub struct DynamicTemperature {
 impl DynamicTemperature {
     /// Reads `{temp, range (default 0), exponent (default 1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
-        let temp = p.f64_checked(
+        let temp = p.f32_checked(
             "temp",
             None,
             |v| v >= 0.0 && v.is_finite(),
-            "must be ≥ 0 and finite",
+            "must be ≥ 0 and finite in f32",
         )?;
-        let range = p.f64_checked(
+        let range = p.f32_checked(
             "range",
             Some(0.0),
             |v| v >= 0.0 && v.is_finite(),
-            "must be ≥ 0 and finite",
+            "must be ≥ 0 and finite in f32",
         )?;
-        let exponent = p.f64_checked(
+        let exponent = p.f32_checked(
             "exponent",
             Some(1.0),
             |v| v > 0.0 && v.is_finite(),
-            "must be > 0 and finite",
+            "must be > 0 and finite in f32",
         )?;
         Ok(Self {
-            temp: temp as f32,
-            range: range as f32,
-            exponent: exponent as f32,
+            temp,
+            range,
+            exponent,
         })
     }
 }

@@ -13,17 +13,17 @@ pub struct LogitBias {
 }
 
 impl LogitBias {
-    /// Reads `{bias: {token_id: bias}}`; biases are finite or `-inf`.
+    /// Reads `{bias: {token_id: bias}}`; biases are finite (in f32) or `-inf`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let pairs = p.id_map("bias")?;
         if let Some((id, b)) = pairs
             .iter()
-            .find(|(_, b)| b.is_nan() || *b == f64::INFINITY)
+            .find(|(_, b)| *b != f64::NEG_INFINITY && !(*b as f32).is_finite())
         {
             return Err(p.invalid(
                 "bias",
                 format!("{{{id}: {b}}}"),
-                "biases must be finite or -inf",
+                "biases must be finite in f32 or -inf",
             ));
         }
         Ok(Self {

@@ -6,11 +6,15 @@ use crate::error::Result;
 use crate::rng;
 use crate::row::Row;
 use crate::spec::ParamReader;
-use crate::stage::{Context, Stage};
+use crate::stage::{state_mismatch, Context, Stage, StageState};
 
 /// llama.cpp XTC: with probability π (own seeded RNG), remove every token with `p ≥ threshold`
 /// except the least likely of them; a no-op when fewer than two tokens reach the threshold, when
 /// `threshold > 0.5`, or when fewer than `min_keep` tokens would remain.
+///
+/// The uniform deciding a step is drawn ahead (`pending`): `apply` reads it, `accept` draws the
+/// next one if `apply` used it — so the stream is the same as drawing in `apply`, and applying
+/// twice before an `accept` decides the same way twice.
 #[derive(Debug, Clone)]
 pub struct Xtc {
     /// Probability threshold.
@@ -21,6 +25,10 @@ pub struct Xtc {
     pub min_keep: usize,
     seed: u64,
     rng: ChaCha20Rng,
+    /// The uniform the next `apply` uses.
+    pending: f64,
+    /// Whether an `apply` used `pending` since the last `accept`.
+    used: bool,
     ids: Vec<u32>,
     vals: Vec<f32>,
     entries: Vec<usize>,
@@ -43,12 +51,15 @@ impl Xtc {
         )?;
         let seed = p.u64_or("seed", 0)?;
         let min_keep = p.min_keep()?;
+        let mut rng = rng::seeded(seed, 0);
         Ok(Self {
             threshold,
             probability,
             min_keep,
             seed,
-            rng: rng::seeded(seed, 0),
+            pending: rng::uniform(&mut rng),
+            used: false,
+            rng,
             ids: Vec::new(),
             vals: Vec::new(),
             entries: Vec::new(),
@@ -64,7 +75,8 @@ impl Stage for Xtc {
         if self.probability <= 0.0 || self.threshold > 0.5 || row.kept() < 2 {
             return Ok(());
         }
-        if rng::uniform(&mut self.rng) >= self.probability {
+        self.used = true;
+        if self.pending >= self.probability {
             return Ok(());
         }
         // p ≥ threshold ⇔ z ≥ lse + ln(threshold)
@@ -91,8 +103,38 @@ impl Stage for Xtc {
         row.remove_entries(&self.entries);
         Ok(())
     }
+    fn accept(&mut self, _token: u32) {
+        if self.used {
+            self.pending = rng::uniform(&mut self.rng);
+            self.used = false;
+        }
+    }
     fn reset(&mut self) {
         self.rng = rng::seeded(self.seed, 0);
+        self.pending = rng::uniform(&mut self.rng);
+        self.used = false;
+    }
+    fn snapshot(&self) -> StageState {
+        StageState::Rng {
+            word_pos: self.rng.get_word_pos(),
+            pending: self.pending,
+            used: self.used,
+        }
+    }
+    fn restore(&mut self, state: &StageState) -> Result<()> {
+        match state {
+            StageState::Rng {
+                word_pos,
+                pending,
+                used,
+            } => {
+                self.rng.set_word_pos(*word_pos);
+                self.pending = *pending;
+                self.used = *used;
+                Ok(())
+            }
+            other => Err(state_mismatch(self.name(), "rng", other)),
+        }
     }
     fn clone_box(&self) -> Box<dyn Stage> {
         Box::new(self.clone())
