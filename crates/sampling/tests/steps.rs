@@ -256,3 +256,40 @@ fn nested_pipelines_round_trip_through_yaml_and_name_their_errors() {
     }
     assert!(build_error(&inner).contains("nest at most"));
 }
+
+#[test]
+fn relative_paths_of_external_stages_resolve_inside_nested_pipelines() {
+    use adasamp_sampling::stages::{register_external, ExternalStage};
+    // A stage that refuses to build, quoting the path it was given (the builder type fixes the
+    // error type).
+    #[allow(clippy::result_large_err)]
+    fn build(
+        spec: &StageSpec,
+        pipeline: &str,
+        _: usize,
+    ) -> adasamp_sampling::Result<Box<dyn adasamp_sampling::Stage>> {
+        Err(SamplingError::StageFailed {
+            pipeline: pipeline.to_string(),
+            stage: "path_probe".into(),
+            message: format!("file = {:?}", spec.params.get("file")),
+        })
+    }
+    assert!(register_external(ExternalStage {
+        name: "path_probe",
+        params_help: "file",
+        path_params: &["file"],
+        build,
+    }));
+    let dir = std::env::temp_dir().join(format!("adasamp-nested-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        "pipelines:\n  - name: a\n    processors:\n      - {name: pipeline, params: {processors: [{name: path_probe, params: {file: w.bin}}]}}\n",
+    )
+    .unwrap();
+    let e = PipelineSet::from_path(&file).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let want = dir.join("w.bin").display().to_string();
+    assert!(e.contains(&want) && e.contains("a[0]"), "{e}");
+}
