@@ -286,3 +286,22 @@ fn an_unknown_parameter_is_named_beside_the_missing_one() {
         &["tmp", "missing", "temp"],
     );
 }
+
+#[test]
+fn a_nan_or_inf_a_stage_writes_is_named_by_draw() {
+    // What an external stage (e.g. a learned sampler) could leave in the row.
+    for (bad, pos) in [(f32::NAN, 70usize), (f32::INFINITY, 3), (f32::NAN, 0)] {
+        let mut row = Row::new();
+        row.load(&vec![0.25f32; 100], 5).unwrap();
+        row.exp_scratch();
+        row.values_mut()[pos] = bad;
+        match adasamp_sampling::draw(&mut row, 0.5, 0).unwrap_err() {
+            SamplingError::NonFiniteOutput { row, token, value } => {
+                assert_eq!((row, token as usize), (5, pos));
+                assert_eq!(value.to_bits(), bad.to_bits());
+            }
+            other => panic!("{other}"),
+        }
+        assert!(row.check_output().is_err());
+    }
+}
