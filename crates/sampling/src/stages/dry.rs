@@ -27,6 +27,9 @@ pub struct Dry {
 }
 
 impl Dry {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "dry";
+
     /// Reads `{multiplier ≥ 0, base ≥ 1 (default 1.75), allowed_length ≥ 0 (default 2),
     /// sequence_breakers (ids or id lists), last_n (default -1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
@@ -103,7 +106,7 @@ pub(crate) fn z_function(s: &[u32], z: &mut Vec<usize>) {
 
 impl Stage for Dry {
     fn name(&self) -> &'static str {
-        "dry"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, ctx: &Context<'_>) -> Result<()> {
         if self.multiplier == 0.0 || self.last_n == Some(0) {

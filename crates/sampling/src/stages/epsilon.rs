@@ -20,6 +20,9 @@ fn read_epsilon(p: &mut ParamReader) -> Result<(f64, usize)> {
 }
 
 impl Epsilon {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "epsilon";
+
     /// Reads `{epsilon ∈ (0, 1), min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let (epsilon, min_keep) = read_epsilon(p)?;
@@ -29,7 +32,7 @@ impl Epsilon {
 
 impl Stage for Epsilon {
     fn name(&self) -> &'static str {
-        "epsilon"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let t = (row.lse() + self.epsilon.ln()) as f32;
@@ -52,6 +55,9 @@ pub struct Eta {
 }
 
 impl Eta {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "eta";
+
     /// Reads `{epsilon ∈ (0, 1), min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let (epsilon, min_keep) = read_epsilon(p)?;
@@ -61,7 +67,7 @@ impl Eta {
 
 impl Stage for Eta {
     fn name(&self) -> &'static str {
-        "eta"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let (lse, h) = row.lse_entropy();

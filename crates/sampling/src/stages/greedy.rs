@@ -10,6 +10,9 @@ use crate::stage::{Context, Stage};
 pub struct Greedy;
 
 impl Greedy {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "greedy";
+
     /// Takes no parameters.
     pub fn from_params(_: &mut ParamReader) -> Result<Self> {
         Ok(Self)
@@ -18,7 +21,7 @@ impl Greedy {
 
 impl Stage for Greedy {
     fn name(&self) -> &'static str {
-        "greedy"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if let Some(i) = row.argmax() {

@@ -16,6 +16,9 @@ pub struct MinP {
 }
 
 impl MinP {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "min_p";
+
     /// Reads `{min_p ∈ [0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let min_p = p.f64_checked(
@@ -33,7 +36,7 @@ impl MinP {
 
 impl Stage for MinP {
     fn name(&self) -> &'static str {
-        "min_p"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.min_p <= 0.0 {

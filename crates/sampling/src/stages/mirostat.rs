@@ -70,6 +70,9 @@ pub struct MirostatV2 {
 }
 
 impl MirostatV2 {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "mirostat_v2";
+
     /// Reads `{tau (default 5), eta (default 0.1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let (tau, eta) = read_tau_eta(p)?;
@@ -89,7 +92,7 @@ impl MirostatV2 {
 
 impl Stage for MirostatV2 {
     fn name(&self) -> &'static str {
-        "mirostat_v2"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         // −log2 p > μ ⇔ z − lse < −μ·ln2
@@ -137,6 +140,9 @@ pub struct MirostatV1 {
 }
 
 impl MirostatV1 {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "mirostat_v1";
+
     /// Reads `{tau (default 5), eta (default 0.1), m (default 100, ≥ 2)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let (tau, eta) = read_tau_eta(p)?;
@@ -154,7 +160,7 @@ impl MirostatV1 {
 
 impl Stage for MirostatV1 {
     fn name(&self) -> &'static str {
-        "mirostat_v1"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let n = row.kept();

@@ -98,7 +98,8 @@ pub const PIPELINE_STAGE: &str = "pipeline";
 pub type BuiltinBuilder = fn(&mut ParamReader) -> Result<Box<dyn Stage>>;
 
 /// A stage of this crate: its name in pipeline files, its parameters (for listings) and its
-/// builder. [`BUILTIN_STAGES`] is the one place each name is declared.
+/// builder. [`BUILTIN_STAGES`] is the one table of them; each name is the stage type's own
+/// constant (`Temperature::NAME`, …), which its [`Stage::name`] returns too.
 #[derive(Clone, Copy, Debug)]
 pub struct BuiltinStage {
     /// The stage name in pipeline files.
@@ -112,108 +113,108 @@ pub struct BuiltinStage {
 /// Every built-in stage, in listing order.
 pub const BUILTIN_STAGES: &[BuiltinStage] = &[
     BuiltinStage {
-        name: "temperature",
+        name: Temperature::NAME,
         params_help: "temperature > 0",
         build: |p| Ok(Box::new(Temperature::from_params(p)?)),
     },
     BuiltinStage {
-        name: "top_k",
+        name: TopK::NAME,
         params_help: "top_k ≥ 1, min_tokens_to_keep",
         build: |p| Ok(Box::new(TopK::from_params(p)?)),
     },
     BuiltinStage {
-        name: "top_p",
+        name: TopP::NAME,
         params_help: "top_p ∈ (0, 1], min_tokens_to_keep",
         build: |p| Ok(Box::new(TopP::from_params(p)?)),
     },
     BuiltinStage {
-        name: "min_p",
+        name: MinP::NAME,
         params_help: "min_p ∈ [0, 1], min_tokens_to_keep",
         build: |p| Ok(Box::new(MinP::from_params(p)?)),
     },
     BuiltinStage {
-        name: "typical",
+        name: Typical::NAME,
         params_help: "mass ∈ (0, 1], min_tokens_to_keep",
         build: |p| Ok(Box::new(Typical::from_params(p)?)),
     },
     BuiltinStage {
-        name: "epsilon",
+        name: Epsilon::NAME,
         params_help: "epsilon ∈ (0, 1), min_tokens_to_keep",
         build: |p| Ok(Box::new(Epsilon::from_params(p)?)),
     },
     BuiltinStage {
-        name: "eta",
+        name: Eta::NAME,
         params_help: "epsilon ∈ (0, 1), min_tokens_to_keep",
         build: |p| Ok(Box::new(Eta::from_params(p)?)),
     },
     BuiltinStage {
-        name: "top_a",
+        name: TopA::NAME,
         params_help: "top_a ∈ [0, 1], min_tokens_to_keep",
         build: |p| Ok(Box::new(TopA::from_params(p)?)),
     },
     BuiltinStage {
-        name: "top_n_sigma",
+        name: TopNSigma::NAME,
         params_help: "n > 0",
         build: |p| Ok(Box::new(TopNSigma::from_params(p)?)),
     },
     BuiltinStage {
-        name: "xtc",
+        name: Xtc::NAME,
         params_help: "threshold = 0.1, probability = 0.5, seed = 0, min_tokens_to_keep",
         build: |p| Ok(Box::new(Xtc::from_params(p)?)),
     },
     BuiltinStage {
-        name: "dynamic_temperature",
+        name: DynamicTemperature::NAME,
         params_help: "temp ≥ 0, range = 0, exponent = 1",
         build: |p| Ok(Box::new(DynamicTemperature::from_params(p)?)),
     },
     BuiltinStage {
-        name: "mirostat_v1",
+        name: MirostatV1::NAME,
         params_help: "tau = 5, eta = 0.1, m = 100",
         build: |p| Ok(Box::new(MirostatV1::from_params(p)?)),
     },
     BuiltinStage {
-        name: "mirostat_v2",
+        name: MirostatV2::NAME,
         params_help: "tau = 5, eta = 0.1",
         build: |p| Ok(Box::new(MirostatV2::from_params(p)?)),
     },
     BuiltinStage {
-        name: "repetition_penalty",
+        name: PenaltyKind::Repetition.name(),
         params_help: "penalty > 0, last_n = -1 (whole history)",
         build: |p| Ok(Box::new(Penalty::from_params(PenaltyKind::Repetition, p)?)),
     },
     BuiltinStage {
-        name: "frequency_penalty",
+        name: PenaltyKind::Frequency.name(),
         params_help: "penalty, last_n = 64",
         build: |p| Ok(Box::new(Penalty::from_params(PenaltyKind::Frequency, p)?)),
     },
     BuiltinStage {
-        name: "presence_penalty",
+        name: PenaltyKind::Presence.name(),
         params_help: "penalty, last_n = 64",
         build: |p| Ok(Box::new(Penalty::from_params(PenaltyKind::Presence, p)?)),
     },
     BuiltinStage {
-        name: "dry",
+        name: Dry::NAME,
         params_help:
             "multiplier ≥ 0, base = 1.75, allowed_length = 2, sequence_breakers = [], last_n = -1",
         build: |p| Ok(Box::new(Dry::from_params(p)?)),
     },
     BuiltinStage {
-        name: "logit_bias",
+        name: LogitBias::NAME,
         params_help: "bias: {token_id: bias}",
         build: |p| Ok(Box::new(LogitBias::from_params(p)?)),
     },
     BuiltinStage {
-        name: "no_repeat_ngram",
+        name: NoRepeatNgram::NAME,
         params_help: "n ≥ 1",
         build: |p| Ok(Box::new(NoRepeatNgram::from_params(p)?)),
     },
     BuiltinStage {
-        name: "min_tokens",
+        name: MinTokens::NAME,
         params_help: "min_tokens ≥ 0, eos_ids",
         build: |p| Ok(Box::new(MinTokens::from_params(p)?)),
     },
     BuiltinStage {
-        name: "greedy",
+        name: Greedy::NAME,
         params_help: "(none)",
         build: |p| Ok(Box::new(Greedy::from_params(p)?)),
     },

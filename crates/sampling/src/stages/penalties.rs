@@ -40,6 +40,17 @@ pub enum PenaltyKind {
     Presence,
 }
 
+impl PenaltyKind {
+    /// The stage name of this penalty in pipeline files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PenaltyKind::Repetition => "repetition_penalty",
+            PenaltyKind::Frequency => "frequency_penalty",
+            PenaltyKind::Presence => "presence_penalty",
+        }
+    }
+}
+
 /// A penalty on the tokens of the last `last_n` history tokens (prompt + generated).
 #[derive(Debug, Clone)]
 pub struct Penalty {
@@ -81,11 +92,7 @@ impl Penalty {
 
 impl Stage for Penalty {
     fn name(&self) -> &'static str {
-        match self.kind {
-            PenaltyKind::Repetition => "repetition_penalty",
-            PenaltyKind::Frequency => "frequency_penalty",
-            PenaltyKind::Presence => "presence_penalty",
-        }
+        self.kind.name()
     }
     fn apply(&mut self, row: &mut Row, ctx: &Context<'_>) -> Result<()> {
         if self.last_n == Some(0) {

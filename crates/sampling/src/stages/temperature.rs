@@ -13,6 +13,9 @@ pub struct Temperature {
 }
 
 impl Temperature {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "temperature";
+
     /// Reads `{temperature}` (> 0, finite).
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let temperature = p.f32_checked(
@@ -27,7 +30,7 @@ impl Temperature {
 
 impl Stage for Temperature {
     fn name(&self) -> &'static str {
-        "temperature"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.temperature != 1.0 {
@@ -54,6 +57,9 @@ pub struct DynamicTemperature {
 }
 
 impl DynamicTemperature {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "dynamic_temperature";
+
     /// Reads `{temp, range (default 0), exponent (default 1)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let temp = p.f32_checked(
@@ -84,7 +90,7 @@ impl DynamicTemperature {
 
 impl Stage for DynamicTemperature {
     fn name(&self) -> &'static str {
-        "dynamic_temperature"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let t = if self.range > 0.0 {

@@ -13,6 +13,9 @@ pub struct LogitBias {
 }
 
 impl LogitBias {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "logit_bias";
+
     /// Reads `{bias: {token_id: bias}}`; biases are finite (in f32) or `-inf`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let pairs = p.id_map("bias")?;
@@ -34,7 +37,7 @@ impl LogitBias {
 
 impl Stage for LogitBias {
     fn name(&self) -> &'static str {
-        "logit_bias"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         for &(id, b) in &self.bias {
@@ -59,6 +62,9 @@ pub struct NoRepeatNgram {
 }
 
 impl NoRepeatNgram {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "no_repeat_ngram";
+
     /// Reads `{n ≥ 1}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let n = p.int_checked("n", None, |v| v >= 1, "must be an integer ≥ 1")? as usize;
@@ -68,7 +74,7 @@ impl NoRepeatNgram {
 
 impl Stage for NoRepeatNgram {
     fn name(&self) -> &'static str {
-        "no_repeat_ngram"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, ctx: &Context<'_>) -> Result<()> {
         let h = ctx.history;
@@ -102,6 +108,9 @@ pub struct MinTokens {
 }
 
 impl MinTokens {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "min_tokens";
+
     /// Reads `{min_tokens ≥ 0, eos_ids (non-empty)}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let min_tokens =
@@ -123,7 +132,7 @@ impl MinTokens {
 
 impl Stage for MinTokens {
     fn name(&self) -> &'static str {
-        "min_tokens"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, ctx: &Context<'_>) -> Result<()> {
         check_ids(&self.eos_ids, row.vocab(), "min_tokens eos_ids")?;

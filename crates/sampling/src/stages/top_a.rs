@@ -15,6 +15,9 @@ pub struct TopA {
 }
 
 impl TopA {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "top_a";
+
     /// Reads `{top_a ∈ [0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let a = p.f64_checked(
@@ -32,7 +35,7 @@ impl TopA {
 
 impl Stage for TopA {
     fn name(&self) -> &'static str {
-        "top_a"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.a <= 0.0 {

@@ -14,6 +14,9 @@ pub struct TopK {
 }
 
 impl TopK {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "top_k";
+
     /// Reads `{top_k ≥ 1, min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let k = p.int_checked("top_k", None, |v| v >= 1, "must be an integer ≥ 1")? as usize;
@@ -24,7 +27,7 @@ impl TopK {
 
 impl Stage for TopK {
     fn name(&self) -> &'static str {
-        "top_k"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.k < row.values().len() {

@@ -14,6 +14,9 @@ pub struct TopNSigma {
 }
 
 impl TopNSigma {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "top_n_sigma";
+
     /// Reads `{n > 0}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let n = p.f64_checked(
@@ -28,7 +31,7 @@ impl TopNSigma {
 
 impl Stage for TopNSigma {
     fn name(&self) -> &'static str {
-        "top_n_sigma"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if row.values().len() <= 1 {

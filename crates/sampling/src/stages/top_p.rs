@@ -17,6 +17,9 @@ pub struct TopP {
 }
 
 impl TopP {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "top_p";
+
     /// Reads `{top_p ∈ (0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let top_p = p.f64_checked("top_p", None, |v| v > 0.0 && v <= 1.0, "must be in (0, 1]")?;
@@ -29,7 +32,7 @@ impl TopP {
 
 impl Stage for TopP {
     fn name(&self) -> &'static str {
-        "top_p"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.top_p >= 1.0 {

@@ -18,6 +18,9 @@ pub struct Typical {
 }
 
 impl Typical {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "typical";
+
     /// Reads `{mass ∈ (0, 1], min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let mass = p.f64_checked("mass", None, |v| v > 0.0 && v <= 1.0, "must be in (0, 1]")?;
@@ -30,7 +33,7 @@ impl Typical {
 
 impl Stage for Typical {
     fn name(&self) -> &'static str {
-        "typical"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         let (lse, h) = row.lse_entropy();

@@ -35,6 +35,9 @@ pub struct Xtc {
 }
 
 impl Xtc {
+    /// The stage name in pipeline files.
+    pub const NAME: &'static str = "xtc";
+
     /// Reads `{threshold ∈ [0, 1], probability ∈ [0, 1], seed (default 0), min_tokens_to_keep}`.
     pub fn from_params(p: &mut ParamReader) -> Result<Self> {
         let threshold = p.f64_checked(
@@ -69,7 +72,7 @@ impl Xtc {
 
 impl Stage for Xtc {
     fn name(&self) -> &'static str {
-        "xtc"
+        Self::NAME
     }
     fn apply(&mut self, row: &mut Row, _: &Context<'_>) -> Result<()> {
         if self.probability <= 0.0 || self.threshold > 0.5 || row.kept() < 2 {
