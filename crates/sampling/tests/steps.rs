@@ -52,6 +52,11 @@ fn the_stage_list_covers_every_builtin_stage() {
     for (name, _) in STAGES {
         assert!(listed.iter().any(|n| n == name), "{name} not tested");
     }
+    // A built stage answers to the name it was built from.
+    let p = from_specs(every_stage());
+    for (stage, spec) in p.stages().iter().zip(every_stage()) {
+        assert_eq!(stage.name(), spec.name);
+    }
 }
 
 #[test]
