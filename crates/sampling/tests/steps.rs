@@ -298,3 +298,65 @@ fn relative_paths_of_external_stages_resolve_inside_nested_pipelines() {
     let want = dir.join("w.bin").display().to_string();
     assert!(e.contains(&want) && e.contains("a[0]"), "{e}");
 }
+
+#[test]
+fn the_steps_compose_into_speculative_sampling_that_follows_the_target() {
+    // Draft token x ~ q; accept it with probability min(1, p(x)/q(x)) (the sequence's own
+    // uniform); else draw from the residual max(0, p − q) (a row of its logs, free `draw`), then
+    // accept into the target sampler. The tokens must follow the target distribution p.
+    let target_row = [1.0f32, 2.5, 0.3, 2.0, -1.0];
+    let draft_row = [2.0f32, 0.5, 1.0, 2.2, 0.0];
+    let mut target = SequenceSampler::new(
+        pipeline(
+            "[{name: top_k, params: {top_k: 4}}, {name: temperature, params: {temperature: 0.9}}]",
+        ),
+        17,
+        0,
+        0,
+    );
+    let mut draft = SequenceSampler::new(pipeline("[]"), 18, 0, 0);
+    let n = 40_000;
+    let mut counts = [0usize; 5];
+    let mut p = [0f32; 5];
+    let mut q = [0f32; 5];
+    for i in 0..n {
+        draft
+            .distribution(&draft_row, &Context::default(), i)
+            .unwrap()
+            .write_probs(&mut q);
+        let x = draft.draw().unwrap().token;
+        draft.accept(x);
+        target
+            .distribution(&target_row, &Context::default(), i)
+            .unwrap()
+            .write_probs(&mut p);
+        let u = target.next_uniform();
+        let t = if u * (q[x as usize] as f64) < p[x as usize] as f64 {
+            x
+        } else {
+            let residual: Vec<f32> = p
+                .iter()
+                .zip(&q)
+                .map(|(a, b)| (a - b).max(0.0).ln())
+                .collect();
+            let mut row = adasamp_sampling::Row::new();
+            row.load(&residual, i).unwrap();
+            adasamp_sampling::draw(&mut row, target.next_uniform(), 0)
+                .unwrap()
+                .token
+        };
+        target.accept(t);
+        counts[t as usize] += 1;
+    }
+    assert_eq!(counts[4], 0, "top_k removed token 4");
+    for (c, &pt) in counts.iter().zip(&p) {
+        let (e, sd) = (
+            n as f64 * pt as f64,
+            (n as f64 * pt as f64 * (1.0 - pt as f64)).sqrt(),
+        );
+        assert!(
+            (*c as f64 - e).abs() <= 5.0 * sd + 1.0,
+            "{counts:?} vs p = {p:?}"
+        );
+    }
+}
