@@ -2,8 +2,12 @@
 //! runtime is used — it returns raw logits rows and adasamp's sampling core does all sampling.
 //!
 //! One llama.cpp context holds every sequence, with `max_seq_len` KV cells per sequence (one KV
-//! stream per [`SeqId`] slot). A forward step packs all feeds into one `llama_decode` batch (split into chunks of at most `n_batch`
-//! tokens), so a batch of sequences shares each weight read.
+//! stream per [`SeqId`] slot). A forward step packs all feeds into one `llama_decode` batch (split
+//! into chunks of at most `n_batch` tokens), so a batch of sequences shares each weight read.
+//! Input embeddings go through llama.cpp's embedding batch (`llama_batch.embd`); a step feeding
+//! both tokens and embeddings runs one batch per kind. Early exit, hidden states and the
+//! embedding mixture are not reachable through llama.cpp's API: they are
+//! [`crate::EngineError::Unsupported`].
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -122,27 +126,59 @@ pub fn requantized_q8(path: &Path) -> Result<std::path::PathBuf> {
     Ok(out)
 }
 
-/// An owned `llama_batch` (freed on drop).
+/// What one position of a step feeds: a token id, or an input embedding row.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Token(u32),
+    Embedding(&'a [f32]),
+}
+
+/// One fed position: sequence, position, what is fed, output row (if its logits are wanted).
+type Entry<'a> = (SeqId, usize, Piece<'a>, Option<usize>);
+
+/// An owned `llama_batch` (freed on drop): token ids, or embedding rows of `embd` values.
 struct Batch {
     raw: sys::llama_batch,
     capacity: usize,
+    /// Values per embedding row; 0 for a token batch.
+    embd: usize,
 }
 
 impl Batch {
-    fn new(capacity: usize) -> Self {
-        // SAFETY: allocates token/pos/seq_id/logits arrays of `capacity` entries, one seq id each.
-        let raw = unsafe { sys::llama_batch_init(capacity as i32, 0, 1) };
-        Self { raw, capacity }
+    fn new(capacity: usize, embd: usize) -> Self {
+        // SAFETY: allocates token (or, with `embd > 0`, `capacity × embd` embedding values),
+        // pos, seq_id and logits arrays of `capacity` entries, one seq id each.
+        let raw = unsafe { sys::llama_batch_init(capacity as i32, embd as i32, 1) };
+        Self {
+            raw,
+            capacity,
+            embd,
+        }
     }
 
-    /// Fills the batch with `(seq, pos, token, want_logits)` entries (at most `capacity`).
-    fn fill(&mut self, entries: &[(SeqId, usize, u32, Option<usize>)]) {
+    /// Fills the batch with entries (at most `capacity`, all tokens for a token batch, all
+    /// embedding rows of `embd` values for an embedding batch).
+    fn fill(&mut self, entries: &[Entry<'_>]) {
         assert!(entries.len() <= self.capacity, "batch overflow");
-        for (i, &(seq, pos, tok, out)) in entries.iter().enumerate() {
-            // SAFETY: `i < capacity`; every array was allocated with `capacity` entries and
-            // `seq_id[i]` with room for one id.
+        for (i, &(seq, pos, piece, out)) in entries.iter().enumerate() {
+            // SAFETY: `i < capacity`; every array was allocated with `capacity` entries (the
+            // embedding array with `capacity × embd` values) and `seq_id[i]` with room for one
+            // id; the piece kind matches the batch kind (asserted).
             unsafe {
-                *self.raw.token.add(i) = tok as sys::llama_token;
+                match piece {
+                    Piece::Token(tok) => {
+                        assert!(self.embd == 0, "a token in an embedding batch");
+                        *self.raw.token.add(i) = tok as sys::llama_token;
+                    }
+                    Piece::Embedding(row) => {
+                        assert!(row.len() == self.embd, "embedding row of the wrong width");
+                        std::ptr::copy_nonoverlapping(
+                            row.as_ptr(),
+                            self.raw.embd.add(i * self.embd),
+                            self.embd,
+                        );
+                    }
+                }
                 *self.raw.pos.add(i) = pos as sys::llama_pos;
                 *self.raw.n_seq_id.add(i) = 1;
                 **self.raw.seq_id.add(i) = seq as sys::llama_seq_id;
@@ -168,6 +204,8 @@ pub struct LlamaCppModel {
     /// Cached length of each slot's sequence; `None` = free slot.
     slots: Vec<Option<usize>>,
     batch: Batch,
+    /// The embedding-input batch, made on first use.
+    embd_batch: Option<Batch>,
 }
 
 // SAFETY: the model and context are owned exclusively by this value; llama.cpp allows using
@@ -289,7 +327,8 @@ impl LlamaCppModel {
             model,
             info,
             slots: vec![None; max_sequences],
-            batch: Batch::new(N_BATCH),
+            batch: Batch::new(N_BATCH, 0),
+            embd_batch: None,
         })
     }
 
@@ -310,14 +349,31 @@ impl LlamaCppModel {
             .ok_or(EngineError::UnknownSequence { seq })
     }
 
-    /// Checks one feed against the sequence's state and this backend's options; returns its
-    /// tokens.
-    fn check_feed<'a>(&self, f: &Feed<'a>, feeds: &[Feed<'_>]) -> Result<&'a [u32]> {
+    /// Checks one feed against the sequence's state and this backend's options; returns the
+    /// number of positions it feeds.
+    fn check_feed(&self, f: &Feed<'_>, feeds: &[Feed<'_>]) -> Result<usize> {
         let len = self.len_of(f.seq)?;
-        let tokens = match f.input {
-            Input::Tokens(t) => t,
-            Input::Embeddings(_) => {
-                return Err(unsupported(&self.info, Capability::InputEmbeddings))
+        let d = self.info.hidden_size;
+        let n = match f.input {
+            Input::Tokens(t) => {
+                if let Some(&t) = t.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+                    return Err(bad_request(
+                        "token",
+                        t,
+                        format!("outside the vocabulary of {}", self.info.vocab_size),
+                    ));
+                }
+                t.len()
+            }
+            Input::Embeddings(e) => {
+                if !e.len().is_multiple_of(d) {
+                    return Err(bad_request(
+                        "embeddings",
+                        format!("{} values", e.len()),
+                        format!("not a multiple of the hidden size {d}"),
+                    ));
+                }
+                e.len() / d
             }
         };
         if f.exit_after.is_some() {
@@ -326,31 +382,24 @@ impl LlamaCppModel {
         if !f.hidden_states.is_empty() {
             return Err(unsupported(&self.info, Capability::HiddenStates));
         }
-        if tokens.is_empty() {
+        if n == 0 {
             return Err(bad_request(
                 "input",
                 format!("sequence {}", f.seq),
                 "feeds no positions",
             ));
         }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
-            return Err(bad_request(
-                "token",
-                t,
-                format!("outside the vocabulary of {}", self.info.vocab_size),
-            ));
-        }
-        if len + tokens.len() > self.info.max_seq_len {
+        if len + n > self.info.max_seq_len {
             return Err(EngineError::ContextOverflow {
                 seq: f.seq,
-                len: len + tokens.len(),
+                len: len + n,
                 max: self.info.max_seq_len,
             });
         }
         if feeds.iter().filter(|g| g.seq == f.seq).count() > 1 {
             return Err(bad_request("seq", f.seq, "fed twice in one step"));
         }
-        Ok(tokens)
+        Ok(n)
     }
 
     /// Runs `feeds` through the model: logits of every fed position for a feed with
@@ -364,36 +413,60 @@ impl LlamaCppModel {
             ));
         }
         let vocab = self.info.vocab_size;
-        // Per feed: its tokens, the sequence's length before the step, its output rows.
+        // Per feed: its positions, the sequence's length before the step, its output rows.
         let mut planned = Vec::with_capacity(feeds.len());
         let mut rows = Vec::with_capacity(feeds.len());
         let mut n_rows = 0;
         for f in feeds {
-            let tokens = self.check_feed(f, feeds)?;
-            planned.push((tokens, self.len_of(f.seq)?));
-            let m = if f.all_logits { tokens.len() } else { 1 };
+            let n = self.check_feed(f, feeds)?;
+            planned.push((n, self.len_of(f.seq)?));
+            let m = if f.all_logits { n } else { 1 };
             rows.push(n_rows..n_rows + m);
             n_rows += m;
         }
         let all = feeds.iter().any(|f| f.all_logits);
         let mut out = vec![0f32; n_rows * vocab];
         let chunk = if all { N_BATCH_ALL } else { N_BATCH };
-        // (seq, position, token, output row) for every fed token, in feed order.
-        let mut entries = Vec::with_capacity(planned.iter().map(|(t, _)| t.len()).sum());
-        for ((f, &(tokens, len)), r) in feeds.iter().zip(&planned).zip(&rows) {
-            for (i, &t) in tokens.iter().enumerate() {
+        let d = self.info.hidden_size;
+        // Every fed position, in feed order.
+        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(planned.iter().map(|&(n, _)| n).sum());
+        for ((f, &(n, len)), r) in feeds.iter().zip(&planned).zip(&rows) {
+            for i in 0..n {
                 let out_row = if f.all_logits {
                     Some(r.start + i)
                 } else {
-                    (i + 1 == tokens.len()).then_some(r.start)
+                    (i + 1 == n).then_some(r.start)
                 };
-                entries.push((f.seq, len + i, t, out_row));
+                let piece = match f.input {
+                    Input::Tokens(t) => Piece::Token(t[i]),
+                    Input::Embeddings(e) => Piece::Embedding(&e[i * d..(i + 1) * d]),
+                };
+                entries.push((f.seq, len + i, piece, out_row));
             }
         }
-        for part in entries.chunks(chunk) {
-            self.batch.fill(part);
+        // A llama.cpp batch holds tokens or embeddings: runs of one kind, cut into chunks.
+        let mut start = 0;
+        while start < entries.len() {
+            let is_embd = |e: &Entry<'_>| matches!(e.2, Piece::Embedding(_));
+            let kind = is_embd(&entries[start]);
+            // The embedding batch holds N_BATCH_ALL rows (its buffer is rows × hidden floats).
+            let limit = if kind { chunk.min(N_BATCH_ALL) } else { chunk };
+            let mut end = start + 1;
+            while end < entries.len() && end - start < limit && is_embd(&entries[end]) == kind {
+                end += 1;
+            }
+            let part = &entries[start..end];
+            start = end;
+            let batch = if kind {
+                self.embd_batch
+                    .get_or_insert_with(|| Batch::new(N_BATCH_ALL, d))
+            } else {
+                &mut self.batch
+            };
+            batch.fill(part);
+            let raw = batch.raw;
             // SAFETY: a live context and a filled batch.
-            let rc = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch.raw) };
+            let rc = unsafe { sys::llama_decode(self.ctx.as_ptr(), raw) };
             if rc != 0 {
                 // Leave every cache as it was before this step.
                 for (f, &(_, len)) in feeds.iter().zip(&planned) {
@@ -428,8 +501,8 @@ impl LlamaCppModel {
                 }
             }
         }
-        for (f, &(tokens, len)) in feeds.iter().zip(&planned) {
-            self.slots[f.seq] = Some(len + tokens.len());
+        for (f, &(n, len)) in feeds.iter().zip(&planned) {
+            self.slots[f.seq] = Some(len + n);
         }
         Ok(ForwardOutput {
             logits: Logits {

@@ -35,7 +35,7 @@ impl Backend {
                 rollback: true,
                 hidden_states: false,
                 early_exit: false,
-                input_embeddings: false,
+                input_embeddings: true,
                 embedding_mixture: false,
             },
         }

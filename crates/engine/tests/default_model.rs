@@ -550,3 +550,65 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max)
 }
+
+/// llama.cpp fed input embeddings (the token embedding rows, read through candle's
+/// `embedding_mixture` of the same file) gives the logits of the tokens themselves, alone and
+/// in a step that also feeds tokens to another sequence.
+#[cfg(feature = "llama-cpp")]
+#[test]
+fn llama_cpp_input_embeddings_match_tokens() {
+    let (Some(candle), Some(mut lm)) =
+        (model(BackendChoice::Candle), model(BackendChoice::LlamaCpp))
+    else {
+        return;
+    };
+    let d = lm.model.info().hidden_size;
+    let ids = lm.prompt_tokens("Name a fruit.", None, false).unwrap();
+    let mut emb = vec![0f32; ids.len() * d];
+    for (&t, row) in ids.iter().zip(emb.chunks_mut(d)) {
+        candle.model.embedding_mixture(&[(t, 1.0)], row).unwrap();
+    }
+    let (a, b, c) = (
+        lm.model.new_sequence().unwrap(),
+        lm.model.new_sequence().unwrap(),
+        lm.model.new_sequence().unwrap(),
+    );
+    let by_tokens = lm
+        .model
+        .forward(&[Feed::tokens(a, &ids).with_all_logits()])
+        .unwrap();
+    let mixed = lm
+        .model
+        .forward(&[
+            Feed::tokens(c, &ids[..3]),
+            Feed::embeddings(b, &emb).with_all_logits(),
+        ])
+        .unwrap();
+    assert_eq!(mixed.rows, vec![0..1, 1..1 + ids.len()]);
+    let d_emb = max_abs_diff(mixed.feed_rows(1), &by_tokens.logits.data);
+    eprintln!("llama.cpp embeddings vs tokens: max |Δlogit| {d_emb}");
+    assert!(
+        d_emb < 1e-3,
+        "embedding input differs from token input by {d_emb}"
+    );
+    assert!(max_abs_diff(mixed.last_row(0), by_tokens.logits.row(2)) < 1e-3);
+    // Decoding on after embedding input continues the same sequence.
+    let next = [ids[0]];
+    let x = lm.model.forward(&[Feed::tokens(a, &next)]).unwrap();
+    let y = lm.model.forward(&[Feed::tokens(b, &next)]).unwrap();
+    assert!(max_abs_diff(x.last_row(0), y.last_row(0)) < 1e-3);
+    let e = lm
+        .model
+        .forward(&[Feed::embeddings(a, &emb[..d - 1])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EngineError::BadRequest {
+                field: "embeddings",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
