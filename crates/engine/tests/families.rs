@@ -541,3 +541,71 @@ fn the_sequence_cap_is_kept() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Loading asks for what a backend cannot do: typed errors naming it, with no CLI flag in the
+/// message.
+#[test]
+fn load_refuses_what_a_backend_lacks() {
+    use adasamp_engine::{Backend, BackendChoice, Capabilities, Capability, LoadOptions};
+    let dir = tmp("load");
+    write_hf(&dir, "llama");
+    let e = adasamp_engine::load(
+        Some(&dir),
+        BackendChoice::LlamaCpp,
+        LoadOptions::default(),
+        &mut |_: &str| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, EngineError::BadRequest { field: "backend", value, .. } if value == "llama.cpp"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains("--"),
+        "a library message names a CLI flag: {e}"
+    );
+    let gguf = dir.join("tiny.gguf");
+    write_gguf(&gguf);
+    let needs = Capabilities {
+        hidden_states: true,
+        ..Capabilities::default()
+    };
+    let opts = LoadOptions {
+        needs,
+        ..LoadOptions::default()
+    };
+    let e = adasamp_engine::load(
+        Some(&gguf),
+        BackendChoice::LlamaCpp,
+        opts,
+        &mut |_: &str| {},
+    )
+    .unwrap_err();
+    if cfg!(feature = "llama-cpp") {
+        assert!(
+            matches!(
+                e,
+                EngineError::Unsupported {
+                    backend: Backend::LlamaCpp,
+                    capability: Capability::HiddenStates
+                }
+            ),
+            "{e}"
+        );
+    } else {
+        assert!(
+            matches!(
+                e,
+                EngineError::BackendNotBuilt {
+                    backend: Backend::LlamaCpp
+                }
+            ),
+            "{e}"
+        );
+    }
+    assert!(
+        !e.to_string().contains("--"),
+        "a library message names a CLI flag: {e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
