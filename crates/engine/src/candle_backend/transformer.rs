@@ -401,11 +401,11 @@ impl Transformer {
                 Input::Embeddings(e) => Tensor::from_slice(e, (n, c.hidden_size), &self.device)?,
             });
         }
-        let mut x = if xs.len() == 1 {
-            xs.pop().expect("one input")
-        } else {
-            Tensor::cat(&xs, 0)?
-        }; // [N, d]
+        // [N, d]; one sequence's rows as they are (no copy).
+        let mut x = match xs.len() {
+            1 => xs.swap_remove(0),
+            _ => Tensor::cat(&xs, 0)?,
+        };
         let mut hidden: Vec<Vec<(usize, Tensor)>> = vec![Vec::new(); batch.len()];
         for (li, block) in self.w.blocks.iter().take(depth).enumerate() {
             let h = block.attn_norm.forward(&x)?;
