@@ -110,14 +110,18 @@ pub fn generate(
     let mut active: Vec<Active> = Vec::with_capacity(requests.len());
     for r in &requests {
         if r.prompt.is_empty() {
-            return Err(crate::EngineError::Request(
-                "empty prompt: nothing to condition on".into(),
+            return Err(crate::error::bad_request(
+                "prompt",
+                "[]",
+                "empty: nothing to condition on",
             ));
         }
         if let Some(&bad) = r.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return Err(crate::EngineError::Request(format!(
-                "prompt token {bad} is outside the vocabulary of {vocab}"
-            )));
+            return Err(crate::error::bad_request(
+                "prompt",
+                format!("token {bad}"),
+                format!("outside the vocabulary of {vocab}"),
+            ));
         }
     }
     for r in requests {
@@ -179,12 +183,9 @@ fn run(
     let t0 = Instant::now();
     let feeds: Vec<Feed<'_>> = active
         .iter()
-        .map(|a| Feed {
-            seq: a.seq,
-            tokens: &a.history,
-        })
+        .map(|a| Feed::tokens(a.seq, &a.history))
         .collect();
-    let mut logits = model.forward(&feeds)?;
+    let mut logits = model.forward(&feeds)?.logits;
     timing.prefill += t0.elapsed();
     timing.prefill_tokens += active.iter().map(|a| a.prompt_len).sum::<usize>();
     // Rows of `logits` belong to these requests, in order.
@@ -259,12 +260,9 @@ fn run(
         let feeds: Vec<Feed<'_>> = rows
             .iter()
             .zip(&last)
-            .map(|(&i, t)| Feed {
-                seq: active[i].seq,
-                tokens: t,
-            })
+            .map(|(&i, t)| Feed::tokens(active[i].seq, t))
             .collect();
-        logits = model.forward(&feeds)?;
+        logits = model.forward(&feeds)?.logits;
         timing.decode += td.elapsed();
         timing.decode_tokens += rows.len();
     }

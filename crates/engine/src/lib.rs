@@ -7,6 +7,7 @@ pub mod chat;
 pub mod error;
 pub mod fetch;
 pub mod generate;
+pub mod gguf;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_cpp;
 pub mod load;
@@ -16,4 +17,7 @@ pub mod tokenizer;
 pub use error::{EngineError, Result};
 pub use generate::{generate, FinishReason, Generation, GenerationRequest, Timing, Usage};
 pub use load::{load, BackendChoice, LoadOptions, LoadedModel};
-pub use model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
+pub use model::{
+    Backend, Capabilities, Capability, Feed, ForwardOutput, HiddenState, Input, LanguageModel,
+    Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
+};

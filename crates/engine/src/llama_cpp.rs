@@ -2,8 +2,12 @@
 //! runtime is used — it returns raw logits rows and adasamp's sampling core does all sampling.
 //!
 //! One llama.cpp context holds every sequence, with `max_seq_len` KV cells per sequence (one KV
-//! stream per [`SeqId`] slot). A forward step packs all feeds into one `llama_decode` batch (split into chunks of at most `n_batch`
-//! tokens), so a batch of sequences shares each weight read.
+//! stream per [`SeqId`] slot). A forward step packs all feeds into one `llama_decode` batch (split
+//! into chunks of at most `n_batch` tokens), so a batch of sequences shares each weight read.
+//! Input embeddings go through llama.cpp's embedding batch (`llama_batch.embd`); a step feeding
+//! both tokens and embeddings runs one batch per kind. Early exit, hidden states and the
+//! embedding mixture are not reachable through llama.cpp's API: they are
+//! [`crate::EngineError::Unsupported`].
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -12,8 +16,11 @@ use std::sync::Once;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::error::{EngineError, Result};
-use crate::model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
+use crate::error::{bad_request, EngineError, Result};
+use crate::model::{
+    unsupported, Backend, Capability, Feed, ForwardOutput, Input, LanguageModel, Logits, ModelInfo,
+    SeqId, DEFAULT_MAX_SEQUENCES,
+};
 
 /// Tokens per `llama_decode` call (logical batch).
 const N_BATCH: usize = 2048;
@@ -52,7 +59,7 @@ impl Default for LlamaCppOptions {
     fn default() -> Self {
         Self {
             max_seq_len: None,
-            max_sequences: 8,
+            max_sequences: DEFAULT_MAX_SEQUENCES,
             threads: None,
         }
     }
@@ -82,7 +89,7 @@ pub fn requantized_q8(path: &Path) -> Result<std::path::PathBuf> {
             (Ok(a), Ok(b)) => a >= b,
             _ => false,
         };
-        if fresh && crate::candle_backend::gguf::read_content(&out).is_ok() {
+        if fresh && crate::gguf::read_content(&out).is_ok() {
             return Ok(out);
         }
     }
@@ -119,27 +126,59 @@ pub fn requantized_q8(path: &Path) -> Result<std::path::PathBuf> {
     Ok(out)
 }
 
-/// An owned `llama_batch` (freed on drop).
+/// What one position of a step feeds: a token id, or an input embedding row.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Token(u32),
+    Embedding(&'a [f32]),
+}
+
+/// One fed position: sequence, position, what is fed, output row (if its logits are wanted).
+type Entry<'a> = (SeqId, usize, Piece<'a>, Option<usize>);
+
+/// An owned `llama_batch` (freed on drop): token ids, or embedding rows of `embd` values.
 struct Batch {
     raw: sys::llama_batch,
     capacity: usize,
+    /// Values per embedding row; 0 for a token batch.
+    embd: usize,
 }
 
 impl Batch {
-    fn new(capacity: usize) -> Self {
-        // SAFETY: allocates token/pos/seq_id/logits arrays of `capacity` entries, one seq id each.
-        let raw = unsafe { sys::llama_batch_init(capacity as i32, 0, 1) };
-        Self { raw, capacity }
+    fn new(capacity: usize, embd: usize) -> Self {
+        // SAFETY: allocates token (or, with `embd > 0`, `capacity × embd` embedding values),
+        // pos, seq_id and logits arrays of `capacity` entries, one seq id each.
+        let raw = unsafe { sys::llama_batch_init(capacity as i32, embd as i32, 1) };
+        Self {
+            raw,
+            capacity,
+            embd,
+        }
     }
 
-    /// Fills the batch with `(seq, pos, token, want_logits)` entries (at most `capacity`).
-    fn fill(&mut self, entries: &[(SeqId, usize, u32, Option<usize>)]) {
+    /// Fills the batch with entries (at most `capacity`, all tokens for a token batch, all
+    /// embedding rows of `embd` values for an embedding batch).
+    fn fill(&mut self, entries: &[Entry<'_>]) {
         assert!(entries.len() <= self.capacity, "batch overflow");
-        for (i, &(seq, pos, tok, out)) in entries.iter().enumerate() {
-            // SAFETY: `i < capacity`; every array was allocated with `capacity` entries and
-            // `seq_id[i]` with room for one id.
+        for (i, &(seq, pos, piece, out)) in entries.iter().enumerate() {
+            // SAFETY: `i < capacity`; every array was allocated with `capacity` entries (the
+            // embedding array with `capacity × embd` values) and `seq_id[i]` with room for one
+            // id; the piece kind matches the batch kind (asserted).
             unsafe {
-                *self.raw.token.add(i) = tok as sys::llama_token;
+                match piece {
+                    Piece::Token(tok) => {
+                        assert!(self.embd == 0, "a token in an embedding batch");
+                        *self.raw.token.add(i) = tok as sys::llama_token;
+                    }
+                    Piece::Embedding(row) => {
+                        assert!(row.len() == self.embd, "embedding row of the wrong width");
+                        std::ptr::copy_nonoverlapping(
+                            row.as_ptr(),
+                            self.raw.embd.add(i * self.embd),
+                            self.embd,
+                        );
+                    }
+                }
                 *self.raw.pos.add(i) = pos as sys::llama_pos;
                 *self.raw.n_seq_id.add(i) = 1;
                 **self.raw.seq_id.add(i) = seq as sys::llama_seq_id;
@@ -165,6 +204,8 @@ pub struct LlamaCppModel {
     /// Cached length of each slot's sequence; `None` = free slot.
     slots: Vec<Option<usize>>,
     batch: Batch,
+    /// The embedding-input batch, made on first use.
+    embd_batch: Option<Batch>,
 }
 
 // SAFETY: the model and context are owned exclusively by this value; llama.cpp allows using
@@ -279,18 +320,15 @@ impl LlamaCppModel {
             hidden_size: hidden,
             n_layers: layers,
             max_seq_len,
-            capabilities: Capabilities {
-                all_logits: true,
-                rollback: true,
-                ..Capabilities::default()
-            },
+            capabilities: Backend::LlamaCpp.capabilities(),
         };
         Ok(Self {
             ctx,
             model,
             info,
             slots: vec![None; max_sequences],
-            batch: Batch::new(N_BATCH),
+            batch: Batch::new(N_BATCH, 0),
+            embd_batch: None,
         })
     }
 
@@ -303,93 +341,147 @@ impl LlamaCppModel {
         }
     }
 
-    /// The number of sequences that can be live at once.
-    pub fn max_sequences(&self) -> usize {
-        self.slots.len()
-    }
-
     fn len_of(&self, seq: SeqId) -> Result<usize> {
         self.slots
             .get(seq)
             .copied()
             .flatten()
-            .ok_or_else(|| EngineError::Request(format!("unknown sequence {seq}")))
+            .ok_or(EngineError::UnknownSequence { seq })
     }
 
-    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
-        match tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
-            Some(t) => Err(EngineError::Request(format!(
-                "token id {t} out of range for vocabulary of {}",
-                self.info.vocab_size
-            ))),
-            None => Ok(()),
+    /// Checks one feed against the sequence's state and this backend's options; returns the
+    /// number of positions it feeds.
+    fn check_feed(&self, f: &Feed<'_>, feeds: &[Feed<'_>]) -> Result<usize> {
+        let len = self.len_of(f.seq)?;
+        let d = self.info.hidden_size;
+        let n = match f.input {
+            Input::Tokens(t) => {
+                if let Some(&t) = t.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+                    return Err(bad_request(
+                        "token",
+                        t,
+                        format!("outside the vocabulary of {}", self.info.vocab_size),
+                    ));
+                }
+                t.len()
+            }
+            Input::Embeddings(e) => {
+                if !e.len().is_multiple_of(d) {
+                    return Err(bad_request(
+                        "embeddings",
+                        format!("{} values", e.len()),
+                        format!("not a multiple of the hidden size {d}"),
+                    ));
+                }
+                e.len() / d
+            }
+        };
+        if f.exit_after.is_some() {
+            return Err(unsupported(&self.info, Capability::EarlyExit));
         }
+        if !f.hidden_states.is_empty() {
+            return Err(unsupported(&self.info, Capability::HiddenStates));
+        }
+        if n == 0 {
+            return Err(bad_request(
+                "input",
+                format!("sequence {}", f.seq),
+                "feeds no positions",
+            ));
+        }
+        if len + n > self.info.max_seq_len {
+            return Err(EngineError::ContextOverflow {
+                seq: f.seq,
+                len: len + n,
+                max: self.info.max_seq_len,
+            });
+        }
+        if feeds.iter().filter(|g| g.seq == f.seq).count() > 1 {
+            return Err(bad_request("seq", f.seq, "fed twice in one step"));
+        }
+        Ok(n)
     }
 
-    /// Runs `feeds` through the model; `all` = logits for every fed position (else the last
-    /// position of each feed). Returns the rows in feed order, positions in order.
-    fn run(&mut self, feeds: &[Feed<'_>], all: bool) -> Result<Logits> {
+    /// Runs `feeds` through the model: logits of every fed position for a feed with
+    /// `all_logits`, else of its last position. Rows in feed order, positions in order.
+    fn run(&mut self, feeds: &[Feed<'_>]) -> Result<ForwardOutput> {
+        if feeds.is_empty() {
+            return Err(bad_request(
+                "feeds",
+                "[]",
+                "a forward step needs at least one feed",
+            ));
+        }
         let vocab = self.info.vocab_size;
+        // Per feed: its positions, the sequence's length before the step, its output rows.
         let mut planned = Vec::with_capacity(feeds.len());
-        let mut rows = 0;
+        let mut rows = Vec::with_capacity(feeds.len());
+        let mut n_rows = 0;
         for f in feeds {
-            let len = self.len_of(f.seq)?;
-            if f.tokens.is_empty() {
-                return Err(EngineError::Request(format!(
-                    "sequence {}: nothing to feed",
-                    f.seq
-                )));
-            }
-            self.check_tokens(f.tokens)?;
-            if len + f.tokens.len() > self.info.max_seq_len {
-                return Err(EngineError::Request(format!(
-                    "sequence {}: {} tokens exceed the maximum sequence length {} (raise --max-seq-len)",
-                    f.seq,
-                    len + f.tokens.len(),
-                    self.info.max_seq_len
-                )));
-            }
-            if feeds.iter().filter(|g| g.seq == f.seq).count() > 1 {
-                return Err(EngineError::Request(format!(
-                    "sequence {} fed twice in one step",
-                    f.seq
-                )));
-            }
-            planned.push(len);
-            rows += if all { f.tokens.len() } else { 1 };
+            let n = self.check_feed(f, feeds)?;
+            planned.push((n, self.len_of(f.seq)?));
+            let m = if f.all_logits { n } else { 1 };
+            rows.push(n_rows..n_rows + m);
+            n_rows += m;
         }
-        let mut out = vec![0f32; rows * vocab];
+        let all = feeds.iter().any(|f| f.all_logits);
+        let mut out = vec![0f32; n_rows * vocab];
         let chunk = if all { N_BATCH_ALL } else { N_BATCH };
-        // (seq, position, token, output row) for every fed token, in feed order.
-        let mut entries = Vec::new();
-        let mut row = 0usize;
-        for (f, &len) in feeds.iter().zip(&planned) {
-            for (i, &t) in f.tokens.iter().enumerate() {
-                let last = i + 1 == f.tokens.len();
-                let out_row = (all || last).then(|| {
-                    row += 1;
-                    row - 1
-                });
-                entries.push((f.seq, len + i, t, out_row));
+        let d = self.info.hidden_size;
+        // Every fed position, in feed order.
+        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(planned.iter().map(|&(n, _)| n).sum());
+        for ((f, &(n, len)), r) in feeds.iter().zip(&planned).zip(&rows) {
+            for i in 0..n {
+                let out_row = if f.all_logits {
+                    Some(r.start + i)
+                } else {
+                    (i + 1 == n).then_some(r.start)
+                };
+                let piece = match f.input {
+                    Input::Tokens(t) => Piece::Token(t[i]),
+                    Input::Embeddings(e) => Piece::Embedding(&e[i * d..(i + 1) * d]),
+                };
+                entries.push((f.seq, len + i, piece, out_row));
             }
         }
-        for part in entries.chunks(chunk) {
-            self.batch.fill(part);
+        // A llama.cpp batch holds tokens or embeddings: runs of one kind, cut into chunks.
+        let mut start = 0;
+        while start < entries.len() {
+            let is_embd = |e: &Entry<'_>| matches!(e.2, Piece::Embedding(_));
+            let kind = is_embd(&entries[start]);
+            // The embedding batch holds N_BATCH_ALL rows (its buffer is rows × hidden floats).
+            let limit = if kind { chunk.min(N_BATCH_ALL) } else { chunk };
+            let mut end = start + 1;
+            while end < entries.len() && end - start < limit && is_embd(&entries[end]) == kind {
+                end += 1;
+            }
+            let part = &entries[start..end];
+            start = end;
+            let batch = if kind {
+                self.embd_batch
+                    .get_or_insert_with(|| Batch::new(N_BATCH_ALL, d))
+            } else {
+                &mut self.batch
+            };
+            batch.fill(part);
+            let raw = batch.raw;
             // SAFETY: a live context and a filled batch.
-            let rc = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch.raw) };
+            let rc = unsafe { sys::llama_decode(self.ctx.as_ptr(), raw) };
             if rc != 0 {
                 // Leave every cache as it was before this step.
-                for (f, &len) in feeds.iter().zip(&planned) {
+                for (f, &(_, len)) in feeds.iter().zip(&planned) {
                     self.remove_cells(f.seq, Some(len));
                 }
-                return Err(EngineError::Request(format!(
-                    "llama.cpp decode failed (code {rc}{})",
-                    if rc == 1 {
-                        ": no room in the KV cache"
-                    } else {
-                        ""
+                return Err(if rc == 1 {
+                    EngineError::KvCacheFull {
+                        tokens: entries.len(),
                     }
-                )));
+                } else {
+                    EngineError::BackendFailure {
+                        backend: Backend::LlamaCpp,
+                        reason: format!("llama_decode failed (code {rc})"),
+                    }
+                });
             }
             for (i, &(_, _, _, out_row)) in part.iter().enumerate() {
                 if let Some(r) = out_row {
@@ -398,9 +490,10 @@ impl LlamaCppModel {
                     let src = unsafe {
                         let p = sys::llama_get_logits_ith(self.ctx.as_ptr(), i as i32);
                         if p.is_null() {
-                            return Err(EngineError::Request(format!(
-                                "llama.cpp returned no logits for batch position {i}"
-                            )));
+                            return Err(EngineError::BackendFailure {
+                                backend: Backend::LlamaCpp,
+                                reason: format!("no logits for batch position {i}"),
+                            });
                         }
                         std::slice::from_raw_parts(p, vocab)
                     };
@@ -408,13 +501,17 @@ impl LlamaCppModel {
                 }
             }
         }
-        for (f, len) in feeds.iter().zip(planned) {
-            self.slots[f.seq] = Some(len + f.tokens.len());
+        for (f, &(n, len)) in feeds.iter().zip(&planned) {
+            self.slots[f.seq] = Some(len + n);
         }
-        Ok(Logits {
+        Ok(ForwardOutput {
+            logits: Logits {
+                rows: n_rows,
+                vocab,
+                data: out,
+            },
             rows,
-            vocab,
-            data: out,
+            hidden: vec![Vec::new(); feeds.len()],
         })
     }
 }
@@ -424,13 +521,18 @@ impl LanguageModel for LlamaCppModel {
         &self.info
     }
 
+    fn max_sequences(&self) -> usize {
+        self.slots.len()
+    }
+
     fn new_sequence(&mut self) -> Result<SeqId> {
-        let free = self.slots.iter().position(Option::is_none).ok_or_else(|| {
-            EngineError::Request(format!(
-                "all {} llama.cpp sequence slots are in use (load with more sequences)",
-                self.slots.len()
-            ))
-        })?;
+        let free =
+            self.slots
+                .iter()
+                .position(Option::is_none)
+                .ok_or(EngineError::NoFreeSequence {
+                    max: self.slots.len(),
+                })?;
         self.remove_cells(free, None);
         self.slots[free] = Some(0);
         Ok(free)
@@ -448,28 +550,31 @@ impl LanguageModel for LlamaCppModel {
         self.len_of(seq)
     }
 
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<Logits> {
-        self.run(feeds, false)
-    }
-
-    fn forward_all(&mut self, feed: Feed<'_>) -> Result<Logits> {
-        self.run(&[feed], true)
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<ForwardOutput> {
+        self.run(feeds)
     }
 
     fn truncate(&mut self, seq: SeqId, len: usize) -> Result<()> {
         let cur = self.len_of(seq)?;
         if len > cur {
-            return Err(EngineError::Request(format!(
-                "sequence {seq}: cannot truncate to {len} tokens, it has {cur}"
-            )));
+            return Err(bad_request(
+                "len",
+                len,
+                format!("sequence {seq} has only {cur} positions"),
+            ));
         }
         if !self.remove_cells(seq, Some(len)) {
-            return Err(EngineError::Request(format!(
-                "sequence {seq}: llama.cpp could not roll the KV cache back to {len} tokens"
-            )));
+            return Err(EngineError::BackendFailure {
+                backend: Backend::LlamaCpp,
+                reason: format!("could not roll sequence {seq} back to {len} positions"),
+            });
         }
         self.slots[seq] = Some(len);
         Ok(())
+    }
+
+    fn embedding_mixture(&self, _: &[(u32, f32)], _: &mut [f32]) -> Result<()> {
+        Err(unsupported(&self.info, Capability::EmbeddingMixture))
     }
 }
 

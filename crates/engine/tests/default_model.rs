@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use adasamp_engine::{fetch, generate, BackendChoice, Feed, GenerationRequest, LoadedModel};
+use adasamp_engine::{
+    fetch, generate, BackendChoice, Capability, EngineError, Feed, GenerationRequest, LoadedModel,
+};
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 use serde::Deserialize;
 
@@ -105,11 +107,9 @@ fn check_logits_against_reference(
         let seq = lm.model.new_sequence().unwrap();
         let l = lm
             .model
-            .forward_all(Feed {
-                seq,
-                tokens: &c.ids,
-            })
-            .unwrap();
+            .forward(&[Feed::tokens(seq, &c.ids).with_all_logits()])
+            .unwrap()
+            .logits;
         lm.model.free_sequence(seq);
         for (pos, &want) in c.argmax.iter().enumerate() {
             let row = l.row(pos);
@@ -182,11 +182,9 @@ fn the_two_backends_agree() {
                 let seq = lm.model.new_sequence().unwrap();
                 let l = lm
                     .model
-                    .forward_all(Feed {
-                        seq,
-                        tokens: &c.ids,
-                    })
-                    .unwrap();
+                    .forward(&[Feed::tokens(seq, &c.ids).with_all_logits()])
+                    .unwrap()
+                    .logits;
                 lm.model.free_sequence(seq);
                 l
             })
@@ -404,22 +402,17 @@ fn rollback_then_refeed_matches_a_fresh_run() {
         let Some(mut lm) = model(backend) else { return };
         let ids = lm.prompt_tokens("Name a fruit.", None, false).unwrap();
         let seq = lm.model.new_sequence().unwrap();
-        let fresh = lm.model.forward(&[Feed { seq, tokens: &ids }]).unwrap();
+        let fresh = lm.model.forward(&[Feed::tokens(seq, &ids)]).unwrap().logits;
         lm.model
-            .forward(&[Feed {
-                seq,
-                tokens: &[ids[3], ids[4]],
-            }])
+            .forward(&[Feed::tokens(seq, &[ids[3], ids[4]])])
             .unwrap();
         lm.model.truncate(seq, ids.len() - 1).unwrap();
         assert_eq!(lm.model.sequence_len(seq).unwrap(), ids.len() - 1);
         let again = lm
             .model
-            .forward(&[Feed {
-                seq,
-                tokens: &ids[ids.len() - 1..],
-            }])
-            .unwrap();
+            .forward(&[Feed::tokens(seq, &ids[ids.len() - 1..])])
+            .unwrap()
+            .logits;
         let diff = fresh
             .data
             .iter()
@@ -435,4 +428,187 @@ fn rollback_then_refeed_matches_a_fresh_run() {
         lm.model.free_sequence(seq);
         assert!(lm.model.sequence_len(seq).is_err());
     }
+}
+
+/// The one forward on the default model, both backends: all-position logits equal successive
+/// single-token steps, a batch mixes all-position and last-position feeds, every option the
+/// backend lacks is a typed error naming it, and the sequence cap is the one loaded with.
+#[test]
+fn forward_options_and_capabilities() {
+    let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
+    if !p.exists() {
+        eprintln!("note: {} absent; skipped", p.display());
+        return;
+    }
+    for backend in backends() {
+        let opts = adasamp_engine::LoadOptions {
+            max_sequences: Some(3),
+            ..adasamp_engine::LoadOptions::with_max_seq_len(Some(256))
+        };
+        let mut lm = adasamp_engine::load(Some(&p), backend, opts, &mut |_: &str| {}).unwrap();
+        let info = lm.model.info().clone();
+        assert_eq!(info.capabilities, info.backend.capabilities());
+        let ids = lm.prompt_tokens("Name a fruit.", None, false).unwrap();
+        let (a, b) = (
+            lm.model.new_sequence().unwrap(),
+            lm.model.new_sequence().unwrap(),
+        );
+        let both = lm
+            .model
+            .forward(&[
+                Feed::tokens(a, &ids).with_all_logits(),
+                Feed::tokens(b, &ids[..4]),
+            ])
+            .unwrap();
+        assert_eq!(both.rows, vec![0..ids.len(), ids.len()..ids.len() + 1]);
+        // Prefill and decode round activations differently (both backends: measured up to
+        // ~1.6 logits apart on this Q4_1 model), so rows agree loosely and in their argmax.
+        let c = lm.model.new_sequence().unwrap();
+        let (mut worst, mut same_top) = (0f32, 0usize);
+        for (i, t) in ids.iter().enumerate() {
+            let one = lm
+                .model
+                .forward(&[Feed::tokens(c, std::slice::from_ref(t))])
+                .unwrap();
+            worst = worst.max(max_abs_diff(one.last_row(0), both.logits.row(i)));
+            same_top += usize::from(
+                argmax(&log_softmax(one.last_row(0))) == argmax(&log_softmax(both.logits.row(i))),
+            );
+        }
+        eprintln!(
+            "{backend:?}: all-position vs one-by-one max |Δlogit| {worst}, same argmax {same_top}/{}",
+            ids.len()
+        );
+        assert!(
+            worst < 2.5,
+            "{backend:?}: all-position logits differ by {worst}"
+        );
+        assert!(
+            same_top * 10 >= ids.len() * 9,
+            "{backend:?}: argmax {same_top}/{}",
+            ids.len()
+        );
+        let d = max_abs_diff(both.last_row(1), both.logits.row(3));
+        assert!(
+            d < 2.5,
+            "{backend:?}: a last-position feed beside an all-position one: {d}"
+        );
+        // The sequence cap.
+        assert_eq!(lm.model.max_sequences(), 3);
+        let e = lm.model.new_sequence().unwrap_err();
+        assert!(matches!(e, EngineError::NoFreeSequence { max: 3 }), "{e}");
+        // Every option is either served or refused with the typed error naming it.
+        let emb = vec![0f32; info.hidden_size];
+        let options: [(Capability, Feed<'_>); 3] = [
+            (
+                Capability::EarlyExit,
+                Feed::tokens(a, &ids[..1]).with_exit_after(1),
+            ),
+            (
+                Capability::HiddenStates,
+                Feed::tokens(a, &ids[..1]).with_hidden_states(&[0]),
+            ),
+            (Capability::InputEmbeddings, Feed::embeddings(a, &emb)),
+        ];
+        for (cap, feed) in options {
+            let len = lm.model.sequence_len(a).unwrap();
+            let r = lm.model.forward(&[feed]);
+            if info.capabilities.has(cap) {
+                assert!(r.is_ok(), "{backend:?} {cap}: {:?}", r.err());
+                lm.model.truncate(a, len).unwrap();
+            } else {
+                let e = r.unwrap_err();
+                assert!(
+                    matches!(e, EngineError::Unsupported { backend: be, capability } if be == info.backend && capability == cap),
+                    "{backend:?} {cap}: {e}"
+                );
+                assert_eq!(lm.model.sequence_len(a).unwrap(), len);
+            }
+        }
+        let mut out = vec![0f32; info.hidden_size];
+        let r = lm.model.embedding_mixture(&[(ids[0], 1.0)], &mut out);
+        if info.capabilities.embedding_mixture {
+            assert!(r.is_ok() && out.iter().any(|&x| x != 0.0));
+        } else {
+            assert!(matches!(
+                r,
+                Err(EngineError::Unsupported {
+                    capability: Capability::EmbeddingMixture,
+                    ..
+                })
+            ));
+        }
+        for s in [a, b, c] {
+            lm.model.free_sequence(s);
+        }
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// llama.cpp fed input embeddings (the token embedding rows, read through candle's
+/// `embedding_mixture` of the same file) gives the logits of the tokens themselves, alone and
+/// in a step that also feeds tokens to another sequence.
+#[cfg(feature = "llama-cpp")]
+#[test]
+fn llama_cpp_input_embeddings_match_tokens() {
+    let (Some(candle), Some(mut lm)) =
+        (model(BackendChoice::Candle), model(BackendChoice::LlamaCpp))
+    else {
+        return;
+    };
+    let d = lm.model.info().hidden_size;
+    let ids = lm.prompt_tokens("Name a fruit.", None, false).unwrap();
+    let mut emb = vec![0f32; ids.len() * d];
+    for (&t, row) in ids.iter().zip(emb.chunks_mut(d)) {
+        candle.model.embedding_mixture(&[(t, 1.0)], row).unwrap();
+    }
+    let (a, b, c) = (
+        lm.model.new_sequence().unwrap(),
+        lm.model.new_sequence().unwrap(),
+        lm.model.new_sequence().unwrap(),
+    );
+    let by_tokens = lm
+        .model
+        .forward(&[Feed::tokens(a, &ids).with_all_logits()])
+        .unwrap();
+    let mixed = lm
+        .model
+        .forward(&[
+            Feed::tokens(c, &ids[..3]),
+            Feed::embeddings(b, &emb).with_all_logits(),
+        ])
+        .unwrap();
+    assert_eq!(mixed.rows, vec![0..1, 1..1 + ids.len()]);
+    let d_emb = max_abs_diff(mixed.feed_rows(1), &by_tokens.logits.data);
+    eprintln!("llama.cpp embeddings vs tokens: max |Δlogit| {d_emb}");
+    assert!(
+        d_emb < 1e-3,
+        "embedding input differs from token input by {d_emb}"
+    );
+    assert!(max_abs_diff(mixed.last_row(0), by_tokens.logits.row(2)) < 1e-3);
+    // Decoding on after embedding input continues the same sequence.
+    let next = [ids[0]];
+    let x = lm.model.forward(&[Feed::tokens(a, &next)]).unwrap();
+    let y = lm.model.forward(&[Feed::tokens(b, &next)]).unwrap();
+    assert!(max_abs_diff(x.last_row(0), y.last_row(0)) < 1e-3);
+    let e = lm
+        .model
+        .forward(&[Feed::embeddings(a, &emb[..d - 1])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EngineError::BadRequest {
+                field: "embeddings",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
