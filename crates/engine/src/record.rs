@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use adasamp_sampling::PipelineSpec;
+use adasamp_sampling::{PipelineSpec, Sample};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -65,11 +65,10 @@ pub struct CandidateRecord {
     /// Token counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    /// Per generated token, the chosen token and the top tokens of the final distribution, as
-    /// written by the generator (non-finite numbers become `null` in JSON, so this stays
-    /// untyped to read back whatever was written).
+    /// Per generated token: the chosen token, its probability and the top tokens of the final
+    /// distribution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logprobs: Option<Value>,
+    pub logprobs: Option<Vec<Sample>>,
     /// Fields this version does not know (e.g. labels added by curation), kept as they were.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -225,6 +224,7 @@ fn field_at_fault(obj: &Map<String, Value>) -> Option<(String, String)> {
             check::<Option<FinishReason>>(obj, "finish_reason"),
         ),
         ("usage", check::<Option<Usage>>(obj, "usage")),
+        ("logprobs", check::<Option<Vec<Sample>>>(obj, "logprobs")),
     ];
     fields
         .into_iter()
@@ -352,7 +352,7 @@ pub fn write_record(out: &mut dyn Write, record: &CandidateRecord) -> std::io::R
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"{"id":"a-s0","prompt":"p","system_prompt":null,"generation":"g","generation_tokens":[1,2],"sampler_info":{"name":"x","config":{"name":"x","weight":1.0,"processors":[{"name":"min_p","params":{"min_p":0.1}}]}},"seed":3,"finish_reason":"eos","usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
+    const GOOD: &str = r#"{"id":"a-s0","prompt":"p","system_prompt":null,"generation":"g","generation_tokens":[1,2],"sampler_info":{"name":"x","config":{"name":"x","weight":1.0,"processors":[{"name":"min_p","params":{"min_p":0.1}}]}},"seed":3,"finish_reason":"eos","usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6},"logprobs":[{"token":1,"prob":0.1,"logprob":-2.3025851,"top":[{"id":1,"prob":0.1,"logprob":-2.3025851}]},{"token":2,"prob":1.0,"logprob":0.0,"top":[]}]}"#;
 
     #[test]
     fn round_trip_is_byte_exact() {
@@ -451,6 +451,24 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "`{err}` lacks `{want}`");
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_wrong_type_is_named() {
+        let Value::Object(full) = serde_json::from_str::<Value>(GOOD).unwrap() else {
+            unreachable!()
+        };
+        for key in full.keys() {
+            let mut obj = full.clone();
+            obj.insert(key.clone(), serde_json::json!({"wrong": [true]}));
+            let line = Value::Object(obj).to_string();
+            match parse_line(&line, "f", 1) {
+                Err(RecordError::Field { field, .. }) => {
+                    assert!(field.starts_with(key.as_str()), "{key}: named {field}")
+                }
+                other => panic!("{key}: {other:?}"),
+            }
         }
     }
 
