@@ -275,39 +275,29 @@ fn malformed_records_name_line_and_field() {
     )
     .unwrap();
     assert!(raw[0].record.raw);
-    let cases = [
-        (
-            good.replace(r#""generation":"g""#, r#""raw":"yes","generation":"g""#),
-            "f.jsonl:2: field `raw`: invalid type: string \"yes\", expected a boolean",
+    // Field-level problems are the record reader's (engine::record, tested there); training adds
+    // that every record's pipeline builds.
+    let err = parse_records(
+        &format!(
+            "{good}\n{}\n",
+            good.replace(r#""min_p":0.1"#, r#""min_p":7"#)
         ),
-        (
-            good.replace(r#""prompt":"p","#, ""),
-            "f.jsonl:2: field `prompt`: missing",
-        ),
-        (
-            good.replace("[1,2]", "[1,-2]"),
-            "f.jsonl:2: field `generation_tokens[1]`",
-        ),
-        (
-            good.replace(r#""min_p":0.1"#, r#""min_p":7"#),
-            "f.jsonl:2: record `a`: sampler_info.config: pipeline `x`",
-        ),
-        (
-            good.replace(r#""sampler_info""#, r#""info""#),
-            "f.jsonl:2: field `sampler_info`: missing",
-        ),
-        ("{not json".to_string(), "f.jsonl:2: not a JSON object"),
-        (
-            good.replace(r#""generation":"g""#, r#""generation":5"#),
-            "f.jsonl:2: field `generation`: invalid type: integer `5`, expected a string",
-        ),
-    ];
-    for (line, want) in cases {
-        let err = parse_records(&format!("{good}\n{line}\n"), "f.jsonl")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(want), "`{err}` lacks `{want}`");
-    }
+        "f.jsonl",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, adasamp_nets::NetsError::BadRecord { line: 2, .. }),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains("f.jsonl:2: record `a`: sampler_info.config: pipeline `x`"),
+        "{err}"
+    );
+    let err = parse_records(&format!("{good}\n{{not json\n"), "f.jsonl")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("f.jsonl:2: not a JSON object"), "{err}");
     let dir = scratch("records");
     let p = dir.join("empty.jsonl");
     std::fs::write(&p, "\n").unwrap();
