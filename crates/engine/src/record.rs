@@ -139,15 +139,6 @@ pub enum RecordError {
         /// The line.
         line: usize,
     },
-    /// A record could not be turned into JSON (a non-string map key in `extra`).
-    #[error("cannot write record {id:?}: {source}")]
-    Serialize {
-        /// The record's id.
-        id: Option<String>,
-        /// The serializer's error.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// Reads an id given as a string or a number (as its text); `null` is no id.
