@@ -64,27 +64,7 @@ pub fn write(path: &Path, logits: &Logits) -> Result<()> {
         .map_err(|e| anyhow!("building tensor: {e}"))?;
     let out = safetensors::serialize([("logits", view)], None)
         .map_err(|e| anyhow!("serialising: {e}"))?;
-    write_atomic(path, &out)
-}
-
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+    Ok(adasamp_engine::files::write_atomic(path, &out)?)
 }
 
 #[cfg(test)]

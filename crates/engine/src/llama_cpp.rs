@@ -93,11 +93,6 @@ pub fn requantized_q8(path: &Path) -> Result<std::path::PathBuf> {
             return Ok(out);
         }
     }
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let tmp = dir.join(format!(
-        "{stem}.Q8_0-requant.gguf.part{}",
-        std::process::id()
-    ));
     let cstr = |p: &Path| {
         p.to_str()
             .and_then(|s| CString::new(s).ok())
@@ -106,23 +101,27 @@ pub fn requantized_q8(path: &Path) -> Result<std::path::PathBuf> {
                 reason: "the path is not valid UTF-8 without NUL bytes".into(),
             })
     };
-    let (src, dst) = (cstr(path)?, cstr(&tmp)?);
-    // SAFETY: default parameters with the target type set; valid C strings.
-    let rc = unsafe {
-        let mut q = sys::llama_model_quantize_default_params();
-        q.ftype = sys::LLAMA_FTYPE_MOSTLY_Q8_0;
-        q.allow_requantize = true;
-        q.nthread = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-        sys::llama_model_quantize(src.as_ptr(), dst.as_ptr(), &q)
-    };
-    if rc != 0 {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(EngineError::InvalidModel {
-            path: path.to_path_buf(),
-            reason: format!("llama.cpp could not re-quantize it to Q8_0 (code {rc})"),
-        });
-    }
-    std::fs::rename(&tmp, &out).map_err(|e| io(&out, e))?;
+    let src = cstr(path)?;
+    // llama.cpp writes the quantized copy into the temporary file's path; it goes into place only
+    // when the quantizer succeeded.
+    crate::files::write_atomic_with(&out, |_, tmp| {
+        let dst = cstr(tmp)?;
+        // SAFETY: default parameters with the target type set; valid C strings.
+        let rc = unsafe {
+            let mut q = sys::llama_model_quantize_default_params();
+            q.ftype = sys::LLAMA_FTYPE_MOSTLY_Q8_0;
+            q.allow_requantize = true;
+            q.nthread = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+            sys::llama_model_quantize(src.as_ptr(), dst.as_ptr(), &q)
+        };
+        if rc != 0 {
+            return Err(EngineError::InvalidModel {
+                path: path.to_path_buf(),
+                reason: format!("llama.cpp could not re-quantize it to Q8_0 (code {rc})"),
+            });
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 

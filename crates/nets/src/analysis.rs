@@ -38,11 +38,11 @@ pub struct PositionStats {
 /// must have the same length; each needs a finite entry and no NaN / `+inf`.
 pub fn analyze_position(raw: &[f32], target: &[f32], pred: &[f32]) -> Result<PositionStats> {
     if raw.len() != target.len() {
-        return Err(NetsError::InvalidInput(format!(
-            "raw row has {} entries, target {}",
-            raw.len(),
-            target.len()
-        )));
+        return Err(NetsError::shape(
+            "raw row",
+            format!("{} entries (the target's)", target.len()),
+            raw.len().to_string(),
+        ));
     }
     let identity = row_divergence(target, raw)?;
     let sampler = row_divergence(target, pred)?;
@@ -113,7 +113,9 @@ pub struct Summary {
 pub fn summarize(positions: &[PositionStats]) -> Result<Summary> {
     let agg = |f: fn(&PositionStats) -> f64, what: &str| {
         Aggregate::of(&positions.iter().map(f).collect::<Vec<_>>()).ok_or_else(|| {
-            NetsError::InvalidInput(format!("cannot aggregate {what}: no positions or NaN"))
+            NetsError::NoData {
+                what: format!("positions (or a NaN) to aggregate {what} over"),
+            }
         })
     };
     Ok(Summary {
@@ -217,18 +219,18 @@ pub fn top_tokens(
     always: &[u32],
 ) -> Result<Vec<TokenProbs>> {
     if raw.len() != target.len() || raw.len() != pred.len() {
-        return Err(NetsError::InvalidInput(format!(
-            "rows differ in length: raw {}, target {}, pred {}",
-            raw.len(),
-            target.len(),
-            pred.len()
-        )));
+        return Err(NetsError::shape(
+            "rows (raw, target, pred)",
+            "equal lengths",
+            format!("{}, {}, {}", raw.len(), target.len(), pred.len()),
+        ));
     }
     if let Some(&id) = always.iter().find(|&&id| id as usize >= raw.len()) {
-        return Err(NetsError::InvalidInput(format!(
-            "token {id} outside a row of {}",
-            raw.len()
-        )));
+        return Err(NetsError::bad_request(
+            "token",
+            id,
+            format!("outside a row of {}", raw.len()),
+        ));
     }
     let (pr, pt, pp) = (
         probabilities(raw),
@@ -269,10 +271,11 @@ pub fn top_tokens(
 /// the same layout, as `f32`.
 pub fn sampler_logits(sampler: &LearnedSampler, rows: &[f32], vocab: usize) -> Result<Vec<f32>> {
     if vocab == 0 || !rows.len().is_multiple_of(vocab) {
-        return Err(NetsError::InvalidInput(format!(
-            "{} values do not form rows of {vocab}",
-            rows.len()
-        )));
+        return Err(NetsError::shape(
+            "logits",
+            format!("whole rows of {vocab}"),
+            format!("{} values", rows.len()),
+        ));
     }
     let z = Tensor::from_slice(rows, (rows.len() / vocab, vocab), sampler.device())?;
     Ok(sampler

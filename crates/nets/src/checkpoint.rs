@@ -9,11 +9,11 @@
 //!
 //! The two training files are present together or not at all.
 //!
-//! **Atomic writes**: everything is written into a fresh hidden directory `.<name>.tmp-…` next to
-//! `<dir>` and fsynced, then renamed into place. If `<dir>` already exists it is first renamed
-//! aside (`.<name>.old-…`) and removed after the new one is in place. On any error the temporary
-//! directory is removed, so a failed save never leaves a partial `<dir>` behind (an existing
-//! `<dir>` is left untouched unless the final renames themselves fail).
+//! **Atomic writes** ([`adasamp_engine::files::write_dir_atomic`]): everything is written into a
+//! fresh hidden directory next to `<dir>` and fsynced, then renamed into place, replacing an
+//! existing `<dir>`. On any error the temporary directory is removed, so a failed save never
+//! leaves a partial `<dir>` behind (an existing `<dir>` is left untouched unless the final renames
+//! themselves fail).
 //!
 //! **Loading** checks, with errors naming the file / parameter / shapes: missing files, a
 //! truncated or corrupt safetensors file, an unsupported format version, weights that do not
@@ -23,10 +23,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
+use adasamp_engine::files::{write_atomic, write_dir_atomic};
 use candle_core::{DType, Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use safetensors::{Dtype, SafeTensors};
@@ -89,7 +88,7 @@ impl RngState {
     /// Rebuilds the RNG exactly as captured.
     pub fn restore(&self) -> Result<ChaCha8Rng> {
         use rand::SeedableRng;
-        let bad = |reason: String| NetsError::InvalidInput(format!("rng state: {reason}"));
+        let bad = |reason: String| NetsError::bad_request("rng", format!("{self:?}"), reason);
         if self.seed.len() != 64 {
             return Err(bad(format!(
                 "seed must be 64 hex digits, got {}",
@@ -253,11 +252,16 @@ fn serialize(tensors: &[(String, Tensor)], meta: HashMap<String, String>) -> Res
         .map(|(n, (dt, bytes), shape)| {
             safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| NetsError::InvalidInput(format!("tensor `{n}`: {e}")))
+                .map_err(|e| NetsError::Serialize {
+                    what: format!("tensor `{n}`"),
+                    reason: e.to_string(),
+                })
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| NetsError::InvalidInput(format!("safetensors serialisation: {e}")))
+    safetensors::tensor::serialize(views, Some(meta)).map_err(|e| NetsError::Serialize {
+        what: "safetensors".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Reads a safetensors file into tensors of `dtype` on `device` (stored f32/f64 only).
@@ -306,80 +310,6 @@ fn read_safetensors(path: &Path, dtype: DType, device: &Device) -> Result<Vec<(S
     Ok(out)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = fs::File::create(path).map_err(|e| NetsError::io("cannot create", path, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| NetsError::io("cannot write", path, e))
-}
-
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
-}
-
-/// Writes a directory atomically (see the module doc): `fill` populates a temporary directory
-/// next to `dir`, which then replaces `dir`. On error nothing named `dir` is created and the
-/// temporary directory is removed.
-pub(crate) fn write_dir_atomically(
-    dir: &Path,
-    fill: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    let name = dir
-        .file_name()
-        .ok_or_else(|| NetsError::InvalidInput(format!("{} has no directory name", dir.display())))?
-        .to_string_lossy()
-        .to_string();
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        return Err(NetsError::MissingFile {
-            what: "parent directory of the checkpoint".into(),
-            path: parent,
-        });
-    }
-    if dir.exists() && !dir.is_dir() {
-        return Err(NetsError::InvalidInput(format!(
-            "{} exists and is not a directory; refusing to replace it",
-            dir.display()
-        )));
-    }
-    let tmp = parent.join(format!(".{name}.tmp-{}", unique_suffix()));
-    fs::create_dir(&tmp).map_err(|e| NetsError::io("cannot create", &tmp, e))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if let Ok(d) = fs::File::open(&tmp) {
-        let _ = d.sync_all();
-    }
-    if dir.exists() {
-        let old = parent.join(format!(".{name}.old-{}", unique_suffix()));
-        if let Err(e) = fs::rename(dir, &old) {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(NetsError::io("cannot move aside", dir, e));
-        }
-        if let Err(e) = fs::rename(&tmp, dir) {
-            let _ = fs::rename(&old, dir);
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(NetsError::io("cannot rename into place", dir, e));
-        }
-        let _ = fs::remove_dir_all(&old);
-    } else if let Err(e) = fs::rename(&tmp, dir) {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(NetsError::io("cannot rename into place", dir, e));
-    }
-    if let Ok(p) = fs::File::open(&parent) {
-        let _ = p.sync_all();
-    }
-    Ok(())
-}
-
 /// Checks that `moments` has an `m` and a `v` of the right shape for every parameter and nothing
 /// else.
 fn check_moments(sampler: &LearnedSampler, moments: &OptimizerMoments, origin: &str) -> Result<()> {
@@ -422,8 +352,10 @@ pub fn save(
         ),
     ]);
     let model_bytes = serialize(&sampler.named_parameters(), info.clone())?;
-    let meta_json = serde_json::to_string_pretty(&meta)
-        .map_err(|e| NetsError::InvalidInput(format!("config.json: {e}")))?;
+    let meta_json = serde_json::to_string_pretty(&meta).map_err(|e| NetsError::Serialize {
+        what: CONFIG_FILE.into(),
+        reason: e.to_string(),
+    })?;
     let training_bytes = match training {
         Some((state, moments)) => {
             let mut named = Vec::new();
@@ -432,18 +364,29 @@ pub fn save(
                     named.push((format!("{prefix}.{k}"), t.clone()));
                 }
             }
-            let json = serde_json::to_string_pretty(state)
-                .map_err(|e| NetsError::InvalidInput(format!("training_state.json: {e}")))?;
+            let json = serde_json::to_string_pretty(state).map_err(|e| NetsError::Serialize {
+                what: TRAINING_STATE_JSON.into(),
+                reason: e.to_string(),
+            })?;
             Some((json, serialize(&named, info)?))
         }
         None => None,
     };
-    write_dir_atomically(dir, |tmp| {
-        write_file(&tmp.join(MODEL_FILE), &model_bytes)?;
-        write_file(&tmp.join(CONFIG_FILE), meta_json.as_bytes())?;
+    if !dir
+        .parent()
+        .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir())
+    {
+        return Err(NetsError::MissingFile {
+            what: "parent directory of the checkpoint".into(),
+            path: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+        });
+    }
+    write_dir_atomic(dir, |tmp| -> Result<()> {
+        write_atomic(&tmp.join(MODEL_FILE), &model_bytes)?;
+        write_atomic(&tmp.join(CONFIG_FILE), meta_json.as_bytes())?;
         if let Some((json, bytes)) = &training_bytes {
-            write_file(&tmp.join(TRAINING_STATE_FILE), bytes)?;
-            write_file(&tmp.join(TRAINING_STATE_JSON), json.as_bytes())?;
+            write_atomic(&tmp.join(TRAINING_STATE_FILE), bytes)?;
+            write_atomic(&tmp.join(TRAINING_STATE_JSON), json.as_bytes())?;
         }
         Ok(())
     })
@@ -613,47 +556,23 @@ pub fn load_expecting(
     load(dir, dtype, device)
 }
 
+impl LearnedSampler {
+    /// Loads the checkpoint directory `dir` ([`load`]) as an inference sampler computing in
+    /// `dtype` on `device` (any training state in it is ignored).
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(load(dir, dtype, device)?.sampler)
+    }
+
+    /// Saves the weights and config to the checkpoint directory `dir`, atomically ([`save`]
+    /// without training state).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        save(dir, self, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("adasamp-nets-{name}-{}", unique_suffix()));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    #[test]
-    fn failed_fill_leaves_nothing() {
-        let parent = scratch("atomic");
-        let dir = parent.join("ckpt");
-        let err = write_dir_atomically(&dir, |tmp| {
-            write_file(&tmp.join(MODEL_FILE), b"partial")?;
-            Err(NetsError::InvalidInput("simulated failure".into()))
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("simulated failure"));
-        assert!(!dir.exists());
-        assert_eq!(
-            fs::read_dir(&parent).unwrap().count(),
-            0,
-            "temp dir left behind"
-        );
-
-        // An existing checkpoint survives a failed overwrite untouched.
-        fs::create_dir(&dir).unwrap();
-        fs::write(dir.join("keep"), b"old").unwrap();
-        assert!(write_dir_atomically(&dir, |_| Err(NetsError::InvalidInput("x".into()))).is_err());
-        assert_eq!(fs::read(dir.join("keep")).unwrap(), b"old");
-        assert_eq!(fs::read_dir(&parent).unwrap().count(), 1);
-
-        // A successful overwrite replaces the whole directory and cleans up.
-        write_dir_atomically(&dir, |tmp| write_file(&tmp.join("new"), b"new")).unwrap();
-        assert!(!dir.join("keep").exists());
-        assert_eq!(fs::read(dir.join("new")).unwrap(), b"new");
-        assert_eq!(fs::read_dir(&parent).unwrap().count(), 1);
-        fs::remove_dir_all(&parent).unwrap();
-    }
 
     #[test]
     fn rng_state_round_trip() {

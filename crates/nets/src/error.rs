@@ -129,10 +129,138 @@ pub enum NetsError {
         found: String,
     },
 
-    /// The input tensor cannot be processed (wrong rank, NaN, `+inf`, a row with every entry
-    /// `-inf`, mismatched shapes, …).
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
+    /// A call argument is out of range or unknown: `field` = `value` violates `reason`.
+    #[error("`{field}` = {value}: {reason}")]
+    BadRequest {
+        /// The argument (or setting) at fault.
+        field: String,
+        /// Its value.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+
+    /// A logits row holds NaN or `+inf`, is empty or has no finite entry. `what` says which rows
+    /// (input, training target, replayed row of a record); the source names the row and token.
+    #[error("{what}: {source}")]
+    InvalidLogits {
+        /// Which rows these are.
+        what: String,
+        /// The row and position at fault.
+        #[source]
+        source: Box<adasamp_sampling::SamplingError>,
+    },
+
+    /// A tensor or buffer has the wrong shape: `what` expected `expected`, got `found`.
+    #[error("{what}: expected {expected}, got {found}")]
+    BadShape {
+        /// What has the shape.
+        what: String,
+        /// The shape needed.
+        expected: String,
+        /// The shape given.
+        found: String,
+    },
+
+    /// A candidate-records file could not be read (malformed line, torn last line, I/O).
+    #[error(transparent)]
+    Record(#[from] adasamp_engine::record::RecordError),
+
+    /// A candidate record reads but cannot be used (its pipeline does not build, a token lies
+    /// outside the vocabulary, …).
+    #[error("{origin}:{line}: record `{id}`: {field}: {reason}")]
+    BadRecord {
+        /// The records file.
+        origin: String,
+        /// The 1-based line.
+        line: usize,
+        /// The record's id.
+        id: String,
+        /// The field or part at fault.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A record's target pipeline failed on one of its positions.
+    #[error("record `{id}`, position {position}: {source}")]
+    Target {
+        /// The record's id.
+        id: String,
+        /// The generated-token position.
+        position: usize,
+        /// The sampling error.
+        #[source]
+        source: Box<adasamp_sampling::SamplingError>,
+    },
+
+    /// There is nothing to work on (no records, no training rows, no positions).
+    #[error("no {what}")]
+    NoData {
+        /// What is missing.
+        what: String,
+    },
+
+    /// A training run cannot be resumed from the checkpoint `dir`.
+    #[error("cannot resume from {dir}: {reason}")]
+    Resume {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A replay cache directory is inconsistent with the data.
+    #[error("replay cache {dir}: {reason}")]
+    Cache {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The training loss became NaN or infinite (the learning rate is usually too high).
+    #[error(
+        "step {step}: loss is not finite (KL {kl}, penalty {penalty}); try a lower learning rate"
+    )]
+    NonFiniteLoss {
+        /// The optimizer step.
+        step: u64,
+        /// The KL term.
+        kl: f64,
+        /// The truncation penalty term.
+        penalty: f64,
+    },
+
+    /// The base model failed (fetching, loading, a forward pass); `what` says during what.
+    #[error("{what}: {source}")]
+    Model {
+        /// What was being done.
+        what: String,
+        /// The engine's error.
+        #[source]
+        source: Box<adasamp_engine::EngineError>,
+    },
+
+    /// Writing a file atomically or hashing one failed.
+    #[error(transparent)]
+    File(#[from] adasamp_engine::files::FileError),
+
+    /// Data could not be serialised (`what` names it).
+    #[error("cannot serialise {what}: {reason}")]
+    Serialize {
+        /// What was being serialised.
+        what: String,
+        /// The serialiser's message.
+        reason: String,
+    },
+
+    /// A lock or worker thread failed because another thread panicked.
+    #[error("{what}: a thread panicked")]
+    Poisoned {
+        /// The lock or thread.
+        what: String,
+    },
 
     /// An error from candle (tensor shape/dtype errors inside the model).
     #[error("candle: {0}")]
@@ -150,6 +278,48 @@ impl NetsError {
             field: field.into(),
             value: value.to_string(),
             reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`NetsError::BadRequest`].
+    pub(crate) fn bad_request(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        NetsError::BadRequest {
+            field: field.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`NetsError::BadShape`].
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        NetsError::BadShape {
+            what: what.into(),
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+
+    /// Shorthand for [`NetsError::InvalidLogits`].
+    pub(crate) fn logits(what: impl Into<String>, source: adasamp_sampling::SamplingError) -> Self {
+        NetsError::InvalidLogits {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Shorthand for [`NetsError::Model`].
+    pub(crate) fn model(what: impl Into<String>, source: adasamp_engine::EngineError) -> Self {
+        NetsError::Model {
+            what: what.into(),
+            source: Box::new(source),
         }
     }
 

@@ -79,8 +79,10 @@ impl Linear {
         let (in_f, lead) = match dims.split_last() {
             Some((last, lead)) => (*last, lead.to_vec()),
             None => {
-                return Err(crate::error::NetsError::InvalidInput(
-                    "Linear needs an input with at least one axis".into(),
+                return Err(crate::error::NetsError::shape(
+                    "Linear input",
+                    "at least one axis",
+                    "a scalar",
                 ))
             }
         };

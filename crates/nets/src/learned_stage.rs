@@ -22,6 +22,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use adasamp_sampling::row::validate_logits;
 use adasamp_sampling::spec::{ParamReader, StageSpec, Value};
 use adasamp_sampling::stages::{register_external, ExternalStage};
 use adasamp_sampling::{Context, Row, SamplingError, Stage};
@@ -102,19 +103,39 @@ impl Stage for LearnedStage {
         LEARNED_STAGE
     }
 
-    /// Replaces the row's logits by the learned sampler's output (see the module doc).
+    /// Replaces the row's logits by the learned sampler's output (see the module doc). The input
+    /// row is checked first: a NaN or `+inf` entry, or no finite entry, is an error naming the
+    /// token.
     fn apply(&mut self, row: &mut Row, _ctx: &Context<'_>) -> adasamp_sampling::Result<()> {
+        let failed = |message: String| SamplingError::StageFailed {
+            pipeline: self.pipeline.to_string(),
+            stage: LEARNED_STAGE.to_string(),
+            message,
+        };
+        validate_logits(row.values(), 0).map_err(|e| failed(input_problem(row, &e)))?;
         self.fast
             .apply(row.values_mut())
-            .map_err(|e| SamplingError::StageFailed {
-                pipeline: self.pipeline.to_string(),
-                stage: LEARNED_STAGE.to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| failed(e.to_string()))
     }
 
     fn clone_box(&self) -> Box<dyn Stage> {
         Box::new(self.clone())
+    }
+}
+
+/// What is wrong with the stage's input row, naming the token id (a sparse row's entry `i` is
+/// not token `i`). The row's index in its batch is not known to a stage, so it is not named.
+fn input_problem(row: &Row, e: &SamplingError) -> String {
+    match *e {
+        SamplingError::NanLogit { token, .. } => {
+            format!("input logit of token {} is NaN", row.id_at(token))
+        }
+        SamplingError::PosInfLogit { token, .. } => {
+            format!("input logit of token {} is +inf", row.id_at(token))
+        }
+        SamplingError::AllMasked { .. } => "every input logit is -inf (nothing to sample)".into(),
+        SamplingError::EmptyRow { .. } => "the input row is empty".into(),
+        ref other => format!("input row: {other}"),
     }
 }
 

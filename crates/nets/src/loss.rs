@@ -9,6 +9,7 @@
 //! KL `+inf` (the prediction excludes a token the target can produce). The masking uses
 //! `where_cond`, so the discarded branch gets an exactly-zero gradient.
 
+use adasamp_sampling::row::validate_logits;
 use candle_core::{DType, Tensor, D};
 
 use crate::error::{NetsError, Result};
@@ -54,14 +55,19 @@ impl TruncatedLogitsLoss {
     /// NaN / `+inf`.
     pub fn per_row(&self, pred: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
         if pred.dims() != target.dims() {
-            return Err(NetsError::InvalidInput(format!(
-                "pred shape {:?} differs from target shape {:?}",
-                pred.dims(),
-                target.dims()
-            )));
+            return Err(NetsError::shape(
+                "pred",
+                format!("{:?} (the target's shape)", target.dims()),
+                format!("{:?}", pred.dims()),
+            ));
         }
-        crate::arch::validate_logits(target)
-            .map_err(|e| NetsError::InvalidInput(format!("target: {e}")))?;
+        crate::arch::validate_logits(target).map_err(|e| match e {
+            NetsError::InvalidLogits { source, .. } => NetsError::logits("target", *source),
+            NetsError::BadShape {
+                expected, found, ..
+            } => NetsError::shape("target", expected, found),
+            other => other,
+        })?;
         let target = target.detach().to_dtype(pred.dtype())?;
         let mask = target.eq(f64::NEG_INFINITY)?;
         let lp_t_raw = log_softmax(&target)?;
@@ -117,23 +123,19 @@ fn log_softmax_slice(x: &[f32]) -> Option<Vec<f64>> {
 /// `+inf`, and at least one finite entry each.
 pub fn row_divergence(target: &[f32], pred: &[f32]) -> Result<RowDivergence> {
     if target.len() != pred.len() {
-        return Err(NetsError::InvalidInput(format!(
-            "target has {} entries, pred {}",
-            target.len(),
-            pred.len()
-        )));
+        return Err(NetsError::shape(
+            "pred row",
+            format!("{} entries (the target's)", target.len()),
+            pred.len().to_string(),
+        ));
     }
     for (what, row) in [("target", target), ("pred", pred)] {
-        if row.iter().any(|v| v.is_nan() || *v == f32::INFINITY) {
-            return Err(NetsError::InvalidInput(format!(
-                "{what} row contains NaN or +inf"
-            )));
-        }
+        validate_logits(row, 0).map_err(|e| NetsError::logits(what, e))?;
     }
-    let lp_t = log_softmax_slice(target)
-        .ok_or_else(|| NetsError::InvalidInput("target row is entirely -inf".into()))?;
-    let lq = log_softmax_slice(pred)
-        .ok_or_else(|| NetsError::InvalidInput("pred row is entirely -inf".into()))?;
+    let all_masked =
+        |what: &str| NetsError::logits(what, adasamp_sampling::SamplingError::AllMasked { row: 0 });
+    let lp_t = log_softmax_slice(target).ok_or_else(|| all_masked("target"))?;
+    let lq = log_softmax_slice(pred).ok_or_else(|| all_masked("pred"))?;
     let mut kl = 0.0;
     let mut truncated_mass = 0.0;
     for i in 0..target.len() {

@@ -22,9 +22,9 @@ use candle_nn::{Init, VarBuilder};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::arch::Net;
 use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
-use crate::sampler::Net;
 
 /// One parameter of a configuration: its full dotted name, shape and init rule.
 #[derive(Clone, Debug)]
@@ -88,7 +88,9 @@ pub fn param_specs(config: &SamplerConfig) -> Result<Vec<ParamSpec>> {
     let specs = recorder
         .0
         .lock()
-        .map_err(|_| NetsError::InvalidInput("parameter recorder poisoned".into()))?
+        .map_err(|_| NetsError::Poisoned {
+            what: "the parameter recorder".into(),
+        })?
         .clone();
     Ok(specs)
 }
@@ -122,10 +124,11 @@ pub fn seeded_tensors(
                     .map(|_| lo + (up - lo) * uniform01(&mut rng))
                     .collect(),
                 ref other => {
-                    return Err(NetsError::InvalidInput(format!(
-                        "parameter `{}`: unsupported init rule {other:?}",
-                        spec.name
-                    )))
+                    return Err(NetsError::bad_request(
+                        format!("init rule of parameter `{}`", spec.name),
+                        format!("{other:?}"),
+                        "only uniform and constant initialisation are supported",
+                    ))
                 }
             };
             let t = Tensor::from_vec(values, spec.shape.clone(), device)?.to_dtype(dtype)?;

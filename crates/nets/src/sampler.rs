@@ -13,41 +13,18 @@
 //! | `simple_distribution_aware_transform` | `local.{weight,bias}` = Linear(1→h); `mlp.*` = SwiGLU(h+2,h,1) (input order: the h features, then max lp, then H); dynamic: `truncation.{weight,bias}` = Linear(2→2) (output 0 → s, 1 → τ, both through softplus); static: `truncation.scale_raw`, `truncation.threshold_raw` (through softplus) |
 //! | `sampling_network` | `encoder.*` = SwiGLU(1,32,d); per block `i`: `blocks.i.attn.qkv.{weight,bias}` = Linear(d→3d) (rows `0..d` → q, `d..2d` → k, `2d..3d` → v; head `h` owns channels `h·d/H..(h+1)·d/H` of each), `blocks.i.attn.out.*` = Linear(d→d), `blocks.i.ln1.{weight,bias}`, `blocks.i.ffn.*` = SwiGLU(d,d_ff,d), `blocks.i.ln2.*`; `transform.*` = SwiGLU(2d,d,1) on `[x, c]` (x first); `scale.*` = SwiGLU(d,d/2,1) (only with `scale: true`); `truncation.*` = SwiGLU(d,d/2,2) (output 0 → s, 1 → τ, through softplus) |
 //!
-//! See [`crate::arch`] for the forward formulas and the handling of `-inf` inputs.
+//! See [`crate::arch`] for the forward formulas and the handling of `-inf` inputs;
+//! [`crate::checkpoint`] adds `LearnedSampler::load` and `LearnedSampler::save`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::arch::{
-    prepare, LocalProbabilityTransform, SamplingNetwork, SimpleDistributionAwareTransform,
-};
+use crate::arch::{prepare, Net};
 use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
 use crate::params::{self, param_specs, seeded_tensors, ParamSpec, Summary};
-
-/// One of the three architectures (crate-internal dispatch).
-#[derive(Clone, Debug)]
-pub(crate) enum Net {
-    Local(LocalProbabilityTransform),
-    DistributionAware(SimpleDistributionAwareTransform),
-    Sampling(SamplingNetwork),
-}
-
-impl Net {
-    pub(crate) fn new(config: &SamplerConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(match config {
-            SamplerConfig::LocalProbabilityTransform(c) => {
-                Net::Local(LocalProbabilityTransform::new(vb, c)?)
-            }
-            SamplerConfig::SimpleDistributionAwareTransform(c) => {
-                Net::DistributionAware(SimpleDistributionAwareTransform::new(vb, c)?)
-            }
-            SamplerConfig::SamplingNetwork(c) => Net::Sampling(SamplingNetwork::new(vb, c)?),
-        })
-    }
-}
 
 /// A learned sampler: configuration + weights + forward pass.
 #[derive(Clone, Debug)]
@@ -135,10 +112,9 @@ impl LearnedSampler {
             .collect();
         params::check_shapes(config, &shapes, "initial weights")?;
         {
-            let mut data = varmap
-                .data()
-                .lock()
-                .map_err(|_| NetsError::InvalidInput("VarMap mutex poisoned".into()))?;
+            let mut data = varmap.data().lock().map_err(|_| NetsError::Poisoned {
+                what: "the VarMap lock".into(),
+            })?;
             for (name, t) in tensors {
                 let t = t.to_dtype(dtype)?.to_device(device)?;
                 match data.get(&name) {
@@ -173,18 +149,6 @@ impl LearnedSampler {
         Self::new(config, VarBuilder::from_tensors(tensors, dtype, device))
     }
 
-    /// Loads the checkpoint directory `dir` ([`crate::checkpoint::load`]) as an inference sampler
-    /// computing in `dtype` on `device` (any training state in it is ignored).
-    pub fn load(dir: &std::path::Path, dtype: DType, device: &Device) -> Result<Self> {
-        Ok(crate::checkpoint::load(dir, dtype, device)?.sampler)
-    }
-
-    /// Saves the weights and config to the checkpoint directory `dir`, atomically
-    /// ([`crate::checkpoint::save`] without training state).
-    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
-        crate::checkpoint::save(dir, self, None)
-    }
-
     /// Raw logits `z: [N, V]` (any float dtype; `-inf` = masked token) → new logits `[N, V]` in
     /// the dtype of `z`: `-inf` exactly at the masked tokens, finite elsewhere. Errors on a
     /// non-matrix input, NaN / `+inf` entries or a row with no finite entry.
@@ -192,11 +156,7 @@ impl LearnedSampler {
         let in_dtype = logits.dtype();
         let z = logits.to_device(&self.device)?.to_dtype(self.dtype)?;
         let prepared = prepare(&z)?;
-        let out = match &self.net {
-            Net::Local(n) => n.forward(&prepared)?,
-            Net::DistributionAware(n) => n.forward(&prepared)?,
-            Net::Sampling(n) => n.forward(&prepared)?,
-        };
+        let out = self.net.forward(&prepared)?;
         Ok(out.to_dtype(in_dtype)?)
     }
 

@@ -5,8 +5,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use adasamp_nets::{register_learned_stage, FastSampler, LearnedSampler};
-use adasamp_sampling::{Context, PipelineSet, Row};
+use adasamp_nets::{register_learned_stage, FastSampler, LearnedSampler, LearnedStage};
+use adasamp_sampling::{Context, PipelineSet, Row, Stage};
 use candle_core::{DType, Device, Tensor};
 use common::*;
 
@@ -146,4 +146,34 @@ fn learned_stage_errors_name_the_parameter() {
         "{e}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn learned_stage_rejects_non_finite_input_naming_the_token() {
+    let sampler = LearnedSampler::seeded(&local(8), 0, DType::F32, &Device::Cpu).unwrap();
+    let mut stage = LearnedStage::new(FastSampler::new(&sampler).unwrap(), "pl");
+    let ctx = Context::default();
+    for (bad, want) in [
+        (f32::NAN, "input logit of token 3 is NaN"),
+        (f32::INFINITY, "input logit of token 3 is +inf"),
+    ] {
+        let mut row = Row::new();
+        row.load(&[0.0, 1.0, 2.0, 0.5, -1.0], 0).unwrap();
+        row.values_mut()[3] = bad;
+        let e = stage.apply(&mut row, &ctx).unwrap_err().to_string();
+        assert!(
+            e.contains("pl") && e.contains("learned") && e.contains(want),
+            "{e}"
+        );
+    }
+    let mut row = Row::new();
+    row.load(&[0.0, 1.0], 0).unwrap();
+    row.values_mut().fill(f32::NEG_INFINITY);
+    let e = stage.apply(&mut row, &ctx).unwrap_err().to_string();
+    assert!(e.contains("-inf"), "{e}");
+    // a valid row passes
+    let mut row = Row::new();
+    row.load(&[0.0, 1.0, 2.0], 0).unwrap();
+    stage.apply(&mut row, &ctx).unwrap();
+    assert!(row.values().iter().all(|v| v.is_finite()));
 }

@@ -19,7 +19,7 @@
 //! Consequences: masked in ⇒ `-inf` out, unmasked in ⇒ finite out, a row with a single kept token
 //! works (its log-probability is 0, entropy 0); the output for the kept tokens equals the output
 //! for the same row with the masked tokens deleted. A row whose every entry is `-inf`, or any
-//! NaN / `+inf` entry, is rejected with [`NetsError::InvalidInput`].
+//! NaN / `+inf` entry, is rejected with [`NetsError::InvalidLogits`].
 
 pub mod distribution_aware;
 pub mod local;
@@ -27,11 +27,47 @@ pub mod sampling_network;
 
 use candle_core::{DType, Tensor, D};
 
+use candle_nn::VarBuilder;
+
+use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
 
 pub use distribution_aware::SimpleDistributionAwareTransform;
 pub use local::LocalProbabilityTransform;
 pub use sampling_network::SamplingNetwork;
+
+/// One of the three architectures, built from a configuration (crate-internal dispatch; the
+/// parameter manifest and [`crate::LearnedSampler`] both build one).
+#[derive(Clone, Debug)]
+pub(crate) enum Net {
+    Local(LocalProbabilityTransform),
+    DistributionAware(SimpleDistributionAwareTransform),
+    Sampling(SamplingNetwork),
+}
+
+impl Net {
+    /// Builds the architecture of `config`, reading its parameters from `vb`.
+    pub(crate) fn new(config: &SamplerConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(match config {
+            SamplerConfig::LocalProbabilityTransform(c) => {
+                Net::Local(LocalProbabilityTransform::new(vb, c)?)
+            }
+            SamplerConfig::SimpleDistributionAwareTransform(c) => {
+                Net::DistributionAware(SimpleDistributionAwareTransform::new(vb, c)?)
+            }
+            SamplerConfig::SamplingNetwork(c) => Net::Sampling(SamplingNetwork::new(vb, c)?),
+        })
+    }
+
+    /// The architecture's forward pass on prepared inputs.
+    pub(crate) fn forward(&self, prepared: &Prepared) -> Result<Tensor> {
+        match self {
+            Net::Local(n) => n.forward(prepared),
+            Net::DistributionAware(n) => n.forward(prepared),
+            Net::Sampling(n) => n.forward(prepared),
+        }
+    }
+}
 
 /// Value that replaces `lp = -inf` (masked tokens) before the per-token networks run. Any finite
 /// value gives identical outputs for the kept tokens (see the module doc).
@@ -52,36 +88,38 @@ pub struct Prepared {
     pub lp_max: Tensor,
 }
 
-/// Checks `z` (`[N, V]`, N ≥ 1, V ≥ 1, no NaN / `+inf`, at least one finite entry per row).
+/// Checks `z` (`[N, V]`, N ≥ 1, V ≥ 1, no NaN / `+inf`, at least one finite entry per row). A
+/// bad row is reported by [`adasamp_sampling::row::validate_logits`] (row and token named).
 pub fn validate_logits(z: &Tensor) -> Result<(usize, usize)> {
     let (n, v) = z.dims2().map_err(|_| {
-        NetsError::InvalidInput(format!(
-            "logits must be a [rows, vocabulary] matrix, got shape {:?}",
-            z.dims()
-        ))
+        NetsError::shape(
+            "logits",
+            "a [rows, vocabulary] matrix",
+            format!("{:?}", z.dims()),
+        )
     })?;
     if n == 0 || v == 0 {
-        return Err(NetsError::InvalidInput(format!(
-            "logits must have at least one row and one column, got shape [{n}, {v}]"
-        )));
+        return Err(NetsError::shape(
+            "logits",
+            "at least one row and one column",
+            format!("[{n}, {v}]"),
+        ));
     }
     let bad = (z.ne(z)?.to_dtype(DType::F64)? + z.eq(f64::INFINITY)?.to_dtype(DType::F64)?)?
         .sum_all()?
         .to_scalar::<f64>()?;
-    if bad > 0.0 {
-        return Err(NetsError::InvalidInput(format!(
-            "logits contain {bad} NaN or +inf entries"
-        )));
-    }
     let finite = z
         .gt(f64::NEG_INFINITY)?
         .to_dtype(DType::F64)?
         .sum(1)?
         .to_vec1::<f64>()?;
-    if let Some(row) = finite.iter().position(|&c| c == 0.0) {
-        return Err(NetsError::InvalidInput(format!(
-            "row {row} of the logits is entirely -inf (no token left to sample)"
-        )));
+    if bad > 0.0 || finite.contains(&0.0) {
+        // Only on the error path: find the first bad row on the CPU, named by the one check.
+        let rows = z.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        for (r, row) in rows.iter().enumerate() {
+            adasamp_sampling::row::validate_logits(row, r)
+                .map_err(|e| NetsError::logits("input logits", e))?;
+        }
     }
     Ok((n, v))
 }

@@ -38,6 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use adasamp_sampling::math;
+use adasamp_sampling::row::validate_logits;
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::SamplerConfig;
@@ -79,14 +80,22 @@ impl Params {
 
     /// The parameter `name` with `numel` elements.
     fn get(&self, name: &str, numel: usize) -> Result<&[f32]> {
-        let (shape, v) = self.map.get(name).ok_or_else(|| {
-            NetsError::InvalidInput(format!("fast sampler: missing parameter `{name}`"))
-        })?;
+        let (shape, v) = self
+            .map
+            .get(name)
+            .ok_or_else(|| NetsError::MissingParameter {
+                origin: "fast sampler weights".into(),
+                name: name.to_string(),
+                expected: vec![numel],
+                architecture: "the fast sampler".into(),
+                hint: String::new(),
+            })?;
         if v.len() != numel {
-            return Err(NetsError::InvalidInput(format!(
-                "fast sampler: parameter `{name}` has shape {shape:?} ({} values), expected {numel} values",
-                v.len()
-            )));
+            return Err(NetsError::shape(
+                format!("fast sampler parameter `{name}`"),
+                format!("{numel} values"),
+                format!("{shape:?} ({} values)", v.len()),
+            ));
         }
         Ok(v)
     }
@@ -673,16 +682,14 @@ impl FastSampler {
     /// Applies the sampler to `rows` rows of `vocab` logits stored row-major in `logits`.
     pub fn apply_batch(&mut self, logits: &mut [f32], vocab: usize) -> Result<()> {
         if vocab == 0 || !logits.chunks_exact(vocab).remainder().is_empty() {
-            return Err(NetsError::InvalidInput(format!(
-                "batch of {} logits is not a whole number of rows of vocabulary {vocab}",
-                logits.len()
-            )));
+            return Err(NetsError::shape(
+                "logits batch",
+                format!("whole rows of vocabulary {vocab}"),
+                format!("{} values", logits.len()),
+            ));
         }
         for (r, row) in logits.chunks_exact_mut(vocab).enumerate() {
-            self.apply(row).map_err(|e| match e {
-                NetsError::InvalidInput(m) => NetsError::InvalidInput(format!("row {r}: {m}")),
-                other => other,
-            })?;
+            self.apply_row(row, r)?;
         }
         Ok(())
     }
@@ -691,6 +698,12 @@ impl FastSampler {
     /// `-inf` (masked token), every other entry becomes finite. Errors on an empty row, NaN or
     /// `+inf` entries, or a row with no finite entry.
     pub fn apply(&mut self, logits: &mut [f32]) -> Result<()> {
+        self.apply_row(logits, 0)
+    }
+
+    /// [`FastSampler::apply`] on row `index` of a batch (`index` names the row in errors).
+    pub fn apply_row(&mut self, logits: &mut [f32], index: usize) -> Result<()> {
+        validate_logits(logits, index).map_err(|e| NetsError::logits("input logits", e))?;
         let n = self.prepare(logits)?;
         let weights = self.weights.clone();
         let s = &mut self.scratch;
@@ -770,33 +783,11 @@ impl FastSampler {
         Ok(())
     }
 
-    /// Validates the row and writes `lp` of its kept tokens to `scratch.lp` (their ids to
+    /// Writes (for a row already validated) `lp` of its kept tokens to `scratch.lp` (their ids to
     /// `scratch.ids` when some are masked) and `max lp` to `scratch.c[0]`; returns the number of
     /// kept tokens.
     fn prepare(&mut self, z: &[f32]) -> Result<usize> {
-        if z.is_empty() {
-            return Err(NetsError::InvalidInput(
-                "empty logits row (vocabulary of 0)".into(),
-            ));
-        }
-        let (m, nan) = math::max_nan(z);
-        if nan || z.iter().any(|v| v.is_nan()) {
-            let t = z.iter().position(|v| v.is_nan()).unwrap_or(0);
-            return Err(NetsError::InvalidInput(format!(
-                "logit of token {t} is NaN"
-            )));
-        }
-        if m == f32::INFINITY {
-            let t = z.iter().position(|v| *v == f32::INFINITY).unwrap_or(0);
-            return Err(NetsError::InvalidInput(format!(
-                "logit of token {t} is +inf"
-            )));
-        }
-        if m == f32::NEG_INFINITY {
-            return Err(NetsError::InvalidInput(
-                "the row is entirely -inf (no token left to sample)".into(),
-            ));
-        }
+        let m = math::max(z);
         let lse = math::sum_exp(z, m).ln() as f32;
         let s = &mut self.scratch;
         s.lp.grow(z.len());

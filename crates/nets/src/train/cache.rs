@@ -21,10 +21,11 @@ use half::f16;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_dir_atomically;
+use adasamp_engine::files::{write_atomic, write_dir_atomic};
+use adasamp_engine::record::NumberedRecord;
+
 use crate::error::{NetsError, Result};
 use crate::train::data::{Dataset, RowPrecision};
-use crate::train::records::CandidateRecord;
 use crate::train::replay::replay_record;
 
 /// Value of [`CacheIndex::format`].
@@ -128,11 +129,15 @@ fn write_shard(path: &Path, rows: &[f32], vocab: usize, precision: RowPrecision)
             rows.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),
     };
-    let view = safetensors::tensor::TensorView::new(dtype, vec![n, vocab], &bytes)
-        .map_err(|e| NetsError::InvalidInput(format!("shard {}: {e}", path.display())))?;
+    let serialize = |e: safetensors::SafeTensorError| NetsError::Serialize {
+        what: format!("shard {}", path.display()),
+        reason: e.to_string(),
+    };
+    let view =
+        safetensors::tensor::TensorView::new(dtype, vec![n, vocab], &bytes).map_err(serialize)?;
     let out = safetensors::tensor::serialize(vec![("logits".to_string(), view)], None)
-        .map_err(|e| NetsError::InvalidInput(format!("shard {}: {e}", path.display())))?;
-    fs::write(path, out).map_err(|e| NetsError::io("cannot write", path, e))
+        .map_err(serialize)?;
+    Ok(write_atomic(path, &out)?)
 }
 
 fn read_shard(path: &Path, vocab: usize) -> Result<Vec<f32>> {
@@ -174,7 +179,7 @@ pub fn build(
     key: &CacheKey,
     model_label: &str,
     data_label: &str,
-    records: &[CandidateRecord],
+    records: &[NumberedRecord],
     lm: &mut LoadedModel,
     progress: &mut dyn FnMut(usize, usize),
     max_seq_len: usize,
@@ -196,7 +201,7 @@ pub fn build(
         shard_rows: Vec::new(),
         skipped_lines: Vec::new(),
     };
-    write_dir_atomically(dir, |tmp| {
+    write_dir_atomic(dir, |tmp| -> Result<()> {
         let mut pending: Vec<f32> = Vec::new();
         for (i, rec) in records.iter().enumerate() {
             match replay_record(lm, rec, max_seq_len)? {
@@ -205,14 +210,15 @@ pub fn build(
                     if index.vocab == 0 {
                         index.vocab = r.vocab;
                     } else if index.vocab != r.vocab {
-                        return Err(NetsError::InvalidInput(format!(
-                            "record {}: vocabulary {} differs from {}",
-                            rec.id, r.vocab, index.vocab
-                        )));
+                        return Err(NetsError::shape(
+                            format!("replayed rows of record `{}`", rec.id()),
+                            format!("vocabulary {} (the earlier records')", index.vocab),
+                            r.vocab.to_string(),
+                        ));
                     }
                     index.records.push(CachedRecord {
                         line: rec.line,
-                        id: rec.id.clone(),
+                        id: rec.id(),
                         prompt_tokens: r.prompt_tokens,
                         generation_tokens: r.generation_tokens,
                         dropped: r.dropped,
@@ -231,10 +237,11 @@ pub fn build(
             progress(i + 1, records.len());
         }
         if index.records.is_empty() {
-            return Err(NetsError::InvalidInput(
-                "no record has anything to replay (empty generations or prompts over the length cap)"
+            return Err(NetsError::NoData {
+                what: "record with anything to replay (empty generations or prompts over the \
+                       length cap)"
                     .into(),
-            ));
+            });
         }
         if !pending.is_empty() {
             let s = index.shard_rows.len();
@@ -246,10 +253,11 @@ pub fn build(
             )?;
             index.shard_rows.push(pending.len() / index.vocab);
         }
-        let json = serde_json::to_string(&index)
-            .map_err(|e| NetsError::InvalidInput(format!("{INDEX_FILE}: {e}")))?;
-        let p = tmp.join(INDEX_FILE);
-        fs::write(&p, json).map_err(|e| NetsError::io("cannot write", &p, e))
+        let json = serde_json::to_string(&index).map_err(|e| NetsError::Serialize {
+            what: INDEX_FILE.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(write_atomic(&tmp.join(INDEX_FILE), json.as_bytes())?)
     })?;
     Ok(index)
 }
@@ -288,23 +296,16 @@ pub fn read_index(dir: &Path, key: &CacheKey) -> Result<Option<CacheIndex>> {
 }
 
 /// Loads the cached rows of `dir` and computes the targets from `records`' pipelines.
-pub fn load_dataset(
-    dir: &Path,
-    index: &CacheIndex,
-    records: &[CandidateRecord],
-) -> Result<Dataset> {
-    let by_line: HashMap<usize, &CandidateRecord> = records.iter().map(|r| (r.line, r)).collect();
+pub fn load_dataset(dir: &Path, index: &CacheIndex, records: &[NumberedRecord]) -> Result<Dataset> {
+    let by_line: HashMap<usize, &NumberedRecord> = records.iter().map(|r| (r.line, r)).collect();
     let precision = RowPrecision::parse(&index.precision)?;
     let v = index.vocab;
     let mut ds = Dataset::new(v, precision);
     let mut shard: Option<(usize, Vec<f32>)> = None;
     for cr in &index.records {
-        let rec = by_line.get(&cr.line).ok_or_else(|| {
-            NetsError::InvalidInput(format!(
-                "cache {}: record at line {} is not in the data file",
-                dir.display(),
-                cr.line
-            ))
+        let rec = by_line.get(&cr.line).ok_or_else(|| NetsError::Cache {
+            dir: dir.to_path_buf(),
+            reason: format!("record at line {} is not in the data file", cr.line),
         })?;
         if shard.as_ref().map(|(i, _)| *i) != Some(cr.shard) {
             let p = dir.join(shard_name(cr.shard));
@@ -326,7 +327,7 @@ pub fn load_dataset(
             &cr.prompt_tokens,
             &cr.generation_tokens,
             slice,
-            &rec.pipeline,
+            &rec.record.sampler_info.config,
         )?;
     }
     Ok(ds)

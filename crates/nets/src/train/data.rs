@@ -7,6 +7,7 @@
 //! pipeline keeps fewer than half the vocabulary — for truncating pipelines a few hundred bytes
 //! per row instead of 4·V.
 
+use adasamp_sampling::row::validate_logits;
 use adasamp_sampling::{Context, Pipeline, PipelineSpec, Row};
 use half::f16;
 use rand::seq::SliceRandom;
@@ -92,9 +93,11 @@ impl RowPrecision {
         match s {
             "f16" => Ok(RowPrecision::F16),
             "f32" => Ok(RowPrecision::F32),
-            other => Err(NetsError::InvalidInput(format!(
-                "row precision `{other}`: expected f16 or f32"
-            ))),
+            other => Err(NetsError::bad_request(
+                "row precision",
+                other,
+                "expected f16 or f32",
+            )),
         }
     }
 }
@@ -157,19 +160,25 @@ impl Dataset {
     ) -> Result<()> {
         let v = self.vocab;
         if raw_rows.len() != generation.len() * v {
-            return Err(NetsError::InvalidInput(format!(
-                "record {id}: {} raw values for {} generated tokens × V {v}",
-                raw_rows.len(),
-                generation.len()
-            )));
+            return Err(NetsError::shape(
+                format!("raw rows of record `{id}`"),
+                format!("{} generated tokens × V {v} values", generation.len()),
+                raw_rows.len().to_string(),
+            ));
         }
         if let Some(&bad) = generation.iter().find(|&&t| t as usize >= v) {
-            return Err(NetsError::InvalidInput(format!(
-                "record {id}: generated token {bad} outside the vocabulary (V = {v})"
-            )));
+            return Err(NetsError::bad_request(
+                format!("generated token of record `{id}`"),
+                bad,
+                format!("outside the vocabulary (V = {v})"),
+            ));
         }
-        let mut pipe = Pipeline::from_spec(pipeline.clone())
-            .map_err(|e| NetsError::InvalidInput(format!("record {id}: {e}")))?;
+        let mut pipe =
+            Pipeline::from_spec(pipeline.clone()).map_err(|source| NetsError::Target {
+                id: id.to_string(),
+                position: 0,
+                source: Box::new(source),
+            })?;
         pipe.reset();
         let mut history = prompt.to_vec();
         let mut stored = vec![0f32; v];
@@ -178,6 +187,8 @@ impl Dataset {
         let start = self.targets.len();
         for (i, &tok) in generation.iter().enumerate() {
             let src = &raw_rows[i * v..(i + 1) * v];
+            let replayed = || format!("replayed row of record `{id}`");
+            validate_logits(src, i).map_err(|e| NetsError::logits(replayed(), e))?;
             match &mut self.raw {
                 RawRows::F16(buf) => {
                     for (s, &x) in stored.iter_mut().zip(src) {
@@ -191,9 +202,16 @@ impl Dataset {
                     stored.copy_from_slice(src);
                 }
             }
+            // As stored (f16 overflows a huge finite logit to infinity).
+            validate_logits(&stored, i)
+                .map_err(|e| NetsError::logits(replayed() + " as stored", e))?;
             let ctx = Context::new(&history, prompt.len());
             pipe.apply_dense(&stored, i, &ctx, &mut row, &mut out)
-                .map_err(|e| NetsError::InvalidInput(format!("record {id}, position {i}: {e}")))?;
+                .map_err(|source| NetsError::Target {
+                    id: id.to_string(),
+                    position: i,
+                    source: Box::new(source),
+                })?;
             let target = Target::from_dense(&out);
             if !target.keeps(tok) {
                 self.tokens_outside_target += 1;
@@ -257,9 +275,11 @@ impl Dataset {
     /// ascending row order.
     pub fn split(&self, eval_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
         if !(0.0..1.0).contains(&eval_fraction) {
-            return Err(NetsError::InvalidInput(format!(
-                "eval fraction {eval_fraction} must be in [0, 1)"
-            )));
+            return Err(NetsError::bad_request(
+                "eval fraction",
+                eval_fraction,
+                "must be in [0, 1)",
+            ));
         }
         let n = self.records.len();
         let mut n_eval = (eval_fraction * n as f64).ceil() as usize;

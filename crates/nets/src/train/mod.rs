@@ -1,6 +1,6 @@
 //! Training learned samplers on replayed base-model logits (SPEC §2, issue 4).
 //!
-//! - [`records`]: candidate records (`adasamp generate --output` JSONL), checked line by line.
+//! - [`records`]: candidate records (the JSONL `generate` writes), checked line by line.
 //! - [`replay`]: teacher-forced replay of a record through the frozen base LM.
 //! - [`data`]: the in-memory training set: raw rows (f16/f32) and pipeline targets per record.
 //! - [`cache`]: replayed rows on disk (safetensors shards, keyed by model + data hash).
@@ -17,68 +17,22 @@ pub mod replay;
 pub mod schedule;
 pub mod trainer;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use adasamp_engine::files::content_sha256;
 use adasamp_engine::{BackendChoice, LoadOptions};
-use sha2::{Digest, Sha256};
 
+pub use adasamp_engine::record::{CandidateRecord, NumberedRecord};
 pub use cache::{CacheIndex, CacheKey};
 pub use data::{Dataset, RowPrecision, Target};
 pub use optim::AdamW;
-pub use records::{read_records, CandidateRecord};
+pub use records::read_records;
 pub use schedule::{Schedule, ScheduleKind};
 pub use trainer::{
     evaluate, train, EvalMetrics, Quiet, StepMetrics, TrainConfig, TrainObserver, TrainReport,
 };
 
 use crate::error::{NetsError, Result};
-
-/// SHA-256 (hex) of a file, or of a model directory's `config.json`, tokenizer and weight files
-/// (names and contents, in name order).
-pub fn content_sha256(path: &Path) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut files: Vec<PathBuf> = if path.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| NetsError::io("cannot list", path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let n = p.file_name().map(|n| n.to_string_lossy().to_string());
-                n.is_some_and(|n| {
-                    n.ends_with(".safetensors") || n.ends_with(".json") || n.ends_with(".gguf")
-                })
-            })
-            .collect();
-        v.sort();
-        v
-    } else {
-        vec![path.to_path_buf()]
-    };
-    if files.is_empty() {
-        files.push(path.to_path_buf());
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    for f in files {
-        if path.is_dir() {
-            h.update(
-                f.file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-            );
-        }
-        let mut file = std::fs::File::open(&f).map_err(|e| NetsError::io("cannot open", &f, e))?;
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| NetsError::io("cannot read", &f, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// Where and how to replay.
 #[derive(Clone, Debug)]
@@ -124,7 +78,7 @@ pub fn replayed_dataset(
     let model_path = match &s.model {
         Some(p) => p.clone(),
         None => adasamp_engine::fetch::ensure_default_model(&mut |m: &str| log(m))
-            .map_err(|e| NetsError::InvalidInput(format!("default model: {e}")))?,
+            .map_err(|e| NetsError::model("fetching the default model", e))?,
     };
     let data_sha256 = content_sha256(data)?;
     let model_sha256 = content_sha256(&model_path)?;
@@ -155,7 +109,7 @@ pub fn replayed_dataset(
                 LoadOptions::with_max_seq_len(s.max_seq_len),
                 &mut |m: &str| log(m),
             )
-            .map_err(|e| NetsError::InvalidInput(format!("loading the model: {e}")))?;
+            .map_err(|e| NetsError::model("loading the model", e))?;
             let cap = s.max_seq_len.unwrap_or(lm.model.info().max_seq_len);
             let index = cache::build(
                 &dir,

@@ -63,11 +63,11 @@ impl AdamW {
                 None => theta.zeros_like()?,
             };
             if g.dims() != theta.dims() {
-                return Err(NetsError::InvalidInput(format!(
-                    "gradient of `{name}` has shape {:?}, parameter {:?}",
-                    g.dims(),
-                    theta.dims()
-                )));
+                return Err(NetsError::shape(
+                    format!("gradient of `{name}`"),
+                    format!("{:?} (the parameter's)", theta.dims()),
+                    format!("{:?}", g.dims()),
+                ));
             }
             let m_prev = match self.moments.m.get(name) {
                 Some(m) => m.clone(),

@@ -12,7 +12,7 @@
 use adasamp_engine::{Feed, LoadedModel};
 
 use crate::error::{NetsError, Result};
-use crate::train::records::CandidateRecord;
+use adasamp_engine::record::NumberedRecord;
 
 /// One replayed record.
 #[derive(Clone, Debug)]
@@ -31,21 +31,22 @@ pub struct Replayed {
 }
 
 /// The token ids of `rec`'s prompt and generation as the model sees them.
-pub fn record_tokens(lm: &LoadedModel, rec: &CandidateRecord) -> Result<(Vec<u32>, Vec<u32>)> {
-    let err = |what: &str, e: adasamp_engine::EngineError| {
-        NetsError::InvalidInput(format!(
-            "record {} (line {}): {what}: {e}",
-            rec.id, rec.line
-        ))
+pub fn record_tokens(lm: &LoadedModel, rec: &NumberedRecord) -> Result<(Vec<u32>, Vec<u32>)> {
+    let err = |what: &str, e| {
+        NetsError::model(
+            format!("record `{}` (line {}): {what}", rec.id(), rec.line),
+            e,
+        )
     };
+    let r = &rec.record;
     let prompt = lm
-        .prompt_tokens(&rec.prompt, rec.system_prompt.as_deref(), rec.raw)
+        .prompt_tokens(&r.prompt, r.system_prompt.as_deref(), r.raw)
         .map_err(|e| err("rendering the prompt", e))?;
-    let generation = match &rec.generation_tokens {
+    let generation = match &r.generation_tokens {
         Some(t) => t.clone(),
         None => lm
             .tokenizer
-            .encode(&rec.generation, false)
+            .encode(&r.generation, false)
             .map_err(|e| err("tokenizing the generation", e))?,
     };
     Ok((prompt, generation))
@@ -56,22 +57,26 @@ pub fn record_tokens(lm: &LoadedModel, rec: &CandidateRecord) -> Result<(Vec<u32
 /// prompt that fills the cap).
 pub fn replay_record(
     lm: &mut LoadedModel,
-    rec: &CandidateRecord,
+    rec: &NumberedRecord,
     max_seq_len: usize,
 ) -> Result<Option<Replayed>> {
     let (prompt, mut generation) = record_tokens(lm, rec)?;
     let vocab_limit = lm.model.info().vocab_size;
+    let bad_record = |field: &str, reason: String| NetsError::BadRecord {
+        origin: "records".into(),
+        line: rec.line,
+        id: rec.id(),
+        field: field.into(),
+        reason,
+    };
     if let Some(&bad) = generation.iter().find(|&&t| t as usize >= vocab_limit) {
-        return Err(NetsError::InvalidInput(format!(
-            "record {} (line {}): generation token {bad} outside the model's vocabulary ({vocab_limit})",
-            rec.id, rec.line
-        )));
+        return Err(bad_record(
+            "generation_tokens",
+            format!("token {bad} outside the model's vocabulary ({vocab_limit})"),
+        ));
     }
     if prompt.is_empty() {
-        return Err(NetsError::InvalidInput(format!(
-            "record {} (line {}): the prompt renders to no tokens",
-            rec.id, rec.line
-        )));
+        return Err(bad_record("prompt", "renders to no tokens".into()));
     }
     if prompt.len() > max_seq_len || generation.is_empty() {
         return Ok(None);
@@ -86,25 +91,24 @@ pub fn replay_record(
     let seq = lm
         .model
         .new_sequence()
-        .map_err(|e| NetsError::InvalidInput(format!("replay: new sequence: {e}")))?;
+        .map_err(|e| NetsError::model("replay: new sequence", e))?;
     let result = lm
         .model
         .forward(&[Feed::tokens(seq, &tokens).with_all_logits()])
         .map(|o| o.logits);
     lm.model.free_sequence(seq);
     let logits = result.map_err(|e| {
-        NetsError::InvalidInput(format!(
-            "record {} (line {}): forward: {e}",
-            rec.id, rec.line
-        ))
+        NetsError::model(
+            format!("record `{}` (line {}): forward", rec.id(), rec.line),
+            e,
+        )
     })?;
     if logits.rows != tokens.len() {
-        return Err(NetsError::InvalidInput(format!(
-            "record {}: forward returned {} rows for {} tokens",
-            rec.id,
-            logits.rows,
-            tokens.len()
-        )));
+        return Err(NetsError::shape(
+            format!("replayed rows of record `{}`", rec.id()),
+            format!("{} rows (one per fed token)", tokens.len()),
+            logits.rows.to_string(),
+        ));
     }
     let v = logits.vocab;
     let first = prompt.len() - 1;

@@ -30,9 +30,11 @@ impl ScheduleKind {
             "cosine" => Ok(ScheduleKind::Cosine),
             "linear" => Ok(ScheduleKind::Linear),
             "constant" => Ok(ScheduleKind::Constant),
-            other => Err(NetsError::InvalidInput(format!(
-                "schedule `{other}`: expected cosine, linear or constant"
-            ))),
+            other => Err(NetsError::bad_request(
+                "schedule",
+                other,
+                "expected cosine, linear or constant",
+            )),
         }
     }
 }

@@ -28,6 +28,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use adasamp_engine::files::write_atomic;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::seq::SliceRandom;
@@ -342,8 +343,9 @@ fn par_chunks<T: Send>(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .map_err(|_| NetsError::InvalidInput("training thread panicked".into()))?
+                h.join().map_err(|_| NetsError::Poisoned {
+                    what: "a training thread".into(),
+                })?
             })
             .collect()
     })
@@ -356,10 +358,9 @@ struct Model {
 
 impl Model {
     fn new(sampler: LearnedSampler, varmap: &VarMap) -> Result<Self> {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| NetsError::InvalidInput("VarMap mutex poisoned".into()))?;
+        let data = varmap.data().lock().map_err(|_| NetsError::Poisoned {
+            what: "the VarMap lock".into(),
+        })?;
         let vars = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Self { sampler, vars })
     }
@@ -466,11 +467,10 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
             Some(s) => s <= step,
             None if i == 0 => true,
             None => {
-                return Err(NetsError::InvalidInput(format!(
-                    "{} line {}: cannot read the step of {line:?}",
-                    path.display(),
-                    i + 1
-                )))
+                return Err(NetsError::BadMetadata {
+                    path: path.to_path_buf(),
+                    reason: format!("line {}: cannot read the step of {line:?}", i + 1),
+                })
             }
         };
         if keep {
@@ -478,9 +478,7 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
             kept.push('\n');
         }
     }
-    let tmp = path.with_extension("csv.tmp");
-    fs::write(&tmp, kept).map_err(|e| NetsError::io("cannot write", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| NetsError::io("cannot rename", &tmp, e))
+    Ok(write_atomic(path, kept.as_bytes())?)
 }
 
 /// Trains a sampler of `config` on `dataset` into `out` (see the module doc). With `resume`, the
@@ -508,16 +506,22 @@ pub fn train(
         train_rows.truncate(m);
     }
     if train_rows.is_empty() {
-        return Err(NetsError::InvalidInput("no training rows".into()));
+        return Err(NetsError::NoData {
+            what: "training rows".into(),
+        });
     }
     let b = cfg.token_batch.min(train_rows.len());
     let bpe = batches_per_epoch(train_rows.len(), b);
     let total_steps = cfg.epochs * bpe / cfg.grad_accum as u64;
     if total_steps == 0 {
-        return Err(NetsError::InvalidInput(format!(
-            "{} micro-batches per epoch × {} epochs is less than one step of --grad-accum {}",
-            bpe, cfg.epochs, cfg.grad_accum
-        )));
+        return Err(NetsError::bad_request(
+            "grad_accum",
+            cfg.grad_accum,
+            format!(
+                "{bpe} micro-batches per epoch × {} epochs make less than one optimizer step",
+                cfg.epochs
+            ),
+        ));
     }
     let fingerprint = cfg.fingerprint(dataset, data_id);
     let schedule = Schedule {
@@ -537,22 +541,22 @@ pub fn train(
     let (model, mut opt, mut state, schedule) = match &latest {
         Some((_, dir)) => {
             let ck = checkpoint::load_expecting(dir, config, DType::F32, device)?;
-            let (state, moments) = ck.training.ok_or_else(|| {
-                NetsError::InvalidInput(format!(
-                    "checkpoint {} has no training state; cannot resume",
-                    dir.display()
-                ))
+            let (state, moments) = ck.training.ok_or_else(|| NetsError::Resume {
+                dir: dir.clone(),
+                reason: "the checkpoint has no training state".into(),
             })?;
             for (k, v) in &fingerprint {
                 if state.extra.get(k) != Some(v) {
-                    return Err(NetsError::InvalidInput(format!(
-                        "cannot resume from {}: `{k}` was {} there, {v} now",
-                        dir.display(),
-                        state
-                            .extra
-                            .get(k)
-                            .map_or("absent".to_string(), |x| x.to_string())
-                    )));
+                    return Err(NetsError::Resume {
+                        dir: dir.clone(),
+                        reason: format!(
+                            "`{k}` was {} there, {v} now",
+                            state
+                                .extra
+                                .get(k)
+                                .map_or("absent".to_string(), |x| x.to_string())
+                        ),
+                    });
                 }
             }
             let sampler = LearnedSampler::trainable_from(
@@ -695,10 +699,11 @@ pub fn train(
         let kl = kl_sum / n_rows as f64;
         let pen = pen_sum / n_rows as f64;
         if !kl.is_finite() || !pen.is_finite() {
-            return Err(NetsError::InvalidInput(format!(
-                "step {}: loss is not finite (KL {kl}, penalty {pen}); lower --lr?",
-                state.step
-            )));
+            return Err(NetsError::NonFiniteLoss {
+                step: state.step,
+                kl,
+                penalty: pen,
+            });
         }
         let m = StepMetrics {
             step: state.step,
@@ -770,8 +775,10 @@ pub fn train(
         checkpoint: final_dir,
     };
     let p = out.join("report.json");
-    let json = serde_json::to_string_pretty(&report)
-        .map_err(|e| NetsError::InvalidInput(format!("report.json: {e}")))?;
-    fs::write(&p, json).map_err(|e| NetsError::io("cannot write", &p, e))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| NetsError::Serialize {
+        what: "report.json".into(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&p, json.as_bytes())?;
     Ok(report)
 }

@@ -163,7 +163,7 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
         }
     }
     if let Some(out) = &a.output {
-        crate::logits_io::write_atomic(out, table.as_bytes())?;
+        adasamp_engine::files::write_atomic(out, table.as_bytes())?;
     }
     Ok(())
 }

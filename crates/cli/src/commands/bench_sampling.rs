@@ -126,7 +126,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     }
     if let Some(out) = &a.output {
-        crate::logits_io::write_atomic(out, table.as_bytes())?;
+        adasamp_engine::files::write_atomic(out, table.as_bytes())?;
     }
     Ok(())
 }

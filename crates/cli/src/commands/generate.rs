@@ -6,11 +6,12 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use adasamp_engine::{generate, BackendChoice, GenerationRequest, LoadedModel};
+use adasamp_engine::record::{resume_jsonl, write_record, CandidateRecord, SamplerInfo};
+use adasamp_engine::{generate, BackendChoice, Generation, GenerationRequest, LoadedModel};
 use adasamp_sampling::PipelineSet;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::pipeline_args::PipelineArgs;
 
@@ -78,31 +79,36 @@ struct PromptLine {
     system_prompt: Option<String>,
 }
 
-/// Sampler identity in a record.
-#[derive(Debug, Serialize)]
-struct SamplerInfo<'a> {
-    name: &'a str,
-    config: &'a adasamp_sampling::PipelineSpec,
-}
-
-/// One output record.
-#[derive(Debug, Serialize)]
-struct Record<'a> {
+/// The candidate record of generation `g` of `prompt` (sampled with `seed`).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    a: &GenerateArgs,
+    pipelines: &PipelineSet,
     id: String,
-    prompt: &'a str,
-    system_prompt: Option<&'a str>,
-    /// The prompt was given to the model as is, without the chat template (`--raw`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    raw: bool,
-    generation: &'a str,
-    /// The generated token ids (exact replay needs no re-tokenization of `generation`).
-    generation_tokens: &'a [u32],
-    sampler_info: SamplerInfo<'a>,
+    prompt: &str,
+    system_prompt: Option<&str>,
     seed: u64,
-    finish_reason: adasamp_engine::FinishReason,
-    usage: adasamp_engine::Usage,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<&'a [adasamp_sampling::Sample]>,
+    g: &Generation,
+) -> Result<CandidateRecord> {
+    let p = pipelines.choose(seed)?;
+    Ok(CandidateRecord {
+        id: Some(id),
+        prompt: prompt.to_string(),
+        system_prompt: system_prompt.map(str::to_string),
+        raw: a.raw,
+        generation: g.text.clone(),
+        generation_tokens: Some(g.tokens.clone()),
+        sampler_info: SamplerInfo {
+            name: p.name().to_string(),
+            config: p.spec().clone(),
+            extra: Default::default(),
+        },
+        seed: Some(seed),
+        finish_reason: Some(g.finish_reason),
+        usage: Some(g.usage),
+        logprobs: (a.logprobs > 0).then(|| g.logprobs.clone()),
+        extra: Default::default(),
+    })
 }
 
 /// Runs `generate`.
@@ -223,24 +229,16 @@ fn single(
             .with_context(|| format!("opening {}", out.display()))?;
         for (k, g) in gens.iter().enumerate() {
             let seed = a.seed + k as u64;
-            let p = pipelines.choose(seed)?;
-            let rec = Record {
-                id: format!("prompt-s{k}"),
+            let rec = record(
+                a,
+                pipelines,
+                format!("prompt-s{k}"),
                 prompt,
-                system_prompt: a.system.as_deref(),
-                raw: a.raw,
-                generation: &g.text,
-                generation_tokens: &g.tokens,
-                sampler_info: SamplerInfo {
-                    name: p.name(),
-                    config: p.spec(),
-                },
+                a.system.as_deref(),
                 seed,
-                finish_reason: g.finish_reason,
-                usage: g.usage,
-                logprobs: (a.logprobs > 0).then_some(g.logprobs.as_slice()),
-            };
-            writeln!(f, "{}", serde_json::to_string(&rec)?)?;
+                g,
+            )?;
+            write_record(&mut f, &rec).with_context(|| format!("writing {}", out.display()))?;
         }
     }
     Ok(())
@@ -272,37 +270,22 @@ fn read_prompts(path: &Path) -> Result<Vec<(String, PromptLine)>> {
     Ok(out)
 }
 
-/// `(id)`s already in an output file; a torn last line from a crash is cut off first.
+/// `(id)`s already in an output file; a torn last line from a crash is cut off first (its
+/// record is generated again), so every record ends up in the file exactly once.
 fn done_ids(out: &Path) -> Result<HashSet<String>> {
-    let mut done = HashSet::new();
-    let Ok(text) = std::fs::read_to_string(out) else {
-        return Ok(done);
-    };
-    let complete = match text.rfind('\n') {
-        Some(i) => i + 1,
-        None => 0,
-    };
-    if complete < text.len() {
-        let f = std::fs::OpenOptions::new().write(true).open(out)?;
-        f.set_len(complete as u64)?;
+    let resumed = resume_jsonl(out)
+        .context("the output file holds something else; refusing to append to it")?;
+    if resumed.dropped_torn_line {
         eprintln!(
             "{}: dropped an incomplete last line (interrupted run)",
             out.display()
         );
     }
-    for (i, line) in text[..complete].lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
-            format!(
-                "{}: line {} is not JSON; refusing to append to it",
-                out.display(),
-                i + 1
-            )
-        })?;
-        if let Some(id) = v.get("id").and_then(|x| x.as_str()) {
-            done.insert(id.to_string());
-        }
-    }
-    Ok(done)
+    Ok(resumed
+        .records
+        .into_iter()
+        .filter_map(|r| r.record.id)
+        .collect())
 }
 
 fn many(
@@ -370,27 +353,17 @@ fn many(
         let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, &mut |_, _| {})?;
         for ((pi, k, rid), g) in chunk.iter().zip(&gens) {
             let p = &prompts[*pi].1;
-            let seed = a.seed + *k as u64;
-            let pipe = pipelines.choose(seed)?;
-            let rec = Record {
-                id: rid.clone(),
-                prompt: &p.prompt,
-                system_prompt: p.system_prompt.as_deref().or(a.system.as_deref()),
-                raw: a.raw,
-                generation: &g.text,
-                generation_tokens: &g.tokens,
-                sampler_info: SamplerInfo {
-                    name: pipe.name(),
-                    config: pipe.spec(),
-                },
-                seed,
-                finish_reason: g.finish_reason,
-                usage: g.usage,
-                logprobs: (a.logprobs > 0).then_some(g.logprobs.as_slice()),
-            };
+            let rec = record(
+                a,
+                pipelines,
+                rid.clone(),
+                &p.prompt,
+                p.system_prompt.as_deref().or(a.system.as_deref()),
+                a.seed + *k as u64,
+                g,
+            )?;
             // One whole line per write, flushed: a crash leaves at most one torn line.
-            sink.write_all(format!("{}\n", serde_json::to_string(&rec)?).as_bytes())?;
-            sink.flush()?;
+            write_record(sink.as_mut(), &rec)?;
             tokens += g.usage.completion_tokens;
         }
         bar.inc(chunk.len() as u64);

@@ -213,7 +213,7 @@ pub fn run(args: &BenchSamplerArgs) -> Result<()> {
     }
     print!("{table}");
     if let Some(p) = &args.output {
-        crate::logits_io::write_atomic(p, table.as_bytes())?;
+        adasamp_engine::files::write_atomic(p, table.as_bytes())?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

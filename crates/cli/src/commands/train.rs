@@ -261,7 +261,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         &a.output,
         a.resume,
         &mut progress,
-    )?;
+    )
+    .map_err(with_flag_hint)?;
     progress.bar.finish_and_clear();
     eprintln!(
         "{} / {} steps ({:.3} steps/s, {:.1} positions/s); checkpoint {}",
@@ -289,4 +290,22 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Adds the command-line flag to change to a training error that one flag fixes (the library
+/// names settings, not flags).
+fn with_flag_hint(e: adasamp_nets::NetsError) -> anyhow::Error {
+    use adasamp_nets::NetsError;
+    let hint = match &e {
+        NetsError::NonFiniteLoss { .. } => Some("lower --lr"),
+        NetsError::BadRequest { field, .. } if field == "grad_accum" => {
+            Some("lower --grad-accum or raise --epochs")
+        }
+        _ => None,
+    };
+    match hint {
+        // Neither variant has a source error to keep.
+        Some(h) => anyhow::anyhow!("{e} ({h})"),
+        None => e.into(),
+    }
 }

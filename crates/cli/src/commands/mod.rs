@@ -1,0 +1,16 @@
+//! One module per subcommand: its clap `Args` and its `run`.
+
+pub mod analyze;
+pub mod apply;
+pub mod bench_generate;
+pub mod bench_sampler;
+pub mod bench_sampling;
+pub mod example;
+pub mod generate;
+pub mod grid;
+pub mod logits;
+pub mod model;
+pub mod sample;
+pub mod sampler;
+pub mod stages;
+pub mod train;
