@@ -11,6 +11,8 @@ pub mod generate;
 pub mod llama_cpp;
 pub mod load;
 pub mod model;
+pub mod stop;
+pub mod stream;
 pub mod tokenizer;
 
 pub use error::{EngineError, Result};
