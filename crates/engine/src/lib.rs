@@ -11,11 +11,15 @@ pub mod generate;
 pub mod llama_cpp;
 pub mod load;
 pub mod model;
+pub mod scheduler;
+pub mod sequence;
 pub mod stop;
 pub mod stream;
 pub mod tokenizer;
 
 pub use error::{EngineError, Result};
-pub use generate::{generate, FinishReason, Generation, GenerationRequest, Timing, Usage};
+pub use generate::generate;
 pub use load::{load, BackendChoice, LoadOptions, LoadedModel};
 pub use model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
+pub use scheduler::{Finished, RequestId, Scheduler, StepEnd, StepEvent, StepReport, Timing};
+pub use sequence::{FinishReason, Generation, GenerationRequest, Sequence, Usage};

@@ -424,6 +424,10 @@ impl LanguageModel for LlamaCppModel {
         &self.info
     }
 
+    fn max_sequences(&self) -> usize {
+        self.slots.len()
+    }
+
     fn new_sequence(&mut self) -> Result<SeqId> {
         let free = self.slots.iter().position(Option::is_none).ok_or_else(|| {
             EngineError::Request(format!(

@@ -89,10 +89,22 @@ pub struct Feed<'a> {
     pub tokens: &'a [u32],
 }
 
+impl<'a> Feed<'a> {
+    /// Appends `tokens` to sequence `seq`.
+    pub fn tokens(seq: SeqId, tokens: &'a [u32]) -> Self {
+        Self { seq, tokens }
+    }
+}
+
 /// A base language model: sequences with KV caches, fed tokens, returning logits.
 pub trait LanguageModel: Send {
     /// Facts about the model.
     fn info(&self) -> &ModelInfo;
+
+    /// How many sequences may exist at once.
+    fn max_sequences(&self) -> usize {
+        usize::MAX
+    }
 
     /// Starts a new, empty sequence.
     fn new_sequence(&mut self) -> Result<SeqId>;
