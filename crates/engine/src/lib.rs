@@ -1,5 +1,6 @@
 //! adasamp's decoding engine: base language models behind one trait, with the default model,
-//! tokenizers from GGUF metadata or `tokenizer.json`, chat templates, KV caches and decoding loops.
+//! tokenizers from GGUF metadata or `tokenizer.json`, chat templates, KV caches, the per-sequence
+//! decoding state and the step-wise scheduler every decoding loop runs on.
 //! All sampling goes through `adasamp-sampling`.
 
 pub mod candle_backend;

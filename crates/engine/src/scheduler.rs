@@ -264,7 +264,8 @@ impl<'m> Scheduler<'m> {
     /// the admitted prompts and feeds every running sequence its last sampled token, then samples
     /// one token for each. Returns what happened per request. With nothing to run it does
     /// nothing. A forward error fails the step and ends every running request (their sequences
-    /// are freed; waiting requests stay queued); a sampling error ends only its own request.
+    /// are freed and each is reported finished with an error; waiting requests stay queued); a
+    /// sampling error ends only its own request.
     pub fn step(&mut self) -> Result<&StepReport> {
         self.report.clear();
         self.admit()?;
@@ -275,7 +276,16 @@ impl<'m> Scheduler<'m> {
         let logits = match self.forward() {
             Ok(l) => l,
             Err(e) => {
-                self.free_running();
+                for r in self.running.drain(..) {
+                    self.model.free_sequence(r.seq);
+                    self.finished.push(Finished {
+                        id: r.id,
+                        result: Err(EngineError::Request(format!(
+                            "{}: ended by a failed model step: {e}",
+                            r.id
+                        ))),
+                    });
+                }
                 return Err(e);
             }
         };

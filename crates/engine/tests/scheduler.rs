@@ -362,3 +362,109 @@ mod default_model {
         check_finish_reasons(lm.model.as_mut(), &lm.tokenizer, &prompts[0]);
     }
 }
+
+/// A model whose forward fails from the `fail_at`-th call on.
+struct FailingModel {
+    inner: adasamp_engine::candle_backend::CandleModel,
+    calls: usize,
+    fail_at: usize,
+}
+
+impl LanguageModel for FailingModel {
+    fn info(&self) -> &adasamp_engine::ModelInfo {
+        self.inner.info()
+    }
+    fn new_sequence(&mut self) -> adasamp_engine::Result<adasamp_engine::SeqId> {
+        self.inner.new_sequence()
+    }
+    fn free_sequence(&mut self, seq: adasamp_engine::SeqId) {
+        self.inner.free_sequence(seq)
+    }
+    fn sequence_len(&self, seq: adasamp_engine::SeqId) -> adasamp_engine::Result<usize> {
+        self.inner.sequence_len(seq)
+    }
+    fn forward(
+        &mut self,
+        feeds: &[adasamp_engine::Feed<'_>],
+    ) -> adasamp_engine::Result<adasamp_engine::Logits> {
+        self.calls += 1;
+        if self.calls >= self.fail_at {
+            return Err(adasamp_engine::EngineError::Request("device lost".into()));
+        }
+        self.inner.forward(feeds)
+    }
+    fn forward_all(
+        &mut self,
+        feed: adasamp_engine::Feed<'_>,
+    ) -> adasamp_engine::Result<adasamp_engine::Logits> {
+        self.inner.forward_all(feed)
+    }
+}
+
+#[test]
+fn a_failed_forward_fails_the_step_and_frees_every_sequence() {
+    let (inner, tok) = tiny_model("sched-forward-error");
+    let mut m = FailingModel {
+        inner,
+        calls: 0,
+        fail_at: 3,
+    };
+    let prompts = tiny_prompts();
+    let mut sched = Scheduler::new(&mut m, &tok, 2);
+    let ids: Vec<RequestId> = (0..3)
+        .map(|k| {
+            sched
+                .add(request(&prompts[k], sampled(&tok), k as u64, 8))
+                .unwrap()
+        })
+        .collect();
+    sched.step().unwrap();
+    sched.step().unwrap();
+    let seqs: Vec<_> = ids[..2]
+        .iter()
+        .map(|&id| sched.model_sequence(id).unwrap())
+        .collect();
+    let err = sched.step().unwrap_err().to_string();
+    assert!(err.contains("device lost"), "{err}");
+    assert_eq!(sched.running().count(), 0);
+    for &s in &seqs {
+        assert!(
+            sched.model().sequence_len(s).is_err(),
+            "sequence {s} leaked"
+        );
+    }
+    let ended: Vec<_> = sched.take_finished().collect();
+    assert_eq!(
+        ended.iter().map(|f| f.id).collect::<Vec<_>>(),
+        ids[..2].to_vec()
+    );
+    assert!(ended.iter().all(|f| f.result.is_err()));
+    assert_eq!(
+        sched.waiting().collect::<Vec<_>>(),
+        [ids[2]],
+        "waiting requests stay queued"
+    );
+}
+
+#[test]
+fn dropping_the_scheduler_frees_its_sequences() {
+    let (mut m, tok) = tiny_model("sched-drop");
+    let prompts = tiny_prompts();
+    let seqs = {
+        let mut sched = Scheduler::new(&mut m, &tok, usize::MAX);
+        let ids: Vec<RequestId> = (0..2)
+            .map(|k| {
+                sched
+                    .add(request(&prompts[k], sampled(&tok), k as u64, 8))
+                    .unwrap()
+            })
+            .collect();
+        sched.step().unwrap();
+        ids.iter()
+            .map(|&id| sched.model_sequence(id).unwrap())
+            .collect::<Vec<_>>()
+    };
+    for s in seqs {
+        assert!(m.sequence_len(s).is_err(), "sequence {s} leaked");
+    }
+}
