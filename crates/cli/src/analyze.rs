@@ -127,10 +127,7 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
 
     // Decode, keeping each position's raw and target rows.
     let seq = lm.model.new_sequence()?;
-    let mut logits = lm.model.forward(&[Feed {
-        seq,
-        tokens: &prompt,
-    }])?;
+    let mut logits = lm.model.forward(&[Feed::tokens(seq, &prompt)])?.logits;
     let mut history = prompt.clone();
     let mut seq_sampler = SequenceSampler::new(pipeline.clone(), a.seed, 0, 0);
     let eos = lm.tokenizer.eos_ids().to_vec();
@@ -154,10 +151,7 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
         if eos.contains(&s.token) || i + 1 == a.tokens {
             break;
         }
-        logits = lm.model.forward(&[Feed {
-            seq,
-            tokens: &[s.token],
-        }])?;
+        logits = lm.model.forward(&[Feed::tokens(seq, &[s.token])])?.logits;
     }
     lm.model.free_sequence(seq);
     let generated = lm.tokenizer.decode(&history[prompt.len()..], false)?;

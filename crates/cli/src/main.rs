@@ -157,7 +157,25 @@ fn main() {
     adasamp_nets::register_learned_stage();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
+        if let Some(hint) = backend_hint(&e) {
+            eprintln!("hint: {hint}");
+        }
         std::process::exit(1);
+    }
+}
+
+/// What to try when an engine error says a backend lacks something.
+fn backend_hint(e: &anyhow::Error) -> Option<&'static str> {
+    use adasamp_engine::{Backend, EngineError};
+    match e.chain().find_map(|c| c.downcast_ref::<EngineError>())? {
+        EngineError::Unsupported { .. }
+        | EngineError::BackendNotBuilt {
+            backend: Backend::LlamaCpp,
+        } => Some("use --backend candle"),
+        EngineError::BadRequest {
+            field: "backend", ..
+        } => Some("drop --backend llama.cpp"),
+        _ => None,
     }
 }
 
@@ -225,7 +243,8 @@ fn run(cli: Cli) -> Result<()> {
             let seq = lm.model.new_sequence()?;
             let l = lm
                 .model
-                .forward_all(adasamp_engine::Feed { seq, tokens: &ids })?;
+                .forward(&[adasamp_engine::Feed::tokens(seq, &ids).with_all_logits()])?
+                .logits;
             logits_io::write(
                 &output,
                 &Logits {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::model::{Backend, Capability, SeqId};
+
 /// Everything that can go wrong while fetching, loading or running a base model.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -36,9 +38,49 @@ pub enum EngineError {
     /// The default model could not be obtained.
     #[error("fetching the default model: {0}")]
     Fetch(String),
-    /// A request the model cannot serve (sequence too long, unknown sequence, bad token id, …).
-    #[error("{0}")]
-    Request(String),
+    /// A sequence id that is not live (never created, or freed).
+    #[error("unknown sequence {seq}")]
+    UnknownSequence { seq: SeqId },
+    /// Every sequence the model can hold at once is in use.
+    #[error("all {max} sequences of the model are in use")]
+    NoFreeSequence { max: usize },
+    /// A step would make a sequence longer than the model's maximum.
+    #[error("sequence {seq}: {len} positions exceed the maximum sequence length {max}")]
+    ContextOverflow { seq: SeqId, len: usize, max: usize },
+    /// The backend's KV cache has no room for a step of `tokens` tokens.
+    #[error("no room in the KV cache for a step of {tokens} tokens")]
+    KvCacheFull { tokens: usize },
+    /// A block lacks positions an earlier early-exit forward skipped: the sequence must be
+    /// truncated to `cached` positions before that block runs again.
+    #[error(
+        "sequence {seq}: block {block} caches {cached} of the sequence's {len} positions (an \
+         early-exit step skipped it); truncate the sequence to {cached} positions first"
+    )]
+    IncompleteCache {
+        seq: SeqId,
+        block: usize,
+        cached: usize,
+        len: usize,
+    },
+    /// An optional model feature the backend does not implement.
+    #[error("the {backend} backend does not provide {capability}")]
+    Unsupported {
+        backend: Backend,
+        capability: Capability,
+    },
+    /// The backend was not compiled into this build.
+    #[error("this build has no {backend} backend")]
+    BackendNotBuilt { backend: Backend },
+    /// A request field with a value the model cannot serve.
+    #[error("{field} = {value}: {reason}")]
+    BadRequest {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// The backend library failed a call it should have served.
+    #[error("{backend}: {reason}")]
+    BackendFailure { backend: Backend, reason: String },
     /// A tensor-library error.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
@@ -54,4 +96,17 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
     let path = path.into();
     move |source| EngineError::Io { path, source }
+}
+
+/// A [`EngineError::BadRequest`] naming the field, its value and what is wrong with it.
+pub fn bad_request(
+    field: &'static str,
+    value: impl std::fmt::Display,
+    reason: impl Into<String>,
+) -> EngineError {
+    EngineError::BadRequest {
+        field,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
 }

@@ -21,6 +21,9 @@ pub mod tokenizer;
 pub use error::{EngineError, Result};
 pub use generate::generate;
 pub use load::{load, BackendChoice, LoadOptions, LoadedModel};
-pub use model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
+pub use model::{
+    Backend, Capabilities, Capability, Feed, ForwardOutput, HiddenState, Input, LanguageModel,
+    Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
+};
 pub use scheduler::{Finished, RequestId, Scheduler, StepEnd, StepEvent, StepReport, Timing};
 pub use sequence::{FinishReason, Generation, GenerationRequest, Sequence, Usage};

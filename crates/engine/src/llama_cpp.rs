@@ -12,8 +12,11 @@ use std::sync::Once;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::error::{EngineError, Result};
-use crate::model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
+use crate::error::{bad_request, EngineError, Result};
+use crate::model::{
+    unsupported, Backend, Capability, Feed, ForwardOutput, Input, LanguageModel, Logits, ModelInfo,
+    SeqId, DEFAULT_MAX_SEQUENCES,
+};
 
 /// Tokens per `llama_decode` call (logical batch).
 const N_BATCH: usize = 2048;
@@ -52,7 +55,7 @@ impl Default for LlamaCppOptions {
     fn default() -> Self {
         Self {
             max_seq_len: None,
-            max_sequences: 8,
+            max_sequences: DEFAULT_MAX_SEQUENCES,
             threads: None,
         }
     }
@@ -279,11 +282,7 @@ impl LlamaCppModel {
             hidden_size: hidden,
             n_layers: layers,
             max_seq_len,
-            capabilities: Capabilities {
-                all_logits: true,
-                rollback: true,
-                ..Capabilities::default()
-            },
+            capabilities: Backend::LlamaCpp.capabilities(),
         };
         Ok(Self {
             ctx,
@@ -303,73 +302,91 @@ impl LlamaCppModel {
         }
     }
 
-    /// The number of sequences that can be live at once.
-    pub fn max_sequences(&self) -> usize {
-        self.slots.len()
-    }
-
     fn len_of(&self, seq: SeqId) -> Result<usize> {
         self.slots
             .get(seq)
             .copied()
             .flatten()
-            .ok_or_else(|| EngineError::Request(format!("unknown sequence {seq}")))
+            .ok_or(EngineError::UnknownSequence { seq })
     }
 
-    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
-        match tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
-            Some(t) => Err(EngineError::Request(format!(
-                "token id {t} out of range for vocabulary of {}",
-                self.info.vocab_size
-            ))),
-            None => Ok(()),
+    /// Checks one feed against the sequence's state and this backend's options; returns its
+    /// tokens.
+    fn check_feed<'a>(&self, f: &Feed<'a>, feeds: &[Feed<'_>]) -> Result<&'a [u32]> {
+        let len = self.len_of(f.seq)?;
+        let tokens = match f.input {
+            Input::Tokens(t) => t,
+            Input::Embeddings(_) => {
+                return Err(unsupported(&self.info, Capability::InputEmbeddings))
+            }
+        };
+        if f.exit_after.is_some() {
+            return Err(unsupported(&self.info, Capability::EarlyExit));
         }
+        if !f.hidden_states.is_empty() {
+            return Err(unsupported(&self.info, Capability::HiddenStates));
+        }
+        if tokens.is_empty() {
+            return Err(bad_request(
+                "input",
+                format!("sequence {}", f.seq),
+                "feeds no positions",
+            ));
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+            return Err(bad_request(
+                "token",
+                t,
+                format!("outside the vocabulary of {}", self.info.vocab_size),
+            ));
+        }
+        if len + tokens.len() > self.info.max_seq_len {
+            return Err(EngineError::ContextOverflow {
+                seq: f.seq,
+                len: len + tokens.len(),
+                max: self.info.max_seq_len,
+            });
+        }
+        if feeds.iter().filter(|g| g.seq == f.seq).count() > 1 {
+            return Err(bad_request("seq", f.seq, "fed twice in one step"));
+        }
+        Ok(tokens)
     }
 
-    /// Runs `feeds` through the model; `all` = logits for every fed position (else the last
-    /// position of each feed). Returns the rows in feed order, positions in order.
-    fn run(&mut self, feeds: &[Feed<'_>], all: bool) -> Result<Logits> {
+    /// Runs `feeds` through the model: logits of every fed position for a feed with
+    /// `all_logits`, else of its last position. Rows in feed order, positions in order.
+    fn run(&mut self, feeds: &[Feed<'_>]) -> Result<ForwardOutput> {
+        if feeds.is_empty() {
+            return Err(bad_request(
+                "feeds",
+                "[]",
+                "a forward step needs at least one feed",
+            ));
+        }
         let vocab = self.info.vocab_size;
+        // Per feed: its tokens, the sequence's length before the step, its output rows.
         let mut planned = Vec::with_capacity(feeds.len());
-        let mut rows = 0;
+        let mut rows = Vec::with_capacity(feeds.len());
+        let mut n_rows = 0;
         for f in feeds {
-            let len = self.len_of(f.seq)?;
-            if f.tokens.is_empty() {
-                return Err(EngineError::Request(format!(
-                    "sequence {}: nothing to feed",
-                    f.seq
-                )));
-            }
-            self.check_tokens(f.tokens)?;
-            if len + f.tokens.len() > self.info.max_seq_len {
-                return Err(EngineError::Request(format!(
-                    "sequence {}: {} tokens exceed the maximum sequence length {} (raise --max-seq-len)",
-                    f.seq,
-                    len + f.tokens.len(),
-                    self.info.max_seq_len
-                )));
-            }
-            if feeds.iter().filter(|g| g.seq == f.seq).count() > 1 {
-                return Err(EngineError::Request(format!(
-                    "sequence {} fed twice in one step",
-                    f.seq
-                )));
-            }
-            planned.push(len);
-            rows += if all { f.tokens.len() } else { 1 };
+            let tokens = self.check_feed(f, feeds)?;
+            planned.push((tokens, self.len_of(f.seq)?));
+            let m = if f.all_logits { tokens.len() } else { 1 };
+            rows.push(n_rows..n_rows + m);
+            n_rows += m;
         }
-        let mut out = vec![0f32; rows * vocab];
+        let all = feeds.iter().any(|f| f.all_logits);
+        let mut out = vec![0f32; n_rows * vocab];
         let chunk = if all { N_BATCH_ALL } else { N_BATCH };
         // (seq, position, token, output row) for every fed token, in feed order.
-        let mut entries = Vec::new();
-        let mut row = 0usize;
-        for (f, &len) in feeds.iter().zip(&planned) {
-            for (i, &t) in f.tokens.iter().enumerate() {
-                let last = i + 1 == f.tokens.len();
-                let out_row = (all || last).then(|| {
-                    row += 1;
-                    row - 1
-                });
+        let mut entries = Vec::with_capacity(planned.iter().map(|(t, _)| t.len()).sum());
+        for ((f, &(tokens, len)), r) in feeds.iter().zip(&planned).zip(&rows) {
+            for (i, &t) in tokens.iter().enumerate() {
+                let out_row = if f.all_logits {
+                    Some(r.start + i)
+                } else {
+                    (i + 1 == tokens.len()).then_some(r.start)
+                };
                 entries.push((f.seq, len + i, t, out_row));
             }
         }
@@ -379,17 +396,19 @@ impl LlamaCppModel {
             let rc = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch.raw) };
             if rc != 0 {
                 // Leave every cache as it was before this step.
-                for (f, &len) in feeds.iter().zip(&planned) {
+                for (f, &(_, len)) in feeds.iter().zip(&planned) {
                     self.remove_cells(f.seq, Some(len));
                 }
-                return Err(EngineError::Request(format!(
-                    "llama.cpp decode failed (code {rc}{})",
-                    if rc == 1 {
-                        ": no room in the KV cache"
-                    } else {
-                        ""
+                return Err(if rc == 1 {
+                    EngineError::KvCacheFull {
+                        tokens: entries.len(),
                     }
-                )));
+                } else {
+                    EngineError::BackendFailure {
+                        backend: Backend::LlamaCpp,
+                        reason: format!("llama_decode failed (code {rc})"),
+                    }
+                });
             }
             for (i, &(_, _, _, out_row)) in part.iter().enumerate() {
                 if let Some(r) = out_row {
@@ -398,9 +417,10 @@ impl LlamaCppModel {
                     let src = unsafe {
                         let p = sys::llama_get_logits_ith(self.ctx.as_ptr(), i as i32);
                         if p.is_null() {
-                            return Err(EngineError::Request(format!(
-                                "llama.cpp returned no logits for batch position {i}"
-                            )));
+                            return Err(EngineError::BackendFailure {
+                                backend: Backend::LlamaCpp,
+                                reason: format!("no logits for batch position {i}"),
+                            });
                         }
                         std::slice::from_raw_parts(p, vocab)
                     };
@@ -408,13 +428,17 @@ impl LlamaCppModel {
                 }
             }
         }
-        for (f, len) in feeds.iter().zip(planned) {
-            self.slots[f.seq] = Some(len + f.tokens.len());
+        for (f, &(tokens, len)) in feeds.iter().zip(&planned) {
+            self.slots[f.seq] = Some(len + tokens.len());
         }
-        Ok(Logits {
+        Ok(ForwardOutput {
+            logits: Logits {
+                rows: n_rows,
+                vocab,
+                data: out,
+            },
             rows,
-            vocab,
-            data: out,
+            hidden: vec![Vec::new(); feeds.len()],
         })
     }
 }
@@ -429,12 +453,13 @@ impl LanguageModel for LlamaCppModel {
     }
 
     fn new_sequence(&mut self) -> Result<SeqId> {
-        let free = self.slots.iter().position(Option::is_none).ok_or_else(|| {
-            EngineError::Request(format!(
-                "all {} llama.cpp sequence slots are in use (load with more sequences)",
-                self.slots.len()
-            ))
-        })?;
+        let free =
+            self.slots
+                .iter()
+                .position(Option::is_none)
+                .ok_or(EngineError::NoFreeSequence {
+                    max: self.slots.len(),
+                })?;
         self.remove_cells(free, None);
         self.slots[free] = Some(0);
         Ok(free)
@@ -452,28 +477,31 @@ impl LanguageModel for LlamaCppModel {
         self.len_of(seq)
     }
 
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<Logits> {
-        self.run(feeds, false)
-    }
-
-    fn forward_all(&mut self, feed: Feed<'_>) -> Result<Logits> {
-        self.run(&[feed], true)
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<ForwardOutput> {
+        self.run(feeds)
     }
 
     fn truncate(&mut self, seq: SeqId, len: usize) -> Result<()> {
         let cur = self.len_of(seq)?;
         if len > cur {
-            return Err(EngineError::Request(format!(
-                "sequence {seq}: cannot truncate to {len} tokens, it has {cur}"
-            )));
+            return Err(bad_request(
+                "len",
+                len,
+                format!("sequence {seq} has only {cur} positions"),
+            ));
         }
         if !self.remove_cells(seq, Some(len)) {
-            return Err(EngineError::Request(format!(
-                "sequence {seq}: llama.cpp could not roll the KV cache back to {len} tokens"
-            )));
+            return Err(EngineError::BackendFailure {
+                backend: Backend::LlamaCpp,
+                reason: format!("could not roll sequence {seq} back to {len} positions"),
+            });
         }
         self.slots[seq] = Some(len);
         Ok(())
+    }
+
+    fn embedding_mixture(&self, _: &[(u32, f32)], _: &mut [f32]) -> Result<()> {
+        Err(unsupported(&self.info, Capability::EmbeddingMixture))
     }
 }
 

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::candle_backend::CandleModel;
+use crate::candle_backend::{CandleModel, CandleOptions};
 use crate::chat::{ChatMessage, ChatTemplate};
-use crate::error::{EngineError, Result};
+use crate::error::{bad_request, EngineError, Result};
 use crate::fetch;
-use crate::model::{Backend, Capabilities, LanguageModel};
+use crate::model::{Backend, Capabilities, LanguageModel, DEFAULT_MAX_SEQUENCES};
 use crate::tokenizer::TextTokenizer;
 
 /// Which backend to run a model on.
@@ -46,13 +46,23 @@ pub struct LoadOptions {
     pub requant_q8: bool,
     /// Capabilities the caller needs; `Auto` picks candle when llama.cpp lacks one.
     pub needs: Capabilities,
-    /// llama.cpp: sequences live at once (default 8).
+    /// Sequences live at once (default [`DEFAULT_MAX_SEQUENCES`]; llama.cpp sizes its KV
+    /// cache for them at load).
     pub max_sequences: Option<usize>,
     /// CPU threads (default: all cores).
     pub threads: Option<usize>,
 }
 
 impl LoadOptions {
+    /// The candle backend's share of these options.
+    pub fn candle(&self) -> CandleOptions {
+        CandleOptions {
+            max_seq_len: self.max_seq_len,
+            requant_q8: self.requant_q8,
+            max_sequences: self.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
+        }
+    }
+
     /// Options with only a length cap.
     pub fn with_max_seq_len(max_seq_len: Option<usize>) -> Self {
         Self {
@@ -143,12 +153,16 @@ pub fn load(
     };
     if path.is_dir() {
         if backend == BackendChoice::LlamaCpp {
-            return Err(EngineError::Request(format!(
-                "{}: a safetensors directory runs on candle only (drop --backend llama.cpp)",
-                path.display()
-            )));
+            return Err(bad_request(
+                "backend",
+                Backend::LlamaCpp,
+                format!(
+                    "{} is a safetensors directory, which runs on candle only",
+                    path.display()
+                ),
+            ));
         }
-        let model = CandleModel::from_hf_dir(&path, opts.max_seq_len)?;
+        let model = CandleModel::from_hf_dir(&path, opts.candle())?;
         let tokenizer = TextTokenizer::from_file(&path.join("tokenizer.json"))?;
         let chat = ChatTemplate::from_tokenizer_config(&path.join("tokenizer_config.json"))?;
         return Ok(LoadedModel {
@@ -176,12 +190,14 @@ pub fn load(
     let use_llama = match backend {
         BackendChoice::Candle => false,
         BackendChoice::LlamaCpp => true,
-        BackendChoice::Auto => cfg!(feature = "llama-cpp") && covers(LLAMA_CPP_CAPS, opts.needs),
+        BackendChoice::Auto => {
+            cfg!(feature = "llama-cpp") && Backend::LlamaCpp.capabilities().covers(&opts.needs)
+        }
     };
     if use_llama {
         return load_llama_cpp(&path, opts, log);
     }
-    let (model, ct) = CandleModel::from_gguf(&path, opts)?;
+    let (model, ct) = CandleModel::from_gguf(&path, opts.candle())?;
     let tokenizer = TextTokenizer::from_gguf(&ct)?;
     let chat = ChatTemplate::from_gguf(&ct);
     log(&format!(
@@ -199,29 +215,6 @@ pub fn load(
     })
 }
 
-/// What the llama.cpp backend provides beyond next-token logits.
-const LLAMA_CPP_CAPS: Capabilities = Capabilities {
-    all_logits: true,
-    rollback: true,
-    hidden_states: false,
-    early_exit: false,
-    input_embeddings: false,
-    embedding_matrix: false,
-};
-
-/// Whether `have` includes everything in `need`.
-fn covers(have: Capabilities, need: Capabilities) -> bool {
-    let pairs = [
-        (have.all_logits, need.all_logits),
-        (have.rollback, need.rollback),
-        (have.hidden_states, need.hidden_states),
-        (have.early_exit, need.early_exit),
-        (have.input_embeddings, need.input_embeddings),
-        (have.embedding_matrix, need.embedding_matrix),
-    ];
-    pairs.iter().all(|&(h, n)| h || !n)
-}
-
 #[cfg(feature = "llama-cpp")]
 fn load_llama_cpp(
     path: &Path,
@@ -229,17 +222,16 @@ fn load_llama_cpp(
     log: &mut dyn FnMut(&str),
 ) -> Result<LoadedModel> {
     use crate::llama_cpp::{LlamaCppModel, LlamaCppOptions};
-    if !covers(LLAMA_CPP_CAPS, opts.needs) {
-        return Err(EngineError::Request(format!(
-            "{}: this job needs model internals the llama.cpp backend lacks (use --backend candle)",
-            path.display()
-        )));
+    if let Some(capability) = Backend::LlamaCpp.capabilities().missing(&opts.needs) {
+        return Err(EngineError::Unsupported {
+            backend: Backend::LlamaCpp,
+            capability,
+        });
     }
     // Validates the file (truncation, header) and gives the tokenizer and chat template.
     let (ct, _) = crate::candle_backend::gguf::read_content(path)?;
     let tokenizer = TextTokenizer::from_gguf(&ct)?;
     let chat = ChatTemplate::from_gguf(&ct);
-    let defaults = LlamaCppOptions::default();
     let run_path = if opts.requant_q8 {
         let q = crate::llama_cpp::requantized_q8(path)?;
         log(&format!("re-quantized to Q8_0: {}", q.display()));
@@ -251,7 +243,7 @@ fn load_llama_cpp(
         &run_path,
         LlamaCppOptions {
             max_seq_len: opts.max_seq_len,
-            max_sequences: opts.max_sequences.unwrap_or(defaults.max_sequences),
+            max_sequences: opts.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
             threads: opts.threads,
         },
     )?;
@@ -271,9 +263,8 @@ fn load_llama_cpp(
 }
 
 #[cfg(not(feature = "llama-cpp"))]
-fn load_llama_cpp(path: &Path, _: LoadOptions, _: &mut dyn FnMut(&str)) -> Result<LoadedModel> {
-    Err(EngineError::Request(format!(
-        "{}: this build has no llama.cpp backend (built without the `llama-cpp` feature); use --backend candle",
-        path.display()
-    )))
+fn load_llama_cpp(_: &Path, _: LoadOptions, _: &mut dyn FnMut(&str)) -> Result<LoadedModel> {
+    Err(EngineError::BackendNotBuilt {
+        backend: Backend::LlamaCpp,
+    })
 }

@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::error::{EngineError, Result};
-use crate::model::{Feed, LanguageModel, Logits, SeqId};
+use crate::model::{Feed, ForwardOutput, LanguageModel, SeqId};
 use crate::sequence::{FinishReason, Generation, GenerationRequest, Sequence};
 use crate::tokenizer::TextTokenizer;
 
@@ -273,17 +273,17 @@ impl<'m> Scheduler<'m> {
             return Ok(&self.report);
         }
         let t0 = Instant::now();
-        let logits = match self.forward() {
-            Ok(l) => l,
+        let out = match self.forward() {
+            Ok(out) => out,
             Err(e) => {
                 for r in self.running.drain(..) {
                     self.model.free_sequence(r.seq);
                     self.finished.push(Finished {
                         id: r.id,
-                        result: Err(EngineError::Request(format!(
-                            "{}: ended by a failed model step: {e}",
-                            r.id
-                        ))),
+                        result: Err(EngineError::BackendFailure {
+                            backend: self.model.info().backend,
+                            reason: format!("{}: ended by a failed model step: {e}", r.id),
+                        }),
                     });
                 }
                 return Err(e);
@@ -295,7 +295,7 @@ impl<'m> Scheduler<'m> {
             self.report.decode_tokens,
         );
         let ts = Instant::now();
-        self.sample_all(&logits);
+        self.sample_all(&out);
         self.retire_ended();
         self.timing.sampling += ts.elapsed();
         Ok(&self.report)
@@ -329,7 +329,7 @@ impl<'m> Scheduler<'m> {
     }
 
     /// The one model call of a step: every running sequence's unfed tokens, one feed each.
-    fn forward(&mut self) -> Result<Logits> {
+    fn forward(&mut self) -> Result<ForwardOutput> {
         let feeds: Vec<Feed<'_>> = self
             .running
             .iter()
@@ -343,25 +343,28 @@ impl<'m> Scheduler<'m> {
                 self.report.decode_tokens += n;
             }
         }
-        let logits = self.model.forward(&feeds)?;
-        if logits.rows != feeds.len() {
-            return Err(EngineError::Request(format!(
-                "the model returned {} logits rows for {} sequences",
-                logits.rows,
-                feeds.len()
-            )));
+        let out = self.model.forward(&feeds)?;
+        if out.rows.len() != feeds.len() || out.rows.iter().any(|r| r.is_empty()) {
+            return Err(EngineError::BackendFailure {
+                backend: self.model.info().backend,
+                reason: format!(
+                    "returned logits for {} of {} feeds",
+                    out.rows.iter().filter(|r| !r.is_empty()).count(),
+                    feeds.len()
+                ),
+            });
         }
-        Ok(logits)
+        Ok(out)
     }
 
     /// Samples one token for every running sequence from its row and records the events.
-    fn sample_all(&mut self, logits: &Logits) {
+    fn sample_all(&mut self, out: &ForwardOutput) {
         self.ended.clear();
         for (row, r) in self.running.iter_mut().enumerate() {
             r.fed = r.state.history().len();
             let tokens_from = self.report.tokens.len();
             let text_from = self.report.text.len();
-            let end = match r.state.decode(logits.row(row), row, self.tok) {
+            let end = match r.state.decode(out.last_row(row), row, self.tok) {
                 Ok(adv) => {
                     self.report.tokens.push(adv.token);
                     self.report.text.push_str(&r.state.text()[adv.text]);

@@ -7,7 +7,7 @@ use std::ops::Range;
 use adasamp_sampling::{Context, Pipeline, Sample, SequenceSampler};
 use serde::Serialize;
 
-use crate::error::{EngineError, Result};
+use crate::error::{bad_request, Result};
 use crate::model::ModelInfo;
 use crate::stop::StopMatcher;
 use crate::stream::TokenStream;
@@ -107,21 +107,28 @@ impl Sequence {
     pub fn new(request: GenerationRequest, info: &ModelInfo) -> Result<Self> {
         let vocab = info.vocab_size;
         if request.prompt.is_empty() {
-            return Err(EngineError::Request(
-                "empty prompt: nothing to condition on".into(),
+            return Err(bad_request(
+                "prompt",
+                "[]",
+                "empty: nothing to condition on",
             ));
         }
         if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return Err(EngineError::Request(format!(
-                "prompt token {bad} is outside the vocabulary of {vocab}"
-            )));
+            return Err(bad_request(
+                "prompt",
+                format!("token {bad}"),
+                format!("outside the vocabulary of {vocab}"),
+            ));
         }
         if request.prompt.len() > info.max_seq_len {
-            return Err(EngineError::Request(format!(
-                "a prompt of {} tokens exceeds the maximum sequence length {}",
-                request.prompt.len(),
-                info.max_seq_len
-            )));
+            return Err(bad_request(
+                "prompt",
+                format!("{} tokens", request.prompt.len()),
+                format!(
+                    "longer than the maximum sequence length {}",
+                    info.max_seq_len
+                ),
+            ));
         }
         let finished = (request.max_new_tokens == 0).then_some(FinishReason::Length);
         Ok(Self {
@@ -403,7 +410,7 @@ mod tests {
         let mut r = request(1, &[]);
         r.prompt.clear();
         let err = Sequence::new(r, &i).unwrap_err().to_string();
-        assert!(err.contains("empty prompt"), "{err}");
+        assert!(err.contains("prompt") && err.contains("empty"), "{err}");
         let mut r = request(1, &[]);
         r.prompt = vec![3, 26];
         let err = Sequence::new(r, &i).unwrap_err().to_string();
@@ -411,7 +418,10 @@ mod tests {
         let mut r = request(1, &[]);
         r.prompt = vec![3; 5];
         let err = Sequence::new(r, &i).unwrap_err().to_string();
-        assert!(err.contains("5 tokens") && err.contains("4"), "{err}");
+        assert!(
+            err.contains("prompt = 5 tokens") && err.contains("length 4"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 mod common;
 
-use adasamp_engine::{generate, BackendChoice, Feed, GenerationRequest, LoadedModel};
+use adasamp_engine::{
+    fetch, generate, BackendChoice, Capability, EngineError, Feed, GenerationRequest, LoadedModel,
+};
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 use serde::Deserialize;
 
@@ -88,11 +90,9 @@ fn check_logits_against_reference(
         let seq = lm.model.new_sequence().unwrap();
         let l = lm
             .model
-            .forward_all(Feed {
-                seq,
-                tokens: &c.ids,
-            })
-            .unwrap();
+            .forward(&[Feed::tokens(seq, &c.ids).with_all_logits()])
+            .unwrap()
+            .logits;
         lm.model.free_sequence(seq);
         for (pos, &want) in c.argmax.iter().enumerate() {
             let row = l.row(pos);
@@ -165,11 +165,9 @@ fn the_two_backends_agree() {
                 let seq = lm.model.new_sequence().unwrap();
                 let l = lm
                     .model
-                    .forward_all(Feed {
-                        seq,
-                        tokens: &c.ids,
-                    })
-                    .unwrap();
+                    .forward(&[Feed::tokens(seq, &c.ids).with_all_logits()])
+                    .unwrap()
+                    .logits;
                 lm.model.free_sequence(seq);
                 l
             })
@@ -387,22 +385,17 @@ fn rollback_then_refeed_matches_a_fresh_run() {
         let Some(mut lm) = model(backend) else { return };
         let ids = lm.prompt_tokens("Name a fruit.", None, false).unwrap();
         let seq = lm.model.new_sequence().unwrap();
-        let fresh = lm.model.forward(&[Feed { seq, tokens: &ids }]).unwrap();
+        let fresh = lm.model.forward(&[Feed::tokens(seq, &ids)]).unwrap().logits;
         lm.model
-            .forward(&[Feed {
-                seq,
-                tokens: &[ids[3], ids[4]],
-            }])
+            .forward(&[Feed::tokens(seq, &[ids[3], ids[4]])])
             .unwrap();
         lm.model.truncate(seq, ids.len() - 1).unwrap();
         assert_eq!(lm.model.sequence_len(seq).unwrap(), ids.len() - 1);
         let again = lm
             .model
-            .forward(&[Feed {
-                seq,
-                tokens: &ids[ids.len() - 1..],
-            }])
-            .unwrap();
+            .forward(&[Feed::tokens(seq, &ids[ids.len() - 1..])])
+            .unwrap()
+            .logits;
         let diff = fresh
             .data
             .iter()
@@ -418,4 +411,125 @@ fn rollback_then_refeed_matches_a_fresh_run() {
         lm.model.free_sequence(seq);
         assert!(lm.model.sequence_len(seq).is_err());
     }
+}
+
+/// The one forward on the default model, both backends: all-position logits equal successive
+/// single-token steps, a batch mixes all-position and last-position feeds, every option the
+/// backend lacks is a typed error naming it, and the sequence cap is the one loaded with.
+#[test]
+fn forward_options_and_capabilities() {
+    let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
+    if !p.exists() {
+        eprintln!("note: {} absent; skipped", p.display());
+        return;
+    }
+    for backend in backends() {
+        let opts = adasamp_engine::LoadOptions {
+            max_sequences: Some(3),
+            ..adasamp_engine::LoadOptions::with_max_seq_len(Some(256))
+        };
+        let mut lm = adasamp_engine::load(Some(&p), backend, opts, &mut |_: &str| {}).unwrap();
+        let info = lm.model.info().clone();
+        assert_eq!(info.capabilities, info.backend.capabilities());
+        let ids = lm.prompt_tokens("Name a fruit.", None, false).unwrap();
+        let (a, b) = (
+            lm.model.new_sequence().unwrap(),
+            lm.model.new_sequence().unwrap(),
+        );
+        let both = lm
+            .model
+            .forward(&[
+                Feed::tokens(a, &ids).with_all_logits(),
+                Feed::tokens(b, &ids[..4]),
+            ])
+            .unwrap();
+        assert_eq!(both.rows, vec![0..ids.len(), ids.len()..ids.len() + 1]);
+        // Prefill and decode round activations differently (both backends: measured up to
+        // ~1.6 logits apart on this Q4_1 model), so rows agree loosely and in their argmax.
+        let c = lm.model.new_sequence().unwrap();
+        let (mut worst, mut same_top) = (0f32, 0usize);
+        for (i, t) in ids.iter().enumerate() {
+            let one = lm
+                .model
+                .forward(&[Feed::tokens(c, std::slice::from_ref(t))])
+                .unwrap();
+            worst = worst.max(max_abs_diff(one.last_row(0), both.logits.row(i)));
+            same_top += usize::from(
+                argmax(&log_softmax(one.last_row(0))) == argmax(&log_softmax(both.logits.row(i))),
+            );
+        }
+        eprintln!(
+            "{backend:?}: all-position vs one-by-one max |Δlogit| {worst}, same argmax {same_top}/{}",
+            ids.len()
+        );
+        assert!(
+            worst < 2.5,
+            "{backend:?}: all-position logits differ by {worst}"
+        );
+        assert!(
+            same_top * 10 >= ids.len() * 9,
+            "{backend:?}: argmax {same_top}/{}",
+            ids.len()
+        );
+        let d = max_abs_diff(both.last_row(1), both.logits.row(3));
+        assert!(
+            d < 2.5,
+            "{backend:?}: a last-position feed beside an all-position one: {d}"
+        );
+        // The sequence cap.
+        assert_eq!(lm.model.max_sequences(), 3);
+        let e = lm.model.new_sequence().unwrap_err();
+        assert!(matches!(e, EngineError::NoFreeSequence { max: 3 }), "{e}");
+        // Every option is either served or refused with the typed error naming it.
+        let emb = vec![0f32; info.hidden_size];
+        let options: [(Capability, Feed<'_>); 3] = [
+            (
+                Capability::EarlyExit,
+                Feed::tokens(a, &ids[..1]).with_exit_after(1),
+            ),
+            (
+                Capability::HiddenStates,
+                Feed::tokens(a, &ids[..1]).with_hidden_states(&[0]),
+            ),
+            (Capability::InputEmbeddings, Feed::embeddings(a, &emb)),
+        ];
+        for (cap, feed) in options {
+            let len = lm.model.sequence_len(a).unwrap();
+            let r = lm.model.forward(&[feed]);
+            if info.capabilities.has(cap) {
+                assert!(r.is_ok(), "{backend:?} {cap}: {:?}", r.err());
+                lm.model.truncate(a, len).unwrap();
+            } else {
+                let e = r.unwrap_err();
+                assert!(
+                    matches!(e, EngineError::Unsupported { backend: be, capability } if be == info.backend && capability == cap),
+                    "{backend:?} {cap}: {e}"
+                );
+                assert_eq!(lm.model.sequence_len(a).unwrap(), len);
+            }
+        }
+        let mut out = vec![0f32; info.hidden_size];
+        let r = lm.model.embedding_mixture(&[(ids[0], 1.0)], &mut out);
+        if info.capabilities.embedding_mixture {
+            assert!(r.is_ok() && out.iter().any(|&x| x != 0.0));
+        } else {
+            assert!(matches!(
+                r,
+                Err(EngineError::Unsupported {
+                    capability: Capability::EmbeddingMixture,
+                    ..
+                })
+            ));
+        }
+        for s in [a, b, c] {
+            lm.model.free_sequence(s);
+        }
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }

@@ -237,7 +237,8 @@ fn tiny_model(name: &str) -> (adasamp_engine::candle_backend::CandleModel, TextT
     let dir = tiny::tmp(name);
     tiny::write_hf(&dir, "llama");
     let tok = tiny::word_tokenizer(&dir);
-    let m = adasamp_engine::candle_backend::CandleModel::from_hf_dir(&dir, None).unwrap();
+    let m =
+        adasamp_engine::candle_backend::CandleModel::from_hf_dir(&dir, Default::default()).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     (m, tok)
 }
@@ -374,6 +375,9 @@ impl LanguageModel for FailingModel {
     fn info(&self) -> &adasamp_engine::ModelInfo {
         self.inner.info()
     }
+    fn max_sequences(&self) -> usize {
+        self.inner.max_sequences()
+    }
     fn new_sequence(&mut self) -> adasamp_engine::Result<adasamp_engine::SeqId> {
         self.inner.new_sequence()
     }
@@ -386,18 +390,25 @@ impl LanguageModel for FailingModel {
     fn forward(
         &mut self,
         feeds: &[adasamp_engine::Feed<'_>],
-    ) -> adasamp_engine::Result<adasamp_engine::Logits> {
+    ) -> adasamp_engine::Result<adasamp_engine::ForwardOutput> {
         self.calls += 1;
         if self.calls >= self.fail_at {
-            return Err(adasamp_engine::EngineError::Request("device lost".into()));
+            return Err(adasamp_engine::EngineError::BackendFailure {
+                backend: adasamp_engine::Backend::Candle,
+                reason: "device lost".into(),
+            });
         }
         self.inner.forward(feeds)
     }
-    fn forward_all(
-        &mut self,
-        feed: adasamp_engine::Feed<'_>,
-    ) -> adasamp_engine::Result<adasamp_engine::Logits> {
-        self.inner.forward_all(feed)
+    fn truncate(&mut self, seq: adasamp_engine::SeqId, len: usize) -> adasamp_engine::Result<()> {
+        self.inner.truncate(seq, len)
+    }
+    fn embedding_mixture(
+        &self,
+        probs: &[(u32, f32)],
+        out: &mut [f32],
+    ) -> adasamp_engine::Result<()> {
+        self.inner.embedding_mixture(probs, out)
     }
 }
 

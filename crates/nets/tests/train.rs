@@ -367,11 +367,9 @@ fn replay_alignment_on_default_model() {
     let seq = lm.model.new_sequence().unwrap();
     let mut logits = lm
         .model
-        .forward_all(adasamp_engine::Feed {
-            seq,
-            tokens: &prompt,
-        })
-        .unwrap();
+        .forward(&[adasamp_engine::Feed::tokens(seq, &prompt).with_all_logits()])
+        .unwrap()
+        .logits;
     let prompt_last = logits.row(logits.rows - 1).to_vec();
     let mut gen = Vec::new();
     for _ in 0..6 {
@@ -382,11 +380,9 @@ fn replay_alignment_on_default_model() {
         gen.push(best);
         logits = lm
             .model
-            .forward(&[adasamp_engine::Feed {
-                seq,
-                tokens: &[best],
-            }])
-            .unwrap();
+            .forward(&[adasamp_engine::Feed::tokens(seq, &[best])])
+            .unwrap()
+            .logits;
     }
     lm.model.free_sequence(seq);
     let rec = format!(

@@ -10,9 +10,33 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::error::{EngineError, Result};
-use crate::model::{Backend, Capabilities, Feed, LanguageModel, Logits, ModelInfo, SeqId};
-use transformer::{ForwardOptions, Input, KvCache, Output, Transformer};
+use crate::error::{bad_request, EngineError, Result};
+use crate::model::{
+    Backend, Feed, ForwardOutput, HiddenState, LanguageModel, Logits, ModelInfo, SeqId,
+    DEFAULT_MAX_SEQUENCES,
+};
+use transformer::{KvCache, Transformer};
+
+/// How to open a model on candle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CandleOptions {
+    /// Cap on the sequence length (default: the model's context).
+    pub max_seq_len: Option<usize>,
+    /// GGUF: re-quantize Q4_1/Q5_x weights to Q8_0 in memory (see [`gguf`]).
+    pub requant_q8: bool,
+    /// Sequences that can be live at once.
+    pub max_sequences: usize,
+}
+
+impl Default for CandleOptions {
+    fn default() -> Self {
+        Self {
+            max_seq_len: None,
+            requant_q8: false,
+            max_sequences: DEFAULT_MAX_SEQUENCES,
+        }
+    }
+}
 
 /// A model on candle with its sequences' KV caches.
 #[derive(Debug)]
@@ -20,20 +44,12 @@ pub struct CandleModel {
     model: Transformer,
     info: ModelInfo,
     seqs: Vec<Option<KvCache>>,
+    max_sequences: usize,
 }
 
-const CAPS: Capabilities = Capabilities {
-    all_logits: true,
-    rollback: true,
-    hidden_states: true,
-    early_exit: true,
-    input_embeddings: true,
-    embedding_matrix: true,
-};
-
 impl CandleModel {
-    /// Wraps an assembled transformer.
-    pub fn new(model: Transformer, source: &Path, arch: &str) -> Self {
+    /// Wraps an assembled transformer holding at most `max_sequences` sequences at once.
+    pub fn new(model: Transformer, source: &Path, arch: &str, max_sequences: usize) -> Self {
         let c = &model.cfg;
         let info = ModelInfo {
             source: source.display().to_string(),
@@ -43,29 +59,30 @@ impl CandleModel {
             hidden_size: c.hidden_size,
             n_layers: c.n_layers,
             max_seq_len: c.max_seq_len,
-            capabilities: CAPS,
+            capabilities: Backend::Candle.capabilities(),
         };
         Self {
             model,
             info,
             seqs: Vec::new(),
+            max_sequences: max_sequences.max(1),
         }
     }
 
     /// Loads a GGUF file; returns the model and the file's metadata (for the tokenizer).
     pub fn from_gguf(
         path: &Path,
-        opts: crate::load::LoadOptions,
+        opts: CandleOptions,
     ) -> Result<(Self, candle_core::quantized::gguf_file::Content)> {
         let (t, ct) = gguf::load(path, &Device::Cpu, opts.max_seq_len, opts.requant_q8)?;
         let arch = gguf::architecture(&ct)?;
-        Ok((Self::new(t, path, &arch), ct))
+        Ok((Self::new(t, path, &arch, opts.max_sequences), ct))
     }
 
     /// Loads a Hugging Face model directory.
-    pub fn from_hf_dir(dir: &Path, max_seq_len: Option<usize>) -> Result<Self> {
-        let (t, hf) = safetensors::load(dir, &Device::Cpu, max_seq_len)?;
-        Ok(Self::new(t, dir, &hf.model_type))
+    pub fn from_hf_dir(dir: &Path, opts: CandleOptions) -> Result<Self> {
+        let (t, hf) = safetensors::load(dir, &Device::Cpu, opts.max_seq_len)?;
+        Ok(Self::new(t, dir, &hf.model_type, opts.max_sequences))
     }
 
     /// The underlying transformer.
@@ -77,65 +94,89 @@ impl CandleModel {
         self.seqs
             .get_mut(seq)
             .and_then(|c| c.as_mut())
-            .ok_or_else(|| EngineError::Request(format!("unknown sequence {seq}")))
+            .ok_or(EngineError::UnknownSequence { seq })
     }
 
-    /// Runs one forward over several sequences with options (hidden states, early exit, …).
-    pub fn forward_with(
-        &mut self,
-        feeds: Vec<(SeqId, Input<'_>)>,
-        opts: &ForwardOptions,
-    ) -> Result<Vec<Output>> {
-        // Take the caches out so that several can be borrowed mutably at once.
-        let mut taken: Vec<(SeqId, KvCache)> = Vec::with_capacity(feeds.len());
-        for (seq, _) in &feeds {
-            if taken.iter().any(|(s, _)| s == seq) {
-                self.restore(taken);
-                return Err(EngineError::Request(format!(
-                    "sequence {seq} appears twice in one batch"
-                )));
-            }
-            match self.seqs.get_mut(*seq).and_then(|c| c.take()) {
-                Some(c) => taken.push((*seq, c)),
-                None => {
-                    self.restore(taken);
-                    return Err(EngineError::Request(format!("unknown sequence {seq}")));
-                }
+    /// Runs the feeds, grouped by depth, on caches taken out of `self`; fills `out`.
+    fn run(
+        &self,
+        taken: &mut [(SeqId, KvCache)],
+        feeds: &[Feed<'_>],
+        out: &mut ForwardOutput,
+    ) -> Result<()> {
+        let n_layers = self.info.n_layers;
+        let depth = |f: &Feed<'_>| f.exit_after.unwrap_or(n_layers);
+        let d0 = depth(&feeds[0]);
+        if feeds.iter().all(|f| depth(f) == d0) {
+            // The usual case (decoding, prefill): one pass, logits copied out once.
+            let mut batch: Vec<(&mut KvCache, &Feed<'_>)> =
+                taken.iter_mut().map(|(_, c)| c).zip(feeds).collect();
+            let o = self.model.forward(&mut batch, d0)?;
+            let (r, v) = o.logits.dims2()?;
+            out.logits = Logits {
+                rows: r,
+                vocab: v,
+                data: o.logits.flatten_all()?.to_vec1::<f32>()?,
+            };
+            out.rows = o.rows;
+            out.hidden = hidden_states(o.hidden)?;
+            return Ok(());
+        }
+        // Feeds of different depths: one pass per depth, rows put back in feed order.
+        let vocab = self.info.vocab_size;
+        let mut depths: Vec<usize> = feeds.iter().map(depth).collect();
+        depths.sort_unstable();
+        depths.dedup();
+        let mut per_feed: Vec<Option<(Vec<f32>, Vec<HiddenState>)>> = vec![None; feeds.len()];
+        for d in depths {
+            let idx: Vec<usize> = (0..feeds.len())
+                .filter(|&i| depth(&feeds[i]) == d)
+                .collect();
+            let mut batch: Vec<(&mut KvCache, &Feed<'_>)> = taken
+                .iter_mut()
+                .zip(feeds)
+                .filter(|(_, f)| depth(f) == d)
+                .map(|((_, c), f)| (c, f))
+                .collect();
+            let o = self.model.forward(&mut batch, d)?;
+            let data = o.logits.flatten_all()?.to_vec1::<f32>()?;
+            for ((i, rows), h) in idx.into_iter().zip(o.rows).zip(hidden_states(o.hidden)?) {
+                let part = data[rows.start * vocab..rows.end * vocab].to_vec();
+                per_feed[i] = Some((part, h));
             }
         }
-        let mut batch: Vec<(&mut KvCache, Input<'_>)> = taken
-            .iter_mut()
-            .map(|(_, c)| c)
-            .zip(feeds.into_iter().map(|(_, i)| i))
-            .collect();
-        let before: Vec<usize> = batch.iter().map(|(c, _)| c.len()).collect();
-        let out = self.model.forward(&mut batch, opts);
-        if out.is_err() {
-            // A failed step leaves every cache as it was.
-            for ((c, _), &len) in batch.iter_mut().zip(&before) {
-                let _ = c.truncate(len);
-            }
+        let mut data = Vec::new();
+        for (rows, h) in per_feed.into_iter().flatten() {
+            let start = data.len() / vocab;
+            data.extend_from_slice(&rows);
+            out.rows.push(start..data.len() / vocab);
+            out.hidden.push(h);
         }
-        drop(batch);
-        self.restore(taken);
-        out
-    }
-
-    fn restore(&mut self, taken: Vec<(SeqId, KvCache)>) {
-        for (seq, c) in taken {
-            self.seqs[seq] = Some(c);
-        }
+        out.logits = Logits {
+            rows: data.len() / vocab,
+            vocab,
+            data,
+        };
+        Ok(())
     }
 }
 
-fn to_logits(rows: Vec<Tensor>) -> Result<Logits> {
-    let t = Tensor::cat(&rows, 0)?;
-    let (r, v) = t.dims2()?;
-    Ok(Logits {
-        rows: r,
-        vocab: v,
-        data: t.flatten_all()?.to_vec1::<f32>()?,
-    })
+/// Copies per-feed hidden-state tensors out as [`HiddenState`]s.
+fn hidden_states(hidden: Vec<Vec<(usize, Tensor)>>) -> Result<Vec<Vec<HiddenState>>> {
+    hidden
+        .into_iter()
+        .map(|hs| {
+            hs.into_iter()
+                .map(|(block, t)| {
+                    Ok(HiddenState {
+                        block,
+                        rows: t.dims2()?.0,
+                        data: t.flatten_all()?.to_vec1::<f32>()?,
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl LanguageModel for CandleModel {
@@ -143,7 +184,16 @@ impl LanguageModel for CandleModel {
         &self.info
     }
 
+    fn max_sequences(&self) -> usize {
+        self.max_sequences
+    }
+
     fn new_sequence(&mut self) -> Result<SeqId> {
+        if self.seqs.iter().filter(|c| c.is_some()).count() >= self.max_sequences {
+            return Err(EngineError::NoFreeSequence {
+                max: self.max_sequences,
+            });
+        }
         let cache = self.model.new_cache();
         if let Some(i) = self.seqs.iter().position(|c| c.is_none()) {
             self.seqs[i] = Some(cache);
@@ -164,48 +214,115 @@ impl LanguageModel for CandleModel {
             .get(seq)
             .and_then(|c| c.as_ref())
             .map(|c| c.len())
-            .ok_or_else(|| EngineError::Request(format!("unknown sequence {seq}")))
+            .ok_or(EngineError::UnknownSequence { seq })
     }
 
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<Logits> {
-        let inputs = feeds
-            .iter()
-            .map(|f| (f.seq, Input::Tokens(f.tokens)))
-            .collect();
-        let out = self.forward_with(inputs, &ForwardOptions::default())?;
-        to_logits(out.into_iter().map(|o| o.logits).collect())
-    }
-
-    fn forward_all(&mut self, feed: Feed<'_>) -> Result<Logits> {
-        let opts = ForwardOptions {
-            all_logits: true,
-            ..Default::default()
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Result<ForwardOutput> {
+        if feeds.is_empty() {
+            return Err(bad_request(
+                "feeds",
+                "[]",
+                "a forward step needs at least one feed",
+            ));
+        }
+        // Take the caches out so that several can be borrowed mutably at once.
+        let mut taken: Vec<(SeqId, KvCache)> = Vec::with_capacity(feeds.len());
+        for f in feeds {
+            let seq = f.seq;
+            if taken.iter().any(|(s, _)| *s == seq) {
+                self.restore(taken);
+                return Err(bad_request("seq", seq, "fed twice in one step"));
+            }
+            match self.seqs.get_mut(seq).and_then(|c| c.take()) {
+                Some(c) => taken.push((seq, c)),
+                None => {
+                    self.restore(taken);
+                    return Err(EngineError::UnknownSequence { seq });
+                }
+            }
+        }
+        let before: Vec<usize> = taken.iter().map(|(_, c)| c.len()).collect();
+        let mut out = ForwardOutput {
+            logits: Logits {
+                rows: 0,
+                vocab: self.info.vocab_size,
+                data: Vec::new(),
+            },
+            rows: Vec::new(),
+            hidden: Vec::new(),
         };
-        let out = self.forward_with(vec![(feed.seq, Input::Tokens(feed.tokens))], &opts)?;
-        to_logits(out.into_iter().map(|o| o.logits).collect())
+        let result = self.run(&mut taken, feeds, &mut out);
+        if result.is_err() {
+            // A failed step leaves every cache as it was.
+            for ((_, c), &len) in taken.iter_mut().zip(&before) {
+                let _ = c.truncate(len);
+            }
+        }
+        self.restore(taken);
+        result.map(|()| out)
     }
 
     fn truncate(&mut self, seq: SeqId, len: usize) -> Result<()> {
         self.cache(seq)?.truncate(len)
     }
 
-    fn forward_embeddings(&mut self, seq: SeqId, embeddings: &[f32]) -> Result<Logits> {
-        let d = self.info.hidden_size;
-        if embeddings.is_empty() || !embeddings.len().is_multiple_of(d) {
-            return Err(EngineError::Request(format!(
-                "input embeddings hold {} values, not a multiple of the hidden size {d}",
-                embeddings.len()
-            )));
+    fn embedding_mixture(&self, probs: &[(u32, f32)], out: &mut [f32]) -> Result<()> {
+        let (v, d) = (self.info.vocab_size, self.info.hidden_size);
+        if out.len() != d {
+            return Err(bad_request(
+                "out",
+                format!("{} values", out.len()),
+                format!("must hold the hidden size {d}"),
+            ));
         }
-        let t = Tensor::from_slice(embeddings, (embeddings.len() / d, d), self.model.device())?;
-        let out = self.forward_with(
-            vec![(seq, Input::Embeddings(t))],
-            &ForwardOptions::default(),
-        )?;
-        to_logits(out.into_iter().map(|o| o.logits).collect())
+        if let Some(&(t, _)) = probs.iter().find(|&&(t, _)| t as usize >= v) {
+            return Err(bad_request(
+                "probs",
+                t,
+                format!("token outside the vocabulary of {v}"),
+            ));
+        }
+        if let Some(&(t, p)) = probs.iter().find(|&&(_, p)| !p.is_finite()) {
+            return Err(bad_request(
+                "probs",
+                p,
+                format!("probability of token {t} is not finite"),
+            ));
+        }
+        out.fill(0.0);
+        let embed = &self.model.w.embed;
+        let (storage, layout) = embed.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(cpu), Some((start, _))) => {
+                // Rows read in place: Σ_t p_t · W_E[t].
+                let w = &cpu.as_slice::<f32>()?[start..];
+                for &(t, p) in probs {
+                    let row = &w[t as usize * d..(t as usize + 1) * d];
+                    for (o, &x) in out.iter_mut().zip(row) {
+                        *o += p * x;
+                    }
+                }
+            }
+            _ => {
+                drop(storage);
+                // Another device: a dense p [1, V] times W_E [V, d] on the device.
+                let mut dense = vec![0f32; v];
+                for &(t, p) in probs {
+                    dense[t as usize] += p;
+                }
+                let p = Tensor::from_vec(dense, (1, v), embed.device())?;
+                let y = p.matmul(embed)?.flatten_all()?.to_vec1::<f32>()?;
+                out.copy_from_slice(&y);
+            }
+        }
+        Ok(())
     }
+}
 
-    fn embedding_matrix(&self) -> Result<Vec<f32>> {
-        Ok(self.model.w.embed.flatten_all()?.to_vec1::<f32>()?)
+impl CandleModel {
+    fn restore(&mut self, taken: Vec<(SeqId, KvCache)>) {
+        for (seq, c) in taken {
+            self.seqs[seq] = Some(c);
+        }
     }
 }

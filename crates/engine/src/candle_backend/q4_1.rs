@@ -60,11 +60,14 @@ impl Q41Matrix {
         let raw = t.data()?;
         let nb = rows * cols / QK;
         if raw.len() != nb * 20 {
-            return Err(EngineError::Request(format!(
-                "Q4_1 tensor of shape {dims:?} holds {} bytes, expected {}",
-                raw.len(),
-                nb * 20
-            )));
+            return Err(EngineError::Metadata {
+                key: "tensor shape".into(),
+                reason: format!(
+                    "Q4_1 tensor of shape {dims:?} holds {} bytes, expected {}",
+                    raw.len(),
+                    nb * 20
+                ),
+            });
         }
         let blocks = raw
             .chunks_exact(20)

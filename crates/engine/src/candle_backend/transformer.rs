@@ -7,7 +7,8 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::error::{EngineError, Result};
+use crate::error::{bad_request, EngineError, Result};
+use crate::model::{Feed, Input};
 
 /// Model family (decides biases, q/k norms and RoPE layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,15 +174,18 @@ pub struct Weights {
     pub head: Linear,
 }
 
-/// The KV cache of one sequence: per block the keys and values `[1, kv_heads, len, head_dim]`.
+/// The KV cache of one sequence: per block the keys and values `[1, kv_heads, positions,
+/// head_dim]`. An early-exit step writes only its first blocks, so each block keeps its own
+/// length; the sequence's length is that of the first block (every fed position).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
+    block_len: Vec<usize>,
     len: usize,
 }
 
 impl KvCache {
-    /// Number of cached positions.
+    /// Number of positions fed to the sequence.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -191,65 +195,56 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Drops every position at or after `len`.
+    /// Positions cached by block `block` (fewer than [`KvCache::len`] after an early exit).
+    pub fn block_len(&self, block: usize) -> usize {
+        self.block_len.get(block).copied().unwrap_or(0)
+    }
+
+    /// The first of blocks `0..depth` that lacks positions of the sequence (skipped by an
+    /// earlier early-exit step), with its length.
+    pub fn first_incomplete(&self, depth: usize) -> Option<(usize, usize)> {
+        self.block_len
+            .iter()
+            .take(depth)
+            .position(|&l| l != self.len)
+            .map(|b| (b, self.block_len[b]))
+    }
+
+    /// Drops every position at or after `len` (in every block).
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         if len > self.len {
-            return Err(EngineError::Request(format!(
-                "cannot truncate a sequence of {} tokens to {len}",
-                self.len
-            )));
+            return Err(bad_request(
+                "len",
+                len,
+                format!("the sequence has only {} positions", self.len),
+            ));
         }
-        if len == self.len {
-            return Ok(());
-        }
-        for l in self.layers.iter_mut() {
+        for (l, bl) in self.layers.iter_mut().zip(self.block_len.iter_mut()) {
+            if *bl <= len {
+                continue;
+            }
             if let Some((k, v)) = l.take() {
                 if len > 0 {
                     *l = Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?));
                 }
             }
+            *bl = len;
         }
         self.len = len;
         Ok(())
     }
 }
 
-/// The tokens (or embeddings) one sequence feeds in a forward pass.
-#[derive(Debug)]
-pub enum Input<'a> {
-    /// Token ids.
-    Tokens(&'a [u32]),
-    /// Input embeddings `[n, d]` (soft tokens).
-    Embeddings(Tensor),
-}
-
-impl Input<'_> {
-    fn len(&self) -> Result<usize> {
-        Ok(match self {
-            Input::Tokens(t) => t.len(),
-            Input::Embeddings(e) => e.dims2()?.0,
-        })
-    }
-}
-
-/// What to compute beyond the last position's logits.
-#[derive(Debug, Clone, Default)]
-pub struct ForwardOptions {
-    /// Return the logits of every fed position, not only the last.
-    pub all_logits: bool,
-    /// Run only the first k blocks, then the final norm and head (self-speculative drafts).
-    pub exit_after: Option<usize>,
-    /// Also return the hidden states (after these blocks; 0-based) of every fed position.
-    pub hidden_layers: Vec<usize>,
-}
-
-/// Outputs of one sequence.
+/// Outputs of one forward step over a batch of feeds.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// Logits `[positions, V]` (one row unless `all_logits`).
+    /// Logits of every feed, feed after feed, `[rows, V]`: one row per feed, or one per fed
+    /// position for a feed with `all_logits`.
     pub logits: Tensor,
-    /// `(block, hidden states [n, d])` for each requested block.
-    pub hidden: Vec<(usize, Tensor)>,
+    /// Per feed, the range of its rows in `logits`.
+    pub rows: Vec<std::ops::Range<usize>>,
+    /// Per feed, `(block, hidden states [n, d])` for each block it asked for, in its order.
+    pub hidden: Vec<Vec<(usize, Tensor)>>,
 }
 
 /// A transformer ready to run: configuration, weights and RoPE tables.
@@ -266,7 +261,9 @@ pub struct Transformer {
 
 impl Transformer {
     /// Assembles a model; checks the shapes that would otherwise fail deep in a forward pass.
-    pub fn new(cfg: Config, w: Weights, device: &Device) -> Result<Self> {
+    pub fn new(cfg: Config, mut w: Weights, device: &Device) -> Result<Self> {
+        // f32 and contiguous, so that its rows can be read in place (embedding mixtures).
+        w.embed = w.embed.to_dtype(DType::F32)?.contiguous()?;
         let bad = |reason: String| EngineError::Metadata {
             key: "model shape".into(),
             reason,
@@ -319,6 +316,7 @@ impl Transformer {
     pub fn new_cache(&self) -> KvCache {
         KvCache {
             layers: vec![None; self.cfg.n_layers],
+            block_len: vec![0; self.cfg.n_layers],
             len: 0,
         }
     }
@@ -331,50 +329,85 @@ impl Transformer {
     /// Embeds token ids: rows of the embedding matrix, `[n, d]`.
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            return Err(EngineError::Request(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.cfg.vocab_size
-            )));
+            return Err(bad_request(
+                "token",
+                bad,
+                format!("outside the vocabulary of {}", self.cfg.vocab_size),
+            ));
         }
         let idx = Tensor::from_slice(ids, ids.len(), &self.device)?;
         Ok(self.w.embed.index_select(&idx, 0)?)
     }
 
-    /// Feeds each sequence its inputs (appending to its cache) and returns its outputs.
-    pub fn forward(
-        &self,
-        batch: &mut [(&mut KvCache, Input<'_>)],
-        opts: &ForwardOptions,
-    ) -> Result<Vec<Output>> {
+    /// Feeds each sequence its input (appending to its cache), running the first `depth`
+    /// blocks, then the final norm and the LM head. Checks every feed before anything runs.
+    pub fn forward(&self, batch: &mut [(&mut KvCache, &Feed<'_>)], depth: usize) -> Result<Output> {
+        let c = &self.cfg;
+        if depth > c.n_layers {
+            return Err(bad_request(
+                "exit_after",
+                depth,
+                format!("the model has {} blocks", c.n_layers),
+            ));
+        }
         let mut lens = Vec::with_capacity(batch.len());
         let mut xs = Vec::with_capacity(batch.len());
-        for (cache, input) in batch.iter() {
-            let n = input.len()?;
+        for (cache, feed) in batch.iter() {
+            let n = match feed.input {
+                Input::Tokens(t) => t.len(),
+                Input::Embeddings(e) => {
+                    if !e.len().is_multiple_of(c.hidden_size) {
+                        return Err(bad_request(
+                            "embeddings",
+                            format!("{} values", e.len()),
+                            format!("not a multiple of the hidden size {}", c.hidden_size),
+                        ));
+                    }
+                    e.len() / c.hidden_size
+                }
+            };
             if n == 0 {
-                return Err(EngineError::Request(
-                    "a sequence in the batch feeds no tokens".into(),
+                return Err(bad_request(
+                    "input",
+                    format!("sequence {}", feed.seq),
+                    "feeds no positions",
                 ));
             }
-            if cache.len + n > self.cfg.max_seq_len {
-                return Err(EngineError::Request(format!(
-                    "sequence of {} tokens exceeds the model's maximum of {}",
-                    cache.len + n,
-                    self.cfg.max_seq_len
-                )));
+            if cache.len + n > c.max_seq_len {
+                return Err(EngineError::ContextOverflow {
+                    seq: feed.seq,
+                    len: cache.len + n,
+                    max: c.max_seq_len,
+                });
+            }
+            if let Some((block, cached)) = cache.first_incomplete(depth) {
+                return Err(EngineError::IncompleteCache {
+                    seq: feed.seq,
+                    block,
+                    cached,
+                    len: cache.len,
+                });
+            }
+            if let Some(&b) = feed.hidden_states.iter().find(|&&b| b >= depth) {
+                return Err(bad_request(
+                    "hidden_states",
+                    b,
+                    format!("the step runs blocks 0..{depth}"),
+                ));
             }
             lens.push(n);
-            xs.push(match input {
+            xs.push(match feed.input {
                 Input::Tokens(t) => self.embed(t)?,
-                Input::Embeddings(e) => e.to_dtype(DType::F32)?,
+                Input::Embeddings(e) => Tensor::from_slice(e, (n, c.hidden_size), &self.device)?,
             });
         }
-        let mut x = Tensor::cat(&xs, 0)?; // [N, d]
-        let n_blocks = opts
-            .exit_after
-            .unwrap_or(self.cfg.n_layers)
-            .min(self.cfg.n_layers);
+        let mut x = if xs.len() == 1 {
+            xs.pop().expect("one input")
+        } else {
+            Tensor::cat(&xs, 0)?
+        }; // [N, d]
         let mut hidden: Vec<Vec<(usize, Tensor)>> = vec![Vec::new(); batch.len()];
-        for (li, block) in self.w.blocks.iter().take(n_blocks).enumerate() {
+        for (li, block) in self.w.blocks.iter().take(depth).enumerate() {
             let h = block.attn_norm.forward(&x)?;
             let q = block.wq.forward_batch(&h, &lens)?;
             let k = block.wk.forward_batch(&h, &lens)?;
@@ -401,12 +434,12 @@ impl Transformer {
                 * block.up.forward_batch(&h, &lens)?)?;
             let mlp = block.down.forward_batch(&act, &lens)?;
             x = (x + mlp)?;
-            if opts.hidden_layers.contains(&li) {
-                let mut off = 0;
-                for (si, &n) in lens.iter().enumerate() {
-                    hidden[si].push((li, x.narrow(0, off, n)?));
-                    off += n;
+            let mut off = 0;
+            for (si, (_, feed)) in batch.iter().enumerate() {
+                if feed.hidden_states.contains(&li) {
+                    hidden[si].push((li, x.narrow(0, off, lens[si])?));
                 }
+                off += lens[si];
             }
         }
         for (si, (cache, _)) in batch.iter_mut().enumerate() {
@@ -414,39 +447,44 @@ impl Transformer {
         }
         let x = self.w.norm.forward(&x)?;
         // Rows whose logits are wanted.
-        let mut rows = Vec::new();
+        let mut sel_rows = Vec::with_capacity(batch.len());
+        let mut out_lens = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
         let mut off = 0u32;
-        for &n in &lens {
-            if opts.all_logits {
-                rows.extend(off..off + n as u32);
+        for ((_, feed), &n) in batch.iter().zip(&lens) {
+            let first = sel_rows.len();
+            if feed.all_logits {
+                sel_rows.extend(off..off + n as u32);
             } else {
-                rows.push(off + n as u32 - 1);
+                sel_rows.push(off + n as u32 - 1);
             }
+            out_lens.push(sel_rows.len() - first);
+            rows.push(first..sel_rows.len());
             off += n as u32;
         }
-        let n_rows = rows.len();
-        let sel = x.index_select(&Tensor::from_vec(rows, n_rows, &self.device)?, 0)?;
-        let out_lens: Vec<usize> = if opts.all_logits {
-            lens.clone()
-        } else {
-            vec![1; lens.len()]
-        };
+        let n_rows = sel_rows.len();
+        let sel = x.index_select(&Tensor::from_vec(sel_rows, n_rows, &self.device)?, 0)?;
         let logits = self
             .w
             .head
             .forward_batch(&sel, &out_lens)?
             .to_dtype(DType::F32)?;
-        let mut out = Vec::with_capacity(lens.len());
-        let mut r = 0;
-        for (si, &n) in lens.iter().enumerate() {
-            let m = if opts.all_logits { n } else { 1 };
-            out.push(Output {
-                logits: logits.narrow(0, r, m)?,
-                hidden: std::mem::take(&mut hidden[si]),
-            });
-            r += m;
+        // Hidden states in the order each feed asked for them.
+        for (h, (_, feed)) in hidden.iter_mut().zip(batch.iter()) {
+            if feed.hidden_states.len() > 1 || h.len() != feed.hidden_states.len() {
+                let got = std::mem::take(h);
+                for &b in feed.hidden_states {
+                    if let Some(t) = got.iter().find(|(l, _)| *l == b) {
+                        h.push(t.clone());
+                    }
+                }
+            }
         }
-        Ok(out)
+        Ok(Output {
+            logits,
+            rows,
+            hidden,
+        })
     }
 
     /// Attention of one sequence's `n` new positions over its cache, `[n, heads·head_dim]`.
@@ -494,6 +532,7 @@ impl Transformer {
             None => (k, v),
         };
         cache.layers[li] = Some((k.clone(), v.clone()));
+        cache.block_len[li] = pos + n;
         let rep = c.n_heads / c.n_kv_heads;
         let k = repeat_kv(k, rep)?.contiguous()?;
         let v = repeat_kv(v, rep)?.contiguous()?;

@@ -3,9 +3,9 @@
 //!
 //! The prompt is rendered as the generation saw it (`lm.prompt_tokens(prompt, system_prompt,
 //! raw)`: the chat template unless the record says `raw: true`); the generation tokens are the
-//! record's `generation_tokens`, or the generation text re-tokenized when absent. One
-//! `forward_all` over `prompt + generation[..n−1]` returns a row per fed position; row `j`
-//! predicts token `j + 1`, so the rows predicting the generated tokens are
+//! record's `generation_tokens`, or the generation text re-tokenized when absent. One `forward`
+//! with all-position logits over `prompt + generation[..n−1]` returns a row per fed position;
+//! row `j` predicts token `j + 1`, so the rows predicting the generated tokens are
 //! `prompt_len − 1 .. prompt_len − 1 + n` — the first generated token included (the seed
 //! skipped it by an off-by-one).
 
@@ -87,10 +87,10 @@ pub fn replay_record(
         .model
         .new_sequence()
         .map_err(|e| NetsError::InvalidInput(format!("replay: new sequence: {e}")))?;
-    let result = lm.model.forward_all(Feed {
-        seq,
-        tokens: &tokens,
-    });
+    let result = lm
+        .model
+        .forward(&[Feed::tokens(seq, &tokens).with_all_logits()])
+        .map(|o| o.logits);
     lm.model.free_sequence(seq);
     let logits = result.map_err(|e| {
         NetsError::InvalidInput(format!(
@@ -100,7 +100,7 @@ pub fn replay_record(
     })?;
     if logits.rows != tokens.len() {
         return Err(NetsError::InvalidInput(format!(
-            "record {}: forward_all returned {} rows for {} tokens",
+            "record {}: forward returned {} rows for {} tokens",
             rec.id,
             logits.rows,
             tokens.len()
