@@ -15,12 +15,12 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::{Content, Value as GgufValue};
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, EngineError, Result};
+use crate::gguf::{self, Content};
 
 /// GGUF metadata key of the chat template.
 pub const GGUF_CHAT_TEMPLATE_KEY: &str = "tokenizer.chat_template";
@@ -110,14 +110,9 @@ impl ChatTemplate {
     /// Like [`ChatTemplate::from_gguf`], but a template of the wrong type or that does not compile
     /// is an error.
     pub fn try_from_gguf(content: &Content) -> Result<Option<Self>> {
-        match content.metadata.get(GGUF_CHAT_TEMPLATE_KEY) {
-            None => Ok(None),
-            Some(GgufValue::String(s)) => Self::new(s.clone()).map(Some),
-            Some(v) => Err(EngineError::Metadata {
-                key: GGUF_CHAT_TEMPLATE_KEY.into(),
-                reason: format!("expected a string, found {:?}", v.value_type()),
-            }),
-        }
+        gguf::get_str(content, GGUF_CHAT_TEMPLATE_KEY)?
+            .map(|s| Self::new(s.to_string()))
+            .transpose()
     }
 
     /// The template of a HuggingFace `tokenizer_config.json` (`chat_template`: a string, or a

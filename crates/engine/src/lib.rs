@@ -8,6 +8,7 @@ pub mod chat;
 pub mod error;
 pub mod fetch;
 pub mod generate;
+pub mod gguf;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_cpp;
 pub mod load;

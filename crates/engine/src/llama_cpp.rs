@@ -85,7 +85,7 @@ pub fn requantized_q8(path: &Path) -> Result<std::path::PathBuf> {
             (Ok(a), Ok(b)) => a >= b,
             _ => false,
         };
-        if fresh && crate::candle_backend::gguf::read_content(&out).is_ok() {
+        if fresh && crate::gguf::read_content(&out).is_ok() {
             return Ok(out);
         }
     }

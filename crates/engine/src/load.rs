@@ -229,7 +229,7 @@ fn load_llama_cpp(
         });
     }
     // Validates the file (truncation, header) and gives the tokenizer and chat template.
-    let (ct, _) = crate::candle_backend::gguf::read_content(path)?;
+    let (ct, _) = crate::gguf::read_content(path)?;
     let tokenizer = TextTokenizer::from_gguf(&ct)?;
     let chat = ChatTemplate::from_gguf(&ct);
     let run_path = if opts.requant_q8 {

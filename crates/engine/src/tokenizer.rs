@@ -26,7 +26,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
@@ -42,6 +41,7 @@ use tokenizers::{
 };
 
 use crate::error::{io_err, EngineError, Result};
+use crate::gguf::{self, Content};
 pub use crate::stream::TokenStream;
 
 /// GGUF token types (`tokenizer.ggml.token_type`, llama.cpp's `llama_token_type`).
@@ -322,10 +322,10 @@ impl TextTokenizer {
     /// Errors name the metadata key at fault, or the unsupported `tokenizer.ggml.model` /
     /// `tokenizer.ggml.pre` value and what is supported.
     pub fn from_gguf(content: &Content) -> Result<Self> {
-        let model = meta_str(content, KEY_MODEL)?.ok_or_else(|| missing(KEY_MODEL))?;
+        let model = gguf::get_str(content, KEY_MODEL)?.ok_or_else(|| gguf::missing(KEY_MODEL))?;
         let tokens = gguf_tokens(content)?;
         let n = tokens.len();
-        let types = match meta_int_array(content, KEY_TOKEN_TYPE)? {
+        let types = match gguf::get_int_array(content, KEY_TOKEN_TYPE)? {
             Some(t) if t.len() < n => {
                 return Err(EngineError::Metadata {
                     key: KEY_TOKEN_TYPE.into(),
@@ -372,7 +372,7 @@ impl TextTokenizer {
             .map_err(tok_err("adding user-defined tokens"))?;
 
         let id = |key: &str, default: Option<u32>| -> Result<Option<u32>> {
-            Ok(match meta_int(content, key)? {
+            Ok(match gguf::get_int(content, key)? {
                 // llama.cpp ignores an out-of-range id and keeps the default.
                 Some(v) if v >= 0 && (v as u64) < n as u64 => Some(v as u32),
                 Some(_) => default,
@@ -385,7 +385,7 @@ impl TextTokenizer {
         let pad = id(KEY_PAD, None)?;
         let eot = id(KEY_EOT, None)?;
         let eom = id(KEY_EOM, None)?;
-        let add_bos = meta_bool(content, KEY_ADD_BOS)?.unwrap_or(defaults.add_bos);
+        let add_bos = gguf::get_bool(content, KEY_ADD_BOS)?.unwrap_or(defaults.add_bos);
 
         let mut eos_ids: Vec<u32> = Vec::new();
         for i in [eos, eot, eom].into_iter().flatten() {
@@ -414,11 +414,7 @@ impl TextTokenizer {
 
     /// Reads the GGUF header of `path` and builds its tokenizer (see [`TextTokenizer::from_gguf`]).
     pub fn from_gguf_file(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-        let content = Content::read(&mut file).map_err(|e| EngineError::InvalidModel {
-            path: path.to_path_buf(),
-            reason: format!("reading the GGUF header: {e}"),
-        })?;
+        let (content, _) = gguf::read_content(path)?;
         Self::from_gguf(&content)
     }
 
@@ -650,129 +646,13 @@ struct Defaults {
     add_bos: bool,
 }
 
-fn missing(key: &str) -> EngineError {
-    EngineError::Metadata {
-        key: key.into(),
-        reason: "missing".into(),
-    }
-}
-
-fn wrong_type(key: &str, expected: &str, v: &Value) -> EngineError {
-    EngineError::Metadata {
-        key: key.into(),
-        reason: format!("expected {expected}, found {:?}", v.value_type()),
-    }
-}
-
 fn tok_err(what: &'static str) -> impl Fn(tokenizers::Error) -> EngineError {
     move |e| EngineError::Tokenizer(format!("{what}: {e}"))
 }
 
-fn meta_str<'a>(c: &'a Content, key: &str) -> Result<Option<&'a str>> {
-    match c.metadata.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(v) => Err(wrong_type(key, "a string", v)),
-    }
-}
-
-fn meta_bool(c: &Content, key: &str) -> Result<Option<bool>> {
-    match c.metadata.get(key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => value_int(v)
-            .map(|i| Some(i != 0))
-            .ok_or_else(|| wrong_type(key, "a bool", v)),
-    }
-}
-
-fn value_int(v: &Value) -> Option<i64> {
-    match *v {
-        Value::U8(x) => Some(x.into()),
-        Value::I8(x) => Some(x.into()),
-        Value::U16(x) => Some(x.into()),
-        Value::I16(x) => Some(x.into()),
-        Value::U32(x) => Some(x.into()),
-        Value::I32(x) => Some(x.into()),
-        Value::U64(x) => i64::try_from(x).ok(),
-        Value::I64(x) => Some(x),
-        _ => None,
-    }
-}
-
-fn meta_int(c: &Content, key: &str) -> Result<Option<i64>> {
-    match c.metadata.get(key) {
-        None => Ok(None),
-        Some(v) => value_int(v)
-            .map(Some)
-            .ok_or_else(|| wrong_type(key, "an integer", v)),
-    }
-}
-
-fn meta_array<'a>(c: &'a Content, key: &str) -> Result<Option<&'a [Value]>> {
-    match c.metadata.get(key) {
-        None => Ok(None),
-        Some(Value::Array(a)) => Ok(Some(a.as_slice())),
-        Some(v) => Err(wrong_type(key, "an array", v)),
-    }
-}
-
-fn meta_str_array<'a>(c: &'a Content, key: &str) -> Result<Option<Vec<&'a str>>> {
-    let Some(a) = meta_array(c, key)? else {
-        return Ok(None);
-    };
-    a.iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::String(s) => Ok(s.as_str()),
-            v => Err(EngineError::Metadata {
-                key: key.into(),
-                reason: format!("entry {i}: expected a string, found {:?}", v.value_type()),
-            }),
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
-}
-
-fn meta_int_array(c: &Content, key: &str) -> Result<Option<Vec<i64>>> {
-    let Some(a) = meta_array(c, key)? else {
-        return Ok(None);
-    };
-    a.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            value_int(v).ok_or_else(|| EngineError::Metadata {
-                key: key.into(),
-                reason: format!("entry {i}: expected an integer, found {:?}", v.value_type()),
-            })
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
-}
-
-fn meta_f32_array(c: &Content, key: &str) -> Result<Option<Vec<f32>>> {
-    let Some(a) = meta_array(c, key)? else {
-        return Ok(None);
-    };
-    a.iter()
-        .enumerate()
-        .map(|(i, v)| match *v {
-            Value::F32(x) => Ok(x),
-            Value::F64(x) => Ok(x as f32),
-            ref v => value_int(v)
-                .map(|x| x as f32)
-                .ok_or_else(|| EngineError::Metadata {
-                    key: key.into(),
-                    reason: format!("entry {i}: expected a number, found {:?}", v.value_type()),
-                }),
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
-}
-
 /// The vocabulary; empty entries get llama.cpp's placeholder text `[EMPTY_<i>]`.
 fn gguf_tokens(c: &Content) -> Result<Vec<String>> {
-    let tokens = meta_str_array(c, KEY_TOKENS)?.ok_or_else(|| missing(KEY_TOKENS))?;
+    let tokens = gguf::get_str_array(c, KEY_TOKENS)?.ok_or_else(|| gguf::missing(KEY_TOKENS))?;
     if tokens.is_empty() {
         return Err(EngineError::Metadata {
             key: KEY_TOKENS.into(),
@@ -809,14 +689,14 @@ fn vocab_of(tokens: &[String]) -> Vocab {
 
 /// Byte-level BPE (`tokenizer.ggml.model = gpt2`).
 fn build_gpt2(c: &Content, tokens: &[String]) -> Result<(Tokenizer, String, Defaults)> {
-    let pre = meta_str(c, KEY_PRE)?.unwrap_or("default");
+    let pre = gguf::get_str(c, KEY_PRE)?.unwrap_or("default");
     let spec = pre_tokenizer_spec(pre).ok_or_else(|| {
         EngineError::Tokenizer(format!(
             "unsupported pre-tokenizer `{pre}` ({KEY_PRE}); supported: {}",
             supported_pre_tokenizers().collect::<Vec<_>>().join(", ")
         ))
     })?;
-    let raw = meta_str_array(c, KEY_MERGES)?.ok_or_else(|| missing(KEY_MERGES))?;
+    let raw = gguf::get_str_array(c, KEY_MERGES)?.ok_or_else(|| gguf::missing(KEY_MERGES))?;
     let vocab = vocab_of(tokens);
     let mut merges = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {
@@ -886,7 +766,7 @@ fn build_spm(
     types: &[i32],
 ) -> Result<(Tokenizer, String, Defaults)> {
     let n = tokens.len();
-    let scores = match meta_f32_array(c, KEY_SCORES)? {
+    let scores = match gguf::get_f32_array(c, KEY_SCORES)? {
         Some(s) if s.len() < n => {
             return Err(EngineError::Metadata {
                 key: KEY_SCORES.into(),
@@ -925,7 +805,7 @@ fn build_spm(
             (t[..k].to_string(), t[k..].to_string())
         })
         .collect();
-    let unk_id = match meta_int(c, KEY_UNK)? {
+    let unk_id = match gguf::get_int(c, KEY_UNK)? {
         Some(v) if v >= 0 && (v as u64) < n as u64 => Some(v as u32),
         _ => Some(0),
     };
@@ -939,7 +819,7 @@ fn build_spm(
     let bpe = builder
         .build()
         .map_err(tok_err("building the SentencePiece BPE model"))?;
-    let add_space_prefix = meta_bool(c, KEY_ADD_SPACE_PREFIX)?.unwrap_or(true);
+    let add_space_prefix = gguf::get_bool(c, KEY_ADD_SPACE_PREFIX)?.unwrap_or(true);
     let mut tok = Tokenizer::new(bpe);
     let escape: NormalizerWrapper = Replace::new(" ", "\u{2581}")
         .map_err(tok_err("building the normalizer"))?
@@ -1001,6 +881,7 @@ fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::gguf::Value;
     use candle_core::quantized::gguf_file::VersionedMagic;
     use std::collections::HashMap;
 

@@ -1,77 +1,17 @@
 //! Loading a GGUF file (Llama / SmolLM2, Qwen2, Qwen3) into a [`Transformer`].
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QMatMul;
 use candle_core::Device;
 
 use super::transformer::{Arch, Block, Config, Linear, RmsNorm, Transformer, Weights};
-use crate::error::{io_err, EngineError, Result};
+use crate::error::{EngineError, Result};
+use crate::gguf::{architecture, get_f32, get_usize, missing, read_content, Content};
 
-/// Reads the GGUF header (metadata and tensor table) and checks that every tensor lies inside
-/// the file, so a truncated download is reported before any weight is read.
-pub fn read_content(path: &Path) -> Result<(Content, BufReader<File>)> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let size = file.metadata().map_err(io_err(path))?.len();
-    let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| EngineError::InvalidModel {
-        path: path.into(),
-        reason: format!("not a readable GGUF file: {e}"),
-    })?;
-    for (name, info) in &content.tensor_infos {
-        let elems = info.shape.elem_count() as u64;
-        let bytes =
-            elems / info.ggml_dtype.block_size() as u64 * info.ggml_dtype.type_size() as u64;
-        let end = content.tensor_data_offset + info.offset + bytes;
-        if end > size {
-            return Err(EngineError::InvalidModel {
-                path: path.into(),
-                reason: format!(
-                    "truncated: tensor `{name}` ends at byte {end} but the file has {size} bytes"
-                ),
-            });
-        }
-    }
-    Ok((content, reader))
-}
-
-/// A metadata value, or an error naming the key.
-pub fn meta<'a>(ct: &'a Content, key: &str) -> Result<&'a Value> {
-    ct.metadata.get(key).ok_or_else(|| EngineError::Metadata {
-        key: key.into(),
-        reason: "missing".into(),
-    })
-}
-
-fn meta_u32(ct: &Content, key: &str) -> Result<usize> {
-    meta(ct, key)?
-        .to_u32()
-        .map(|v| v as usize)
-        .map_err(|e| EngineError::Metadata {
-            key: key.into(),
-            reason: e.to_string(),
-        })
-}
-
-fn meta_f32(ct: &Content, key: &str) -> Result<f32> {
-    meta(ct, key)?.to_f32().map_err(|e| EngineError::Metadata {
-        key: key.into(),
-        reason: e.to_string(),
-    })
-}
-
-/// `general.architecture`.
-pub fn architecture(ct: &Content) -> Result<String> {
-    meta(ct, "general.architecture")?
-        .to_string()
-        .cloned()
-        .map_err(|e| EngineError::Metadata {
-            key: "general.architecture".into(),
-            reason: e.to_string(),
-        })
+/// A required non-negative integer key.
+fn req_usize(ct: &Content, key: &str) -> Result<usize> {
+    get_usize(ct, key)?.ok_or_else(|| missing(key))
 }
 
 /// candle has SIMD dot products for Q4_0, Q8_0 and the k-quants but only scalar code for Q4_1,
@@ -110,11 +50,11 @@ pub fn load(
         supported: "llama, qwen2, qwen3",
     })?;
     let p = |k: &str| format!("{arch_name}.{k}");
-    let hidden = meta_u32(&ct, &p("embedding_length"))?;
-    let n_heads = meta_u32(&ct, &p("attention.head_count"))?;
-    let n_kv = meta_u32(&ct, &p("attention.head_count_kv")).unwrap_or(n_heads);
-    let head_dim = meta_u32(&ct, &p("attention.key_length")).unwrap_or(hidden / n_heads.max(1));
-    let ctx = meta_u32(&ct, &p("context_length")).unwrap_or(4096);
+    let hidden = req_usize(&ct, &p("embedding_length"))?;
+    let n_heads = req_usize(&ct, &p("attention.head_count"))?;
+    let n_kv = get_usize(&ct, &p("attention.head_count_kv"))?.unwrap_or(n_heads);
+    let head_dim = get_usize(&ct, &p("attention.key_length"))?.unwrap_or(hidden / n_heads.max(1));
+    let ctx = get_usize(&ct, &p("context_length"))?.unwrap_or(4096);
     let mut tensor = |name: &str| {
         ct.tensor(&mut r, name, device)
             .map_err(|e| EngineError::InvalidModel {
@@ -125,17 +65,17 @@ pub fn load(
     let embed_q = tensor("token_embd.weight")?;
     let embed = embed_q.dequantize(device)?;
     let vocab = embed.dims2()?.0;
-    let eps = meta_f32(&ct, &p("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f64;
+    let eps = get_f32(&ct, &p("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6) as f64;
     let cfg = Config {
         arch,
         vocab_size: vocab,
         hidden_size: hidden,
-        n_layers: meta_u32(&ct, &p("block_count"))?,
+        n_layers: req_usize(&ct, &p("block_count"))?,
         n_heads,
         n_kv_heads: n_kv,
         head_dim,
         rms_eps: eps,
-        rope_theta: meta_f32(&ct, &p("rope.freq_base")).unwrap_or(10_000.0),
+        rope_theta: get_f32(&ct, &p("rope.freq_base"))?.unwrap_or(10_000.0),
         // llama.cpp stores Llama q/k weights permuted for interleaved RoPE; Qwen uses NeoX.
         rope_interleaved: arch == Arch::Llama,
         max_seq_len: max_seq_len.unwrap_or(ctx).min(ctx),

@@ -70,12 +70,9 @@ impl CandleModel {
     }
 
     /// Loads a GGUF file; returns the model and the file's metadata (for the tokenizer).
-    pub fn from_gguf(
-        path: &Path,
-        opts: CandleOptions,
-    ) -> Result<(Self, candle_core::quantized::gguf_file::Content)> {
+    pub fn from_gguf(path: &Path, opts: CandleOptions) -> Result<(Self, crate::gguf::Content)> {
         let (t, ct) = gguf::load(path, &Device::Cpu, opts.max_seq_len, opts.requant_q8)?;
-        let arch = gguf::architecture(&ct)?;
+        let arch = crate::gguf::architecture(&ct)?;
         Ok((Self::new(t, path, &arch, opts.max_sequences), ct))
     }
 
