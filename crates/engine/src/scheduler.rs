@@ -265,7 +265,8 @@ impl<'m> Scheduler<'m> {
     /// one token for each. Returns what happened per request. With nothing to run it does
     /// nothing. A forward error fails the step and ends every running request (their sequences
     /// are freed and each is reported finished with an error; waiting requests stay queued); a
-    /// sampling error ends only its own request.
+    /// sampling error ends only its own request. When the model refuses a new sequence while
+    /// none is running, the step fails and the request stays first in line.
     pub fn step(&mut self) -> Result<&StepReport> {
         self.report.clear();
         self.admit()?;

@@ -239,4 +239,40 @@ mod tests {
         assert_eq!(m.text(), "hi");
         assert_eq!(m.released(), 2);
     }
+
+    proptest::proptest! {
+        /// However the text is cut into pieces, the released text is the whole text cut before
+        /// the first occurrence of any (non-empty) stop string.
+        #[test]
+        fn released_text_does_not_depend_on_the_pieces(
+            text in "[ab\\né]{0,24}",
+            cuts in proptest::collection::vec(0usize..32, 0..8),
+            stops in proptest::collection::vec("[ab\\né]{0,3}", 0..3),
+        ) {
+            let mut bounds: Vec<usize> = cuts
+                .iter()
+                .map(|&c| floor_char_boundary(&text, c))
+                .chain([0, text.len()])
+                .collect();
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut m = StopMatcher::new(&stops);
+            let mut released = String::new();
+            for w in bounds.windows(2) {
+                let r = m.push(&text[w[0]..w[1]]);
+                released.push_str(&m.text()[r]);
+            }
+            let r = m.finish();
+            released.push_str(&m.text()[r]);
+            let cut = stops
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| text.find(s.as_str()))
+                .min();
+            let want = &text[..cut.unwrap_or(text.len())];
+            proptest::prop_assert_eq!(&released, want);
+            proptest::prop_assert_eq!(m.text(), want);
+            proptest::prop_assert_eq!(m.stopped(), cut.is_some());
+        }
+    }
 }
