@@ -1,5 +1,6 @@
 //! adasamp's decoding engine: base language models behind one trait, with the default model,
-//! tokenizers from GGUF metadata or `tokenizer.json`, chat templates, KV caches and decoding loops.
+//! tokenizers from GGUF metadata or `tokenizer.json`, chat templates, KV caches, the per-sequence
+//! decoding state and the step-wise scheduler every decoding loop runs on.
 //! All sampling goes through `adasamp-sampling`.
 
 pub mod candle_backend;
@@ -14,12 +15,18 @@ pub mod llama_cpp;
 pub mod load;
 pub mod model;
 pub mod record;
+pub mod scheduler;
+pub mod sequence;
+pub mod stop;
+pub mod stream;
 pub mod tokenizer;
 
 pub use error::{EngineError, Result};
-pub use generate::{generate, FinishReason, Generation, GenerationRequest, Timing, Usage};
+pub use generate::generate;
 pub use load::{load, BackendChoice, LoadOptions, LoadedModel};
 pub use model::{
     Backend, Capabilities, Capability, Feed, ForwardOutput, HiddenState, Input, LanguageModel,
     Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
 };
+pub use scheduler::{Finished, RequestId, Scheduler, StepEnd, StepEvent, StepReport, Timing};
+pub use sequence::{FinishReason, Generation, GenerationRequest, Sequence, Usage};

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::generate::{FinishReason, Usage};
+use crate::sequence::{FinishReason, Usage};
 
 /// How a record's generation was sampled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

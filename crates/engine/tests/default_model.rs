@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use adasamp_engine::{
     fetch, generate, BackendChoice, Capability, EngineError, Feed, GenerationRequest, LoadedModel,
 };
@@ -26,26 +28,7 @@ fn model(backend: BackendChoice) -> Option<LoadedModel> {
 }
 
 fn model_with(backend: BackendChoice, requant_q8: bool) -> Option<LoadedModel> {
-    let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
-    if !p.exists() {
-        eprintln!(
-            "note: {} absent; run `adasamp model fetch` to enable the default-model tests",
-            p.display()
-        );
-        return None;
-    }
-    Some(
-        adasamp_engine::load(
-            Some(&p),
-            backend,
-            adasamp_engine::LoadOptions {
-                requant_q8,
-                ..adasamp_engine::LoadOptions::with_max_seq_len(Some(2048))
-            },
-            &mut |_: &str| {},
-        )
-        .expect("default model loads"),
-    )
+    common::default_model(backend, requant_q8)
 }
 
 #[derive(Deserialize)]

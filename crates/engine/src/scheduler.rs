@@ -1,0 +1,417 @@
+//! The step-wise scheduler: requests join and leave at any step; each step is one model forward
+//! that prefills the newly admitted prompts and decodes one token for every running sequence.
+//!
+//! Requests wait in FIFO order until a slot is free (at most `min(cap, model.max_sequences())`
+//! run at once). A sequence that ends (EOS, stop string, token limit), fails (a sampling error)
+//! or is cancelled has its model sequence and KV cache freed at once; the others continue
+//! unchanged.
+//!
+//! Timing: a step's forward time is split between prefill and decode in proportion to the
+//! tokens of each kind it fed (a step with only prompts is all prefill, one with only decode
+//! tokens all decode); sampling — pipelines, draws, detokenization and stop strings — is timed
+//! apart.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::error::{EngineError, Result};
+use crate::model::{Feed, ForwardOutput, LanguageModel, SeqId};
+use crate::sequence::{FinishReason, Generation, GenerationRequest, Sequence};
+use crate::tokenizer::TextTokenizer;
+
+/// Identifies a request within one [`Scheduler`]: assigned by [`Scheduler::add`] in order,
+/// from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request {}", self.0)
+    }
+}
+
+/// Time spent, for throughput reporting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Prefill (prompt processing) time: the prompt tokens' share of each forward.
+    pub prefill: Duration,
+    /// Decode time: the decoded tokens' share of each forward.
+    pub decode: Duration,
+    /// Sampling (pipelines + draws, detokenization, stop strings).
+    pub sampling: Duration,
+    /// Prompt tokens processed.
+    pub prefill_tokens: usize,
+    /// Tokens decoded (one per running sequence per step).
+    pub decode_tokens: usize,
+}
+
+impl Timing {
+    /// Adds one forward of `prefill` prompt tokens and `decode` decoded tokens that took
+    /// `elapsed`: `prefill += elapsed·p/(p+d)`, `decode += elapsed·d/(p+d)`.
+    fn add_forward(&mut self, elapsed: Duration, prefill: usize, decode: usize) {
+        let total = prefill + decode;
+        if total == 0 {
+            return;
+        }
+        let share = elapsed.mul_f64(prefill as f64 / total as f64);
+        self.prefill += share;
+        self.decode += elapsed.saturating_sub(share);
+        self.prefill_tokens += prefill;
+        self.decode_tokens += decode;
+    }
+}
+
+/// How a request ended in a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// It finished normally; its generation is waiting in [`Scheduler::take_finished`].
+    Finished(FinishReason),
+    /// It failed (the error is waiting in [`Scheduler::take_finished`]); the others go on.
+    Failed,
+}
+
+/// What one step did to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepEvent {
+    /// The request.
+    pub id: RequestId,
+    tokens: Range<usize>,
+    text: Range<usize>,
+    /// Set when the request ended in this step.
+    pub end: Option<StepEnd>,
+}
+
+/// What one [`Scheduler::step`] did: one event per request fed in the step, in feed order.
+/// Buffers are reused from step to step.
+#[derive(Debug, Clone, Default)]
+pub struct StepReport {
+    events: Vec<StepEvent>,
+    tokens: Vec<u32>,
+    text: String,
+    /// Prompt tokens prefilled in this step.
+    pub prefill_tokens: usize,
+    /// Tokens decoded in this step (one per running sequence fed).
+    pub decode_tokens: usize,
+}
+
+impl StepReport {
+    /// The events, in feed order.
+    pub fn events(&self) -> &[StepEvent] {
+        &self.events
+    }
+
+    /// The tokens `event`'s request generated in this step.
+    pub fn tokens(&self, event: &StepEvent) -> &[u32] {
+        &self.tokens[event.tokens.clone()]
+    }
+
+    /// The text `event`'s request released in this step (for streaming; may be empty).
+    pub fn text(&self, event: &StepEvent) -> &str {
+        &self.text[event.text.clone()]
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.tokens.clear();
+        self.text.clear();
+        self.prefill_tokens = 0;
+        self.decode_tokens = 0;
+    }
+}
+
+/// A request that ended: its generation, or the error that ended it alone.
+#[derive(Debug)]
+pub struct Finished {
+    /// The request.
+    pub id: RequestId,
+    /// The generation, or why this sequence failed.
+    pub result: Result<Generation>,
+}
+
+/// A running request: its state and its sequence in the model.
+#[derive(Debug)]
+struct Running {
+    id: RequestId,
+    seq: SeqId,
+    /// How many tokens of the history are in the model's KV cache.
+    fed: usize,
+    state: Sequence,
+    /// Why it failed in the current step, if it did.
+    failure: Option<EngineError>,
+}
+
+/// Runs requests step by step over one model. Every model sequence it created is freed when
+/// its request ends, when a forward fails, and on drop.
+pub struct Scheduler<'m> {
+    model: &'m mut dyn LanguageModel,
+    tok: &'m TextTokenizer,
+    capacity: usize,
+    next_id: u64,
+    waiting: VecDeque<(RequestId, Sequence)>,
+    running: Vec<Running>,
+    finished: Vec<Finished>,
+    report: StepReport,
+    timing: Timing,
+    /// Indices into `running` of sequences that ended in the current step (reused buffer).
+    ended: Vec<usize>,
+}
+
+impl<'m> Scheduler<'m> {
+    /// A scheduler running at most `min(cap, model.max_sequences())` sequences at once (at
+    /// least one).
+    pub fn new(model: &'m mut dyn LanguageModel, tok: &'m TextTokenizer, cap: usize) -> Self {
+        let capacity = cap.min(model.max_sequences()).max(1);
+        Self {
+            model,
+            tok,
+            capacity,
+            next_id: 0,
+            waiting: VecDeque::new(),
+            running: Vec::with_capacity(capacity.min(1024)),
+            finished: Vec::new(),
+            report: StepReport::default(),
+            timing: Timing::default(),
+            ended: Vec::new(),
+        }
+    }
+
+    /// How many sequences may run at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Queues a request (it is admitted, in FIFO order, when a slot is free). Errors: a request
+    /// the model cannot serve (empty prompt, token outside the vocabulary, prompt longer than
+    /// the context). A request with `max_new_tokens = 0` finishes at once.
+    pub fn add(&mut self, request: GenerationRequest) -> Result<RequestId> {
+        let state = Sequence::new(request, self.model.info())?;
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        if state.finish_reason().is_some() {
+            self.finished.push(Finished {
+                id,
+                result: Ok(state.into_generation()),
+            });
+        } else {
+            self.waiting.push_back((id, state));
+        }
+        Ok(id)
+    }
+
+    /// Cancels a waiting or running request: its model sequence and KV cache are freed at once
+    /// and no generation is reported for it. Returns whether the request was waiting or
+    /// running.
+    pub fn cancel(&mut self, id: RequestId) -> bool {
+        if let Some(i) = self.running.iter().position(|r| r.id == id) {
+            let r = self.running.remove(i);
+            self.model.free_sequence(r.seq);
+            return true;
+        }
+        if let Some(i) = self.waiting.iter().position(|(w, _)| *w == id) {
+            self.waiting.remove(i);
+            return true;
+        }
+        false
+    }
+
+    /// Whether no request is waiting or running.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    /// Requests waiting for a slot, in admission order.
+    pub fn waiting(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.waiting.iter().map(|(id, _)| *id)
+    }
+
+    /// Requests running, in feed order.
+    pub fn running(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.running.iter().map(|r| r.id)
+    }
+
+    /// The state of a waiting or running request.
+    pub fn sequence(&self, id: RequestId) -> Option<&Sequence> {
+        self.running
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| &r.state)
+            .or_else(|| self.waiting.iter().find(|(w, _)| *w == id).map(|(_, s)| s))
+    }
+
+    /// The model sequence of a running request.
+    pub fn model_sequence(&self, id: RequestId) -> Option<SeqId> {
+        self.running.iter().find(|r| r.id == id).map(|r| r.seq)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn LanguageModel {
+        &*self.model
+    }
+
+    /// Time spent so far.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Takes the requests that ended (normally or with an error) since the last call, in the
+    /// order they ended.
+    pub fn take_finished(&mut self) -> std::vec::Drain<'_, Finished> {
+        self.finished.drain(..)
+    }
+
+    /// Runs one step: admits waiting requests into free slots, then one forward that prefills
+    /// the admitted prompts and feeds every running sequence its last sampled token, then samples
+    /// one token for each. Returns what happened per request. With nothing to run it does
+    /// nothing. A forward error fails the step and ends every running request (their sequences
+    /// are freed and each is reported finished with an error; waiting requests stay queued); a
+    /// sampling error ends only its own request. When the model refuses a new sequence while
+    /// none is running, the step fails and the request stays first in line.
+    pub fn step(&mut self) -> Result<&StepReport> {
+        self.report.clear();
+        self.admit()?;
+        if self.running.is_empty() {
+            return Ok(&self.report);
+        }
+        let t0 = Instant::now();
+        let out = match self.forward() {
+            Ok(out) => out,
+            Err(e) => {
+                for r in self.running.drain(..) {
+                    self.model.free_sequence(r.seq);
+                    self.finished.push(Finished {
+                        id: r.id,
+                        result: Err(EngineError::BackendFailure {
+                            backend: self.model.info().backend,
+                            reason: format!("{}: ended by a failed model step: {e}", r.id),
+                        }),
+                    });
+                }
+                return Err(e);
+            }
+        };
+        self.timing.add_forward(
+            t0.elapsed(),
+            self.report.prefill_tokens,
+            self.report.decode_tokens,
+        );
+        let ts = Instant::now();
+        self.sample_all(&out);
+        self.retire_ended();
+        self.timing.sampling += ts.elapsed();
+        Ok(&self.report)
+    }
+
+    /// Moves waiting requests into free slots, creating their model sequences.
+    fn admit(&mut self) -> Result<()> {
+        while self.running.len() < self.capacity {
+            let Some((id, state)) = self.waiting.pop_front() else {
+                break;
+            };
+            match self.model.new_sequence() {
+                Ok(seq) => self.running.push(Running {
+                    id,
+                    seq,
+                    fed: 0,
+                    state,
+                    failure: None,
+                }),
+                Err(e) => {
+                    self.waiting.push_front((id, state));
+                    // With others running, wait for one of them to free its sequence.
+                    if self.running.is_empty() {
+                        return Err(e);
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The one model call of a step: every running sequence's unfed tokens, one feed each.
+    fn forward(&mut self) -> Result<ForwardOutput> {
+        let feeds: Vec<Feed<'_>> = self
+            .running
+            .iter()
+            .map(|r| Feed::tokens(r.seq, &r.state.history()[r.fed..]))
+            .collect();
+        for r in &self.running {
+            let n = r.state.history().len() - r.fed;
+            if r.fed == 0 {
+                self.report.prefill_tokens += n;
+            } else {
+                self.report.decode_tokens += n;
+            }
+        }
+        let out = self.model.forward(&feeds)?;
+        if out.rows.len() != feeds.len() || out.rows.iter().any(|r| r.is_empty()) {
+            return Err(EngineError::BackendFailure {
+                backend: self.model.info().backend,
+                reason: format!(
+                    "returned logits for {} of {} feeds",
+                    out.rows.iter().filter(|r| !r.is_empty()).count(),
+                    feeds.len()
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Samples one token for every running sequence from its row and records the events.
+    fn sample_all(&mut self, out: &ForwardOutput) {
+        self.ended.clear();
+        for (row, r) in self.running.iter_mut().enumerate() {
+            r.fed = r.state.history().len();
+            let tokens_from = self.report.tokens.len();
+            let text_from = self.report.text.len();
+            let end = match r.state.decode(out.last_row(row), row, self.tok) {
+                Ok(adv) => {
+                    self.report.tokens.push(adv.token);
+                    self.report.text.push_str(&r.state.text()[adv.text]);
+                    adv.finished.map(StepEnd::Finished)
+                }
+                Err(e) => {
+                    r.failure = Some(e);
+                    Some(StepEnd::Failed)
+                }
+            };
+            if end.is_some() {
+                self.ended.push(row);
+            }
+            self.report.events.push(StepEvent {
+                id: r.id,
+                tokens: tokens_from..self.report.tokens.len(),
+                text: text_from..self.report.text.len(),
+                end,
+            });
+        }
+    }
+
+    /// Frees the sequences that ended in this step and reports them, in feed order.
+    fn retire_ended(&mut self) {
+        for (k, &i) in self.ended.iter().enumerate() {
+            // Earlier removals shifted the later indices down by one each.
+            let r = self.running.remove(i - k);
+            self.model.free_sequence(r.seq);
+            let result = match r.failure {
+                Some(e) => Err(e),
+                None => Ok(r.state.into_generation()),
+            };
+            self.finished.push(Finished { id: r.id, result });
+        }
+    }
+
+    /// Frees every running sequence and forgets them.
+    fn free_running(&mut self) {
+        for r in self.running.drain(..) {
+            self.model.free_sequence(r.seq);
+        }
+    }
+}
+
+impl Drop for Scheduler<'_> {
+    fn drop(&mut self) {
+        self.free_running();
+    }
+}
