@@ -85,9 +85,15 @@ pub enum EngineError {
     /// A tensor-library error.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
-    /// A sampling error while decoding.
+    /// A sampling error while decoding (boxed: the sampling core's errors carry several names).
     #[error(transparent)]
-    Sampling(#[from] adasamp_sampling::SamplingError),
+    Sampling(Box<adasamp_sampling::SamplingError>),
+}
+
+impl From<adasamp_sampling::SamplingError> for EngineError {
+    fn from(e: adasamp_sampling::SamplingError) -> Self {
+        EngineError::Sampling(Box::new(e))
+    }
 }
 
 /// Result type of the engine.

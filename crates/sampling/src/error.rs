@@ -56,12 +56,10 @@ pub enum SamplingError {
     },
     /// Parameters the stage does not know, given while a required one is absent (often a
     /// misspelling of it): both are named.
-    #[error("pipeline `{pipeline}`, stage `{stage}`: unknown parameter `{unknown}` (accepted: {accepted}); missing required parameter `{missing}`")]
+    /// `unknown` is the [`SamplingError::UnknownParam`] error (boxed to keep this enum small).
+    #[error("{unknown}; missing required parameter `{missing}`")]
     UnknownAndMissingParams {
-        pipeline: String,
-        stage: String,
-        unknown: String,
-        accepted: String,
+        unknown: Box<SamplingError>,
         missing: String,
     },
     /// A stage name that no stage answers to.

@@ -469,10 +469,12 @@ impl<'a> ParamReader<'a> {
                 param: m.to_string(),
             }),
             (Some(u), Some(m)) => Err(SamplingError::UnknownAndMissingParams {
-                pipeline,
-                stage,
-                unknown: u.clone(),
-                accepted: accepted(),
+                unknown: Box::new(SamplingError::UnknownParam {
+                    pipeline,
+                    stage,
+                    param: u.clone(),
+                    accepted: accepted(),
+                }),
                 missing: m.to_string(),
             }),
         }

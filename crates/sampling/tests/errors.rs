@@ -260,10 +260,12 @@ fn an_unknown_parameter_is_named_beside_the_missing_one() {
     assert_eq!(
         e,
         SamplingError::UnknownAndMissingParams {
-            pipeline: "a".into(),
-            stage: "min_p".into(),
-            unknown: "min_q".into(),
-            accepted: "min_p, min_tokens_to_keep".into(),
+            unknown: Box::new(SamplingError::UnknownParam {
+                pipeline: "a".into(),
+                stage: "min_p".into(),
+                param: "min_q".into(),
+                accepted: "min_p, min_tokens_to_keep".into(),
+            }),
             missing: "min_p".into(),
         }
     );
