@@ -28,5 +28,7 @@ pub use model::{
     Backend, Capabilities, Capability, Feed, ForwardOutput, HiddenState, Input, LanguageModel,
     Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
 };
-pub use scheduler::{Finished, RequestId, Scheduler, StepEnd, StepEvent, StepReport, Timing};
+pub use scheduler::{
+    Finished, Observation, RequestId, Scheduler, StepEnd, StepEvent, StepReport, Timing,
+};
 pub use sequence::{FinishReason, Generation, GenerationRequest, Sequence, Usage};

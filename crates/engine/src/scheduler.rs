@@ -9,11 +9,18 @@
 //! Timing: a step's forward time is split between prefill and decode in proportion to the
 //! tokens of each kind it fed (a step with only prompts is all prefill, one with only decode
 //! tokens all decode); sampling — pipelines, draws, detokenization and stop strings — is timed
-//! apart.
+//! apart. Time spent in a step observer ([`Scheduler::step_observed`]) is counted in neither.
+//!
+//! Loops that need more than tokens and text — an evaluation comparing each position's raw row
+//! with the distribution sampled from, a draft model whose probabilities a verifier needs — run
+//! [`Scheduler::step_observed`]: it shows each sampled position's raw logits row and final
+//! distribution, borrowed, to a callback; [`Scheduler::step`] copies nothing.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
+
+use adasamp_sampling::Distribution;
 
 use crate::error::{EngineError, Result};
 use crate::model::{Feed, ForwardOutput, LanguageModel, SeqId};
@@ -118,6 +125,24 @@ impl StepReport {
         self.prefill_tokens = 0;
         self.decode_tokens = 0;
     }
+}
+
+/// One request's position sampled in a step, shown to the observer of
+/// [`Scheduler::step_observed`] right after its token was chosen and appended. Everything is
+/// borrowed for the duration of the call: an observer that keeps a row copies it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The request.
+    pub id: RequestId,
+    /// The model's raw logits row for the sampled position (before the pipeline).
+    pub logits: &'a [f32],
+    /// The final distribution the token was drawn from: the pipeline-processed row, normalised
+    /// (`distribution.row()` holds its logits, removed tokens `-inf` or absent).
+    pub distribution: Distribution<'a>,
+    /// The chosen token.
+    pub token: u32,
+    /// The request's state with the token appended (history, text, finish reason if it ended).
+    pub sequence: &'a Sequence,
 }
 
 /// A request that ended: its generation, or the error that ended it alone.
@@ -268,6 +293,24 @@ impl<'m> Scheduler<'m> {
     /// sampling error ends only its own request. When the model refuses a new sequence while
     /// none is running, the step fails and the request stays first in line.
     pub fn step(&mut self) -> Result<&StepReport> {
+        self.run_step(None)
+    }
+
+    /// [`Scheduler::step`], showing `observer` every position sampled in the step (in feed
+    /// order; a request whose sampling failed is not shown). Its time is not counted in
+    /// [`Scheduler::timing`].
+    pub fn step_observed(
+        &mut self,
+        observer: &mut dyn FnMut(&Observation<'_>),
+    ) -> Result<&StepReport> {
+        self.run_step(Some(observer))
+    }
+
+    /// One step (see [`Scheduler::step`]), with an optional observer of the sampled positions.
+    fn run_step(
+        &mut self,
+        observer: Option<&mut dyn FnMut(&Observation<'_>)>,
+    ) -> Result<&StepReport> {
         self.report.clear();
         self.admit()?;
         if self.running.is_empty() {
@@ -296,9 +339,9 @@ impl<'m> Scheduler<'m> {
             self.report.decode_tokens,
         );
         let ts = Instant::now();
-        self.sample_all(&out);
+        let observed = self.sample_all(&out, observer);
         self.retire_ended();
-        self.timing.sampling += ts.elapsed();
+        self.timing.sampling += ts.elapsed().saturating_sub(observed);
         Ok(&self.report)
     }
 
@@ -358,15 +401,36 @@ impl<'m> Scheduler<'m> {
         Ok(out)
     }
 
-    /// Samples one token for every running sequence from its row and records the events.
-    fn sample_all(&mut self, out: &ForwardOutput) {
+    /// Samples one token for every running sequence from its row, records the events and shows
+    /// each sampled position to `observer`; returns the time spent in the observer.
+    fn sample_all(
+        &mut self,
+        out: &ForwardOutput,
+        mut observer: Option<&mut dyn FnMut(&Observation<'_>)>,
+    ) -> Duration {
+        let mut observed = Duration::ZERO;
         self.ended.clear();
         for (row, r) in self.running.iter_mut().enumerate() {
             r.fed = r.state.history().len();
             let tokens_from = self.report.tokens.len();
             let text_from = self.report.text.len();
-            let end = match r.state.decode(out.last_row(row), row, self.tok) {
+            let logits = out.last_row(row);
+            let end = match r.state.decode(logits, row, self.tok) {
                 Ok(adv) => {
+                    if let Some(obs) = observer.as_deref_mut() {
+                        // `decode` just computed the distribution it drew from.
+                        if let Some(distribution) = r.state.sampler().current() {
+                            let t = Instant::now();
+                            obs(&Observation {
+                                id: r.id,
+                                logits,
+                                distribution,
+                                token: adv.token,
+                                sequence: &r.state,
+                            });
+                            observed += t.elapsed();
+                        }
+                    }
                     self.report.tokens.push(adv.token);
                     self.report.text.push_str(&r.state.text()[adv.text]);
                     adv.finished.map(StepEnd::Finished)
@@ -386,6 +450,7 @@ impl<'m> Scheduler<'m> {
                 end,
             });
         }
+        observed
     }
 
     /// Frees the sequences that ended in this step and reports them, in feed order.

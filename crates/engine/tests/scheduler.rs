@@ -1,7 +1,8 @@
 //! The step-wise scheduler on a tiny random candle model (always) and on the default model via
 //! llama.cpp (when built in and cached): requests joining mid-run decode exactly as alone,
 //! cancellation frees the sequence and leaves the others unchanged, the running cap with FIFO
-//! admission, every finish reason, and a failing sequence that does not stop the others.
+//! admission, every finish reason, a failing sequence that does not stop the others, and the
+//! step observer (each sampled position's raw row and final distribution).
 
 mod common;
 
@@ -9,11 +10,11 @@ use std::collections::BTreeMap;
 
 use adasamp_engine::tokenizer::TextTokenizer;
 use adasamp_engine::{
-    generate, FinishReason, Generation, GenerationRequest, LanguageModel, RequestId, Scheduler,
-    StepEnd,
+    generate, Feed, FinishReason, Generation, GenerationRequest, LanguageModel, RequestId,
+    Scheduler, StepEnd,
 };
 use adasamp_sampling::spec::{Mapping, Value};
-use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
+use adasamp_sampling::{Context, Pipeline, PipelineSpec, SequenceSampler, StageSpec};
 use common::tiny;
 
 /// `logit_bias` with the given biases.
@@ -304,6 +305,107 @@ fn a_failing_sequence_ends_alone() {
     drop(sched);
     let bad = request(&prompts[1], pipeline(vec![bias(&all)]), 3, 6);
     assert!(generate(&mut m, &tok, vec![bad], &mut |_, _| {}).is_err());
+}
+
+/// What the observer saw of one sampled position.
+struct Seen {
+    id: RequestId,
+    token: u32,
+    raw: Vec<f32>,
+    target: Vec<f32>,
+    prob: f32,
+}
+
+#[test]
+fn an_observer_sees_each_positions_raw_row_and_final_distribution() {
+    let (mut m, tok) = tiny_model("sched-observe");
+    let prompts = tiny_prompts();
+    let reqs: Vec<GenerationRequest> = (0..2)
+        .map(|k| request(&prompts[k], sampled(&tok), 20 + k as u64, 5 + k))
+        .collect();
+    let (want, _) = generate(&mut m, &tok, reqs.clone(), &mut |_, _| {}).unwrap();
+
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut got: BTreeMap<RequestId, Generation> = BTreeMap::new();
+    {
+        let mut sched = Scheduler::new(&mut m, &tok, usize::MAX);
+        for r in &reqs {
+            sched.add(r.clone()).unwrap();
+        }
+        while !sched.is_idle() {
+            let before = seen.len();
+            let report = sched
+                .step_observed(&mut |o| {
+                    assert_eq!(o.sequence.generated().last(), Some(&o.token));
+                    seen.push(Seen {
+                        id: o.id,
+                        token: o.token,
+                        raw: o.logits.to_vec(),
+                        target: o.distribution.row().to_dense(),
+                        prob: o.distribution.prob(o.token),
+                    });
+                })
+                .unwrap();
+            // One observation per event, in feed order, with the event's token.
+            let events: Vec<(RequestId, u32)> = report
+                .events()
+                .iter()
+                .map(|e| (e.id, report.tokens(e)[0]))
+                .collect();
+            let observed: Vec<(RequestId, u32)> =
+                seen[before..].iter().map(|s| (s.id, s.token)).collect();
+            assert_eq!(events, observed);
+            for f in sched.take_finished() {
+                got.insert(f.id, f.result.unwrap());
+            }
+        }
+    }
+    // Observing changes nothing.
+    let got: Vec<Generation> = got.into_values().collect();
+    assert_eq!(got.len(), 2);
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.tokens, w.tokens, "request {k}: observed vs plain run");
+    }
+    for (k, r) in reqs.iter().enumerate() {
+        let mine: Vec<&Seen> = seen.iter().filter(|s| s.id.0 == k as u64).collect();
+        assert_eq!(
+            mine.iter().map(|s| s.token).collect::<Vec<_>>(),
+            want[k].tokens,
+            "request {k}: every position observed once"
+        );
+        // The final distribution is the pipeline applied to the raw row with the history so
+        // far: replaying the request's sampler on the observed raw rows draws the same tokens
+        // from the same rows.
+        let mut sampler = SequenceSampler::new(r.pipeline.clone(), r.seed, 0, 0);
+        let mut history = r.prompt.clone();
+        for s in &mine {
+            assert_eq!(s.raw.len(), tiny::V);
+            let x = sampler
+                .sample(&s.raw, &Context::new(&history, r.prompt.len()), 0)
+                .unwrap();
+            assert_eq!(x.token, s.token);
+            assert_eq!(sampler.last_row().to_dense(), s.target);
+            assert!((x.prob - s.prob).abs() < 1e-6, "{} vs {}", x.prob, s.prob);
+            // top-k 40 of 96 removed tokens: the final row is not the raw one.
+            assert_eq!(s.target.iter().filter(|v| v.is_finite()).count(), 40);
+            history.push(s.token);
+        }
+    }
+    // The raw rows are the model's: a plain forward loop over request 0 gives the same rows.
+    let seq = m.new_sequence().unwrap();
+    let mut feed = reqs[0].prompt.clone();
+    for s in seen.iter().filter(|s| s.id == RequestId(0)) {
+        let out = m.forward(&[Feed::tokens(seq, &feed)]).unwrap();
+        let diff = out
+            .last_row(0)
+            .iter()
+            .zip(&s.raw)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "raw row differs from the model's by {diff}");
+        feed = vec![s.token];
+    }
+    m.free_sequence(seq);
 }
 
 #[test]
