@@ -1,9 +1,10 @@
 //! `adasamp analyze` (SPEC §2 "Analysis"): how close a learned sampler comes to its target
 //! pipeline on real rows of the base model.
 //!
-//! The base model generates `--tokens` tokens from the prompt, **sampling with the target
-//! pipeline** (seeded exactly as `adasamp generate --seed S` samples its first sample, so the text
-//! is the same one `generate` would produce on the same backend). At every generated position the
+//! The base model generates `--tokens` tokens from the prompt on the step-wise scheduler,
+//! **sampling with the target pipeline** (seeded exactly as `adasamp generate --seed S` samples
+//! its first sample, so the text is the same one `generate` would produce on the same backend).
+//! A step observer keeps each position's rows. At every generated position the
 //! raw logits row (the identity prediction), the target (the pipeline applied to the raw row with
 //! the prompt + tokens so far as history, so penalties and stateful stages see what they would
 //! during decoding) and the learned sampler's output for the raw row are compared:
@@ -14,12 +15,12 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use adasamp_engine::{BackendChoice, Feed, LoadOptions};
+use adasamp_engine::{BackendChoice, GenerationRequest, LoadOptions, Scheduler};
 use adasamp_nets::analysis::{
     analyze_position, format_value, sampler_logits, summarize, top_tokens, PositionStats,
 };
 use adasamp_nets::LearnedSampler;
-use adasamp_sampling::{Context, PipelineSet, SequenceSampler};
+use adasamp_sampling::PipelineSet;
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device};
 use clap::Args;
@@ -125,36 +126,45 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
         bail!("the prompt tokenizes to nothing");
     }
 
-    // Decode, keeping each position's raw and target rows.
-    let seq = lm.model.new_sequence()?;
-    let mut logits = lm.model.forward(&[Feed::tokens(seq, &prompt)])?.logits;
-    let mut history = prompt.clone();
-    let mut seq_sampler = SequenceSampler::new(pipeline.clone(), a.seed, 0, 0);
-    let eos = lm.tokenizer.eos_ids().to_vec();
-    let mut positions = Vec::with_capacity(a.tokens);
-    for i in 0..a.tokens {
-        let raw = logits.row(0).to_vec();
-        let ctx = Context::new(&history, prompt.len());
-        let s = seq_sampler
-            .sample(&raw, &ctx, i)
-            .with_context(|| format!("position {i}: applying `{}`", pipeline.name()))?;
-        let target = seq_sampler.last_row().to_dense();
-        let text = lm.tokenizer.decode(&[s.token], false)?;
+    // Decode on the scheduler, keeping each position's raw and target rows.
+    let request = GenerationRequest {
+        prompt: prompt.clone(),
+        pipeline: pipeline.clone(),
+        seed: a.seed,
+        max_new_tokens: a.tokens,
+        stop: Vec::new(),
+        logprobs: 0,
+    };
+    let mut rows: Vec<(u32, Vec<f32>, Vec<f32>)> = Vec::with_capacity(a.tokens);
+    let mut generation = None;
+    {
+        let mut sched = Scheduler::new(lm.model.as_mut(), &lm.tokenizer, 1);
+        sched.add(request)?;
+        while !sched.is_idle() {
+            sched.step_observed(&mut |o| {
+                rows.push((o.token, o.logits.to_vec(), o.distribution.row().to_dense()))
+            })?;
+            for f in sched.take_finished() {
+                generation = Some(f.result.with_context(|| {
+                    format!("position {}: applying `{}`", rows.len(), pipeline.name())
+                })?);
+            }
+        }
+    }
+    let Some(generation) = generation else {
+        bail!("the scheduler went idle without reporting the generation");
+    };
+    let mut positions = Vec::with_capacity(rows.len());
+    for (token, raw, target) in rows {
         positions.push(Position {
-            token: s.token,
-            text,
+            token,
+            text: lm.tokenizer.decode(&[token], false)?,
             raw,
             target,
             stats: None,
         });
-        history.push(s.token);
-        if eos.contains(&s.token) || i + 1 == a.tokens {
-            break;
-        }
-        logits = lm.model.forward(&[Feed::tokens(seq, &[s.token])])?.logits;
     }
-    lm.model.free_sequence(seq);
-    let generated = lm.tokenizer.decode(&history[prompt.len()..], false)?;
+    let generated = lm.tokenizer.decode(&generation.tokens, false)?;
     eprintln!("generated {} tokens: {generated:?}", positions.len());
 
     // Compare, write the table and the CSV.
