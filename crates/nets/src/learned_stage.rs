@@ -105,14 +105,15 @@ impl Stage for LearnedStage {
 
     /// Replaces the row's logits by the learned sampler's output (see the module doc). The input
     /// row is checked first: a NaN or `+inf` entry, or no finite entry, is an error naming the
-    /// token.
+    /// row ([`Row::index`]) and the token.
     fn apply(&mut self, row: &mut Row, _ctx: &Context<'_>) -> adasamp_sampling::Result<()> {
+        let index = row.index();
         let failed = |message: String| SamplingError::StageFailed {
             pipeline: self.pipeline.to_string(),
             stage: LEARNED_STAGE.to_string(),
-            message,
+            message: format!("row {index}: {message}"),
         };
-        validate_logits(row.values(), 0).map_err(|e| failed(input_problem(row, &e)))?;
+        validate_logits(row.values(), index).map_err(|e| failed(input_problem(row, &e)))?;
         self.fast
             .apply(row.values_mut())
             .map_err(|e| failed(e.to_string()))
@@ -124,7 +125,7 @@ impl Stage for LearnedStage {
 }
 
 /// What is wrong with the stage's input row, naming the token id (a sparse row's entry `i` is
-/// not token `i`). The row's index in its batch is not known to a stage, so it is not named.
+/// not token `i`); the caller prefixes the row index.
 fn input_problem(row: &Row, e: &SamplingError) -> String {
     match *e {
         SamplingError::NanLogit { token, .. } => {

@@ -149,16 +149,16 @@ fn learned_stage_errors_name_the_parameter() {
 }
 
 #[test]
-fn learned_stage_rejects_non_finite_input_naming_the_token() {
+fn learned_stage_rejects_non_finite_input_naming_the_row_and_token() {
     let sampler = LearnedSampler::seeded(&local(8), 0, DType::F32, &Device::Cpu).unwrap();
     let mut stage = LearnedStage::new(FastSampler::new(&sampler).unwrap(), "pl");
     let ctx = Context::default();
     for (bad, want) in [
-        (f32::NAN, "input logit of token 3 is NaN"),
-        (f32::INFINITY, "input logit of token 3 is +inf"),
+        (f32::NAN, "row 7: input logit of token 3 is NaN"),
+        (f32::INFINITY, "row 7: input logit of token 3 is +inf"),
     ] {
         let mut row = Row::new();
-        row.load(&[0.0, 1.0, 2.0, 0.5, -1.0], 0).unwrap();
+        row.load(&[0.0, 1.0, 2.0, 0.5, -1.0], 7).unwrap();
         row.values_mut()[3] = bad;
         let e = stage.apply(&mut row, &ctx).unwrap_err().to_string();
         assert!(
@@ -166,11 +166,22 @@ fn learned_stage_rejects_non_finite_input_naming_the_token() {
             "{e}"
         );
     }
+    // A sparse row: entry 1 of the kept tokens {2, 9} is token 9.
+    let mut logits = vec![0.0f32; 12];
+    logits[2] = 5.0;
+    logits[9] = 4.0;
     let mut row = Row::new();
-    row.load(&[0.0, 1.0], 0).unwrap();
+    row.load(&logits, 11).unwrap();
+    row.retain_ge(4.0);
+    assert_eq!(row.ids(), Some(&[2u32, 9][..]));
+    row.values_mut()[1] = f32::NAN;
+    let e = stage.apply(&mut row, &ctx).unwrap_err().to_string();
+    assert!(e.contains("row 11: input logit of token 9 is NaN"), "{e}");
+    let mut row = Row::new();
+    row.load(&[0.0, 1.0], 2).unwrap();
     row.values_mut().fill(f32::NEG_INFINITY);
     let e = stage.apply(&mut row, &ctx).unwrap_err().to_string();
-    assert!(e.contains("-inf"), "{e}");
+    assert!(e.contains("row 2: every input logit is -inf"), "{e}");
     // a valid row passes
     let mut row = Row::new();
     row.load(&[0.0, 1.0, 2.0], 0).unwrap();
