@@ -142,6 +142,43 @@ fn bad_inputs_are_clear_errors() {
         stderr(&out)
     );
 
+    // A NaN inside a long row (the vectorised body of the row scan, not its scalar tail) with a
+    // temperature-only pipeline: both `apply` and `sample` refuse it, naming row and token.
+    let temp = d.join("t.yaml");
+    std::fs::write(
+        &temp,
+        "pipelines:\n  - name: t\n    processors: [{name: temperature, params: {temperature: 0.7}}]\n",
+    )
+    .unwrap();
+    let mut long: Vec<f32> = (0..200).map(|i| (i % 17) as f32 * 0.1).collect();
+    long[170] = f32::NAN;
+    write_tensor(&file, "logits", Dtype::F32, vec![2, 100], &f32_bytes(&long));
+    let t = temp.to_str().unwrap();
+    let out = adasamp(&["sample", "--pipeline", t, "--input", f]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("row 1: logit of token 70 is NaN"),
+        "{}",
+        stderr(&out)
+    );
+    let applied = d.join("applied.safetensors");
+    let out = adasamp(&[
+        "apply",
+        "--pipeline",
+        t,
+        "--input",
+        f,
+        "--output",
+        applied.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("row 1: logit of token 70 is NaN"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!applied.exists(), "no output written for a refused input");
+
     write_tensor(
         &file,
         "scores",
