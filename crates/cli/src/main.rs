@@ -2,6 +2,7 @@
 //! and dispatches to [`commands`] (one module per subcommand).
 
 mod commands;
+mod loadgen;
 mod logits_io;
 mod pipeline_args;
 mod plots;
@@ -41,6 +42,9 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Prefill/decode throughput per backend and batch size, with the sampling share of a step.
     BenchGenerate(bench_generate::BenchGenerateArgs),
+    /// Load an OpenAI-compatible server with concurrent streamed requests: requests/s, generated
+    /// tokens/s, time to first token and inter-token latency per concurrency level.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
     /// (tensor `logits`, F32 [positions, V]): real rows for `bench-sampling --real` and `apply`.
     Logits(logits::LogitsArgs),
@@ -92,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(&a),
         Command::Train(a) => train::run(&a),
         Command::BenchGenerate(a) => bench_generate::run(&a),
+        Command::BenchServe(a) => bench_serve::run(&a),
         Command::Logits(a) => logits::run(&a),
         Command::Model(a) => model::run(&a),
         Command::Sampler(a) => sampler::run(&a),

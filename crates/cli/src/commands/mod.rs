@@ -5,6 +5,7 @@ pub mod apply;
 pub mod bench_generate;
 pub mod bench_sampler;
 pub mod bench_sampling;
+pub mod bench_serve;
 pub mod example;
 pub mod generate;
 pub mod grid;
