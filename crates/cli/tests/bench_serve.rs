@@ -232,6 +232,11 @@ fn counts_tokens_and_errors_against_a_fake_server() {
         assert_eq!(level["itl_ms"]["count"], 16);
         assert!(level["ttft_ms"]["p50"].as_f64().unwrap() >= 10.0, "{level}");
         assert!(level["itl_ms"]["p50"].as_f64().unwrap() >= 10.0, "{level}");
+        // 5 pauses of 15 ms before [DONE].
+        assert!(
+            level["latency_ms"]["p50"].as_f64().unwrap() >= 60.0,
+            "{level}"
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -270,7 +275,7 @@ fn clean_run_prints_the_table_and_the_ratio() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("| server | clients | requests | errors | req/s | gen tok/s | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 |"),
+        text.contains("| server | clients | requests | errors | req/s | gen tok/s | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | latency p50 |"),
         "{text}"
     );
     assert!(text.contains("| fake | 1 | 3 | 0 |"), "{text}");

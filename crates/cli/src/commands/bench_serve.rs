@@ -143,9 +143,8 @@ pub fn run(a: &BenchServeArgs) -> Result<()> {
         bodies: prompts.iter().map(|p| request_body(&template, p)).collect(),
     };
     eprintln!(
-        "bench-serve: {label} ({}), {:?}, model {:?}, max_tokens {}, {} prompt(s), {} s per level{}",
+        "bench-serve: {label} ({}), model {:?}, max_tokens {}, {} prompt(s), {} s per level{}",
         load.url,
-        a.endpoint,
         template.model,
         a.max_tokens,
         prompts.len(),
@@ -321,15 +320,15 @@ async fn first_model(
 
 fn table_header() -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "| server | clients | requests | errors | req/s | gen tok/s | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| server | clients | requests | errors | req/s | gen tok/s | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | latency p50 |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     s
 }
 
 fn table_row(label: &str, r: &LevelResult) -> String {
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.1} ms"));
     format!(
-        "| {label} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} |",
+        "| {label} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} | {} |",
         r.concurrency,
         r.requests,
         r.errors,
@@ -339,6 +338,7 @@ fn table_row(label: &str, r: &LevelResult) -> String {
         ms(r.ttft_ms.map(|s| s.p99)),
         ms(r.itl_ms.map(|s| s.p50)),
         ms(r.itl_ms.map(|s| s.p99)),
+        ms(r.latency_ms.map(|s| s.p50)),
     )
 }
 

@@ -57,6 +57,8 @@ pub struct RequestOutcome {
     /// Generated tokens: the server's `usage.completion_tokens` when reported, else the number of
     /// token-carrying chunks.
     pub tokens: u64,
+    /// Time from sending the request to its end (`[DONE]` or the failure).
+    pub latency: Duration,
     /// Why the request failed, if it did.
     pub error: Option<RequestError>,
 }
@@ -135,6 +137,7 @@ impl Measure {
             ttft: self.ttft,
             inter_token: self.inter_token,
             tokens: self.usage_tokens.unwrap_or(self.token_chunks),
+            latency: self.start.elapsed(),
             error,
         }
     }

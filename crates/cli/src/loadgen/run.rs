@@ -63,6 +63,8 @@ pub struct LevelResult {
     pub ttft_ms: Option<Summary>,
     /// Inter-token latency over all gaps of the completed requests, in milliseconds.
     pub itl_ms: Option<Summary>,
+    /// Whole-request latency (sent → `[DONE]`) of the completed requests, in milliseconds.
+    pub latency_ms: Option<Summary>,
 }
 
 /// Runs one level against `target` (on the current tokio runtime) and sums it up.
@@ -106,6 +108,7 @@ pub async fn run_level(
                 ttft: None,
                 inter_token: vec![],
                 tokens: 0,
+                latency: start.elapsed(),
                 error: Some(super::client::RequestError::Stream(format!(
                     "client task failed: {e}"
                 ))),
@@ -125,7 +128,8 @@ pub fn summarize_level(
     let ms = |d: &Duration| d.as_secs_f64() * 1e3;
     let mut error_kinds = BTreeMap::new();
     let mut error_examples = Vec::new();
-    let (mut ok, mut tokens, mut ttft, mut itl) = (0, 0, Vec::new(), Vec::new());
+    let (mut ok, mut tokens) = (0, 0);
+    let (mut ttft, mut itl, mut latency) = (Vec::new(), Vec::new(), Vec::new());
     for o in outcomes {
         match &o.error {
             Some(e) => {
@@ -139,6 +143,7 @@ pub fn summarize_level(
                 tokens += o.tokens;
                 ttft.extend(o.ttft.iter().map(ms));
                 itl.extend(o.inter_token.iter().map(ms));
+                latency.push(ms(&o.latency));
             }
         }
     }
@@ -155,6 +160,7 @@ pub fn summarize_level(
         tokens_per_s: tokens as f64 / secs,
         ttft_ms: summarize(&ttft),
         itl_ms: summarize(&itl),
+        latency_ms: summarize(&latency),
     }
 }
 
@@ -168,6 +174,7 @@ mod tests {
             ttft: Some(Duration::from_millis(ttft_ms)),
             inter_token: gaps_ms.iter().map(|&g| Duration::from_millis(g)).collect(),
             tokens,
+            latency: Duration::from_millis(ttft_ms + gaps_ms.iter().sum::<u64>()),
             error: None,
         }
     }
@@ -178,12 +185,14 @@ mod tests {
             ttft: Some(Duration::from_millis(1)),
             inter_token: vec![Duration::from_millis(999)],
             tokens: 50,
+            latency: Duration::from_secs(9),
             error: Some(RequestError::Truncated),
         };
         let refused = RequestOutcome {
             ttft: None,
             inter_token: vec![],
             tokens: 0,
+            latency: Duration::from_millis(1),
             error: Some(RequestError::Status {
                 status: 429,
                 message: "full".into(),
@@ -205,13 +214,16 @@ mod tests {
         assert_eq!((ttft.count, ttft.p50), (2, 200.0));
         let itl = r.itl_ms.unwrap();
         assert_eq!((itl.count, itl.p50, itl.max), (3, 20.0, 30.0));
+        // 130 ms and 330 ms; the failed requests' 9 s and 1 ms do not count.
+        let latency = r.latency_ms.unwrap();
+        assert_eq!((latency.count, latency.p50, latency.max), (2, 230.0, 330.0));
     }
 
     #[test]
     fn a_level_without_completed_requests_has_no_latencies() {
         let r = summarize_level(1, Duration::ZERO, &[]);
         assert_eq!((r.requests, r.errors, r.generated_tokens), (0, 0, 0));
-        assert!(r.ttft_ms.is_none() && r.itl_ms.is_none());
+        assert!(r.ttft_ms.is_none() && r.itl_ms.is_none() && r.latency_ms.is_none());
         assert!(r.tokens_per_s.is_finite());
     }
 }
