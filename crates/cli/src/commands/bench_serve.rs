@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::loadgen::run::{run_level, LevelResult, LoadBounds, LoadTarget};
-use crate::loadgen::target::Target;
+use crate::loadgen::target::{Target, TargetError};
 use crate::loadgen::wire::{request_body, Endpoint, RequestTemplate};
 
 /// The most concurrent clients and seconds per level accepted (the load stays bounded).
@@ -108,7 +108,10 @@ struct Ratio {
 
 /// Runs the benchmark.
 pub fn run(a: &BenchServeArgs) -> Result<()> {
-    let target = Target::parse(&a.url, a.allow_remote)?;
+    let target = Target::parse(&a.url, a.allow_remote).map_err(|e| match e {
+        TargetError::NotLoopback { .. } => anyhow::anyhow!("{e} (--allow-remote)"),
+        e => e.into(),
+    })?;
     check_bounds(a)?;
     let extra = parse_extra(a.extra.as_deref())?;
     let prompts = load_prompts(a)?;
@@ -186,8 +189,8 @@ pub fn run(a: &BenchServeArgs) -> Result<()> {
         levels.push(r);
     }
     let ratio = ratio(&levels);
-    if let Some(line) = ratio.as_ref().and_then(ratio_line) {
-        println!("{line}");
+    if let Some(r) = &ratio {
+        println!("{}", ratio_line(r));
     }
     let failed: usize = levels.iter().map(|l| l.errors).sum();
     let sent: usize = levels.iter().map(|l| l.requests).sum();
@@ -360,13 +363,13 @@ fn ratio(levels: &[LevelResult]) -> Option<Ratio> {
     })
 }
 
-fn ratio_line(r: &Ratio) -> Option<String> {
+fn ratio_line(r: &Ratio) -> String {
     let x = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("×{x:.2}"));
-    Some(format!(
+    format!(
         "{} vs {} clients: aggregate gen tok/s {}, p99 ITL {}",
         r.to_concurrency,
         r.from_concurrency,
         x(r.tokens_per_s),
         x(r.p99_itl)
-    ))
+    )
 }
