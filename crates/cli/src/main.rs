@@ -55,6 +55,10 @@ enum Command {
     /// Compare a learned sampler with its target pipeline on real rows: per-position KL and
     /// truncated mass vs the identity, tables, CSV and plots (SPEC 2 "Analysis").
     Analyze(Box<analyze::AnalyzeArgs>),
+    /// OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions (streaming, n,
+    /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
+    /// /health, /metrics.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() {
@@ -101,5 +105,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(a) => model::run(&a),
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
+        Command::Serve(a) => serve::run(&a),
     }
 }

@@ -13,5 +13,6 @@ pub mod logits;
 pub mod model;
 pub mod sample;
 pub mod sampler;
+pub mod serve;
 pub mod stages;
 pub mod train;
