@@ -2,6 +2,7 @@
 //! and dispatches to [`commands`] (one module per subcommand).
 
 mod commands;
+mod loadgen;
 mod logits_io;
 mod pipeline_args;
 mod plots;
@@ -41,6 +42,9 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Prefill/decode throughput per backend and batch size, with the sampling share of a step.
     BenchGenerate(bench_generate::BenchGenerateArgs),
+    /// Load an OpenAI-compatible server with concurrent streamed requests: requests/s, generated
+    /// tokens/s, time to first token and inter-token latency per concurrency level.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
     /// (tensor `logits`, F32 [positions, V]): real rows for `bench-sampling --real` and `apply`.
     Logits(logits::LogitsArgs),
@@ -51,6 +55,10 @@ enum Command {
     /// Compare a learned sampler with its target pipeline on real rows: per-position KL and
     /// truncated mass vs the identity, tables, CSV and plots (SPEC 2 "Analysis").
     Analyze(Box<analyze::AnalyzeArgs>),
+    /// OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions (streaming, n,
+    /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
+    /// /health, /metrics.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() {
@@ -92,9 +100,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(&a),
         Command::Train(a) => train::run(&a),
         Command::BenchGenerate(a) => bench_generate::run(&a),
+        Command::BenchServe(a) => bench_serve::run(&a),
         Command::Logits(a) => logits::run(&a),
         Command::Model(a) => model::run(&a),
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
+        Command::Serve(a) => serve::run(&a),
     }
 }

@@ -23,7 +23,9 @@ pub mod tokenizer;
 
 pub use error::{EngineError, Result};
 pub use generate::generate;
-pub use load::{load, BackendChoice, LoadOptions, LoadedModel};
+pub use load::{
+    chat_prompt_text, chat_prompt_tokens, load, BackendChoice, LoadOptions, LoadedModel,
+};
 pub use model::{
     Backend, Capabilities, Capability, Feed, ForwardOutput, HiddenState, Input, LanguageModel,
     Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,

@@ -97,46 +97,70 @@ impl LoadedModel {
     /// The prompt for a user message: the chat template applied (with an optional system
     /// message and the generation prompt), or the raw text when `raw` or without a template.
     pub fn prompt_text(&self, user: &str, system: Option<&str>, raw: bool) -> Result<String> {
-        match (&self.chat, raw) {
-            (Some(t), false) => {
-                let mut msgs = Vec::new();
-                if let Some(s) = system {
-                    msgs.push(ChatMessage {
-                        role: "system".into(),
-                        content: s.into(),
-                    });
-                }
-                msgs.push(ChatMessage {
-                    role: "user".into(),
-                    content: user.into(),
-                });
-                let bos = self
-                    .tokenizer
-                    .bos_id()
-                    .and_then(|i| self.tokenizer.id_to_token(i))
-                    .unwrap_or_default();
-                let eos = self
-                    .tokenizer
-                    .eos_ids()
-                    .first()
-                    .and_then(|&i| self.tokenizer.id_to_token(i))
-                    .unwrap_or_default();
-                t.render(&msgs, true, &bos, &eos)
-            }
-            _ => Ok(match system {
+        if raw {
+            return Ok(match system {
                 Some(s) => format!("{s}\n\n{user}"),
                 None => user.to_string(),
-            }),
+            });
         }
+        let mut msgs = Vec::new();
+        if let Some(s) = system {
+            msgs.push(ChatMessage::system(s));
+        }
+        msgs.push(ChatMessage::user(user));
+        chat_prompt_text(&self.tokenizer, self.chat.as_ref(), &msgs)
     }
 
     /// Tokenized prompt for a user message (see [`LoadedModel::prompt_text`]).
     pub fn prompt_tokens(&self, user: &str, system: Option<&str>, raw: bool) -> Result<Vec<u32>> {
-        let text = self.prompt_text(user, system, raw)?;
-        // With a chat template the template writes BOS where the model wants one.
-        let add_bos = self.tokenizer.add_bos_token() && (raw || self.chat.is_none());
-        self.tokenizer.encode(&text, add_bos)
+        if raw {
+            let text = self.prompt_text(user, system, raw)?;
+            return self.tokenizer.encode(&text, self.tokenizer.add_bos_token());
+        }
+        let mut msgs = Vec::new();
+        if let Some(s) = system {
+            msgs.push(ChatMessage::system(s));
+        }
+        msgs.push(ChatMessage::user(user));
+        chat_prompt_tokens(&self.tokenizer, self.chat.as_ref(), &msgs)
     }
+}
+
+/// The prompt text of a conversation: `chat`'s template applied with the generation prompt, or,
+/// without a template, the messages' contents joined by blank lines.
+pub fn chat_prompt_text(
+    tokenizer: &TextTokenizer,
+    chat: Option<&ChatTemplate>,
+    messages: &[ChatMessage],
+) -> Result<String> {
+    let Some(t) = chat else {
+        return Ok(messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n"));
+    };
+    let bos = tokenizer
+        .bos_id()
+        .and_then(|i| tokenizer.id_to_token(i))
+        .unwrap_or_default();
+    let eos = tokenizer
+        .eos_ids()
+        .first()
+        .and_then(|&i| tokenizer.id_to_token(i))
+        .unwrap_or_default();
+    t.render(messages, true, &bos, &eos)
+}
+
+/// The tokenized prompt of a conversation (see [`chat_prompt_text`]). With a chat template the
+/// template writes BOS where the model wants one; without, BOS is added when the tokenizer asks.
+pub fn chat_prompt_tokens(
+    tokenizer: &TextTokenizer,
+    chat: Option<&ChatTemplate>,
+    messages: &[ChatMessage],
+) -> Result<Vec<u32>> {
+    let text = chat_prompt_text(tokenizer, chat, messages)?;
+    tokenizer.encode(&text, tokenizer.add_bos_token() && chat.is_none())
 }
 
 /// Loads a model: a `.gguf` file or a Hugging Face directory; `None` = the default model

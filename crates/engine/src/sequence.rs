@@ -180,6 +180,12 @@ impl Sequence {
         }
     }
 
+    /// Per generated token so far (when logprobs were requested): the chosen token's
+    /// probability and the final distribution's top tokens.
+    pub fn logprobs(&self) -> &[Sample] {
+        &self.logprobs
+    }
+
     /// The sampler (pipeline, RNG).
     pub fn sampler(&self) -> &SequenceSampler {
         &self.sampler

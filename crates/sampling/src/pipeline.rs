@@ -43,6 +43,24 @@ impl Pipeline {
         Ok(Self { spec, stages })
     }
 
+    /// `first`'s stages followed by `then`'s, as one pipeline called `name` (weight 1): the
+    /// built stages are moved, not rebuilt (a stage that shares state between clones, such as
+    /// a learned sampler's weights, keeps sharing it), and the spec is the two lists joined.
+    pub fn chain(name: &str, first: Pipeline, then: Pipeline) -> Pipeline {
+        let mut processors = first.spec.processors;
+        processors.extend(then.spec.processors);
+        let mut stages = first.stages;
+        stages.extend(then.stages);
+        Pipeline {
+            spec: PipelineSpec {
+                name: name.to_string(),
+                weight: 1.0,
+                processors,
+            },
+            stages,
+        }
+    }
+
     /// The pipeline's name.
     pub fn name(&self) -> &str {
         &self.spec.name
@@ -348,5 +366,44 @@ impl PipelineSet {
             .rev()
             .find(|p| p.weight() > 0.0)
             .unwrap_or(&self.pipelines[0]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_joins_stages_and_specs_in_order() {
+        let a = Pipeline::from_spec(PipelineSpec {
+            name: "a".into(),
+            weight: 3.0,
+            processors: vec![StageSpec::new("logit_bias", &[])],
+        })
+        .unwrap();
+        let b = Pipeline::from_spec(PipelineSpec {
+            name: "b".into(),
+            weight: 1.0,
+            processors: vec![
+                StageSpec::new("top_k", &[("top_k", 2.0)]),
+                StageSpec::new("temperature", &[("temperature", 0.5)]),
+            ],
+        })
+        .unwrap();
+        let c = Pipeline::chain("ab", a, b);
+        assert_eq!(c.name(), "ab");
+        assert_eq!(c.weight(), 1.0);
+        let names: Vec<&str> = c.stages().iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["logit_bias", "top_k", "temperature"]);
+        let spec_names: Vec<&str> = c
+            .spec()
+            .processors
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(spec_names, names);
+        // The joined spec builds the same pipeline again.
+        let again = Pipeline::from_spec(c.spec().clone()).unwrap();
+        assert_eq!(again.stages().len(), 3);
     }
 }

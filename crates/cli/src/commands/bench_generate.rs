@@ -59,7 +59,8 @@ fn greedy() -> Pipeline {
     .expect("valid")
 }
 
-const PROMPTS: [&str; 8] = [
+/// Short instructions used as prompts by the generation and serving benchmarks.
+pub(crate) const PROMPTS: [&str; 8] = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
     "Explain how photosynthesis works to a ten-year-old.",
     "List five tips for writing clean code, with one sentence each.",
