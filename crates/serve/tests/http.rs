@@ -578,3 +578,45 @@ async fn shutdown_cancels_in_flight_requests_with_an_error_and_returns() {
     // Nothing listens any more.
     assert!(c.get(s.url("/health")).send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dropping_a_whole_answer_request_cancels_it() {
+    use std::io::Write;
+    let Some(s) = TestServer::start(|_| {}).await else {
+        return;
+    };
+    let c = client();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = r#"{"prompt": "Write a long story.", "max_tokens": 1500, "min_tokens": 1500}"#;
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.write_all(
+        format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&c, &s.url("/metrics"), None).await;
+        if metric(&m, "adasamp_running_sequences") == 1.0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "never ran: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(sock);
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&c, &s.url("/metrics"), None).await;
+        if metric(&m, "adasamp_running_sequences") == 0.0 {
+            assert_eq!(metric(&m, "adasamp_cancelled_sequences_total"), 1.0, "{m}");
+            assert!(metric(&m, "adasamp_generated_tokens_total") < 1400.0, "{m}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "not cancelled: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
