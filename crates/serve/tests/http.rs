@@ -443,13 +443,25 @@ async fn a_seeded_request_is_the_same_alone_and_amid_7_others() {
             tokio::spawn(async move {
                 let body = json!({"messages": [{"role": "user",
                     "content": format!("Write item {i} of a shopping list.")}],
-                    "max_tokens": 20 + 3 * i, "seed": i, "temperature": 1.0});
+                    "max_tokens": 40 + 3 * i, "min_tokens": 40 + 3 * i, "seed": i,
+                    "temperature": 1.0});
                 post(&c, &url, &body.to_string(), None).await
             })
         })
         .collect();
-    // Let the others start first so the target joins a running batch.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The target joins a batch where the 7 others are running.
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&c, &s.url("/metrics"), None).await;
+        if metric(&m, "adasamp_running_sequences") == 7.0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the others never ran together: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (st, amid) = post(&c, &url, &target, None).await;
     assert_eq!(st, 200, "{amid}");
     for o in others {
