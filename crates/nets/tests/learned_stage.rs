@@ -188,3 +188,28 @@ fn learned_stage_rejects_non_finite_input_naming_the_row_and_token() {
     stage.apply(&mut row, &ctx).unwrap();
     assert!(row.values().iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn cloned_learned_stages_share_their_weights() {
+    let dir = tmp("shared");
+    let config = sn(16, 32, 2, 2, true);
+    let sampler = LearnedSampler::seeded(&config, 4, DType::F32, &Device::Cpu).unwrap();
+    sampler.save(&dir.join("ckpt")).unwrap();
+    let spec = adasamp_sampling::StageSpec::new("learned", &[]).with(
+        "checkpoint",
+        adasamp_sampling::spec::Value::String(dir.join("ckpt").to_string_lossy().into_owned()),
+    );
+    let stage = LearnedStage::from_spec(&spec, "p", 0).unwrap();
+    let copy = stage.clone();
+    assert!(std::sync::Arc::ptr_eq(
+        stage.sampler().weights(),
+        copy.sampler().weights()
+    ));
+    // A clone works without the checkpoint on disk: nothing is read again.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut c2 = copy.clone();
+    let mut row = Row::new();
+    row.load(&[0.5, 1.0, -1.0, 2.0], 0).unwrap();
+    c2.apply(&mut row, &Context::default()).unwrap();
+    assert!(row.values().iter().all(|v| v.is_finite()));
+}

@@ -82,6 +82,17 @@ impl ApiError {
         }
     }
 
+    /// 405: the route exists but not for this method.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: format!("{path} does not accept {method}"),
+            kind: "invalid_request_error",
+            param: None,
+            code: "method_not_allowed",
+        }
+    }
+
     /// 413: the body is larger than `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self {

@@ -132,9 +132,15 @@ pub fn parse(body: &Value, endpoint: Endpoint, limits: &Limits) -> Result<Parsed
             ),
         ));
     }
-    let seed = f
-        .i64_in("seed", |v| v >= 0, "must be ≥ 0")?
-        .map(|s| s as u64);
+    let seed = match f.raw("seed") {
+        None => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ApiError::invalid(
+                "seed",
+                format!("{} is not an integer in [0, 2^64)", describe(v)),
+            )
+        })?),
+    };
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.raw("stream_options") {
         None => false,
@@ -375,6 +381,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.max_tokens, 33);
+        let r = parse(
+            &json!({"prompt": "x", "seed": u64::MAX}),
+            Endpoint::Completions,
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(r.seed, Some(u64::MAX));
         assert_eq!(r.logprobs, None);
         let e = err(
             json!({"prompt": "x", "max_tokens": 101}),

@@ -63,6 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .with_state(state)
@@ -113,6 +114,11 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
 async fn not_found(req: Request) -> Response {
     let path: String = req.uri().path().chars().take(128).collect();
     ApiError::not_found(&path).into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let path: String = req.uri().path().chars().take(128).collect();
+    ApiError::method_not_allowed(req.method().as_str(), &path).into_response()
 }
 
 async fn health() -> Response {

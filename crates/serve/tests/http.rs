@@ -443,13 +443,25 @@ async fn a_seeded_request_is_the_same_alone_and_amid_7_others() {
             tokio::spawn(async move {
                 let body = json!({"messages": [{"role": "user",
                     "content": format!("Write item {i} of a shopping list.")}],
-                    "max_tokens": 20 + 3 * i, "seed": i, "temperature": 1.0});
+                    "max_tokens": 40 + 3 * i, "min_tokens": 40 + 3 * i, "seed": i,
+                    "temperature": 1.0});
                 post(&c, &url, &body.to_string(), None).await
             })
         })
         .collect();
-    // Let the others start first so the target joins a running batch.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The target joins a batch where the 7 others are running.
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&c, &s.url("/metrics"), None).await;
+        if metric(&m, "adasamp_running_sequences") == 7.0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the others never ran together: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (st, amid) = post(&c, &url, &target, None).await;
     assert_eq!(st, 200, "{amid}");
     for o in others {
@@ -577,4 +589,46 @@ async fn shutdown_cancels_in_flight_requests_with_an_error_and_returns() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     // Nothing listens any more.
     assert!(c.get(s.url("/health")).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dropping_a_whole_answer_request_cancels_it() {
+    use std::io::Write;
+    let Some(s) = TestServer::start(|_| {}).await else {
+        return;
+    };
+    let c = client();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = r#"{"prompt": "Write a long story.", "max_tokens": 1500, "min_tokens": 1500}"#;
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.write_all(
+        format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&c, &s.url("/metrics"), None).await;
+        if metric(&m, "adasamp_running_sequences") == 1.0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "never ran: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(sock);
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&c, &s.url("/metrics"), None).await;
+        if metric(&m, "adasamp_running_sequences") == 0.0 {
+            assert_eq!(metric(&m, "adasamp_cancelled_sequences_total"), 1.0, "{m}");
+            assert!(metric(&m, "adasamp_generated_tokens_total") < 1400.0, "{m}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "not cancelled: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
