@@ -66,7 +66,7 @@ wait_ready() {
 
 log "building adasamp (release)"
 cargo build --release -q -p adasamp-cli
-adasamp=target/release/adasamp
+adasamp="${CARGO_TARGET_DIR:-target}/release/adasamp"
 llama_bin=$(benches/peers/llama-server.sh | tail -n 1)
 
 bench() {

@@ -125,7 +125,10 @@ pub fn run(a: &BenchServeArgs) -> Result<()> {
     let client = reqwest::Client::builder()
         .no_proxy() // load goes straight to the server named, never through a proxy
         .connect_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(a.concurrency.iter().copied().max().unwrap_or(1))
+        // A fresh connection per request: a server may close an idle keep-alive connection just
+        // as a pooled one is reused (llama-server does), which would count as a failed request.
+        // On loopback a connect costs microseconds, far below the latencies measured.
+        .pool_max_idle_per_host(0)
         .build()
         .context("building the HTTP client")?;
 
