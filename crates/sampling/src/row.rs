@@ -36,11 +36,16 @@ pub struct Row {
 /// the error (with the first offending token). The one check every boundary that receives logits
 /// (rows loaded for sampling, rows a model returns, learned-stage outputs, training targets) calls.
 pub fn validate_logits(logits: &[f32], row: usize) -> Result<()> {
+    checked_max(logits, row).map(|_| ())
+}
+
+/// [`validate_logits`], returning the row's largest logit (finite) from the same single pass.
+pub fn checked_max(logits: &[f32], row: usize) -> Result<f32> {
     if logits.is_empty() {
         return Err(SamplingError::EmptyRow { row });
     }
-    let m = math::max(logits);
-    if m.is_nan() || logits.iter().any(|v| v.is_nan()) {
+    let (m, nan) = math::max_nan(logits);
+    if nan {
         let token = logits.iter().position(|v| v.is_nan()).unwrap_or(0);
         return Err(SamplingError::NanLogit { row, token });
     }
@@ -51,7 +56,7 @@ pub fn validate_logits(logits: &[f32], row: usize) -> Result<()> {
     if m == f32::NEG_INFINITY {
         return Err(SamplingError::AllMasked { row });
     }
-    Ok(())
+    Ok(m)
 }
 
 impl Row {
@@ -69,12 +74,8 @@ impl Row {
         self.ids.clear();
         // Buffers keep their capacity across rows: no reallocation, no zero-fill.
         self.vals.clear();
+        let m = checked_max(logits, row)?;
         self.vals.extend_from_slice(logits);
-        let (m, nan) = math::max_nan(&self.vals);
-        if nan || !(m > f32::NEG_INFINITY && m < f32::INFINITY) {
-            self.vals.clear();
-            return validate_logits(logits, row);
-        }
         self.max_cache = Some(m);
         Ok(())
     }

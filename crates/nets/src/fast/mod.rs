@@ -38,7 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use adasamp_sampling::math;
-use adasamp_sampling::row::validate_logits;
+use adasamp_sampling::row::checked_max;
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::SamplerConfig;
@@ -703,8 +703,8 @@ impl FastSampler {
 
     /// [`FastSampler::apply`] on row `index` of a batch (`index` names the row in errors).
     pub fn apply_row(&mut self, logits: &mut [f32], index: usize) -> Result<()> {
-        validate_logits(logits, index).map_err(|e| NetsError::logits("input logits", e))?;
-        let n = self.prepare(logits)?;
+        let m = checked_max(logits, index).map_err(|e| NetsError::logits("input logits", e))?;
+        let n = self.prepare(logits, m)?;
         let weights = self.weights.clone();
         let s = &mut self.scratch;
         s.out.grow(n);
@@ -783,11 +783,10 @@ impl FastSampler {
         Ok(())
     }
 
-    /// Writes (for a row already validated) `lp` of its kept tokens to `scratch.lp` (their ids to
+    /// Writes (for a row already validated, whose largest logit is `m`) `lp` of its kept tokens to `scratch.lp` (their ids to
     /// `scratch.ids` when some are masked) and `max lp` to `scratch.c[0]`; returns the number of
     /// kept tokens.
-    fn prepare(&mut self, z: &[f32]) -> Result<usize> {
-        let m = math::max(z);
+    fn prepare(&mut self, z: &[f32], m: f32) -> Result<usize> {
         let lse = math::sum_exp(z, m).ln() as f32;
         let s = &mut self.scratch;
         s.lp.grow(z.len());
