@@ -316,6 +316,19 @@ fn invalid_inputs_are_rejected() {
     assert!(e.contains("row 1"), "{e}");
 }
 
+/// The largest finite |x| of a tensor (0 when none is finite).
+fn finite_max_abs(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0, |m, x| m.max(x.abs()))
+}
+
 fn proptest_samplers() -> &'static Vec<LearnedSampler> {
     static S: OnceLock<Vec<LearnedSampler>> = OnceLock::new();
     S.get_or_init(|| {
@@ -343,7 +356,10 @@ proptest! {
             let out = s.forward(&z).unwrap();
             assert_masked_finite(&z, &out, &s.config().to_string());
             let d = check_equivariance(s, &z, seed ^ 0x5555);
-            prop_assert!(d <= 1e-5, "{}: {}", s.config(), d);
+            // f32 sums over the vocabulary in a permuted order round differently: the
+            // bound scales with the output's magnitude (large `sigma` gives |S(z)| ≫ 1).
+            let tol = 1e-5 * finite_max_abs(&out).max(1.0);
+            prop_assert!(d <= tol, "{}: {} > {}", s.config(), d, tol);
         }
     }
 }
