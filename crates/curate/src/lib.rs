@@ -1,0 +1,28 @@
+//! Curation: the data that tells a learned sampler which heuristic was best where
+//! (../shared/SPEC.md section 4, the Adaptive Sampling Networks workflow).
+//!
+//! The pipeline is a chain of stages over JSONL files of [`CandidateRecord`]s (the engine's
+//! record type; labels are added fields and every field a stage does not know survives):
+//!
+//! ```text
+//! prompts.jsonl ─ candidates ─▶ candidates.jsonl ─ verify ─▶ clean.jsonl
+//!     ─ label quality / diversity / overlap / verify ─▶ labelled.jsonl ─ score ─▶ train.jsonl
+//! ```
+//!
+//! * [`prompt`]: the prompt-file record (id, text, source, licence, which checks apply) and the
+//!   fields a candidate carries over from its prompt.
+//! * [`labels`]: the name of every field a stage adds, declared once.
+//! * [`stage`]: what every stage shares — resuming an output file after a kill (each record
+//!   exactly once, no partial line), appending whole lines, a progress bar, and the end-of-run
+//!   report of what was written and what was dropped and why.
+//!
+//! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
+//!
+//! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
+
+pub mod error;
+pub mod labels;
+pub mod prompt;
+pub mod stage;
+
+pub use error::{CurateError, Result};
