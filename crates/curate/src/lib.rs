@@ -24,5 +24,6 @@ pub mod error;
 pub mod labels;
 pub mod prompt;
 pub mod stage;
+pub mod verifiable;
 
 pub use error::{CurateError, Result};

