@@ -59,6 +59,8 @@ enum Command {
     /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
     /// /health, /metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Label candidate records for curation (SPEC 4).
+    Label(label::LabelArgs),
 }
 
 fn main() {
@@ -106,5 +108,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Label(a) => label::run(&a),
     }
 }

@@ -48,6 +48,17 @@ pub enum CurateError {
         /// What is wrong.
         message: String,
     },
+    /// An atomic file write failed.
+    #[error(transparent)]
+    File(#[from] adasamp_engine::files::FileError),
+    /// Public data could not be obtained or is not what was pinned.
+    #[error("fetching {what}: {message}")]
+    Fetch {
+        /// What was being fetched (a package and version).
+        what: String,
+        /// What went wrong, with what to do about it.
+        message: String,
+    },
     /// The decoding engine failed.
     #[error(transparent)]
     Engine(#[from] adasamp_engine::EngineError),

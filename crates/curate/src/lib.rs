@@ -11,10 +11,14 @@
 //!
 //! * [`prompt`]: the prompt-file record (id, text, source, licence, which checks apply) and the
 //!   fields a candidate carries over from its prompt.
+//! * [`prompt_sets`]: prompt files built from public data (MT-Bench, HumanEval, GSM-Symbolic,
+//!   IFEval-style), each record with source and licence.
 //! * [`labels`]: the name of every field a stage adds, declared once.
 //! * [`stage`]: what every stage shares — resuming an output file after a kill (each record
 //!   exactly once, no partial line), appending whole lines, a progress bar, and the end-of-run
 //!   report of what was written and what was dropped and why.
+//! * [`verifiable`]: the verifiable-reward checks (GSM8K, MATH, IFEval) and the `label verify`
+//!   stage.
 //!
 //! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
 //!
@@ -23,6 +27,7 @@
 pub mod error;
 pub mod labels;
 pub mod prompt;
+pub mod prompt_sets;
 pub mod stage;
 pub mod verifiable;
 

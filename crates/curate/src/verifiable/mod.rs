@@ -8,9 +8,11 @@
 //!
 //! A ground truth is read once into a [`Task`] (so a malformed one is an error before any
 //! generation is scored), then [`Task::score`] is a pure function of the generation.
+//! [`label`] is the `label verify` stage over a JSONL file of candidates.
 
 pub mod gsm8k;
 pub mod ifeval;
+pub mod label;
 pub mod language;
 pub mod math;
 pub mod rational;

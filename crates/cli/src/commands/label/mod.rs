@@ -1,0 +1,28 @@
+//! `adasamp label …`: the label stages of curation, one module each.
+
+pub mod verify;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+/// Options of `label`.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    #[command(subcommand)]
+    pub label: Label,
+}
+
+/// The label stages.
+#[derive(Debug, Subcommand)]
+pub enum Label {
+    /// Verifiable rewards: `verified` = 1 or 0 on records whose checks include `verifiable`
+    /// (GSM8K last number, MATH boxed answer, IFEval instructions); others copied unchanged.
+    Verify(verify::VerifyArgs),
+}
+
+/// Runs `label`.
+pub fn run(a: &LabelArgs) -> Result<()> {
+    match &a.label {
+        Label::Verify(v) => verify::run(v),
+    }
+}
