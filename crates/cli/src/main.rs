@@ -61,6 +61,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Label candidate records for curation (SPEC 4).
     Label(label::LabelArgs),
+    /// Prompt files from public data for curation: MT-Bench, HumanEval, GSM-Symbolic,
+    /// IFEval-style prompts, or a mixture.
+    Prompts(prompts::PromptsArgs),
 }
 
 fn main() {
@@ -109,5 +112,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze(a) => analyze::run(&a),
         Command::Serve(a) => serve::run(&a),
         Command::Label(a) => label::run(&a),
+        Command::Prompts(a) => prompts::run(&a),
     }
 }

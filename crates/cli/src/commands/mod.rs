@@ -12,6 +12,7 @@ pub mod grid;
 pub mod label;
 pub mod logits;
 pub mod model;
+pub mod prompts;
 pub mod sample;
 pub mod sampler;
 pub mod serve;
