@@ -24,8 +24,9 @@
 //! * language (`language:response_language`, and "in English" of `english_capital` /
 //!   `english_lowercase`): see [`super::language`] — some languages are refused as not
 //!   checkable when the ground truth is read;
-//! * keywords are matched literally (the reference compiles them as regular expressions;
-//!   IFEval's keywords are plain words), case-insensitively.
+//! * keywords, and a postscript marker other than `P.S.` / `P.P.S`, are matched literally and
+//!   case-insensitively (the reference compiles them as regular expressions; IFEval's are plain
+//!   words).
 
 use serde_json::{Map, Value};
 

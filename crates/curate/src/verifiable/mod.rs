@@ -69,7 +69,77 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Every ground truth of the shipped IFEval-style prompts, to run each instruction.
+    fn all_instructions() -> Vec<ifeval::Instructions> {
+        crate::prompt_sets::ifeval::load()
+            .unwrap()
+            .iter()
+            .map(|p| ifeval::parse_ground_truth(p.ground_truth.as_ref().unwrap()).unwrap())
+            .collect()
+    }
+
+    fn with_separators(n: i64) -> String {
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if n < 0 {
+            format!("-{out}")
+        } else {
+            out
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn checks_never_panic(text in prop_oneof![
+            "\\PC{0,120}",
+            "[a-z0-9 $*<>{}()\\\\\\[\\],.=/\n\"'-]{0,120}",
+            "[\\\\boxed{}frac0-9 .,$éあ-]{0,60}",
+        ]) {
+            let _ = gsm8k::numbers(&text);
+            let _ = math::extract_answer(&text);
+            let n = math::normalize(&text);
+            let _ = math::evaluate(&n);
+            let _ = math::equivalent(&text, "1");
+            for ins in all_instructions() {
+                let _ = ins.all_followed(&text);
+            }
+            for code in language::SUPPORTED {
+                let _ = language::is_language(&text, code);
+            }
+        }
+
+        #[test]
+        fn integers_with_separators_are_read_back(n in any::<i64>()) {
+            let text = format!("so the answer is {}.", with_separators(n));
+            prop_assert_eq!(gsm8k::last_number(&text), Some(rational::Rational::integer(i128::from(n))));
+        }
+
+        #[test]
+        fn fractions_equal_their_scaled_and_decimal_forms(a in -999i64..999, b in 1i64..999, k in 1i64..50) {
+            let frac = format!("\\frac{{{a}}}{{{b}}}");
+            let scaled = format!("{}/{}", a * k, b * k);
+            let other = format!("\\frac{{{}}}{{{b}}}", a + 1);
+            prop_assert!(math::equivalent(&frac, &scaled), "{} vs {}", frac, scaled);
+            prop_assert!(!math::equivalent(&frac, &other), "{} vs {}", frac, other);
+            if 1000 % b == 0 {
+                // b divides 1000: an exact decimal with three places
+                let milli = a * (1000 / b);
+                let sign = if milli < 0 { "-" } else { "" };
+                let dec = format!("{sign}{}.{:03}", milli.abs() / 1000, milli.abs() % 1000);
+                let dfrac = format!("\\dfrac{{{a}}}{{{b}}}");
+                prop_assert!(math::equivalent(&dfrac, &dec), "{} vs {}", dfrac, dec);
+            }
+        }
+    }
 
     #[test]
     fn dispatch_by_dataset() {
