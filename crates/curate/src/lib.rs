@@ -12,6 +12,8 @@
 //! * [`prompt`]: the prompt-file record (id, text, source, licence, which checks apply) and the
 //!   fields a candidate carries over from its prompt.
 //! * [`labels`]: the name of every field a stage adds, declared once.
+//! * [`index`]: a suffix-array index over a token corpus, and the overlap label (greedy
+//!   longest-match coverage) computed with it.
 //! * [`stage`]: what every stage shares — resuming an output file after a kill (each record
 //!   exactly once, no partial line), appending whole lines, a progress bar, and the end-of-run
 //!   report of what was written and what was dropped and why.
@@ -21,6 +23,7 @@
 //! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
 
 pub mod error;
+pub mod index;
 pub mod labels;
 pub mod prompt;
 pub mod stage;
