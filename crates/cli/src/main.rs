@@ -59,6 +59,12 @@ enum Command {
     /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
     /// /health, /metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Suffix-array index over a token corpus: build one, show it, count n-grams in it.
+    Index(index::IndexArgs),
+    /// Curation labels added to candidate records.
+    Label(label::LabelArgs),
+    /// Suffix-array build speed and count / longest-match latency of the token index.
+    BenchIndex(bench_index::BenchIndexArgs),
 }
 
 fn main() {
@@ -106,5 +112,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Index(a) => index::run(&a),
+        Command::Label(a) => label::run(&a),
+        Command::BenchIndex(a) => bench_index::run(&a),
     }
 }

@@ -52,6 +52,10 @@ pub fn tokenizer_sha256(t: &TextTokenizer) -> Result<String> {
 /// `tokenizer.json`, or a directory holding a `tokenizer.json`; `None` = the default model
 /// (fetched on first use; `log` receives its progress messages).
 pub fn load_tokenizer(path: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<LoadedTokenizer> {
+    // The index records where its tokenizer came from: an absolute path works from any
+    // directory later.
+    let absolute = path.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let path = absolute.as_deref();
     let (tokenizer, source) = match path {
         None => {
             let model = adasamp_engine::fetch::ensure_default_model(log)?;
