@@ -202,6 +202,31 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Long, repetitive documents over 1–3 symbols: deep suffix-array intervals, so the binary
+    /// searches (not only the direct comparison of a few candidates) decide every answer.
+    #[test]
+    fn deep_intervals_match_naive_scans(
+        k in 1u32..4,
+        docs in prop::collection::vec(prop::collection::vec(0u32..3, 50..400), 1..4),
+        queries in prop::collection::vec(prop::collection::vec(0u32..4, 5..30), 1..6),
+    ) {
+        let docs: Vec<Vec<u32>> = docs.iter().map(|d| d.iter().map(|&t| t % k).collect()).collect();
+        let (c, sa) = corpus_of(&docs, 4);
+        c.with_view(
+            &sa,
+            |v| {
+                check_all(&docs, &queries, 4, |g| v.count(g), |q| v.longest_prefix(q), |q, n| {
+                    adasamp_curate::index::greedy_coverage(q, n, |x| v.longest_prefix(x)).unwrap()
+                })
+            },
+            |_| Err(TestCaseError::fail("u16 expected")),
+        )?;
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
