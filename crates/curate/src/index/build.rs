@@ -255,7 +255,7 @@ pub fn write_index(
     let header = IndexHeader {
         format: FORMAT.into(),
         version: VERSION,
-        build_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+        build_id: format::hex(&id),
         token_width: TokenWidth::for_vocab(corpus.vocab_size),
         vocab_size: corpus.vocab_size,
         separator: corpus.vocab_size,

@@ -165,11 +165,7 @@ pub fn read_documents(
         }
     }
     Ok(FileDigest {
-        sha256: hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: crate::index::format::hex(&hasher.finalize()),
         bytes: total,
     })
 }

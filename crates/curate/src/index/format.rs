@@ -295,8 +295,11 @@ pub fn check_binary<'a>(
     }
     let id = header.build_id_bytes(header_path)?;
     if bytes[32..64] != id {
-        let hex: String = bytes[32..64].iter().map(|b| format!("{b:02x}")).collect();
-        return Err(mismatch("build id", header.build_id.clone(), hex));
+        return Err(mismatch(
+            "build id",
+            header.build_id.clone(),
+            hex(&bytes[32..64]),
+        ));
     }
     if found_len != expected_len {
         return Err(size_error(path, what, expected_len, found_len));
@@ -312,6 +315,11 @@ fn size_error(path: &Path, what: String, expected: u64, found: u64) -> CurateErr
         found,
     }
     .into()
+}
+
+/// Lowercase hex of `bytes` (hashes and build ids as the header writes them).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The path of `kind`'s file in index directory `dir`.

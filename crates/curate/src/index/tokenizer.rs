@@ -42,10 +42,7 @@ pub fn tokenizer_sha256(t: &TextTokenizer) -> Result<String> {
     let json = t.inner().to_string(false).map_err(|e| {
         adasamp_engine::EngineError::Tokenizer(format!("serialising the tokenizer: {e}"))
     })?;
-    Ok(Sha256::digest(json.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::index::format::hex(&Sha256::digest(json.as_bytes())))
 }
 
 /// Loads a tokenizer: from a `.gguf` model file (its `tokenizer.ggml.*` metadata), a
