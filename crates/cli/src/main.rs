@@ -64,6 +64,11 @@ enum Command {
     /// Prompt files from public data for curation: MT-Bench, HumanEval, GSM-Symbolic,
     /// IFEval-style prompts, or a mixture.
     Prompts(prompts::PromptsArgs),
+    /// Suffix-array index over a token corpus: build one, show it, count n-grams in it.
+    Index(index::IndexArgs),
+    /// Curation labels added to candidate records.
+    /// Suffix-array build speed and count / longest-match latency of the token index.
+    BenchIndex(bench_index::BenchIndexArgs),
 }
 
 fn main() {
@@ -113,5 +118,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(&a),
         Command::Label(a) => label::run(&a),
         Command::Prompts(a) => prompts::run(&a),
+        Command::Index(a) => index::run(&a),
+        Command::BenchIndex(a) => bench_index::run(&a),
     }
 }

@@ -62,6 +62,9 @@ pub enum CurateError {
     /// The decoding engine failed.
     #[error(transparent)]
     Engine(#[from] adasamp_engine::EngineError),
+    /// A token index is damaged, belongs to another build, or cannot be built.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
     /// A remote endpoint failed for good (after retries).
     #[error("{endpoint}: {message}")]
     Remote {
@@ -77,6 +80,13 @@ impl CurateError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }
+    }
+}
+
+impl From<adasamp_engine::files::FileError> for CurateError {
+    /// Atomic writes and hashing report through the engine's error (it names the path).
+    fn from(e: adasamp_engine::files::FileError) -> Self {
+        Self::Engine(e.into())
     }
 }
 

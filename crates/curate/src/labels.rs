@@ -33,6 +33,11 @@ pub const EMBEDDING_ENTROPY: &str = "embedding_entropy";
 /// `ln(max(embedding_entropy, 1e-9))`, the reference implementation's stored form.
 pub const LOG_EMBEDDING_ENTROPY: &str = "log_embedding_entropy";
 
+/// SHA-256 of the tokenizer that made `generation_tokens`
+/// ([`tokenizer_sha256`](crate::index::tokenizer_sha256)). `label overlap` scores the tokens as
+/// they are only when this is its index's tokenizer, and re-tokenizes the text otherwise.
+pub const TOKENIZER_SHA256: &str = "tokenizer_sha256";
+
 /// Tokens of the generation covered by greedy longest matches in the reference corpus.
 pub const OVERLAP_MATCHED: &str = "overlap_matched_tokens";
 /// `overlap_matched_tokens / generation tokens` (0 for an empty generation).

@@ -14,6 +14,8 @@
 //! * [`prompt_sets`]: prompt files built from public data (MT-Bench, HumanEval, GSM-Symbolic,
 //!   IFEval-style), each record with source and licence.
 //! * [`labels`]: the name of every field a stage adds, declared once.
+//! * [`index`]: a suffix-array index over a token corpus, and the overlap label (greedy
+//!   longest-match coverage) computed with it.
 //! * [`stage`]: what every stage shares — resuming an output file after a kill (each record
 //!   exactly once, no partial line), appending whole lines, a progress bar, and the end-of-run
 //!   report of what was written and what was dropped and why.
@@ -25,6 +27,7 @@
 //! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
 
 pub mod error;
+pub mod index;
 pub mod labels;
 pub mod prompt;
 pub mod prompt_sets;

@@ -3,12 +3,14 @@
 pub mod analyze;
 pub mod apply;
 pub mod bench_generate;
+pub mod bench_index;
 pub mod bench_sampler;
 pub mod bench_sampling;
 pub mod bench_serve;
 pub mod example;
 pub mod generate;
 pub mod grid;
+pub mod index;
 pub mod label;
 pub mod logits;
 pub mod model;

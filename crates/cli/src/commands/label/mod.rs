@@ -1,5 +1,6 @@
 //! `adasamp label …`: the label stages of curation, one module each.
 
+pub mod overlap;
 pub mod verify;
 
 use anyhow::Result;
@@ -18,11 +19,15 @@ pub enum Label {
     /// Verifiable rewards: `verified` = 1 or 0 on records whose checks include `verifiable`
     /// (GSM8K last number, MATH boxed answer, IFEval instructions); others copied unchanged.
     Verify(verify::VerifyArgs),
+    /// Greedy longest-match coverage of each generation by an indexed corpus (`adasamp index
+    /// build`): matched tokens, their fraction, and match → no-match breaks.
+    Overlap(overlap::OverlapArgs),
 }
 
 /// Runs `label`.
 pub fn run(a: &LabelArgs) -> Result<()> {
     match &a.label {
         Label::Verify(v) => verify::run(v),
+        Label::Overlap(o) => overlap::run(o),
     }
 }
