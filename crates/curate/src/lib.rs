@@ -20,6 +20,7 @@
 //!
 //! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
 
+pub mod diversity;
 pub mod error;
 pub mod labels;
 pub mod prompt;

@@ -1,0 +1,3 @@
+//! Diversity labels (placeholder module header, replaced below).
+pub mod bleu;
+pub mod tokenizer_13a;
