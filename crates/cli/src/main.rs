@@ -48,7 +48,7 @@ enum Command {
     /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
     /// (tensor `logits`, F32 [positions, V]): real rows for `bench-sampling --real` and `apply`.
     Logits(logits::LogitsArgs),
-    /// Manage models: fetch the default model, show a model's facts.
+    /// Manage models: fetch the default model or the sentence embedder, show a model's facts.
     Model(model::ModelArgs),
     /// Learned samplers: create one with seeded initial weights.
     Sampler(sampler::SamplerArgs),
@@ -59,6 +59,8 @@ enum Command {
     /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
     /// /health, /metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Label candidate records for curation (SPEC 4).
+    Label(label::LabelArgs),
 }
 
 fn main() {
@@ -106,5 +108,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Label(a) => label::run(&a),
     }
 }

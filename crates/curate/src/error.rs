@@ -51,6 +51,14 @@ pub enum CurateError {
     /// The decoding engine failed.
     #[error(transparent)]
     Engine(#[from] adasamp_engine::EngineError),
+    /// The sentence-embedding model could not be loaded or run.
+    #[error("embedder {path}: {message}")]
+    Embedder {
+        /// The model's directory or file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A remote endpoint failed for good (after retries).
     #[error("{endpoint}: {message}")]
     Remote {

@@ -9,6 +9,7 @@ pub mod bench_serve;
 pub mod example;
 pub mod generate;
 pub mod grid;
+pub mod label;
 pub mod logits;
 pub mod model;
 pub mod sample;
