@@ -107,9 +107,33 @@ fn num(r: &CandidateRecord, k: &str) -> Option<f64> {
     r.extra.get(k).and_then(Value::as_f64)
 }
 
-/// Equal up to JSON's round trip (serde_json's default float parsing may miss the last bit).
+/// Equal up to JSON's round trip (serde_json's default float parsing may miss the last bit, and
+/// a logarithm computed from a parsed value inherits that).
 fn same(a: Option<f64>, b: f64) -> bool {
     a.is_some_and(|a| (a - b).abs() <= 1e-14 * b.abs().max(1.0))
+}
+
+/// The same records in the same order: every field equal, the labels up to JSON's round trip.
+fn assert_same_records(a: &[CandidateRecord], b: &[CandidateRecord]) {
+    let labels = [
+        labels::SELF_BLEU,
+        labels::LOG_SELF_BLEU,
+        labels::EMBEDDING_ENTROPY,
+        labels::LOG_EMBEDDING_ENTROPY,
+    ];
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        let (mut x2, mut y2) = (x.clone(), y.clone());
+        for k in labels {
+            match num(y, k) {
+                Some(v) => assert!(same(num(x, k), v), "{:?} {k}", x.id),
+                None => assert!(num(x, k).is_none(), "{:?} {k}", x.id),
+            }
+            x2.extra.remove(k);
+            y2.extra.remove(k);
+        }
+        assert_eq!(x2, y2);
+    }
 }
 
 #[test]
@@ -192,7 +216,14 @@ fn labels_groups_reports_small_ones_and_resumes_after_a_kill() {
     std::fs::write(&out, torn).unwrap();
     let report = label_diversity(&inp, &out, &opts, &mut |_| {}).unwrap();
     assert_eq!((report.already_done, report.written), (4, 5));
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), full);
+    let resumed = read_records(&out).unwrap();
+    assert_same_records(&resumed, &got);
+    // The greedy group, written partly by each run, agrees with itself.
+    for r in &resumed[4..6] {
+        for k in [labels::SELF_BLEU, labels::EMBEDDING_ENTROPY] {
+            assert!(same(num(r, k), num(&resumed[3], k).unwrap()), "{k}");
+        }
+    }
 
     // A finished file: nothing to do, the embedder is not even needed.
     let missing = DiversityOptions {
@@ -251,6 +282,16 @@ fn nothing_to_embed_needs_no_embedder_and_bad_records_are_errors() {
         .unwrap()
         .iter()
         .all(|r| num(r, labels::SELF_BLEU).is_none()));
+
+    // Texts per embedding batch must be at least 1.
+    let zero = DiversityOptions {
+        batch_size: 0,
+        ..opts.clone()
+    };
+    let err = label_diversity(&inp, &dir.path().join("o0.jsonl"), &zero, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch_size = 0"), "{err}");
 
     // A record without its prompt id: a typed error naming the record and the field.
     let mut bad = records[0].clone();

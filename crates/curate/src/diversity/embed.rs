@@ -87,6 +87,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 #[derive(Deserialize)]
 struct SentenceBertConfig {
     max_seq_length: usize,
+    /// Lowercase texts before tokenizing (sentence-transformers' `do_lower_case`).
+    #[serde(default)]
+    do_lower_case: bool,
 }
 
 /// `1_Pooling/config.json` (the fields that decide the pooling).
@@ -107,6 +110,7 @@ pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
     max_seq_length: usize,
+    lowercase: bool,
     pad_id: u32,
     dim: usize,
     device: Device,
@@ -124,8 +128,9 @@ impl std::fmt::Debug for Embedder {
 }
 
 impl Embedder {
-    /// Loads a sentence-transformers BERT model directory. `max_seq_length` comes from
-    /// `sentence_bert_config.json` (else the model's `max_position_embeddings`); a
+    /// Loads a sentence-transformers BERT model directory. `max_seq_length` and
+    /// `do_lower_case` come from `sentence_bert_config.json` (else the model's
+    /// `max_position_embeddings`, no lowercasing); a
     /// `1_Pooling/config.json` asking for anything but mean pooling is refused.
     pub fn load(dir: &Path) -> Result<Self> {
         let bad = |message: String| CurateError::Embedder {
@@ -134,10 +139,11 @@ impl Embedder {
         };
         let config: Config = read_json(&dir.join("config.json"))?;
         let st_config = dir.join("sentence_bert_config.json");
-        let max_seq_length = if st_config.exists() {
-            read_json::<SentenceBertConfig>(&st_config)?.max_seq_length
+        let (max_seq_length, lowercase) = if st_config.exists() {
+            let c: SentenceBertConfig = read_json(&st_config)?;
+            (c.max_seq_length, c.do_lower_case)
         } else {
-            config.max_position_embeddings
+            (config.max_position_embeddings, false)
         };
         if max_seq_length < 2 || max_seq_length > config.max_position_embeddings {
             return Err(bad(format!(
@@ -186,6 +192,7 @@ impl Embedder {
             model,
             tokenizer,
             max_seq_length,
+            lowercase,
             pad_id,
             dim: config.hidden_size,
             device,
@@ -203,10 +210,16 @@ impl Embedder {
         self.max_seq_length
     }
 
-    /// The unit-length embeddings of `texts`, in order, computed `batch_size` texts per forward
-    /// pass (texts of similar token counts together, each batch padded to its longest).
+    /// The unit-length embeddings of `texts`, in order, computed `batch_size` (≥ 1) texts per
+    /// forward pass (texts of similar token counts together, each batch padded to its longest).
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let batch_size = batch_size.max(1);
+        if batch_size == 0 {
+            return Err(CurateError::BadParameter {
+                name: "batch_size".into(),
+                value: "0".into(),
+                message: "texts per embedding batch must be at least 1".into(),
+            });
+        }
         // Token counts decide the batches; one encoding per text, reused below.
         let mut encodings = Vec::with_capacity(texts.len());
         for t in texts {
@@ -234,9 +247,17 @@ impl Embedder {
     }
 
     /// The token ids the model sees for a text: stripped of surrounding (Python) whitespace,
-    /// special tokens added, truncated to [`Self::max_seq_length`].
+    /// lowercased when the model's `do_lower_case` says so, special tokens added, truncated to
+    /// [`Self::max_seq_length`].
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
         let text = text.trim_matches(is_python_whitespace);
+        let lowered;
+        let text = if self.lowercase {
+            lowered = text.to_lowercase();
+            lowered.as_str()
+        } else {
+            text
+        };
         let enc = self
             .tokenizer
             .encode(text, true)

@@ -9,14 +9,17 @@
 //!
 //! written on every member of the group.
 //!
-//! Every group is labelled by default, whatever its prompt's checks: self-BLEU is cheap, the
-//! embeddings are most of the cost (see the README's throughput), and `score` reads the labels
-//! only where the prompt's checks include `diversity`. [`DiversityOptions::only_checked`]
+//! Every group is labelled by default, whatever its prompt's checks: self-BLEU is cheap
+//! (thousands of records per CPU-second), the embeddings are nearly all the cost (about 4 to
+//! 17 records per CPU-second for 240 to 70 tokens; `examples/diversity_throughput.rs`), and
+//! `score` reads the labels only where the prompt's checks include `diversity`. [`DiversityOptions::only_checked`]
 //! labels only those groups. A group of fewer than two generations cannot be scored: its
 //! records are written without the labels and the report says which groups they were.
 //!
-//! Resumable per group: a rerun skips the records already in the output and writes the rest of
-//! a group (recomputing its values, which are deterministic) only once the group is computed.
+//! Resumable per group: a rerun skips the records already in the output; a group an interrupted
+//! run wrote in part gets the rest of its records with the labels of its members already
+//! written (so a group's members agree, up to a float's last bit through JSON); a group not
+//! started is computed whole before any of its records is written.
 
 pub mod bleu;
 pub mod embed;
@@ -27,9 +30,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use adasamp_engine::record::CandidateRecord;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::error::Result;
+use crate::error::{CurateError, Result};
 use crate::labels;
 use crate::prompt::Check;
 use crate::stage::{self, CandidateKey, StageReport};
@@ -62,18 +65,19 @@ impl GroupDiversity {
         })
     }
 
-    /// Writes the four labels into a record's `extra`.
-    pub fn write_to(&self, r: &mut CandidateRecord) {
-        let mut put = |k: &str, v: f64| {
-            r.extra.insert(k.into(), Value::from(v));
-        };
-        put(labels::SELF_BLEU, self.self_bleu);
-        put(labels::LOG_SELF_BLEU, log_floored(self.self_bleu));
-        put(labels::EMBEDDING_ENTROPY, self.embedding_entropy);
-        put(
-            labels::LOG_EMBEDDING_ENTROPY,
+    /// The four label fields: [`labels::SELF_BLEU`], [`labels::LOG_SELF_BLEU`],
+    /// [`labels::EMBEDDING_ENTROPY`], [`labels::LOG_EMBEDDING_ENTROPY`].
+    pub fn labels(&self) -> Map<String, Value> {
+        [
+            self.self_bleu,
+            log_floored(self.self_bleu),
+            self.embedding_entropy,
             log_floored(self.embedding_entropy),
-        );
+        ]
+        .into_iter()
+        .zip(LABELS)
+        .map(|(v, k)| (k.to_string(), Value::from(v)))
+        .collect()
     }
 }
 
@@ -163,6 +167,42 @@ fn name_list(names: &[String]) -> String {
     s
 }
 
+/// The four diversity labels, in the order they are written.
+const LABELS: [&str; 4] = [
+    labels::SELF_BLEU,
+    labels::LOG_SELF_BLEU,
+    labels::EMBEDDING_ENTROPY,
+    labels::LOG_EMBEDDING_ENTROPY,
+];
+
+/// How the records a group still needs get their labels.
+enum Plan {
+    /// Computed now from the whole group.
+    Compute,
+    /// Copied from a member an interrupted run already wrote (or, when that member has none,
+    /// left out), so a group's members agree (not recomputed with other batch padding).
+    Copy(Map<String, Value>),
+    /// Not labelled: fewer than two generations, or not asked for.
+    Unlabelled,
+}
+
+/// A group with records left to write.
+struct Pending<'a> {
+    group: &'a Group,
+    todo: Vec<usize>,
+    plan: Plan,
+}
+
+impl Pending<'_> {
+    /// Texts this group adds to an embedding batch.
+    fn texts(&self) -> usize {
+        match self.plan {
+            Plan::Compute => self.group.members.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Labels the records of `input` with their (prompt, pipeline) group's diversity and writes
 /// them to `output` (resuming what an earlier run wrote there); `log` gets progress messages
 /// (fetching and loading the embedder). Output order: group by group, in order of each
@@ -173,51 +213,68 @@ pub fn label_diversity(
     options: &DiversityOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<StageReport> {
+    if options.batch_size == 0 {
+        return Err(CurateError::BadParameter {
+            name: "batch_size".into(),
+            value: "0".into(),
+            message: "texts per embedding batch must be at least 1".into(),
+        });
+    }
     let records = stage::read_records(input)?;
     let mut report = StageReport::new("label diversity", output);
     report.read = records.len();
     let groups = group_records(&records, &mut report)?;
     let reopened = stage::reopen_output(output)?;
     let mut out = reopened.output;
-    let mut done = HashSet::new();
+    let mut done: HashMap<CandidateKey, &CandidateRecord> = HashMap::new();
     for r in &reopened.done {
-        done.insert(CandidateKey::of(r)?);
+        done.insert(CandidateKey::of(r)?, r);
     }
     report.already_done = reopened.done.len();
     if reopened.dropped_torn_line {
         report.note("cut a half-written last line left by an interrupted run");
     }
 
-    // What is left to write, per group, and whether it gets labels.
     let mut small = Vec::new();
     let mut unchecked = 0usize;
-    let mut work: Vec<(&Group, Vec<usize>, bool)> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for g in &groups {
-        let todo: Vec<usize> = g
-            .members
-            .iter()
-            .copied()
-            .filter(|&i| CandidateKey::of(&records[i]).is_ok_and(|k| !done.contains(&k)))
-            .collect();
+        let mut todo = Vec::new();
+        let mut written = None;
+        for &i in &g.members {
+            match done.get(&CandidateKey::of(&records[i])?) {
+                Some(r) => written = written.or(Some(*r)),
+                None => todo.push(i),
+            }
+        }
         if todo.is_empty() {
             continue;
         }
-        let label = if g.members.len() < 2 {
+        let plan = if let Some(r) = written {
+            let kept = LABELS
+                .iter()
+                .filter_map(|&k| Some((k.to_string(), r.extra.get(k)?.clone())))
+                .collect();
+            Plan::Copy(kept)
+        } else if g.members.len() < 2 {
             small.push(format!("{}/{}", g.prompt_id, g.pipeline));
-            false
+            Plan::Unlabelled
         } else if options.only_checked
             && !g.members.iter().any(|&i| asks_for_diversity(&records[i]))
         {
             unchecked += 1;
-            false
+            Plan::Unlabelled
         } else {
-            true
+            Plan::Compute
         };
-        work.push((g, todo, label));
+        pending.push(Pending {
+            group: g,
+            todo,
+            plan,
+        });
     }
 
-    let texts_to_embed: usize = work.iter().filter(|w| w.2).map(|w| w.0.members.len()).sum();
-    let embedder = if texts_to_embed > 0 {
+    let embedder = if pending.iter().any(|p| p.texts() > 0) {
         let dir = match &options.embedder {
             Some(d) => d.clone(),
             None => embed::ensure_default_embedder(log)?,
@@ -228,52 +285,62 @@ pub fn label_diversity(
         None
     };
 
-    let bar = stage::progress(work.iter().map(|w| w.1.len()).sum(), "records");
-    // Groups in chunks of about `batch_size` texts, embedded together.
-    let chunk_texts = options.batch_size.max(1) * 2;
-    let mut start = 0;
-    while start < work.len() {
-        let mut end = start;
+    let bar = stage::progress(pending.iter().map(|p| p.todo.len()).sum(), "records");
+    // Groups in chunks of about two batches of texts, embedded together (similar lengths
+    // share a batch).
+    let chunk_texts = options.batch_size * 2;
+    let mut rest = &pending[..];
+    while !rest.is_empty() {
+        let mut end = 0;
         let mut n = 0;
-        while end < work.len() && (n == 0 || n + work[end].0.members.len() <= chunk_texts) {
-            if work[end].2 {
-                n += work[end].0.members.len();
-            }
+        while end < rest.len() && (n == 0 || n + rest[end].texts() <= chunk_texts) {
+            n += rest[end].texts();
             end += 1;
         }
-        let chunk = &work[start..end];
+        let (chunk, next) = rest.split_at(end);
+        rest = next;
         let texts: Vec<&str> = chunk
             .iter()
-            .filter(|w| w.2)
-            .flat_map(|w| w.0.members.iter().map(|&i| records[i].generation.as_str()))
-            .collect();
-        let mut embeddings = match (&embedder, texts.is_empty()) {
-            (Some(e), false) => e.embed(&texts, options.batch_size)?,
-            _ => Vec::new(),
-        }
-        .into_iter();
-        for (g, todo, label) in chunk {
-            let values = if *label {
-                let texts: Vec<&str> = g
+            .filter(|p| p.texts() > 0)
+            .flat_map(|p| {
+                p.group
                     .members
                     .iter()
                     .map(|&i| records[i].generation.as_str())
-                    .collect();
-                let emb: Vec<Vec<f32>> = embeddings.by_ref().take(texts.len()).collect();
-                GroupDiversity::of(&texts, &emb)
-            } else {
-                None
+            })
+            .collect();
+        let mut embeddings = match &embedder {
+            Some(e) if !texts.is_empty() => e.embed(&texts, options.batch_size)?,
+            _ => Vec::new(),
+        }
+        .into_iter();
+        for p in chunk {
+            let values = match &p.plan {
+                Plan::Compute => {
+                    let texts: Vec<&str> = p
+                        .group
+                        .members
+                        .iter()
+                        .map(|&i| records[i].generation.as_str())
+                        .collect();
+                    let emb: Vec<Vec<f32>> = embeddings.by_ref().take(texts.len()).collect();
+                    GroupDiversity::of(&texts, &emb).map(|d| d.labels())
+                }
+                Plan::Copy(m) => Some(m.clone()),
+                Plan::Unlabelled => None,
             };
-            for &i in todo {
+            for &i in &p.todo {
                 let mut r = records[i].clone();
+                for k in LABELS {
+                    r.extra.remove(k);
+                }
                 if let Some(v) = &values {
-                    v.write_to(&mut r);
+                    r.extra.extend(v.clone());
                 }
                 out.append(&r)?;
                 bar.inc(1);
             }
         }
-        start = end;
     }
     bar.finish_and_clear();
     report.written = out.written();
