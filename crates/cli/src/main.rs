@@ -48,7 +48,7 @@ enum Command {
     /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
     /// (tensor `logits`, F32 [positions, V]): real rows for `bench-sampling --real` and `apply`.
     Logits(logits::LogitsArgs),
-    /// Manage models: fetch the default model, show a model's facts.
+    /// Manage models: fetch the default model or the sentence embedder, show a model's facts.
     Model(model::ModelArgs),
     /// Learned samplers: create one with seeded initial weights.
     Sampler(sampler::SamplerArgs),
@@ -66,7 +66,6 @@ enum Command {
     Prompts(prompts::PromptsArgs),
     /// Suffix-array index over a token corpus: build one, show it, count n-grams in it.
     Index(index::IndexArgs),
-    /// Curation labels added to candidate records.
     /// Suffix-array build speed and count / longest-match latency of the token index.
     BenchIndex(bench_index::BenchIndexArgs),
 }

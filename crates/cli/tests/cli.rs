@@ -323,3 +323,71 @@ fn generate_prompts_file_is_resumable() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
 }
+
+/// A candidate record line for the label stages.
+fn candidate_line(prompt_id: &str, pipeline: &str, seed: u64, generation: &str) -> String {
+    serde_json::json!({
+        "id": format!("{prompt_id}/{pipeline}/s{seed}"),
+        "prompt": "Tell a story.",
+        "system_prompt": null,
+        "generation": generation,
+        "sampler_info": {"name": pipeline, "config": {"name": pipeline, "processors": []}},
+        "seed": seed,
+        "prompt_id": prompt_id,
+        "checks": ["diversity"],
+    })
+    .to_string()
+        + "\n"
+}
+
+#[test]
+fn label_diversity_through_the_cli() {
+    let d = tmpdir("label-diversity");
+    let input = d.join("clean.jsonl");
+    let output = d.join("labelled.jsonl");
+    let lines = [
+        candidate_line("q1", "t1", 0, "The sea was calm and the boat drifted home."),
+        candidate_line("q1", "t1", 1, "A storm rose over the harbour."),
+        candidate_line("q2", "t1", 0, "Alone in its group."),
+    ];
+    std::fs::write(&input, lines.concat()).unwrap();
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+
+    // An embedder directory that is not there: a clear error naming it.
+    let missing = d.join("no-model");
+    let out = adasamp(&[
+        "label",
+        "diversity",
+        "--input",
+        i,
+        "--output",
+        o,
+        "--embedder",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-model"), "{}", stderr(&out));
+
+    let embedder = adasamp_engine::fetch::home()
+        .join("all-MiniLM-L6-v2")
+        .join("model.safetensors");
+    if !embedder.exists() {
+        eprintln!("note: the default embedder is absent; run `adasamp model fetch embedder` to enable the rest");
+        return;
+    }
+    let _ = std::fs::remove_file(&output);
+    let out = adasamp(&["label", "diversity", "--input", i, "--output", o]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("label diversity: read 3, wrote 3") && err.contains("q2/t1"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&output).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows[0]["self_bleu"].is_f64() && rows[1]["embedding_entropy"].is_f64());
+    assert!(rows[2].get("self_bleu").is_none());
+}

@@ -65,6 +65,14 @@ pub enum CurateError {
     /// A token index is damaged, belongs to another build, or cannot be built.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// The sentence-embedding model could not be loaded or run.
+    #[error("embedder {path}: {message}")]
+    Embedder {
+        /// The model's directory or file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A remote endpoint failed for good (after retries).
     #[error("{endpoint}: {message}")]
     Remote {

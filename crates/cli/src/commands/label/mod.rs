@@ -1,5 +1,6 @@
 //! `adasamp label …`: the label stages of curation, one module each.
 
+pub mod diversity;
 pub mod overlap;
 pub mod verify;
 
@@ -22,6 +23,10 @@ pub enum Label {
     /// Greedy longest-match coverage of each generation by an indexed corpus (`adasamp index
     /// build`): matched tokens, their fraction, and match → no-match breaks.
     Overlap(overlap::OverlapArgs),
+    /// Diversity across seeds per (prompt, pipeline): self-BLEU (sacreBLEU sentence BLEU of
+    /// each generation against the others) and embedding entropy (all-MiniLM-L6-v2), raw and
+    /// `log_` forms, on every member of the group.
+    Diversity(diversity::DiversityArgs),
 }
 
 /// Runs `label`.
@@ -29,5 +34,6 @@ pub fn run(a: &LabelArgs) -> Result<()> {
     match &a.label {
         Label::Verify(v) => verify::run(v),
         Label::Overlap(o) => overlap::run(o),
+        Label::Diversity(d) => diversity::run(d),
     }
 }
