@@ -91,12 +91,5 @@ impl CurateError {
     }
 }
 
-impl From<adasamp_engine::files::FileError> for CurateError {
-    /// Atomic writes and hashing report through the engine's error (it names the path).
-    fn from(e: adasamp_engine::files::FileError) -> Self {
-        Self::Engine(e.into())
-    }
-}
-
 /// Result of a curation stage.
 pub type Result<T, E = CurateError> = std::result::Result<T, E>;
