@@ -233,7 +233,10 @@ mod tests {
             let l = reg.get("learned_ref").unwrap();
             assert_eq!(l.kind, SamplerKind::Learned);
             assert_eq!(l.pipeline.stages()[0].name(), "learned");
-            assert!(l.public_config().is_none(), "a checkpoint path stays private");
+            assert!(
+                l.public_config().is_none(),
+                "a checkpoint path stays private"
+            );
         }
         // A second file installing the same name is refused, naming it.
         std::fs::write(
