@@ -16,13 +16,19 @@
 //!   exactly once, no partial line), appending whole lines, a progress bar, and the end-of-run
 //!   report of what was written and what was dropped and why.
 //!
+//! * [`candidates`]: every (prompt, pipeline, seed) generated once, on this machine or on a
+//!   fleet of OpenAI-compatible servers.
+//! * [`verify`]: keeps the prompts whose candidates are complete, reports the others.
+//!
 //! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
 //!
 //! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
 
+pub mod candidates;
 pub mod error;
 pub mod labels;
 pub mod prompt;
 pub mod stage;
+pub mod verify;
 
-pub use error::{CurateError, Result};
+pub use error::{CurateError, Refusal, Result};
