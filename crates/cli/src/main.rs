@@ -59,6 +59,12 @@ enum Command {
     /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
     /// /health, /metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Curation: generate every (prompt, pipeline, seed) of a prompt file × a grid once, on this
+    /// machine or on OpenAI-compatible servers; resumable JSONL.
+    Candidates(Box<candidates::CandidatesArgs>),
+    /// Curation: keep the prompts whose candidates are complete (every pipeline × every seed,
+    /// each once) in a clean file; report what is missing or duplicated per prompt.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() {
@@ -106,5 +112,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Candidates(a) => candidates::run(&a),
+        Command::Verify(a) => verify::run(&a),
     }
 }
