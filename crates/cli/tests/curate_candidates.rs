@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -108,6 +107,27 @@ fn clean_run() -> &'static BTreeMap<String, CandidateRecord> {
     })
 }
 
+/// Runs adasamp with `args` in `dir`; once `out` holds `n` complete lines, calls `meanwhile`
+/// with the running process, then waits for it to end.
+fn run_interrupted(
+    dir: &Path,
+    args: &[String],
+    out: &Path,
+    n: usize,
+    meanwhile: impl FnOnce(&mut Child),
+) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lines(out, n, &mut child);
+    meanwhile(&mut child);
+    child.wait_with_output().unwrap()
+}
+
 /// Waits until `path` holds at least `n` complete lines (or `child` ended, or 300 s passed).
 fn wait_for_lines(path: &Path, n: usize, child: &mut Child) {
     let t0 = Instant::now();
@@ -147,17 +167,11 @@ fn candidates_resume_after_a_kill_and_verify_keeps_complete_prompts() {
     // A run killed after its first records (one sequence at a time, so they come one by one),
     // then a torn last line as a kill mid-write leaves it.
     let dir = inputs("cand-kill");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(candidates_args(&dir, "out.jsonl", &["--batch-size", "1"]))
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let out = dir.join("out.jsonl");
-    wait_for_lines(&out, 2, &mut child);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let args = candidates_args(&dir, "out.jsonl", &["--batch-size", "1"]);
+    run_interrupted(&dir, &args, &out, 2, |c| {
+        let _ = c.kill();
+    });
     let bytes = std::fs::read(&out).unwrap();
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let whole = bytes[..complete].iter().filter(|&&b| b == b'\n').count();
@@ -248,31 +262,16 @@ struct Server {
 
 impl Server {
     fn start(samplers: Option<&Path>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_adasamp"));
-        cmd.args(["serve", "--port", "0", "--max-seq-len", "512"]);
+        let mut args = vec!["--max-seq-len", "512"];
         if let Some(s) = samplers {
-            cmd.arg("--samplers").arg(s);
+            args.push("--samplers");
+            args.push(s.to_str().unwrap());
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run adasamp serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(a) = l.strip_prefix("listening on ") {
-                        break a.trim().to_string();
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!("adasamp serve ended before listening");
-                }
-            }
-        };
-        Server { child, url }
+        let (child, addr) = common::start_server(&args);
+        Server {
+            child,
+            url: format!("http://{addr}"),
+        }
     }
 
     fn kill(&mut self) {
@@ -365,22 +364,14 @@ fn openai_backend_against_adasamp_serve() {
 
     // Two servers with the grid installed; one dies after the first records: the other
     // finishes its work, and the records are the local run's.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(openai_args(
-            &dir,
-            "two.jsonl",
-            &[&a.url, &b.url],
-            &["--max-concurrency", "1"],
-        ))
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let two = dir.join("two.jsonl");
-    wait_for_lines(&two, 1, &mut child);
-    b.kill();
-    let o = child.wait_with_output().unwrap();
+    let args = openai_args(
+        &dir,
+        "two.jsonl",
+        &[&a.url, &b.url],
+        &["--max-concurrency", "1"],
+    );
+    let o = run_interrupted(&dir, &args, &two, 1, |_| b.kill());
     let err = common::stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -390,22 +381,9 @@ fn openai_backend_against_adasamp_serve() {
     assert_eq!(generations(&by_id(&two)), generations(clean));
 
     // One server only, killed mid-run: a clear failure; a rerun on a new server completes it.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(openai_args(
-            &dir,
-            "one.jsonl",
-            &[&a.url],
-            &["--max-concurrency", "2"],
-        ))
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let one = dir.join("one.jsonl");
-    wait_for_lines(&one, 1, &mut child);
-    a.kill();
-    let o = child.wait_with_output().unwrap();
+    let args = openai_args(&dir, "one.jsonl", &[&a.url], &["--max-concurrency", "2"]);
+    let o = run_interrupted(&dir, &args, &one, 1, |_| a.kill());
     let err = common::stderr(&o);
     assert!(!o.status.success(), "{err}");
     assert!(

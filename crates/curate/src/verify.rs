@@ -251,36 +251,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use crate::labels;
-    use adasamp_engine::record::SamplerInfo;
-    use adasamp_sampling::PipelineSpec;
-    use serde_json::Map;
-
-    fn rec(prompt_id: &str, pipeline: &str, seed: u64) -> CandidateRecord {
-        let mut extra = Map::new();
-        extra.insert(labels::PROMPT_ID.into(), prompt_id.into());
-        CandidateRecord {
-            id: Some(format!("{prompt_id}/{pipeline}/s{seed}")),
-            prompt: "p".into(),
-            system_prompt: None,
-            raw: false,
-            generation: format!("g{seed}"),
-            generation_tokens: None,
-            sampler_info: SamplerInfo {
-                name: pipeline.into(),
-                config: PipelineSpec {
-                    name: pipeline.into(),
-                    weight: 1.0,
-                    processors: Vec::new(),
-                },
-                extra: Map::new(),
-            },
-            seed: Some(seed),
-            finish_reason: None,
-            usage: None,
-            logprobs: None,
-            extra,
-        }
-    }
+    use crate::stage::tests::rec;
 
     fn expected() -> Expected {
         Expected {
