@@ -15,14 +15,15 @@
 
 pub mod local;
 pub mod remote;
+pub mod same_pipeline;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
 use adasamp_engine::record::{CandidateRecord, SamplerInfo};
 use adasamp_engine::{FinishReason, Usage};
-use adasamp_sampling::PipelineSet;
+use adasamp_sampling::{PipelineSet, PipelineSpec};
 
 use crate::error::{CurateError, Result};
 use crate::prompt::PromptRecord;
@@ -187,9 +188,32 @@ pub fn run(set: &CandidateSet, backend: &mut Backend<'_>, output: &Path) -> Resu
             "cut an incomplete last line left by an interrupted run (its record is generated again)",
         );
     }
+    let grid: HashMap<&str, &PipelineSpec> = set
+        .pipelines
+        .pipelines()
+        .iter()
+        .map(|p| (p.name(), p.spec()))
+        .collect();
     let mut done = HashSet::new();
     for r in &reopened.done {
         done.insert(CandidateKey::of(r)?);
+        // A record of a pipeline the grid now defines otherwise would mix two samplers
+        // under one name.
+        if let Some(p) = grid.get(r.sampler_info.name.as_str()) {
+            if let Err((stage, why)) = same_pipeline::same_spec(p, &r.sampler_info.config) {
+                return Err(CurateError::BadField {
+                    id: crate::stage::record_name(r),
+                    field: "sampler_info.config".into(),
+                    message: format!(
+                        "{} already holds pipeline `{}` as another configuration ({}{why}); \
+                         write to another output file",
+                        output.display(),
+                        p.name,
+                        stage.map(|s| format!("stage `{s}`: ")).unwrap_or_default()
+                    ),
+                });
+            }
+        }
     }
     let all: Vec<Job> = set.jobs().collect();
     let planned: HashSet<CandidateKey> = all.iter().map(|&j| set.key(j)).collect();
@@ -315,6 +339,70 @@ mod tests {
             },
         );
         assert_eq!(own.system_prompt.as_deref(), Some("Be terse."));
+    }
+
+    /// A backend that is never reached (nothing listens on port 1).
+    fn unreachable() -> Backend<'static> {
+        let mut c = RemoteConfig::new(vec!["http://127.0.0.1:1".into()]);
+        c.attempts = 1;
+        Backend::Remote(RemoteBackend::new(c).unwrap())
+    }
+
+    fn outcome(text: &str) -> Outcome {
+        Outcome {
+            text: text.into(),
+            tokens: None,
+            finish_reason: Some(FinishReason::Eos),
+            usage: None,
+        }
+    }
+
+    #[test]
+    fn a_finished_file_needs_no_backend() {
+        let set = tiny_set(1);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("c.jsonl");
+        let mut text = Vec::new();
+        for j in set.jobs() {
+            adasamp_engine::record::write_record(&mut text, &set.record(j, outcome("x"))).unwrap();
+        }
+        std::fs::write(&out, text).unwrap();
+        let report = run(&set, &mut unreachable(), &out).unwrap();
+        assert_eq!(
+            (report.read, report.already_done, report.written),
+            (4, 4, 0)
+        );
+    }
+
+    #[test]
+    fn a_pipeline_redefined_since_the_records_were_written_is_refused() {
+        let set = tiny_set(1);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("c.jsonl");
+        let mut r = set.record(set.jobs().next().unwrap(), outcome("x"));
+        r.sampler_info.config.processors[0] =
+            adasamp_sampling::StageSpec::new("temperature", &[("temperature", 0.8)]);
+        let mut text = Vec::new();
+        adasamp_engine::record::write_record(&mut text, &r).unwrap();
+        std::fs::write(&out, &text).unwrap();
+        let e = run(&set, &mut unreachable(), &out).unwrap_err().to_string();
+        assert!(
+            e.contains("a/t07/s0") && e.contains("`t07`") && e.contains("0.8"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), text, "nothing written");
+    }
+
+    #[test]
+    fn no_healthy_endpoint_is_a_clear_error() {
+        let set = tiny_set(1);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("c.jsonl");
+        let e = run(&set, &mut unreachable(), &out).unwrap_err().to_string();
+        assert!(
+            e.contains("no endpoint is healthy") && e.contains("127.0.0.1:1"),
+            "{e}"
+        );
     }
 
     #[test]

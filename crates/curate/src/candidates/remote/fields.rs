@@ -17,9 +17,10 @@
 
 use std::collections::BTreeMap;
 
-use adasamp_sampling::spec::Value as YamlValue;
 use adasamp_sampling::{FieldOrder, PipelineSpec, SamplingConfig, SamplingError};
 use serde_json::{json, Map, Value};
+
+use crate::candidates::same_pipeline::same_pipeline;
 
 /// A sampler installed on an adasamp server, as `GET /v1/samplers` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +41,7 @@ pub enum ServerKind {
 }
 
 /// Why a pipeline cannot be sent: the stage at fault (if one is) and the reason.
-pub type NotExpressible = (Option<String>, String);
+pub type NotExpressible = crate::candidates::same_pipeline::Difference;
 
 /// The sampling fields of a request that runs `spec` exactly on a server of `kind`.
 pub fn request_fields(
@@ -82,7 +83,7 @@ pub fn request_fields(
         }
         ServerKind::Adasamp(installed) => {
             if let Some(inst) = installed.get(&spec.name) {
-                return same_pipeline(spec, inst)
+                return same_pipeline(spec, &inst.stages, inst.config.as_ref())
                     .map(|()| flat_fields(&SamplingConfig::default(), Some(&spec.name)))
                     .map_err(|(stage, why)| {
                         (
@@ -137,66 +138,6 @@ fn flat_fields(c: &SamplingConfig, sampler: Option<&str>) -> Map<String, Value> 
         m.insert("sampler".into(), json!(name));
     }
     m
-}
-
-/// Whether the installed sampler is `spec`: the same stages in the same order, and the same
-/// parameters when the server shows them (numbers compared as numbers).
-fn same_pipeline(spec: &PipelineSpec, inst: &InstalledSampler) -> Result<(), NotExpressible> {
-    let ours: Vec<&str> = spec.processors.iter().map(|s| s.name.as_str()).collect();
-    let theirs: Vec<&str> = inst.stages.iter().map(String::as_str).collect();
-    if ours != theirs {
-        let k = ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
-        return Err((
-            ours.get(k).map(|s| s.to_string()),
-            format!(
-                "its stages are [{}], ours [{}]",
-                theirs.join(", "),
-                ours.join(", ")
-            ),
-        ));
-    }
-    let Some(config) = &inst.config else {
-        return Ok(());
-    };
-    for (a, b) in spec.processors.iter().zip(&config.processors) {
-        let same = a.params.len() == b.params.len()
-            && a.params
-                .iter()
-                .all(|(k, v)| b.params.get(k).is_some_and(|w| same_value(v, w)));
-        if !same {
-            return Err((
-                Some(a.name.clone()),
-                format!(
-                    "its parameters are {}, ours {}",
-                    show(&b.params),
-                    show(&a.params)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Parameters as one-line text.
-fn show(params: &BTreeMap<String, YamlValue>) -> String {
-    serde_json::to_string(params).unwrap_or_else(|_| format!("{params:?}"))
-}
-
-/// Equal values, numbers compared by value (`1` = `1.0`).
-fn same_value(a: &YamlValue, b: &YamlValue) -> bool {
-    match (a, b) {
-        (YamlValue::Number(x), YamlValue::Number(y)) => x.as_f64() == y.as_f64(),
-        (YamlValue::Sequence(x), YamlValue::Sequence(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
-        }
-        (YamlValue::Mapping(x), YamlValue::Mapping(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same_value(k1, k2) && same_value(v1, v2))
-        }
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]
