@@ -297,6 +297,13 @@ fn openai_args(dir: &Path, out: &str, endpoints: &[&str], extra: &[&str]) -> Vec
     a
 }
 
+/// `args` with the grid file replaced by `grid`.
+fn with_grid(mut args: Vec<String>, grid: &str) -> Vec<String> {
+    let g = args.iter().position(|x| x == "samplers/grid.yaml").unwrap();
+    args[g] = grid.into();
+    args
+}
+
 /// The generation and how it ended, per id (what a server reports; the token ids it does not).
 fn generations(
     m: &BTreeMap<String, CandidateRecord>,
@@ -350,10 +357,8 @@ fn openai_backend_against_adasamp_serve() {
         "pipelines:\n  - name: eps\n    processors: [{name: temperature, params: {temperature: 0.7}}, {name: epsilon, params: {epsilon: 0.001}}]\n",
     )
     .unwrap();
-    let mut args = openai_args(&dir, "refused.jsonl", &[&a.url], &["--remote", "generic"]);
-    let g = args.iter().position(|x| x == "samplers/grid.yaml").unwrap();
-    args[g] = "eps.yaml".into();
-    let o = run_in(&dir, &args);
+    let args = openai_args(&dir, "refused.jsonl", &[&a.url], &["--remote", "generic"]);
+    let o = run_in(&dir, &with_grid(args, "eps.yaml"));
     let err = common::stderr(&o);
     assert!(
         !o.status.success()
@@ -361,6 +366,20 @@ fn openai_backend_against_adasamp_serve() {
             && err.contains("vLLM"),
         "{err}"
     );
+
+    // A pipeline not installed but flat goes as sampling fields, with the local run's result.
+    std::fs::write(
+        dir.join("flat.yaml"),
+        &GRID[..GRID.find("  - name: temp0.8").unwrap()],
+    )
+    .unwrap();
+    let args = openai_args(&dir, "flat.jsonl", &[&bare.url], &[]);
+    let o = run_in(&dir, &with_grid(args, "flat.yaml"));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let flat = generations(&by_id(&dir.join("flat.jsonl")));
+    let mut want = generations(clean);
+    want.retain(|id, _| id.contains("/temp0.7/"));
+    assert_eq!((flat.len(), flat), (4, want));
 
     // Two servers with the grid installed; one dies after the first records: the other
     // finishes its work, and the records are the local run's.
