@@ -68,6 +68,12 @@ enum Command {
     Index(index::IndexArgs),
     /// Suffix-array build speed and count / longest-match latency of the token index.
     BenchIndex(bench_index::BenchIndexArgs),
+    /// Curation: generate every (prompt, pipeline, seed) of a prompt file × a grid once, on this
+    /// machine or on OpenAI-compatible servers; resumable JSONL.
+    Candidates(Box<candidates::CandidatesArgs>),
+    /// Curation: keep the prompts whose candidates are complete (every pipeline × every seed,
+    /// each once) in a clean file; report what is missing or duplicated per prompt.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() {
@@ -119,5 +125,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prompts(a) => prompts::run(&a),
         Command::Index(a) => index::run(&a),
         Command::BenchIndex(a) => bench_index::run(&a),
+        Command::Candidates(a) => candidates::run(&a),
+        Command::Verify(a) => verify::run(&a),
     }
 }

@@ -73,6 +73,9 @@ pub enum CurateError {
         /// What went wrong.
         message: String,
     },
+    /// Pipelines a remote server cannot run exactly, refused before any request is sent.
+    #[error("{}", refusals_text(.0))]
+    Refused(Vec<Refusal>),
     /// A remote endpoint failed for good (after retries).
     #[error("{endpoint}: {message}")]
     Remote {
@@ -81,6 +84,40 @@ pub enum CurateError {
         /// What happened.
         message: String,
     },
+}
+
+/// Why one pipeline cannot be sent to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The stage at fault, if one is (`None`: the pipeline as a whole).
+    pub stage: Option<String>,
+    /// The endpoint.
+    pub endpoint: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pipeline `{}`", self.pipeline)?;
+        if let Some(s) = &self.stage {
+            write!(f, ", stage `{s}`")?;
+        }
+        write!(f, " on {}: {}", self.endpoint, self.reason)
+    }
+}
+
+fn refusals_text(r: &[Refusal]) -> String {
+    let mut s = format!(
+        "{} pipeline(s) cannot be run exactly by the remote server(s); nothing was sent:",
+        r.len()
+    );
+    for x in r {
+        s.push_str(&format!("\n  {x}"));
+    }
+    s
 }
 
 impl CurateError {

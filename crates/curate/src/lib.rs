@@ -21,11 +21,15 @@
 //!   report of what was written and what was dropped and why.
 //! * [`verifiable`]: the verifiable-reward checks (GSM8K, MATH, IFEval) and the `label verify`
 //!   stage.
+//! * [`candidates`]: every (prompt, pipeline, seed) generated once, on this machine or on a
+//!   fleet of OpenAI-compatible servers.
+//! * [`verify`]: keeps the prompts whose candidates are complete, reports the others.
 //!
 //! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
 //!
 //! [`CandidateRecord`]: adasamp_engine::record::CandidateRecord
 
+pub mod candidates;
 pub mod diversity;
 pub mod error;
 pub mod index;
@@ -34,5 +38,6 @@ pub mod prompt;
 pub mod prompt_sets;
 pub mod stage;
 pub mod verifiable;
+pub mod verify;
 
-pub use error::{CurateError, Result};
+pub use error::{CurateError, Refusal, Result};

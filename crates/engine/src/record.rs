@@ -304,7 +304,8 @@ pub fn resume_jsonl(path: &Path) -> Result<Resumed, RecordError> {
         path: path.to_path_buf(),
         source,
     };
-    let text = match std::fs::read_to_string(path) {
+    // Bytes, not text: a writer killed mid-line may have cut a character in two.
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Resumed {
@@ -314,8 +315,8 @@ pub fn resume_jsonl(path: &Path) -> Result<Resumed, RecordError> {
         }
         Err(e) => return Err(io(e)),
     };
-    let complete = text.rfind('\n').map_or(0, |i| i + 1);
-    let dropped_torn_line = complete < text.len();
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let dropped_torn_line = complete < bytes.len();
     if dropped_torn_line {
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -324,8 +325,14 @@ pub fn resume_jsonl(path: &Path) -> Result<Resumed, RecordError> {
         f.set_len(complete as u64).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
+    let text = std::str::from_utf8(&bytes[..complete]).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
+    })?;
     Ok(Resumed {
-        records: parse_jsonl(&text[..complete], &path.display().to_string())?,
+        records: parse_jsonl(text, &path.display().to_string())?,
         dropped_torn_line,
     })
 }
@@ -513,6 +520,15 @@ mod tests {
         assert_eq!(ids, ["a-s0", "a-s1"]);
         // a whole record without its newline is cut too (and written again by the caller)
         std::fs::write(&p, format!("{GOOD}\n{GOOD}")).unwrap();
+        let r = resume_jsonl(&p).unwrap();
+        assert!(r.dropped_torn_line);
+        assert_eq!(r.records.len(), 1);
+        // a line cut inside a character (a kill mid-write) is cut off too
+        let accented = GOOD.replace(r#""generation":"g""#, r#""generation":"é""#);
+        let cut = accented.find('é').unwrap() + 1;
+        let mut bytes = format!("{GOOD}\n").into_bytes();
+        bytes.extend_from_slice(&accented.as_bytes()[..cut]);
+        std::fs::write(&p, bytes).unwrap();
         let r = resume_jsonl(&p).unwrap();
         assert!(r.dropped_torn_line);
         assert_eq!(r.records.len(), 1);

@@ -100,6 +100,15 @@ pub enum SamplingError {
         value: String,
         reason: String,
     },
+    /// A pipeline that no flat sampling configuration expresses exactly, naming the first stage
+    /// at fault (0-based `index`) and why.
+    #[error("pipeline `{pipeline}`, stage {index} `{stage}`: {reason}")]
+    NotFlat {
+        pipeline: String,
+        stage: String,
+        index: usize,
+        reason: String,
+    },
     /// An unknown preset name.
     #[error("unknown preset `{0}` (known: creative, precise, balanced, deterministic)")]
     UnknownPreset(String),

@@ -21,7 +21,7 @@ pub mod stages;
 pub mod stats;
 pub mod synth;
 
-pub use config::{SamplingConfig, PRESETS};
+pub use config::{FieldOrder, SamplingConfig, PRESETS};
 pub use error::{Result, SamplingError};
 pub use pipeline::{Pipeline, PipelineSet};
 pub use row::{validate_logits, Row};

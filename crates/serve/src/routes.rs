@@ -149,7 +149,12 @@ async fn samplers(State(st): State<Arc<AppState>>) -> Response {
         .iter()
         .map(|(name, s)| {
             let stages: Vec<&str> = s.pipeline.stages().iter().map(|x| x.name()).collect();
-            json!({"name": name, "object": "sampler", "kind": s.kind, "stages": stages})
+            let mut v =
+                json!({"name": name, "object": "sampler", "kind": s.kind, "stages": stages});
+            if let Some(config) = s.public_config() {
+                v["config"] = serde_json::to_value(config).unwrap_or(Value::Null);
+            }
+            v
         })
         .collect();
     json_response(StatusCode::OK, &json!({"object": "list", "data": data}))

@@ -35,6 +35,33 @@ pub struct InstalledSampler {
     pub pipeline: Pipeline,
 }
 
+impl InstalledSampler {
+    /// The pipeline's stages and parameters as a client may see them — so it can check that the
+    /// sampler it names is the pipeline it means — or `None` for a learned sampler and for any
+    /// pipeline with a text parameter (a checkpoint path stays private).
+    pub fn public_config(&self) -> Option<&PipelineSpec> {
+        let spec = self.pipeline.spec();
+        let private = self.kind == SamplerKind::Learned
+            || spec
+                .processors
+                .iter()
+                .any(|s| s.params.values().any(holds_text));
+        (!private).then_some(spec)
+    }
+}
+
+/// Whether a parameter value holds a string anywhere (nested stages included).
+fn holds_text(v: &adasamp_sampling::spec::Value) -> bool {
+    use adasamp_sampling::spec::Value;
+    match v {
+        Value::String(_) => true,
+        Value::Sequence(s) => s.iter().any(holds_text),
+        Value::Mapping(m) => m.iter().any(|(k, v)| holds_text(k) || holds_text(v)),
+        Value::Tagged(t) => holds_text(&t.value),
+        _ => false,
+    }
+}
+
 /// The installed samplers by name.
 #[derive(Debug, Clone, Default)]
 pub struct SamplerRegistry {
@@ -199,11 +226,17 @@ mod tests {
         let reg = SamplerRegistry::load_dir(&tmp).unwrap();
         assert_eq!(reg.get("cool").unwrap().kind, SamplerKind::Pipeline);
         assert_eq!(reg.get("narrow").unwrap().pipeline.stages().len(), 1);
+        let cool = reg.get("cool").unwrap().public_config().unwrap();
+        assert_eq!(cool.processors[0].name, "temperature");
         assert!(reg.get("a.yaml").is_none() && reg.get("../a.yaml").is_none());
         if ck.exists() {
             let l = reg.get("learned_ref").unwrap();
             assert_eq!(l.kind, SamplerKind::Learned);
             assert_eq!(l.pipeline.stages()[0].name(), "learned");
+            assert!(
+                l.public_config().is_none(),
+                "a checkpoint path stays private"
+            );
         }
         // A second file installing the same name is refused, naming it.
         std::fs::write(

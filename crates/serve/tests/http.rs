@@ -510,6 +510,12 @@ async fn named_pipeline_and_learned_samplers() {
         .collect();
     assert_eq!(names, ["cool", "learned_ref"]);
     assert_eq!(list["data"][1]["kind"], "learned");
+    // a heuristic pipeline shows its stages and parameters; a learned one does not
+    assert_eq!(
+        list["data"][0]["config"]["processors"][1],
+        json!({"name": "temperature", "params": {"temperature": 0.6}})
+    );
+    assert!(list["data"][1].get("config").is_none(), "{body}");
     assert!(
         !body.contains(dir.to_str().unwrap()),
         "paths stay private: {body}"
