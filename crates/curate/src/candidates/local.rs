@@ -32,6 +32,12 @@ impl<'m> LocalBackend<'m> {
         Self { model, batch }
     }
 
+    /// The identity of the model's tokenizer ([`crate::index::tokenizer_sha256`]), written on
+    /// each record beside its `generation_tokens` so later stages know what the ids mean.
+    pub fn tokenizer_sha256(&self) -> Result<String> {
+        crate::index::tokenizer_sha256(&self.model.tokenizer)
+    }
+
     /// Runs `jobs`, handing each finished one to `sink` (in the order they finish). A job
     /// the model cannot take (its prompt does not fit the context, the chat template fails)
     /// or whose sampling fails is handed over as failed; a model error stops the run.

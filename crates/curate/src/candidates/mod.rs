@@ -26,6 +26,7 @@ use adasamp_engine::{FinishReason, Usage};
 use adasamp_sampling::{PipelineSet, PipelineSpec};
 
 use crate::error::{CurateError, Result};
+use crate::labels;
 use crate::prompt::PromptRecord;
 use crate::stage::{progress, reopen_output, CandidateKey, StageReport};
 
@@ -230,6 +231,11 @@ pub fn run(set: &CandidateSet, backend: &mut Backend<'_>, output: &Path) -> Resu
             "{foreign} record(s) already in the file are not of these prompts, pipelines and seeds (kept)"
         ));
     }
+    // Token ids are only meaningful with their tokenizer: the local backend names it.
+    let tokenizer_id = match backend {
+        Backend::Local(b) if !todo.is_empty() => Some(b.tokenizer_sha256()?),
+        _ => None,
+    };
     let bar = progress(todo.len(), "candidates");
     let mut output = reopened.output;
     let t0 = Instant::now();
@@ -240,7 +246,12 @@ pub fn run(set: &CandidateSet, backend: &mut Backend<'_>, output: &Path) -> Resu
             match result {
                 Ok(o) => {
                     tokens += o.usage.map_or(0, |u| u.completion_tokens);
-                    output.append(&set.record(job, o))?;
+                    let mut r = set.record(job, o);
+                    if let (Some(id), Some(_)) = (&tokenizer_id, &r.generation_tokens) {
+                        r.extra
+                            .insert(labels::TOKENIZER_SHA256.into(), id.clone().into());
+                    }
+                    output.append(&r)?;
                 }
                 Err(message) => failed.push((job, message)),
             }
