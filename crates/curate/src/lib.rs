@@ -15,6 +15,8 @@
 //! * [`stage`]: what every stage shares — resuming an output file after a kill (each record
 //!   exactly once, no partial line), appending whole lines, a progress bar, and the end-of-run
 //!   report of what was written and what was dropped and why.
+//! * [`quality`]: `label quality` — Swiss tournaments judged pairwise (local model or
+//!   OpenAI-compatible endpoint) and Bradley–Terry ratings, or rewards from a scorer endpoint.
 //!
 //! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
 //!
@@ -23,6 +25,7 @@
 pub mod error;
 pub mod labels;
 pub mod prompt;
+pub mod quality;
 pub mod stage;
 
 pub use error::{CurateError, Result};
