@@ -61,6 +61,13 @@ pub enum CurateError {
     },
 }
 
+/// Atomic file writes (`adasamp_engine::files`) fail as engine I/O errors, naming the path.
+impl From<adasamp_engine::files::FileError> for CurateError {
+    fn from(e: adasamp_engine::files::FileError) -> Self {
+        CurateError::Engine(e.into())
+    }
+}
+
 impl CurateError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

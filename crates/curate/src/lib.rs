@@ -17,6 +17,8 @@
 //!   report of what was written and what was dropped and why.
 //! * [`quality`]: `label quality` — Swiss tournaments judged pairwise (local model or
 //!   OpenAI-compatible endpoint) and Bradley–Terry ratings, or rewards from a scorer endpoint.
+//! * [`score`]: z-normalised labels combined by weights, top-k per (prompt, seed): the training
+//!   file.
 //!
 //! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
 //!
@@ -26,6 +28,7 @@ pub mod error;
 pub mod labels;
 pub mod prompt;
 pub mod quality;
+pub mod score;
 pub mod stage;
 
 pub use error::{CurateError, Result};

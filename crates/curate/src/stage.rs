@@ -196,7 +196,7 @@ pub fn reopen_group_output<G: Ord + Clone>(
                 text.push('\n');
             }
         }
-        write_atomic(path, text.as_bytes()).map_err(|e| CurateError::Engine(e.into()))?;
+        write_atomic(path, text.as_bytes())?;
         reopen_output(path)?.output
     };
     Ok(ReopenedGroups {
