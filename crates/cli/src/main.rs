@@ -59,6 +59,11 @@ enum Command {
     /// logprobs, every sampling field, named and learned samplers), /v1/models, /v1/samplers,
     /// /health, /metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Add labels to candidate records (curation, SPEC 4): `label quality`, ….
+    Label(label::LabelArgs),
+    /// Combine the labels into one score per generation and keep the top k per (prompt, seed):
+    /// the training file `train` reads.
+    Score(Box<score::ScoreArgs>),
 }
 
 fn main() {
@@ -106,5 +111,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sampler(a) => sampler::run(&a),
         Command::Analyze(a) => analyze::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Label(a) => label::run(&a),
+        Command::Score(a) => score::run(&a),
     }
 }

@@ -57,6 +57,11 @@ impl LocalJudge {
         &self.lm
     }
 
+    /// The judge model, given back.
+    pub fn into_model(self) -> LoadedModel {
+        self.lm
+    }
+
     /// Longest prompt the model takes.
     fn max_prompt_tokens(&self) -> usize {
         self.lm.model.info().max_seq_len.saturating_sub(1).max(1)
