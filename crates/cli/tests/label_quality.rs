@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -38,6 +37,20 @@ fn candidate(prompt_id: &str, prompt: &str, pipe: &str, seed: u64, generation: &
         "seed": seed,
         "prompt_id": prompt_id,
     })
+}
+
+/// Runs `adasamp label quality --input input --output output` with `extra` arguments.
+fn label(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "label",
+        "quality",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    common::adasamp(&args)
 }
 
 fn read(path: &Path) -> Vec<Value> {
@@ -76,19 +89,8 @@ fn label_quality_with_the_default_model_as_judge_then_score() {
     let dir = common::tmpdir("label-quality-local");
     let (input, output) = (dir.join("cand.jsonl"), dir.join("labelled.jsonl"));
     write_candidates(&input);
-    let args = [
-        "label",
-        "quality",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--max-seq-len",
-        "1024",
-        "--batch-size",
-        "4",
-    ];
-    let o = common::adasamp(&args);
+    let local = ["--max-seq-len", "1024", "--batch-size", "4"];
+    let o = label(&input, &output, &local);
     let report = common::stdout(&o);
     assert!(o.status.success(), "{}\n{report}", common::stderr(&o));
     assert!(report.contains("read 4, wrote 4"), "{report}");
@@ -102,7 +104,7 @@ fn label_quality_with_the_default_model_as_judge_then_score() {
     );
     check_labels(&read(&output));
     // a rerun finds every group done
-    let o = common::adasamp(&args);
+    let o = label(&input, &output, &local);
     let report = common::stdout(&o);
     assert!(
         report.contains("wrote 0") && report.contains("4 already there"),
@@ -178,39 +180,6 @@ fn score_refuses_weights_off_the_grid_and_writes_the_grid() {
     assert_eq!(one[0]["sampler_info"]["name"], "a");
 }
 
-/// `adasamp serve` on a free port; returns the child and its address.
-fn start_server() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--max-seq-len",
-            "1024",
-            "--max-running",
-            "4",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run adasamp serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(l)) => {
-                if let Some(a) = l.strip_prefix("listening on http://") {
-                    break a.trim().to_string();
-                }
-            }
-            _ => {
-                let _ = child.kill();
-                panic!("adasamp serve ended before listening");
-            }
-        }
-    };
-    (child, addr)
-}
-
 fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -233,20 +202,13 @@ fn label_quality_with_adasamp_serve_as_the_judge_endpoint() {
     let dir = common::tmpdir("label-quality-endpoint");
     let (input, output) = (dir.join("cand.jsonl"), dir.join("labelled.jsonl"));
     write_candidates(&input);
-    let (server, addr) = start_server();
+    let (server, addr) = common::spawn_serve(&["--max-seq-len", "1024", "--max-running", "4"]);
     let url = format!("http://{addr}");
-    let o = common::adasamp(&[
-        "label",
-        "quality",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--judge",
-        &url,
-        "--max-concurrency",
-        "4",
-    ]);
+    let o = label(
+        &input,
+        &output,
+        &["--judge", &url, "--max-concurrency", "4"],
+    );
     let report = common::stdout(&o);
     let err = common::stderr(&o);
     stop(server);
@@ -262,18 +224,8 @@ fn label_quality_with_adasamp_serve_as_the_judge_endpoint() {
     );
     check_labels(&read(&output));
     // the server gone: the judge fails up front, naming it
-    let o = common::adasamp(&[
-        "label",
-        "quality",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        dir.join("none.jsonl").to_str().unwrap(),
-        "--judge",
-        &url,
-        "--retries",
-        "0",
-    ]);
+    let none = dir.join("none.jsonl");
+    let o = label(&input, &none, &["--judge", &url, "--retries", "0"]);
     assert!(!o.status.success());
     let e = common::stderr(&o);
     assert!(

@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 request with `Connection: close`; returns the status line and the body.
@@ -31,34 +31,7 @@ fn serve_on_port_0_answers_and_exits_0_on_sigterm() {
     if !common::default_model_present("the serve test") {
         return;
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--max-seq-len",
-            "2048",
-            "--max-running",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run adasamp serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(l)) => {
-                if let Some(a) = l.strip_prefix("listening on http://") {
-                    break a.trim().to_string();
-                }
-            }
-            _ => {
-                let _ = child.kill();
-                panic!("adasamp serve ended before listening");
-            }
-        }
-    };
+    let (mut child, addr) = common::spawn_serve(&["--max-seq-len", "2048", "--max-running", "2"]);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let (status, body) = http(&addr, "GET", "/health", "");
     assert!(status.contains(" 200 "), "{status}");

@@ -301,13 +301,14 @@ impl fmt::Display for StageReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use adasamp_engine::record::SamplerInfo;
     use adasamp_sampling::PipelineSpec;
     use serde_json::Map;
 
-    fn rec(prompt_id: &str, pipeline: &str, seed: u64) -> CandidateRecord {
+    /// A record of `prompt_id` with `pipeline` and `seed`.
+    pub(crate) fn rec(prompt_id: &str, pipeline: &str, seed: u64) -> CandidateRecord {
         let mut extra = Map::new();
         extra.insert(labels::PROMPT_ID.into(), prompt_id.into());
         let key = CandidateKey {

@@ -2,8 +2,9 @@
 //! so not every helper is used by every one).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs the `adasamp` binary built for these tests with `args`.
 pub fn adasamp(args: &[&str]) -> Output {
@@ -63,4 +64,31 @@ pub fn default_model_present(what: &str) -> bool {
         eprintln!("note: default model absent; run `adasamp model fetch` to enable {what}");
     }
     present
+}
+
+/// Starts `adasamp serve --port 0` with `args` added; returns the child and the address it
+/// listens on (`127.0.0.1:<port>`, read from its `listening on` line).
+pub fn spawn_serve(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run adasamp serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(a) = l.strip_prefix("listening on http://") {
+                    break a.trim().to_string();
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                panic!("adasamp serve ended before listening");
+            }
+        }
+    };
+    (child, addr)
 }

@@ -3,11 +3,14 @@
 //! are written together, once the whole group is labelled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use adasamp_engine::record::CandidateRecord;
 
 use crate::error::{CurateError, Result};
-use crate::stage::{record_name, CandidateKey};
+use crate::stage::{
+    read_records, record_name, reopen_group_output, CandidateKey, Output, StageReport,
+};
 
 /// A (prompt id, seed) pair.
 pub type GroupId = (String, u64);
@@ -92,50 +95,96 @@ pub fn expected_keys(groups: &[Group]) -> Result<BTreeMap<GroupId, BTreeSet<Cand
     groups.iter().map(|g| Ok((g.id(), g.keys()?))).collect()
 }
 
+/// A group-labelling stage resumed: the groups still to label (in input order), the output
+/// reopened for appending, and the report with what was read and already done.
+#[derive(Debug)]
+pub struct Resumed {
+    /// The groups whose records are not all in the output yet.
+    pub todo: Vec<Group>,
+    /// The output, appending after the complete groups.
+    pub output: Output,
+    /// The report so far.
+    pub report: StageReport,
+}
+
+/// Starts the stage `stage` from `input` into `output`: reads and groups the records, reopens
+/// the output ([`reopen_group_output`]: half-written groups are removed and labelled again) and
+/// keeps the groups not done yet.
+pub fn resume(stage: &str, input: &Path, output: &Path) -> Result<Resumed> {
+    let records = read_records(input)?;
+    let mut report = StageReport::new(stage, output);
+    report.read = records.len();
+    let all = by_prompt_and_seed(records)?;
+    let reopened = reopen_group_output(output, &expected_keys(&all)?, group_of)?;
+    report.already_done = reopened.already_done;
+    if reopened.removed_partial > 0 {
+        report.note(format!(
+            "{} records of groups an earlier run left half-written were removed and labelled again",
+            reopened.removed_partial
+        ));
+    }
+    let todo = all
+        .into_iter()
+        .filter(|g| !reopened.complete.contains(&g.id()))
+        .collect();
+    Ok(Resumed {
+        todo,
+        output: reopened.output,
+        report,
+    })
+}
+
+/// Consecutive batches of `groups`, each grown until the `size` of its groups adds up to at
+/// least `target` (one group at least; the last batch may be smaller).
+pub fn batches(groups: &[Group], size: impl Fn(&Group) -> usize, target: usize) -> Vec<&[Group]> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, g) in groups.iter().enumerate() {
+        total += size(g);
+        if total >= target {
+            out.push(&groups[start..=i]);
+            (start, total) = (i + 1, 0);
+        }
+    }
+    if start < groups.len() {
+        out.push(&groups[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::labels;
-    use adasamp_engine::record::SamplerInfo;
-    use adasamp_sampling::PipelineSpec;
-    use serde_json::Map;
 
-    /// A candidate record of `prompt_id` with `pipeline`, `seed` and `generation`.
+    /// A candidate record of `prompt_id` (question `question <prompt_id>`) with `pipeline`,
+    /// `seed` and `generation`.
     pub(crate) fn rec(
         prompt_id: &str,
         pipeline: &str,
         seed: u64,
         generation: &str,
     ) -> CandidateRecord {
-        let mut extra = Map::new();
-        extra.insert(labels::PROMPT_ID.into(), prompt_id.into());
-        let key = CandidateKey {
-            prompt_id: prompt_id.into(),
-            pipeline: pipeline.into(),
-            seed,
-        };
-        CandidateRecord {
-            id: Some(key.record_id()),
-            prompt: format!("question {prompt_id}"),
-            system_prompt: None,
-            raw: false,
-            generation: generation.into(),
-            generation_tokens: None,
-            sampler_info: SamplerInfo {
-                name: pipeline.into(),
-                config: PipelineSpec {
-                    name: pipeline.into(),
-                    weight: 1.0,
-                    processors: Vec::new(),
-                },
-                extra: Map::new(),
-            },
-            seed: Some(seed),
-            finish_reason: None,
-            usage: None,
-            logprobs: None,
-            extra,
-        }
+        let mut r = crate::stage::tests::rec(prompt_id, pipeline, seed);
+        r.prompt = format!("question {prompt_id}");
+        r.generation = generation.into();
+        r
+    }
+
+    #[test]
+    fn batches_reach_their_target() {
+        let g: Vec<Group> = (0..5)
+            .map(|k| Group {
+                prompt_id: k.to_string(),
+                seed: 0,
+                records: vec![rec("p", "t", 0, "g"); k + 1],
+            })
+            .collect();
+        let sizes = |b: Vec<&[Group]>| b.iter().map(|b| b.len()).collect::<Vec<_>>();
+        // sizes 1, 2, 3, 4, 5
+        assert_eq!(sizes(batches(&g, |g| g.records.len(), 3)), [2, 1, 1, 1]);
+        assert_eq!(sizes(batches(&g, |g| g.records.len(), 1)), [1, 1, 1, 1, 1]);
+        assert_eq!(sizes(batches(&g, |g| g.records.len(), 100)), [5]);
+        assert!(batches(&[], |g| g.records.len(), 3).is_empty());
     }
 
     #[test]

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::groups::{self, group_of, Group};
+use super::groups;
 use super::http::parallel_map;
 use super::scorer::Scorer;
 use crate::error::Result;
 use crate::labels;
-use crate::stage::{progress, read_records, reopen_group_output, StageReport};
+use crate::stage::{progress, StageReport};
 
 /// Labels the records of `input` into `output` with rewards from `scorer`, up to `concurrency`
 /// calls at once.
@@ -24,36 +24,16 @@ pub fn label_rewards(
     scorer: &Scorer,
     concurrency: usize,
 ) -> Result<StageReport> {
-    let records = read_records(input)?;
-    let mut report = StageReport::new("label quality (reward endpoint)", output);
-    report.read = records.len();
-    let all = groups::by_prompt_and_seed(records)?;
-    let reopened = reopen_group_output(output, &groups::expected_keys(&all)?, group_of)?;
-    report.already_done = reopened.already_done;
-    if reopened.removed_partial > 0 {
-        report.note(format!(
-            "{} records of groups an earlier run left half-written were removed and scored again",
-            reopened.removed_partial
-        ));
-    }
-    let mut out = reopened.output;
-    let todo: Vec<&Group> = all
-        .iter()
-        .filter(|g| !reopened.complete.contains(&g.id()))
-        .collect();
+    let groups::Resumed {
+        todo,
+        output: mut out,
+        mut report,
+    } = groups::resume("label quality (reward endpoint)", input, output)?;
     let bar = progress(todo.iter().map(|g| g.records.len()).sum(), "generations");
     let started = Instant::now();
     let batch = 4 * concurrency.max(1);
     let (mut missing, mut first_error) = (0usize, None::<String>);
-    let mut i = 0;
-    while i < todo.len() {
-        let mut chunk = Vec::new();
-        let mut n = 0;
-        while i < todo.len() && (chunk.is_empty() || n < batch) {
-            n += todo[i].records.len();
-            chunk.push(todo[i]);
-            i += 1;
-        }
+    for chunk in groups::batches(&todo, |g| g.records.len(), batch) {
         let records: Vec<_> = chunk.iter().flat_map(|g| g.records.iter()).collect();
         let rewards = parallel_map(&records, concurrency, |r| {
             let s = scorer.score(r);
@@ -109,6 +89,7 @@ mod tests {
     use super::super::groups::tests::rec;
     use super::super::http::HttpOptions;
     use super::*;
+    use crate::stage::read_records;
     use std::time::Duration;
 
     fn quick() -> HttpOptions {

@@ -17,13 +17,13 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::bradley_terry;
-use super::groups::{self, group_of, Group};
+use super::groups::{self, Group};
 use super::judge::{Comparison, Judge};
 use super::outcome::pair_outcome;
 use super::swiss::Swiss;
 use crate::error::{CurateError, Result};
 use crate::labels;
-use crate::stage::{progress, read_records, reopen_group_output, Output, StageReport};
+use crate::stage::{progress, Output, StageReport};
 
 /// How tournaments are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,23 +77,11 @@ pub fn label_quality(
     judge: &mut dyn Judge,
     opts: &TournamentOptions,
 ) -> Result<StageReport> {
-    let records = read_records(input)?;
-    let mut report = StageReport::new("label quality", output);
-    report.read = records.len();
-    let all = groups::by_prompt_and_seed(records)?;
-    let reopened = reopen_group_output(output, &groups::expected_keys(&all)?, group_of)?;
-    report.already_done = reopened.already_done;
-    if reopened.removed_partial > 0 {
-        report.note(format!(
-            "{} records of groups an earlier run left half-written were removed and labelled again",
-            reopened.removed_partial
-        ));
-    }
-    let mut out = reopened.output;
-    let todo: Vec<&Group> = all
-        .iter()
-        .filter(|g| !reopened.complete.contains(&g.id()))
-        .collect();
+    let groups::Resumed {
+        todo,
+        output: mut out,
+        mut report,
+    } = groups::resume("label quality", input, output)?;
     let new_game = |g: &'_ Group| {
         Swiss::new(
             g.records.len(),
@@ -106,20 +94,16 @@ pub fn label_quality(
     let bar = progress(total_pairs, "pairs");
     let started = Instant::now();
     let mut tally = Tally::default();
-    let mut i = 0;
-    while i < todo.len() {
-        let mut games = Vec::new();
-        let mut first_round = 0;
-        while i < todo.len() && (games.is_empty() || first_round < opts.batch) {
-            let swiss = new_game(todo[i]);
-            first_round += 2 * (swiss.players() / 2);
-            games.push(Game {
-                group: todo[i],
-                swiss,
+    let first_round = |g: &Group| 2 * (g.records.len() / 2);
+    for batch in groups::batches(&todo, first_round, opts.batch) {
+        let mut games: Vec<Game<'_>> = batch
+            .iter()
+            .map(|g| Game {
+                group: g,
+                swiss: new_game(g),
                 failure: None,
-            });
-            i += 1;
-        }
+            })
+            .collect();
         play(&mut games, judge, &bar, &mut tally)?;
         for g in &games {
             write_group(g, &mut out, &mut report, &mut tally)?;
