@@ -14,6 +14,8 @@
 //!
 //! [`verdict_letter`]: super::outcome::verdict_letter
 
+use std::time::Instant;
+
 use adasamp_engine::chat::ChatMessage;
 use adasamp_engine::{chat_prompt_tokens, generate, GenerationRequest, LoadedModel};
 use adasamp_sampling::{Pipeline, PipelineSpec};
@@ -32,6 +34,9 @@ pub struct LocalJudge {
     lm: LoadedModel,
     cut: usize,
     judged: usize,
+    /// Prompt tokens run and the time the runs took.
+    prompt_tokens: usize,
+    seconds: f64,
 }
 
 impl std::fmt::Debug for LocalJudge {
@@ -49,6 +54,8 @@ impl LocalJudge {
             lm,
             cut: 0,
             judged: 0,
+            prompt_tokens: 0,
+            seconds: 0.0,
         }
     }
 
@@ -164,7 +171,10 @@ impl Judge for LocalJudge {
             }
         }
         let tok = &self.lm.tokenizer;
+        self.prompt_tokens += requests.iter().map(|r| r.prompt.len()).sum::<usize>();
+        let started = Instant::now();
         let (gens, _) = generate(self.lm.model.as_mut(), tok, requests, &mut |_, _| {})?;
+        self.seconds += started.elapsed().as_secs_f64();
         for (slot, g) in slots.into_iter().zip(gens) {
             let verdict = match g.logprobs.first() {
                 None => Err(CurateError::BadParameter {
@@ -205,15 +215,21 @@ impl Judge for LocalJudge {
     }
 
     fn notes(&self) -> Vec<String> {
-        if self.cut == 0 {
-            return Vec::new();
+        let mut notes = vec![format!(
+            "the judge ran {} prompt tokens in {:.1} s ({:.0} tokens/s)",
+            self.prompt_tokens,
+            self.seconds,
+            self.prompt_tokens as f64 / self.seconds.max(1e-9)
+        )];
+        if self.cut > 0 {
+            notes.push(format!(
+                "{} of {} judging prompts had both answers cut to fit the judge's context of {} tokens",
+                self.cut,
+                self.judged,
+                self.lm.model.info().max_seq_len
+            ));
         }
-        vec![format!(
-            "{} of {} judging prompts had both answers cut to fit the judge's context of {} tokens",
-            self.cut,
-            self.judged,
-            self.lm.model.info().max_seq_len
-        )]
+        notes
     }
 }
 

@@ -51,6 +51,10 @@ pub struct QualityArgs {
     /// default: the backend's).
     #[arg(long)]
     pub max_seq_len: Option<usize>,
+    /// Local judge (candle or llama.cpp): re-quantize Q4_1/Q5_x weights to Q8_0 for speed
+    /// (slightly different numerics; see docs/performance.md).
+    #[arg(long)]
+    pub requant_q8: bool,
     /// Endpoints: requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub max_concurrency: usize,
@@ -91,6 +95,7 @@ pub fn run(a: &QualityArgs) -> Result<()> {
                 let load = LoadOptions {
                     max_seq_len: a.max_seq_len,
                     max_sequences: Some(a.batch_size.max(1)),
+                    requant_q8: a.requant_q8,
                     ..Default::default()
                 };
                 let lm = adasamp_engine::load(
