@@ -202,17 +202,35 @@ fn label_quality_with_adasamp_serve_as_the_judge_endpoint() {
     let dir = common::tmpdir("label-quality-endpoint");
     let (input, output) = (dir.join("cand.jsonl"), dir.join("labelled.jsonl"));
     write_candidates(&input);
-    let (server, addr) = common::spawn_serve(&["--max-seq-len", "1024", "--max-running", "4"]);
+    let (server, addr) = common::spawn_serve(&[
+        "--max-seq-len",
+        "1024",
+        "--max-running",
+        "4",
+        "--api-key",
+        "judge-key",
+    ]);
     let url = format!("http://{addr}");
+    // without the key the server refuses, and the stage says so before judging anything
+    let refused = label(&input, &output, &["--judge", &url, "--retries", "0"]);
     let o = label(
         &input,
         &output,
-        &["--judge", &url, "--max-concurrency", "4"],
+        &[
+            "--judge",
+            &url,
+            "--max-concurrency",
+            "4",
+            "--api-key",
+            "judge-key",
+        ],
     );
     let report = common::stdout(&o);
     let err = common::stderr(&o);
     stop(server);
     assert!(o.status.success(), "{err}\n{report}");
+    let e = common::stderr(&refused);
+    assert!(!refused.status.success() && e.contains("401"), "{e}");
     // the model name came from the server's /v1/models
     assert!(
         report.contains(&format!("judge: {url}/v1/chat/completions (model ")),

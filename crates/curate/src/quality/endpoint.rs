@@ -30,14 +30,15 @@ pub struct EndpointJudge {
 impl EndpointJudge {
     /// A judge at `base` (`http://host:port`, `…/v1` or the full chat-completions URL) using
     /// `model`, or — when `None` — the first model the server lists at `/v1/models`; up to
-    /// `concurrency` requests at once.
+    /// `concurrency` requests at once, with an optional bearer `api_key`.
     pub fn connect(
         base: &str,
         model: Option<&str>,
         concurrency: usize,
         opts: HttpOptions,
+        api_key: Option<&str>,
     ) -> Result<Self> {
-        let http = Http::new(opts)?;
+        let http = Http::new(opts, api_key)?;
         let model = match model {
             Some(m) => m.to_string(),
             None => {

@@ -1,4 +1,5 @@
-//! A tiny HTTP/1.1 server for tests: every request is answered by a handler of (path, body);
+//! A tiny HTTP/1.1 server for tests: every request is answered by a handler of (path, headers,
+//! body);
 //! one connection per request (`Connection: close`).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,8 +22,11 @@ impl Drop for FakeServer {
     }
 }
 
-/// Starts a server answering each request with `handler(path, body) → (status, body)`.
-pub fn spawn(handler: impl Fn(&str, &str) -> (u16, String) + Send + Sync + 'static) -> FakeServer {
+/// Starts a server answering each request with `handler(path, headers, body) → (status, body)`
+/// (`headers`: the header lines as received).
+pub fn spawn(
+    handler: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static,
+) -> FakeServer {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -43,11 +47,13 @@ pub fn spawn(handler: impl Fn(&str, &str) -> (u16, String) + Send + Sync + 'stat
                 }
                 let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let mut len = 0;
+                let mut headers = String::new();
                 loop {
                     let mut line = String::new();
                     if r.read_line(&mut line).is_err() {
                         return;
                     }
+                    headers.push_str(&line);
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         len = v.trim().parse().unwrap_or(0);
                     }
@@ -59,7 +65,8 @@ pub fn spawn(handler: impl Fn(&str, &str) -> (u16, String) + Send + Sync + 'stat
                 if r.read_exact(&mut body).is_err() {
                     return;
                 }
-                let (status, reply) = handler(&path, &String::from_utf8_lossy(&body));
+                let (status, reply) =
+                    handler(&path, headers.trim_end(), &String::from_utf8_lossy(&body));
                 let _ = write!(
                     s,
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",

@@ -45,15 +45,25 @@ struct Failure {
 }
 
 impl Http {
-    /// A client with `opts`.
-    pub fn new(opts: HttpOptions) -> Result<Self> {
+    /// A client with `opts`, sending `Authorization: Bearer <api_key>` with every request when
+    /// a key is given.
+    pub fn new(opts: HttpOptions, api_key: Option<&str>) -> Result<Self> {
+        let failed = |message: String| CurateError::Remote {
+            endpoint: "(http client)".into(),
+            message,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| failed("the API key is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = reqwest::blocking::Client::builder()
             .timeout(opts.timeout)
+            .default_headers(headers)
             .build()
-            .map_err(|e| CurateError::Remote {
-                endpoint: "(http client)".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         Ok(Self { client, opts })
     }
 
@@ -223,7 +233,7 @@ mod tests {
     ) -> (super::super::fake_server::FakeServer, Arc<AtomicUsize>) {
         let n = Arc::new(AtomicUsize::new(0));
         let count = n.clone();
-        let server = super::super::fake_server::spawn(move |_, _| {
+        let server = super::super::fake_server::spawn(move |_, _, _| {
             let k = count.fetch_add(1, Ordering::SeqCst);
             let (status, body) = replies[k.min(replies.len() - 1)];
             (status, body.to_string())
@@ -232,12 +242,36 @@ mod tests {
     }
 
     fn quick() -> Http {
-        Http::new(HttpOptions {
-            timeout: Duration::from_secs(10),
-            retries: 2,
-            backoff: Duration::from_millis(1),
-        })
+        Http::new(
+            HttpOptions {
+                timeout: Duration::from_secs(10),
+                retries: 2,
+                backoff: Duration::from_millis(1),
+            },
+            None,
+        )
         .unwrap()
+    }
+
+    #[test]
+    fn sends_the_api_key_as_a_bearer_token() {
+        let server = super::super::fake_server::spawn(|_, headers, _| {
+            let auth = headers
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("authorization: Bearer s3cret"));
+            (if auth { 200 } else { 401 }, "{}".into())
+        });
+        let opts = HttpOptions::default();
+        assert!(Http::new(opts, Some("s3cret"))
+            .unwrap()
+            .get_json(&server.url)
+            .is_ok());
+        let e = Http::new(opts, None)
+            .unwrap()
+            .get_json(&server.url)
+            .unwrap_err();
+        assert!(e.to_string().contains("401"), "{e}");
+        assert!(Http::new(opts, Some("bad\nkey")).is_err());
     }
 
     #[test]

@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn rewards_from_the_endpoint_and_failures_left_missing() {
         // the reward is the response's length; "FAIL" gets a 500, "NAN" a non-number
-        let server = fake_server::spawn(|_, body| {
+        let server = fake_server::spawn(|_, _, body| {
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
             let resp = v["response"].as_str().unwrap().to_string();
             assert!(v["prompt"].as_str().unwrap().starts_with("question"));
@@ -125,7 +125,7 @@ mod tests {
             adasamp_engine::record::write_record(&mut text, &rec(p, pipe, seed, g)).unwrap();
         }
         std::fs::write(&input, text).unwrap();
-        let scorer = Scorer::new(&server.url, quick()).unwrap();
+        let scorer = Scorer::new(&server.url, quick(), None).unwrap();
         let r = label_rewards(&input, &output, &scorer, 3).unwrap();
         assert_eq!((r.read, r.written), (4, 4), "{r}");
         assert!(
@@ -154,13 +154,13 @@ mod tests {
 
     #[test]
     fn a_dead_scorer_stops_the_stage_before_writing() {
-        let server = fake_server::spawn(|_, _| (503, "down".into()));
+        let server = fake_server::spawn(|_, _, _| (503, "down".into()));
         let dir = tempfile::tempdir().unwrap();
         let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
         let mut text = Vec::new();
         adasamp_engine::record::write_record(&mut text, &rec("a", "x", 0, "g")).unwrap();
         std::fs::write(&input, text).unwrap();
-        let scorer = Scorer::new(&server.url, quick()).unwrap();
+        let scorer = Scorer::new(&server.url, quick(), None).unwrap();
         let e = label_rewards(&input, &output, &scorer, 2)
             .unwrap_err()
             .to_string();

@@ -24,10 +24,10 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// The endpoint at `url` (posted to as is).
-    pub fn new(url: &str, opts: HttpOptions) -> Result<Self> {
+    /// The endpoint at `url` (posted to as is), with an optional bearer `api_key`.
+    pub fn new(url: &str, opts: HttpOptions, api_key: Option<&str>) -> Result<Self> {
         Ok(Self {
-            http: Http::new(opts)?,
+            http: Http::new(opts, api_key)?,
             url: url.to_string(),
         })
     }

@@ -55,6 +55,9 @@ pub struct QualityArgs {
     /// (slightly different numerics; see docs/performance.md).
     #[arg(long)]
     pub requant_q8: bool,
+    /// Endpoints (judge or scorer): send `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
     /// Endpoints: requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub max_concurrency: usize,
@@ -75,7 +78,7 @@ pub fn run(a: &QualityArgs) -> Result<()> {
         ..HttpOptions::default()
     };
     let report = if let Some(url) = &a.scorer {
-        let scorer = Scorer::new(url, http)?;
+        let scorer = Scorer::new(url, http, a.api_key.as_deref())?;
         label_rewards(&a.input, &a.output, &scorer, a.max_concurrency)?
     } else {
         let opts = TournamentOptions {
@@ -85,9 +88,14 @@ pub fn run(a: &QualityArgs) -> Result<()> {
         };
         match a.judge.as_deref() {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                let mut judge =
-                    EndpointJudge::connect(url, a.judge_model.as_deref(), a.max_concurrency, http)
-                        .with_context(|| format!("connecting to the judge at {url}"))?;
+                let mut judge = EndpointJudge::connect(
+                    url,
+                    a.judge_model.as_deref(),
+                    a.max_concurrency,
+                    http,
+                    a.api_key.as_deref(),
+                )
+                .with_context(|| format!("connecting to the judge at {url}"))?;
                 label_quality(&a.input, &a.output, &mut judge, &opts)?
             }
             path => {
