@@ -460,6 +460,7 @@ fn write_training_file(
     records: &[CandidateRecord],
     rows: &[Row],
     kept: &[(usize, f64)],
+    bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     write_atomic_with(path, |f, tmp| -> Result<()> {
         let mut w = std::io::BufWriter::new(f);
@@ -468,6 +469,7 @@ fn write_training_file(
             let score = serde_json::Number::from_f64(s).map_or(Value::Null, Value::Number);
             r.extra.insert(labels::SCORE.into(), score);
             write_record(&mut w, &r).map_err(CurateError::io(tmp))?;
+            bar.inc(1);
         }
         w.flush().map_err(CurateError::io(tmp))
     })
@@ -527,10 +529,10 @@ pub fn score(
 ) -> Result<StageReport> {
     check(opts)?;
     let records = read_records(input)?;
-    let bar = progress(1, "files");
     let p = prepare(&records, opts)?;
     let kept = select(&p.rows, weights, opts.top_k);
-    write_training_file(output, &records, &p.rows, &kept)?;
+    let bar = progress(kept.len(), "records");
+    write_training_file(output, &records, &p.rows, &kept, &bar)?;
     bar.finish_and_clear();
     let mut report = base_report("score", output, records.len(), &p, opts);
     report.drop(
@@ -564,7 +566,8 @@ pub fn score_grid(input: &Path, dir: &Path, opts: &ScoreOptions) -> Result<Stage
     let mut per_file = 0;
     for w in &points {
         let kept = select(&p.rows, w, opts.top_k);
-        write_training_file(&grid_file(dir, w), &records, &p.rows, &kept)?;
+        let quiet = indicatif::ProgressBar::hidden();
+        write_training_file(&grid_file(dir, w), &records, &p.rows, &kept, &quiet)?;
         per_file = kept.len();
         let mut by_group: HashMap<(&str, u64), Vec<usize>> = HashMap::new();
         for &(i, _) in &kept {
