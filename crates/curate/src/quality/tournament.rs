@@ -8,8 +8,8 @@
 //! concurrent requests for an endpoint). A group's records are written together once its
 //! tournament is over; a kill loses at most the groups in play, which the next run plays again
 //! ([`reopen_group_output`]). A group whose comparisons the judge could not answer is not
-//! written (the report says why; a rerun tries it again); a call in which every comparison
-//! failed stops the stage (the judge is down).
+//! written (the report says why; a rerun tries it again); a call in which every request to an
+//! endpoint failed stops the stage (the endpoint is down).
 
 use std::path::Path;
 use std::time::Instant;
@@ -164,20 +164,24 @@ fn play(
             return Ok(());
         }
         let verdicts = judge.judge(&comparisons)?;
-        if verdicts.iter().all(|v| v.is_err()) {
-            return Err(verdicts
-                .into_iter()
-                .find_map(|v| v.err())
-                .unwrap_or_else(|| CurateError::Remote {
-                    endpoint: judge.describe(),
-                    message: format!("no verdict for {} comparisons", comparisons.len()),
-                }));
+        // Every request to an endpoint failed: the endpoint is down, not these comparisons.
+        let down = verdicts
+            .iter()
+            .all(|v| matches!(v, Err(CurateError::Remote { .. })));
+        if down && !verdicts.is_empty() {
+            if let Some(e) = verdicts.into_iter().find_map(|v| v.err()) {
+                return Err(e);
+            }
+            return Ok(());
         }
         let mut verdicts = verdicts.into_iter();
         for (gi, p, o) in pairs {
-            let (Some(xy), Some(yx)) = (verdicts.next(), verdicts.next()) else {
-                break;
+            let missing = || CurateError::Remote {
+                endpoint: judge.describe(),
+                message: format!("no verdict for some of {} comparisons", comparisons.len()),
             };
+            let xy = verdicts.next().unwrap_or_else(|| Err(missing()));
+            let yx = verdicts.next().unwrap_or_else(|| Err(missing()));
             let game = &mut games[gi];
             match (xy, yx) {
                 (Ok(xy), Ok(yx)) => {
@@ -303,6 +307,13 @@ mod tests {
             Ok(cs
                 .iter()
                 .map(|c| {
+                    if c.answer_a.contains("TOO LONG") || c.answer_b.contains("TOO LONG") {
+                        return Err(CurateError::BadParameter {
+                            name: "judge context".into(),
+                            value: "8".into(),
+                            message: "too long".into(),
+                        });
+                    }
                     if self.fail_all || c.answer_a.contains("FAIL") || c.answer_b.contains("FAIL") {
                         return Err(CurateError::Remote {
                             endpoint: "fake".into(),
@@ -491,5 +502,23 @@ mod tests {
         let e = label_quality(&input, &out2, &mut dead, &TournamentOptions::default()).unwrap_err();
         assert!(e.to_string().contains("down"), "{e}");
         assert!(read_records(&out2).unwrap().is_empty());
+        // every comparison of a call unjudgeable for its own reason (not a dead endpoint): the
+        // group alone is dropped, the stage goes on
+        let mut recs = candidates();
+        for r in recs.iter_mut().filter(|r| r.extra["prompt_id"] == "q2") {
+            r.generation = "TOO LONG".into();
+        }
+        write(&input, &recs);
+        let out3 = dir.path().join("out3.jsonl");
+        let opts = TournamentOptions {
+            batch: 1,
+            ..Default::default()
+        };
+        let r = label_quality(&input, &out3, &mut judge, &opts).unwrap();
+        assert_eq!((r.written, r.dropped_total()), (11, 8), "{r}");
+        assert!(
+            r.notes.iter().any(|n| n.contains("q2/s1: judge context")),
+            "{r}"
+        );
     }
 }
