@@ -74,6 +74,9 @@ enum Command {
     /// Curation: keep the prompts whose candidates are complete (every pipeline × every seed,
     /// each once) in a clean file; report what is missing or duplicated per prompt.
     Verify(verify::VerifyArgs),
+    /// Combine the labels into one score per generation and keep the top k per (prompt, seed):
+    /// the training file `train` reads.
+    Score(Box<score::ScoreArgs>),
 }
 
 fn main() {
@@ -127,5 +130,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchIndex(a) => bench_index::run(&a),
         Command::Candidates(a) => candidates::run(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Score(a) => score::run(&a),
     }
 }

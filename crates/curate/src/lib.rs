@@ -24,6 +24,10 @@
 //! * [`candidates`]: every (prompt, pipeline, seed) generated once, on this machine or on a
 //!   fleet of OpenAI-compatible servers.
 //! * [`verify`]: keeps the prompts whose candidates are complete, reports the others.
+//! * [`quality`]: `label quality` — Swiss tournaments judged pairwise (local model or
+//!   OpenAI-compatible endpoint) and Bradley–Terry ratings, or rewards from a scorer endpoint.
+//! * [`score`]: z-normalised labels combined by weights, top-k per (prompt, seed): the training
+//!   file.
 //!
 //! Every stage is a library function here; `adasamp <stage>` in the CLI only parses arguments.
 //!
@@ -36,6 +40,8 @@ pub mod index;
 pub mod labels;
 pub mod prompt;
 pub mod prompt_sets;
+pub mod quality;
+pub mod score;
 pub mod stage;
 pub mod verifiable;
 pub mod verify;

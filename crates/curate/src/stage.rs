@@ -2,11 +2,12 @@
 //! resuming an output file after a kill (every record exactly once, no partial line), a progress
 //! bar with an ETA, and the end-of-run report of what was written and what was dropped and why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use adasamp_engine::files::write_atomic;
 use adasamp_engine::record::{read_jsonl, resume_jsonl, write_record, CandidateRecord};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -127,6 +128,84 @@ impl Output {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// An output file of a stage that writes whole groups of records, reopened: see
+/// [`reopen_group_output`].
+#[derive(Debug)]
+pub struct ReopenedGroups<G> {
+    /// Appends after the complete records.
+    pub output: Output,
+    /// The groups whose every expected record is in the file.
+    pub complete: BTreeSet<G>,
+    /// Records of complete groups already in the file.
+    pub already_done: usize,
+    /// Records of incomplete groups removed from the file (a kill in the middle of writing a
+    /// group); the stage computes those groups again.
+    pub removed_partial: usize,
+    /// Whether an unterminated last line (a killed writer's) was cut off.
+    pub dropped_torn_line: bool,
+}
+
+/// Opens `path` for a stage that labels whole groups of records and writes each group's records
+/// together: `expected` maps each group to its records' keys, `group_of` gives a key's group.
+/// After [`reopen_output`]'s cut of a torn line, a group with only some of its records in the
+/// file (a kill between two of them) has those records removed — the file is rewritten
+/// atomically — so the stage labels it again, whole; records of groups not in `expected` are
+/// kept as they are.
+pub fn reopen_group_output<G: Ord + Clone>(
+    path: &Path,
+    expected: &BTreeMap<G, BTreeSet<CandidateKey>>,
+    group_of: impl Fn(&CandidateKey) -> G,
+) -> Result<ReopenedGroups<G>> {
+    let reopened = reopen_output(path)?;
+    let mut present: BTreeMap<G, BTreeSet<CandidateKey>> = BTreeMap::new();
+    let mut keys = Vec::with_capacity(reopened.done.len());
+    for r in &reopened.done {
+        let k = CandidateKey::of(r)?;
+        present.entry(group_of(&k)).or_default().insert(k.clone());
+        keys.push(k);
+    }
+    let complete: BTreeSet<G> = expected
+        .iter()
+        .filter(|(g, want)| present.get(*g).is_some_and(|have| want.is_subset(have)))
+        .map(|(g, _)| g.clone())
+        .collect();
+    let partial = |k: &CandidateKey| {
+        let g = group_of(k);
+        expected.contains_key(&g) && !complete.contains(&g)
+    };
+    let removed_partial = keys.iter().filter(|k| partial(k)).count();
+    let already_done = keys
+        .iter()
+        .filter(|k| complete.contains(&group_of(k)))
+        .count();
+    let output = if removed_partial == 0 {
+        reopened.output
+    } else {
+        drop(reopened.output);
+        // The lines kept as they are, byte for byte (a parse and re-serialisation of a float
+        // may move it by one ulp); after the torn-line cut every non-blank line is a record,
+        // in the order of `keys`.
+        let old = std::fs::read_to_string(path).map_err(CurateError::io(path))?;
+        let mut text = String::with_capacity(old.len());
+        let lines = old.lines().filter(|l| !l.trim().is_empty());
+        for (line, k) in lines.zip(&keys) {
+            if !partial(k) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        write_atomic(path, text.as_bytes())?;
+        reopen_output(path)?.output
+    };
+    Ok(ReopenedGroups {
+        output,
+        complete,
+        already_done,
+        removed_partial,
+        dropped_torn_line: reopened.dropped_torn_line,
+    })
 }
 
 /// A progress bar over `len` units of work named `unit`, with rate and ETA; drawn on standard
@@ -303,6 +382,51 @@ pub(crate) mod tests {
         let back = read_records(&path).unwrap();
         let seeds: Vec<_> = back.iter().map(|r| r.seed.unwrap()).collect();
         assert_eq!(seeds, [0, 1, 2]);
+    }
+
+    #[test]
+    fn reopening_a_grouped_output_removes_partial_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let group = |k: &CandidateKey| (k.prompt_id.clone(), k.seed);
+        let mut expected: BTreeMap<(String, u64), BTreeSet<CandidateKey>> = BTreeMap::new();
+        for (p, pipe, s) in [("a", "x", 0), ("a", "y", 0), ("b", "x", 0), ("b", "y", 0)] {
+            let k = CandidateKey::of(&rec(p, pipe, s)).unwrap();
+            expected.entry(group(&k)).or_default().insert(k);
+        }
+        {
+            let mut o = reopen_output(&path).unwrap().output;
+            // group a whole, group b half (killed in between), and a record of another group
+            o.append(&rec("a", "x", 0)).unwrap();
+            o.append(&rec("a", "y", 0)).unwrap();
+            o.append(&rec("z", "x", 9)).unwrap();
+            o.append(&rec("b", "x", 0)).unwrap();
+        }
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"torn");
+        std::fs::write(&path, text).unwrap();
+        let mut r = reopen_group_output(&path, &expected, group).unwrap();
+        assert!(r.dropped_torn_line);
+        assert_eq!(r.removed_partial, 1);
+        assert_eq!(r.already_done, 2);
+        assert_eq!(
+            r.complete.iter().cloned().collect::<Vec<_>>(),
+            [("a".to_string(), 0)]
+        );
+        r.output.append(&rec("b", "x", 0)).unwrap();
+        r.output.append(&rec("b", "y", 0)).unwrap();
+        let ids: Vec<_> = read_records(&path)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id.unwrap())
+            .collect();
+        assert_eq!(ids, ["a/x/s0", "a/y/s0", "z/x/s9", "b/x/s0", "b/y/s0"]);
+        // reopened again: everything complete, nothing removed
+        let r = reopen_group_output(&path, &expected, group).unwrap();
+        assert_eq!(
+            (r.removed_partial, r.already_done, r.complete.len()),
+            (0, 4, 2)
+        );
     }
 
     #[test]

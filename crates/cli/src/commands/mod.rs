@@ -18,6 +18,7 @@ pub mod model;
 pub mod prompts;
 pub mod sample;
 pub mod sampler;
+pub mod score;
 pub mod serve;
 pub mod stages;
 pub mod train;

@@ -2,6 +2,7 @@
 
 pub mod diversity;
 pub mod overlap;
+pub mod quality;
 pub mod verify;
 
 use anyhow::Result;
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand};
 /// Options of `label`.
 #[derive(Debug, Args)]
 pub struct LabelArgs {
+    /// Which label.
     #[command(subcommand)]
     pub label: Label,
 }
@@ -27,6 +29,10 @@ pub enum Label {
     /// each generation against the others) and embedding entropy (all-MiniLM-L6-v2), raw and
     /// `log_` forms, on every member of the group.
     Diversity(diversity::DiversityArgs),
+    /// Quality per (prompt, seed): a Swiss tournament judged pairwise (a local model or an
+    /// OpenAI-compatible endpoint) and Bradley–Terry ratings, or a reward per generation from a
+    /// scorer endpoint.
+    Quality(Box<quality::QualityArgs>),
 }
 
 /// Runs `label`.
@@ -35,5 +41,6 @@ pub fn run(a: &LabelArgs) -> Result<()> {
         Label::Verify(v) => verify::run(v),
         Label::Overlap(o) => overlap::run(o),
         Label::Diversity(d) => diversity::run(d),
+        Label::Quality(q) => quality::run(q),
     }
 }
