@@ -83,12 +83,29 @@ fn main() {
     // The `learned` pipeline stage (adasamp-nets) joins the sampling core's stage registry.
     adasamp_nets::register_learned_stage();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_text(&e));
         if let Some(hint) = backend_hint(&e) {
             eprintln!("hint: {hint}");
         }
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, `: `-separated — a cause is left out when the message
+/// before it already ends with it (errors that print their source as part of their own message).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// What to try when an engine error says a backend lacks something.
@@ -131,5 +148,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Candidates(a) => candidates::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Score(a) => score::run(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("f.jsonl: {source}")]
+    struct WithSource {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(WithSource { source: io }).context("reading");
+        assert_eq!(error_text(&e), "reading: f.jsonl: gone");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&e), "outer: inner");
     }
 }
