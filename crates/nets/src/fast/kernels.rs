@@ -75,16 +75,18 @@ unsafe fn store(p: *mut f32, v: f32x8) {
     ptr::write_unaligned(p as *mut [f32; LANES], v.to_array());
 }
 
-/// One `R × (8·C)` micro-tile: `y[r, c] = bias[c] + Σ_i x[r, i]·w[i, c]`.
+/// One `R × (8·C)` micro-tile: `y[r, c] = init[r, c] + Σ_i x[r·xr + i·xi]·w[i, c]`, where `init`
+/// is `bias[c]` or, with `ACC`, the tile's current `y[r, c]` (accumulation).
 ///
 /// # Safety
-/// `x` must be readable at `r·ldx + i` for `r < R, i < k`; `w` at `i·ldw + c` and `bias` at `c`
-/// for `c < 8C`; `y` writable at `r·ldy + c`.
+/// `x` must be readable at `r·xr + i·xi` for `r < R, i < k`; `w` at `i·ldw + c` and `bias` (unless
+/// `ACC`) at `c` for `c < 8C`; `y` readable and writable at `r·ldy + c`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro<const R: usize, const C: usize>(
+unsafe fn micro<const R: usize, const C: usize, const ACC: bool>(
     x: *const f32,
-    ldx: usize,
+    xr: usize,
+    xi: usize,
     k: usize,
     w: *const f32,
     ldw: usize,
@@ -93,10 +95,13 @@ unsafe fn micro<const R: usize, const C: usize>(
     ldy: usize,
 ) {
     let mut acc = [[f32x8::ZERO; C]; R];
-    for c in 0..C {
-        let b = load(bias.add(c * LANES));
-        for row in acc.iter_mut() {
-            row[c] = b;
+    for (r, row) in acc.iter_mut().enumerate() {
+        for (c, a) in row.iter_mut().enumerate() {
+            *a = if ACC {
+                load(y.add(r * ldy + c * LANES))
+            } else {
+                load(bias.add(c * LANES))
+            };
         }
     }
     for i in 0..k {
@@ -105,7 +110,7 @@ unsafe fn micro<const R: usize, const C: usize>(
             *v = load(w.add(i * ldw + c * LANES));
         }
         for (r, row) in acc.iter_mut().enumerate() {
-            let xv = f32x8::splat(*x.add(r * ldx + i));
+            let xv = f32x8::splat(*x.add(r * xr + i * xi));
             for c in 0..C {
                 row[c] = xv.mul_add(wv[c], row[c]);
             }
@@ -118,44 +123,96 @@ unsafe fn micro<const R: usize, const C: usize>(
     }
 }
 
+/// `R` output rows over all `n` columns (a multiple of 8), 16 at a time. `bias` may be null
+/// with `ACC` (it is only offset, never read).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_block<const R: usize>(
+unsafe fn row_block<const R: usize, const ACC: bool>(
     x: *const f32,
-    ldx: usize,
+    xr: usize,
+    xi: usize,
     k: usize,
     w: *const f32,
     ldw: usize,
+    n: usize,
     bias: *const f32,
     y: *mut f32,
     ldy: usize,
 ) {
-    let nv = ldw / LANES;
+    let nv = n / LANES;
     let mut c = 0;
     while c + 2 <= nv {
-        micro::<R, 2>(
+        micro::<R, 2, ACC>(
             x,
-            ldx,
+            xr,
+            xi,
             k,
             w.add(c * LANES),
             ldw,
-            bias.add(c * LANES),
+            bias.wrapping_add(c * LANES),
             y.add(c * LANES),
             ldy,
         );
         c += 2;
     }
     if c < nv {
-        micro::<R, 1>(
+        micro::<R, 1, ACC>(
             x,
-            ldx,
+            xr,
+            xi,
             k,
             w.add(c * LANES),
             ldw,
-            bias.add(c * LANES),
+            bias.wrapping_add(c * LANES),
             y.add(c * LANES),
             ldy,
         );
+    }
+}
+
+/// The general product: `y[r, c] = init + Σ_{i<k} x[r·xr + i·xi]·w[i·ldw + c]` for `r < rows`,
+/// `c < n` (a multiple of 8), `init` = `bias[c]` or (with `ACC`) `y[r, c]` itself.
+///
+/// # Safety
+/// The caller bounds every access (see [`micro`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn product<const ACC: bool>(
+    x: *const f32,
+    xr: usize,
+    xi: usize,
+    rows: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    n: usize,
+    bias: *const f32,
+    y: *mut f32,
+    ldy: usize,
+) {
+    let mut r = 0;
+    while r + 6 <= rows {
+        row_block::<6, ACC>(
+            x.add(r * xr),
+            xr,
+            xi,
+            k,
+            w,
+            ldw,
+            n,
+            bias,
+            y.add(r * ldy),
+            ldy,
+        );
+        r += 6;
+    }
+    let (xp, yp) = (x.add(r * xr), y.add(r * ldy));
+    match rows - r {
+        1 => row_block::<1, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        2 => row_block::<2, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        3 => row_block::<3, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        4 => row_block::<4, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        5 => row_block::<5, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        _ => {}
     }
 }
 
@@ -181,21 +238,61 @@ pub(crate) fn gemm(
     assert!(y.len() >= (rows - 1) * ldy + n);
     // SAFETY: the asserts above bound every access of the micro-kernels.
     unsafe {
-        let (xp, wp, bp, yp) = (x.as_ptr(), p.w.as_ptr(), bias.as_ptr(), y.as_mut_ptr());
-        let mut r = 0;
-        while r + 6 <= rows {
-            row_block::<6>(xp.add(r * ldx), ldx, k, wp, n, bp, yp.add(r * ldy), ldy);
-            r += 6;
-        }
-        let (xr, yr) = (xp.add(r * ldx), yp.add(r * ldy));
-        match rows - r {
-            1 => row_block::<1>(xr, ldx, k, wp, n, bp, yr, ldy),
-            2 => row_block::<2>(xr, ldx, k, wp, n, bp, yr, ldy),
-            3 => row_block::<3>(xr, ldx, k, wp, n, bp, yr, ldy),
-            4 => row_block::<4>(xr, ldx, k, wp, n, bp, yr, ldy),
-            5 => row_block::<5>(xr, ldx, k, wp, n, bp, yr, ldy),
-            _ => {}
-        }
+        product::<false>(
+            x.as_ptr(),
+            ldx,
+            1,
+            rows,
+            k,
+            p.w.as_ptr(),
+            n,
+            n,
+            bias.as_ptr(),
+            y.as_mut_ptr(),
+            ldy,
+        );
+    }
+}
+
+/// The transposed-left product that accumulates weight gradients:
+/// `acc[i·lda + c] += Σ_{t<tokens} x[t·ldx + i]·dy[t·ldy + c]` for `i < k`, `c < n` (`n` a
+/// multiple of 8) — `Xᵀ·dY` over a tile of tokens.
+///
+/// Panics if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_tn_acc(
+    x: &[f32],
+    ldx: usize,
+    k: usize,
+    dy: &[f32],
+    ldy: usize,
+    n: usize,
+    tokens: usize,
+    acc: &mut [f32],
+    lda: usize,
+) {
+    if tokens == 0 || k == 0 {
+        return;
+    }
+    assert!(n.is_multiple_of(LANES) && ldx >= k && ldy >= n && lda >= n);
+    assert!(x.len() >= (tokens - 1) * ldx + k);
+    assert!(dy.len() >= (tokens - 1) * ldy + n);
+    assert!(acc.len() >= (k - 1) * lda + n);
+    // SAFETY: the asserts above bound every access: output row i reads x[t·ldx + i], t < tokens.
+    unsafe {
+        product::<true>(
+            x.as_ptr(),
+            1,
+            ldx,
+            k,
+            tokens,
+            dy.as_ptr(),
+            ldy,
+            n,
+            ptr::null(),
+            acc.as_mut_ptr(),
+            lda,
+        );
     }
 }
 
@@ -437,6 +534,32 @@ mod tests {
                     let e: f32 =
                         bias[c] + (0..k).map(|i| x[r * k + i] * wt[c * k + i]).sum::<f32>();
                     assert!((y[r * n + c] - e).abs() < 1e-4, "{rows} {k} {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_tn_acc_matches_naive() {
+        for &(tokens, k, n) in &[(1, 1, 8), (7, 5, 24), (60, 13, 96), (13, 64, 16)] {
+            let (ldx, ldy, lda) = (k + 3, n + 8, n + 16);
+            let x: Vec<f32> = (0..tokens * ldx).map(|i| (i as f32 * 0.37).sin()).collect();
+            let dy: Vec<f32> = (0..tokens * ldy).map(|i| (i as f32 * 0.11).cos()).collect();
+            let init = |i: usize| i as f32 * 0.001;
+            let mut acc: Vec<f32> = (0..k * lda).map(init).collect();
+            gemm_tn_acc(&x, ldx, k, &dy, ldy, n, tokens, &mut acc, lda);
+            for i in 0..k {
+                for c in 0..lda {
+                    let e = if c < n {
+                        init(i * lda + c)
+                            + (0..tokens)
+                                .map(|t| x[t * ldx + i] * dy[t * ldy + c])
+                                .sum::<f32>()
+                    } else {
+                        init(i * lda + c)
+                    };
+                    let got = acc[i * lda + c];
+                    assert!((got - e).abs() < 1e-4 * e.abs().max(1.0), "{tokens} {k} {n}");
                 }
             }
         }
