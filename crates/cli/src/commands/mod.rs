@@ -6,6 +6,7 @@ pub mod bench_generate;
 pub mod bench_sampler;
 pub mod bench_sampling;
 pub mod bench_serve;
+pub mod bench_train;
 pub mod example;
 pub mod generate;
 pub mod grid;

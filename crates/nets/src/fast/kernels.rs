@@ -408,6 +408,31 @@ pub(crate) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
+/// [`layer_norm`] that also keeps what its backward needs: writes the normalised
+/// `x̂ = (x − mean)/√(var + ε)` to `xhat` and returns `1/√(var + ε)` (same arithmetic, so the
+/// output is bit-identical to [`layer_norm`]'s).
+#[inline(always)]
+pub(crate) fn layer_norm_keep(
+    x: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    xhat: &mut [f32],
+) -> f32 {
+    let d = x.len() as f32;
+    let mean = lane_sum(x, |v| v) / d;
+    for v in x.iter_mut() {
+        *v -= mean;
+    }
+    let var = lane_sum(x, |v| v * v);
+    let inv = 1.0 / (var / d + eps).sqrt();
+    for (((v, h), w), b) in x.iter_mut().zip(xhat.iter_mut()).zip(w).zip(b) {
+        *h = *v * inv;
+        *v = h.mul_add(*w, *b);
+    }
+    inv
+}
+
 /// `Σ f(x_i)` in 8 lane-wise partial sums (vectorisable; the tail, if any, added last).
 #[inline(always)]
 fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -559,7 +584,10 @@ mod tests {
                         init(i * lda + c)
                     };
                     let got = acc[i * lda + c];
-                    assert!((got - e).abs() < 1e-4 * e.abs().max(1.0), "{tokens} {k} {n}");
+                    assert!(
+                        (got - e).abs() < 1e-4 * e.abs().max(1.0),
+                        "{tokens} {k} {n}"
+                    );
                 }
             }
         }

@@ -145,16 +145,23 @@ impl Net {
                     self.up_b[j],
                     self.down_w[j],
                 );
-                for t in 0..len {
-                    let g = wg.mul_add(x[t], bg);
-                    let u = wu.mul_add(x[t], bu);
+                for (((((&x, &dl), h), dg), du), dx) in x
+                    .iter()
+                    .zip(dl.iter())
+                    .zip(h.iter_mut())
+                    .zip(dg.iter_mut())
+                    .zip(du.iter_mut())
+                    .zip(dx.iter_mut())
+                {
+                    let g = wg.mul_add(x, bg);
+                    let u = wu.mul_add(x, bu);
                     let sg = sigmoid(g);
                     let si = g * sg;
-                    let dh = dl[t] * wd;
-                    h[t] = si * u;
-                    dg[t] = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
-                    du[t] = dh * si;
-                    dx[t] = dg[t].mul_add(wg, du[t].mul_add(wu, dx[t]));
+                    let dh = dl * wd;
+                    *h = si * u;
+                    *dg = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
+                    *du = dh * si;
+                    *dx = dg.mul_add(wg, du.mul_add(wu, *dx));
                 }
                 let a = &mut ws.acc.v32;
                 a[j] += dot(dg, x);

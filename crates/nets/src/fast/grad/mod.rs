@@ -28,6 +28,7 @@
 mod layout;
 mod local;
 mod loss;
+mod sampling;
 mod simple;
 
 use adasamp_sampling::math;
@@ -349,6 +350,7 @@ impl LayerAcc {
 enum Net {
     Local(local::Net),
     Simple(simple::Net),
+    Sampling(Box<sampling::Net>),
 }
 
 /// Per-thread buffers of the training passes.
@@ -356,6 +358,7 @@ enum Net {
 enum Workspace {
     Local(Box<local::Workspace>),
     Simple(Box<simple::Workspace>),
+    Sampling(Box<sampling::Workspace>),
 }
 
 impl Workspace {
@@ -363,8 +366,7 @@ impl Workspace {
         match config {
             SamplerConfig::LocalProbabilityTransform(_) => Workspace::Local(Box::default()),
             SamplerConfig::SimpleDistributionAwareTransform(_) => Workspace::Simple(Box::default()),
-            // Rejected by `Net::new` / `FastGrad::new`; never reached.
-            SamplerConfig::SamplingNetwork(_) => Workspace::Local(Box::default()),
+            SamplerConfig::SamplingNetwork(_) => Workspace::Sampling(Box::default()),
         }
     }
 
@@ -372,6 +374,7 @@ impl Workspace {
         match self {
             Workspace::Local(w) => &mut w.rows,
             Workspace::Simple(w) => &mut w.rows,
+            Workspace::Sampling(w) => &mut w.rows,
         }
     }
 }
@@ -385,7 +388,9 @@ impl Net {
             SamplerConfig::SimpleDistributionAwareTransform(c) => {
                 Net::Simple(simple::Net::new(c, layout, flat)?)
             }
-            SamplerConfig::SamplingNetwork(_) => return Err(unsupported(config)),
+            SamplerConfig::SamplingNetwork(c) => {
+                Net::Sampling(Box::new(sampling::Net::new(c, layout, flat)?))
+            }
         })
     }
 
@@ -394,6 +399,7 @@ impl Net {
         match (self, ws) {
             (Net::Local(net), Workspace::Local(ws)) => net.forward(ws, n),
             (Net::Simple(net), Workspace::Simple(ws)) => net.forward(ws, n, lse),
+            (Net::Sampling(net), Workspace::Sampling(ws)) => net.forward(ws, n),
             _ => unreachable!("workspaces are built for the network's configuration"),
         }
     }
@@ -404,6 +410,7 @@ impl Net {
         match (self, ws) {
             (Net::Local(net), Workspace::Local(ws)) => net.backward(ws, n, grad),
             (Net::Simple(net), Workspace::Simple(ws)) => net.backward(ws, n, grad),
+            (Net::Sampling(net), Workspace::Sampling(ws)) => net.backward(ws, n, grad),
             _ => unreachable!("workspaces are built for the network's configuration"),
         }
     }
@@ -448,9 +455,6 @@ impl FastGrad {
     /// A gradient engine for `config` running batches on `threads` threads (≥ 1).
     pub fn new(config: &SamplerConfig, threads: usize) -> Result<Self> {
         config.validate()?;
-        if matches!(config, SamplerConfig::SamplingNetwork(_)) {
-            return Err(unsupported(config));
-        }
         if threads == 0 {
             return Err(NetsError::config("threads", 0, "must be ≥ 1"));
         }
@@ -626,15 +630,6 @@ impl FastGrad {
     ) -> impl Iterator<Item = (&'a str, &'a [usize], &'a [f64])> + 'a {
         self.layout.split(grad)
     }
-}
-
-/// The error for an architecture the fast engine does not cover.
-fn unsupported(config: &SamplerConfig) -> NetsError {
-    NetsError::config(
-        "architecture",
-        config,
-        "the fast training engine does not cover it; train it with the candle engine",
-    )
 }
 
 /// The error for gradients asked before any weights were loaded.

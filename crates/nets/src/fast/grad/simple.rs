@@ -270,14 +270,21 @@ impl Net {
                 let row = &gu[t * ld..(t + 1) * ld];
                 let drow = &mut ws.dgu[t * ld..(t + 1) * ld];
                 let (dg, du) = drow.split_at_mut(fp);
-                for j in 0..fp {
-                    let (g, u) = (row[j], row[fp + j]);
+                let dlt = dl[t];
+                for (((((&g, &u), acc), &w), dg), du) in row[..fp]
+                    .iter()
+                    .zip(&row[fp..])
+                    .zip(acc_down.iter_mut())
+                    .zip(&self.down)
+                    .zip(dg.iter_mut())
+                    .zip(du.iter_mut())
+                {
                     let sg = sigmoid(g);
                     let si = g * sg;
-                    acc_down[j] = (si * u).mul_add(dl[t], acc_down[j]);
-                    let dh = dl[t] * self.down[j];
-                    dg[j] = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
-                    du[j] = dh * si;
+                    *acc = (si * u).mul_add(dlt, *acc);
+                    let dh = dlt * w;
+                    *dg = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
+                    *du = dh * si;
                 }
             }
             ws.acc_gu.add(&self.gu, &ws.feat, hp, &ws.dgu, ld, len);
@@ -295,12 +302,17 @@ impl Net {
                 let df = &ws.dfeat[t * hp..(t + 1) * hp];
                 let ds = &ws.dsilu[t * hp..(t + 1) * hp];
                 let da = &mut ws.da[..hp];
-                for k in 0..hp {
-                    da[k] = df[k] * ds[k];
-                }
-                for k in 0..hp {
-                    acc_lw[k] = da[k].mul_add(x[t], acc_lw[k]);
-                    acc_lb[k] += da[k];
+                let xt = x[t];
+                for ((((a, &f), &g), lw), lb) in da
+                    .iter_mut()
+                    .zip(df)
+                    .zip(ds)
+                    .zip(acc_lw.iter_mut())
+                    .zip(acc_lb.iter_mut())
+                {
+                    *a = f * g;
+                    *lw = a.mul_add(xt, *lw);
+                    *lb += *a;
                 }
                 ws.rows.dlp[start + t] = dl[t] + dot(da, &self.local_w);
             }
