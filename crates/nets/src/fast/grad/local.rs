@@ -7,12 +7,13 @@
 //! `δu_j = δl·w_d,j·silu(g_j)`, `∂w_g,j += δg_j·x`, `∂b_g,j += δg_j` (same for up),
 //! `∂x = δl + Σ_j (δg_j·w_g,j + δu_j·w_u,j)`, with `silu'(g) = σ(g)·(1 + g·(1 − σ(g)))`.
 
-use super::{dot, sigmoid, sum, Acc, RowBufs, FLUSH_TILES};
+use super::{dot, dsilu8, sigmoid, sigmoid8, sum, vload, vstore, Acc, RowBufs, FLUSH_TILES};
 use crate::config::LocalConfig;
 use crate::error::Result;
 use crate::fast::grad::ParamLayout;
-use crate::fast::kernels::{gate, silu, AlignedBuf};
+use crate::fast::kernels::{gate, silu, AlignedBuf, LANES};
 use crate::layers::SwiGlu;
+use wide::f32x8;
 
 /// Tokens per tile.
 const TILE: usize = 256;
@@ -145,23 +146,39 @@ impl Net {
                     self.up_b[j],
                     self.down_w[j],
                 );
-                for (((((&x, &dl), h), dg), du), dx) in x
-                    .iter()
-                    .zip(dl.iter())
-                    .zip(h.iter_mut())
-                    .zip(dg.iter_mut())
-                    .zip(du.iter_mut())
-                    .zip(dx.iter_mut())
-                {
-                    let g = wg.mul_add(x, bg);
-                    let u = wu.mul_add(x, bu);
+                let (wg8, bg8, wu8, bu8, wd8) = (
+                    f32x8::splat(wg),
+                    f32x8::splat(bg),
+                    f32x8::splat(wu),
+                    f32x8::splat(bu),
+                    f32x8::splat(wd),
+                );
+                let whole = len - len % LANES;
+                for t in (0..whole).step_by(LANES) {
+                    let x8 = vload(x, t);
+                    let g = wg8.mul_add(x8, bg8);
+                    let u = wu8.mul_add(x8, bu8);
+                    let sg = sigmoid8(g);
+                    let si = g * sg;
+                    let dh = vload(dl, t) * wd8;
+                    vstore(h, t, si * u);
+                    let dgv = dh * u * dsilu8(g, sg);
+                    let duv = dh * si;
+                    vstore(dg, t, dgv);
+                    vstore(du, t, duv);
+                    let d = dgv.mul_add(wg8, duv.mul_add(wu8, vload(dx, t)));
+                    vstore(dx, t, d);
+                }
+                for t in whole..len {
+                    let g = wg.mul_add(x[t], bg);
+                    let u = wu.mul_add(x[t], bu);
                     let sg = sigmoid(g);
                     let si = g * sg;
-                    let dh = dl * wd;
-                    *h = si * u;
-                    *dg = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
-                    *du = dh * si;
-                    *dx = dg.mul_add(wg, du.mul_add(wu, *dx));
+                    let dh = dl[t] * wd;
+                    h[t] = si * u;
+                    dg[t] = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
+                    du[t] = dh * si;
+                    dx[t] = dg[t].mul_add(wg, du[t].mul_add(wu, dx[t]));
                 }
                 let a = &mut ws.acc.v32;
                 a[j] += dot(dg, x);

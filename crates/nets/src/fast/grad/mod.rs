@@ -36,10 +36,11 @@ use adasamp_sampling::row::checked_max;
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use super::kernels::{pad8, AlignedBuf, Packed};
+use super::kernels::{pad8, AlignedBuf, Packed, LANES};
 use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
 pub use layout::ParamLayout;
+use wide::f32x8;
 
 /// Tiles between two flushes of the f32 per-tile gradient sums into the f64 row totals.
 const FLUSH_TILES: usize = 8;
@@ -250,6 +251,38 @@ fn sum(x: &[f32]) -> f32 {
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + math::exp(-x))
+}
+
+/// [`sigmoid`] on 8 lanes (bit-identical lanes).
+#[inline(always)]
+fn sigmoid8(x: f32x8) -> f32x8 {
+    f32x8::ONE / (f32x8::ONE + math::exp8(-x))
+}
+
+/// `silu(x) = x / (1 + e⁻ˣ)` on 8 lanes (bit-identical to [`super::kernels::silu`] per lane).
+#[inline(always)]
+fn silu8(x: f32x8) -> f32x8 {
+    x / (f32x8::ONE + math::exp8(-x))
+}
+
+/// `silu'(g) = σ(g)·(1 + g·(1 − σ(g)))` from `g` and `σ(g)`, on 8 lanes.
+#[inline(always)]
+fn dsilu8(g: f32x8, sg: f32x8) -> f32x8 {
+    sg * g.mul_add(f32x8::ONE - sg, f32x8::ONE)
+}
+
+/// The 8 lanes of `s` starting at `i`.
+#[inline(always)]
+fn vload(s: &[f32], i: usize) -> f32x8 {
+    let mut a = [0.0f32; LANES];
+    a.copy_from_slice(&s[i..i + LANES]);
+    f32x8::from(a)
+}
+
+/// Writes 8 lanes into `s` at `i`.
+#[inline(always)]
+fn vstore(s: &mut [f32], i: usize, v: f32x8) {
+    s[i..i + LANES].copy_from_slice(&v.to_array());
 }
 
 /// Where one candle Linear (`weight [out, in_total]`, optional `bias [out]`) lives in a packed

@@ -24,14 +24,18 @@
 //! LayerNorm backward: `δy = r·(δx̂ − mean(δx̂) − x̂·mean(δx̂ ⊙ x̂))` with `δx̂ = δ ⊙ w`,
 //! `r = 1/√(var + ε)`.
 
-use super::{dot, sigmoid, sum, Acc, Layer, LayerAcc, Part, RowBufs, FLUSH_TILES};
+use super::{
+    dot, dsilu8, sigmoid, sigmoid8, silu8, sum, vload, vstore, Acc, Layer, LayerAcc, Part, RowBufs,
+    FLUSH_TILES,
+};
 use crate::config::SamplingNetworkConfig;
 use crate::error::Result;
 use crate::fast::grad::ParamLayout;
 use crate::fast::kernels::{
-    self, elu_plus_one, gate, gemm, layer_norm_keep, pad8, silu, AlignedBuf, Packed, LANES,
+    self, elu_plus_one, gate, gemm, layer_norm_keep, pad8, AlignedBuf, Packed, LANES,
 };
 use crate::layers::{SwiGlu, ATTENTION_EPS, LAYER_NORM_EPS};
+use wide::f32x8;
 
 /// Tokens per tile.
 const TILE: usize = 60;
@@ -452,14 +456,11 @@ impl Net {
         let fep = self.fep;
         let [gw, gb, uw, ub] = &self.enc;
         for (t, &l) in lp.iter().enumerate() {
-            for ((((o, gw), gb), uw), ub) in h[t * fep..(t + 1) * fep]
-                .iter_mut()
-                .zip(gw)
-                .zip(gb)
-                .zip(uw)
-                .zip(ub)
-            {
-                *o = silu(gw.mul_add(l, *gb)) * uw.mul_add(l, *ub);
+            let l8 = f32x8::splat(l);
+            for j in (0..fep).step_by(LANES) {
+                let g = vload(gw, j).mul_add(l8, vload(gb, j));
+                let u = vload(uw, j).mul_add(l8, vload(ub, j));
+                vstore(h, t * fep + j, silu8(g) * u);
             }
         }
     }
@@ -566,11 +567,12 @@ impl Net {
             let [gu, ..] = &mut ws.t;
             gemm(x, dp, rows, &self.transform.fwd, &ws.bias, gu, ld);
             for t in 0..rows {
-                let row = &gu[t * ld..(t + 1) * ld];
-                let mut m = self.t_down_b;
-                for j in 0..self.ftp {
-                    m = (silu(row[j]) * row[self.ftp + j]).mul_add(self.t_down[j], m);
+                let row = &mut gu[t * ld..(t + 1) * ld];
+                for j in (0..self.ftp).step_by(LANES) {
+                    let h = silu8(vload(row, j)) * vload(row, self.ftp + j);
+                    vstore(row, j, h);
                 }
+                let m = dot(&row[..self.ftp], &self.t_down) + self.t_down_b;
                 let i = start + t;
                 let u = ws.rows.lp[i] + m;
                 ws.u[i] = u;
@@ -703,9 +705,9 @@ impl Net {
             }
             gemm(x, dp, rows, &blk.gu.fwd, &blk.gu.fwd.b, gu, fld);
             for row in gu.chunks_exact_mut(fld).take(rows) {
-                let (g, u) = row.split_at_mut(self.ffp);
-                for (g, u) in g.iter_mut().zip(u.iter()) {
-                    *g = silu(*g) * *u;
+                for j in (0..self.ffp).step_by(LANES) {
+                    let h = silu8(vload(row, j)) * vload(row, self.ffp + j);
+                    vstore(row, j, h);
                 }
             }
             gemm(gu, fld, rows, &blk.down.fwd, &blk.down.fwd.b, fo, dp);
@@ -758,16 +760,16 @@ impl Net {
             for t in 0..rows {
                 let row = &gu[t * ld..(t + 1) * ld];
                 let drow = &mut dgu[t * ld..(t + 1) * ld];
-                let (dg, du) = drow.split_at_mut(self.ftp);
-                let dm = dlm[t];
-                for j in 0..self.ftp {
-                    let (g, u) = (row[j], row[self.ftp + j]);
-                    let sg = sigmoid(g);
+                let dm = f32x8::splat(dlm[t]);
+                let ftp = self.ftp;
+                for j in (0..ftp).step_by(LANES) {
+                    let (g, u) = (vload(row, j), vload(row, ftp + j));
+                    let sg = sigmoid8(g);
                     let si = g * sg;
-                    acc_down[j] = (si * u).mul_add(dm, acc_down[j]);
-                    let dh = dm * self.t_down[j];
-                    dg[j] = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
-                    du[j] = dh * si;
+                    vstore(acc_down, j, (si * u).mul_add(dm, vload(acc_down, j)));
+                    let dh = dm * vload(&self.t_down, j);
+                    vstore(drow, j, dh * u * dsilu8(g, sg));
+                    vstore(drow, ftp + j, dh * si);
                 }
             }
             acc_db[0] += sum(&dlm[..rows]);
@@ -853,24 +855,26 @@ impl Net {
                 dh,
                 fep,
             );
-            let a = &mut ws.small.v32;
+            let a = &mut ws.small.v32[..];
             for (t, &l) in lp.iter().enumerate() {
-                let mut dl = 0.0f32;
-                for j in 0..fep {
-                    let g = gw[j].mul_add(l, gb[j]);
-                    let u = uw[j].mul_add(l, ub[j]);
-                    let sg = sigmoid(g);
+                let l8 = f32x8::splat(l);
+                let mut dl = f32x8::ZERO;
+                for j in (0..fep).step_by(LANES) {
+                    let (gw, uw) = (vload(gw, j), vload(uw, j));
+                    let g = gw.mul_add(l8, vload(gb, j));
+                    let u = uw.mul_add(l8, vload(ub, j));
+                    let sg = sigmoid8(g);
                     let si = g * sg;
-                    let dhj = dh[t * fep + j];
-                    let dg = dhj * u * sg * g.mul_add(1.0 - sg, 1.0);
+                    let dhj = vload(dh, t * fep + j);
+                    let dg = dhj * u * dsilu8(g, sg);
                     let du = dhj * si;
-                    a[j] = dg.mul_add(l, a[j]);
-                    a[fep + j] += dg;
-                    a[2 * fep + j] = du.mul_add(l, a[2 * fep + j]);
-                    a[3 * fep + j] += du;
-                    dl = dg.mul_add(gw[j], du.mul_add(uw[j], dl));
+                    vstore(a, j, dg.mul_add(l8, vload(a, j)));
+                    vstore(a, fep + j, vload(a, fep + j) + dg);
+                    vstore(a, 2 * fep + j, du.mul_add(l8, vload(a, 2 * fep + j)));
+                    vstore(a, 3 * fep + j, vload(a, 3 * fep + j) + du);
+                    dl = dg.mul_add(gw, du.mul_add(uw, dl));
                 }
-                ws.rows.dlp[start + t] += dl;
+                ws.rows.dlp[start + t] += dl.reduce_add();
             }
             if (tile + 1) % FLUSH_TILES == 0 {
                 ws.acc[0].flush();
@@ -939,8 +943,8 @@ impl Net {
                 gemm(a, dp, rows, &blk.out.fwd, &blk.out.fwd.b, o, dp);
                 for t in 0..rows {
                     let xr = &mut x1[t * dp..(t + 1) * dp];
-                    for k in 0..d {
-                        xr[k] = x0[t * dp + k] + o[t * dp + k];
+                    for ((x, &a), &b) in xr.iter_mut().zip(&x0[t * dp..]).zip(&o[t * dp..]) {
+                        *x = a + b;
                     }
                     r1[t] = layer_norm_keep(
                         &mut xr[..d],
@@ -951,16 +955,20 @@ impl Net {
                     );
                 }
                 gemm(x1, dp, rows, &blk.gu.fwd, &blk.gu.fwd.b, gu, fld);
-                for t in 0..rows {
-                    for j in 0..ffp {
-                        hf[t * ffp + j] = silu(gu[t * fld + j]) * gu[t * fld + ffp + j];
+                for (h, row) in hf
+                    .chunks_exact_mut(ffp)
+                    .zip(gu.chunks_exact(fld))
+                    .take(rows)
+                {
+                    for j in (0..ffp).step_by(LANES) {
+                        vstore(h, j, silu8(vload(row, j)) * vload(row, ffp + j));
                     }
                 }
                 gemm(hf, ffp, rows, &blk.down.fwd, &blk.down.fwd.b, fo, dp);
                 for t in 0..rows {
                     let y = &mut fo[t * dp..(t + 1) * dp];
-                    for k in 0..d {
-                        y[k] += x1[t * dp + k];
+                    for (y, &x) in y.iter_mut().zip(&x1[t * dp..(t + 1) * dp]) {
+                        *y += x;
                     }
                     r2[t] = layer_norm_keep(
                         &mut y[..d],
@@ -987,13 +995,18 @@ impl Net {
                 // Feed-forward backward.
                 ws.acc[3].add(&blk.down, hf, ffp, dy2, dp, rows);
                 gemm(dy2, dp, rows, &blk.down.bwd, &blk.down.bwd.b, t10, ffp);
-                for t in 0..rows {
-                    for j in 0..ffp {
-                        let (g, u) = (gu[t * fld + j], gu[t * fld + ffp + j]);
-                        let sg = sigmoid(g);
-                        let dh = t10[t * ffp + j];
-                        t11[t * fld + j] = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
-                        t11[t * fld + ffp + j] = dh * g * sg;
+                for ((row, dh), drow) in gu
+                    .chunks_exact(fld)
+                    .zip(t10.chunks_exact(ffp))
+                    .zip(t11.chunks_exact_mut(fld))
+                    .take(rows)
+                {
+                    for j in (0..ffp).step_by(LANES) {
+                        let (g, u) = (vload(row, j), vload(row, ffp + j));
+                        let sg = sigmoid8(g);
+                        let dh = vload(dh, j);
+                        vstore(drow, j, dh * u * dsilu8(g, sg));
+                        vstore(drow, ffp + j, dh * g * sg);
                     }
                 }
                 ws.acc[2].add(&blk.gu, x1, dp, t11, fld, rows);
@@ -1035,10 +1048,18 @@ impl Net {
                 let dkv = &mut ws.dkv.v32;
                 let dks = &mut ws.dks.v32;
                 for t in 0..rows {
-                    for k in 0..d {
-                        let dden = hf[t * heads + k / hw];
-                        xh2[t * dp + k] = dden.mul_add(ks32[k], xh2[t * dp + k]);
-                        dks[k] = dden.mul_add(phiq[t * dp + k], dks[k]);
+                    for h in 0..heads {
+                        let dden = hf[t * heads + h];
+                        let r = h * hw..(h + 1) * hw;
+                        for (((g, &k), a), &p) in xh2[t * dp + r.start..t * dp + r.end]
+                            .iter_mut()
+                            .zip(&ks32[r.clone()])
+                            .zip(dks[r.clone()].iter_mut())
+                            .zip(&phiq[t * dp + r.start..t * dp + r.end])
+                        {
+                            *g = dden.mul_add(k, *g);
+                            *a = dden.mul_add(p, *a);
+                        }
                     }
                 }
                 for h in 0..heads {
@@ -1129,8 +1150,12 @@ impl Net {
                 for t in 0..rows {
                     let row = &mut dqkv[t * qld..(t + 1) * qld];
                     row[..dp].copy_from_slice(&ws.dq[(start + t) * dp..(start + t + 1) * dp]);
-                    for k in 0..dp {
-                        row[dp + k] = dphik[t * dp + k] * kv[t * 2 * dp + k].min(1.0);
+                    for ((o, &g), &p) in row[dp..2 * dp]
+                        .iter_mut()
+                        .zip(&dphik[t * dp..(t + 1) * dp])
+                        .zip(&kv[t * 2 * dp..t * 2 * dp + dp])
+                    {
+                        *o = g * p.min(1.0);
                     }
                 }
                 ws.acc[0].add(&blk.qkv, x0, dp, dqkv, qld, rows);
@@ -1182,18 +1207,24 @@ fn ln_backward(
         let g = &dout[t * dp..t * dp + d];
         let xh = &xhat[t * dp..t * dp + d];
         let out = &mut dy[t * dp..(t + 1) * dp];
-        let (mut s1, mut s2) = (0.0f32, 0.0f32);
-        for k in 0..d {
-            let dxh = g[k] * w[k];
-            s1 += dxh;
-            s2 = dxh.mul_add(xh[k], s2);
-            aw[k] = g[k].mul_add(xh[k], aw[k]);
-            ab[k] += g[k];
+        let (o, pad) = out.split_at_mut(d);
+        // δx̂ = g ⊙ w into `o` first.
+        for ((o, &g), &w) in o.iter_mut().zip(g).zip(w) {
+            *o = g * w;
         }
-        let (m1, m2) = (s1 / d as f32, s2 / d as f32);
-        for k in 0..d {
-            out[k] = rstd[t] * (g[k] * w[k] - m1 - xh[k] * m2);
+        let m1 = sum(o) / d as f32;
+        let m2 = dot(o, xh) / d as f32;
+        for ((((o, &g), &x), aw), ab) in o
+            .iter_mut()
+            .zip(g)
+            .zip(xh)
+            .zip(aw.iter_mut())
+            .zip(ab.iter_mut())
+        {
+            *aw = g.mul_add(x, *aw);
+            *ab += g;
+            *o = rstd[t] * (*o - m1 - x * m2);
         }
-        out[d..].fill(0.0);
+        pad.fill(0.0);
     }
 }

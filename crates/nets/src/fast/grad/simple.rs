@@ -13,13 +13,17 @@
 //! `δF = [δG|δU]·W_gu`, `δa = δF ⊙ silu'(a)`, `∂w_l += δa·x`, `∂b_l += δa`,
 //! `∂x = δl + δa·w_l`. The gate|up pre-activations of every token are kept from the forward.
 
-use super::{dot, sigmoid, sum, Acc, Layer, LayerAcc, Part, RowBufs, FLUSH_TILES};
+use super::{
+    dot, dsilu8, sigmoid, sigmoid8, silu8, sum, vload, vstore, Acc, Layer, LayerAcc, Part, RowBufs,
+    FLUSH_TILES,
+};
 use crate::config::DistributionAwareConfig;
 use crate::error::Result;
 use crate::fast::grad::ParamLayout;
-use crate::fast::kernels::{gate, gemm, pad8, silu, softplus, AlignedBuf};
+use crate::fast::kernels::{gate, gemm, pad8, softplus, AlignedBuf, LANES};
 use crate::layers::SwiGlu;
 use adasamp_sampling::math;
+use wide::f32x8;
 
 /// Tokens per tile.
 const TILE: usize = 60;
@@ -167,25 +171,16 @@ impl Net {
     fn features(&self, x: &[f32], feat: &mut [f32], mut dsilu: Option<&mut [f32]>) {
         let hp = self.hp;
         for (t, &x) in x.iter().enumerate() {
-            let fr = &mut feat[t * hp..(t + 1) * hp];
-            match dsilu.as_deref_mut() {
-                None => {
-                    for ((o, w), b) in fr.iter_mut().zip(&self.local_w).zip(&self.local_b) {
-                        *o = silu(w.mul_add(x, *b));
-                    }
-                }
-                Some(ds) => {
-                    let dr = &mut ds[t * hp..(t + 1) * hp];
-                    for (((o, d), w), b) in fr
-                        .iter_mut()
-                        .zip(dr.iter_mut())
-                        .zip(&self.local_w)
-                        .zip(&self.local_b)
-                    {
-                        let a = w.mul_add(x, *b);
-                        let sg = sigmoid(a);
-                        *o = a * sg;
-                        *d = sg * a.mul_add(1.0 - sg, 1.0);
+            let x8 = f32x8::splat(x);
+            let row = t * hp;
+            for k in (0..hp).step_by(LANES) {
+                let a = vload(&self.local_w, k).mul_add(x8, vload(&self.local_b, k));
+                let sg = sigmoid8(a);
+                match dsilu.as_deref_mut() {
+                    None => vstore(feat, row + k, silu8(a)),
+                    Some(ds) => {
+                        vstore(feat, row + k, a * sg);
+                        vstore(ds, row + k, dsilu8(a, sg));
                     }
                 }
             }
@@ -227,8 +222,8 @@ impl Net {
             for t in 0..len {
                 let row = &gu[t * ld..(t + 1) * ld];
                 let hh = &mut ws.hh[t * fp..(t + 1) * fp];
-                for ((o, &g), &u) in hh.iter_mut().zip(&row[..fp]).zip(&row[fp..]) {
-                    *o = silu(g) * u;
+                for j in (0..fp).step_by(LANES) {
+                    vstore(hh, j, silu8(vload(row, j)) * vload(row, fp + j));
                 }
                 let l = x[t] + (dot(hh, &self.down) + self.down_b);
                 ws.l[start + t] = l;
@@ -269,22 +264,15 @@ impl Net {
             for t in 0..len {
                 let row = &gu[t * ld..(t + 1) * ld];
                 let drow = &mut ws.dgu[t * ld..(t + 1) * ld];
-                let (dg, du) = drow.split_at_mut(fp);
-                let dlt = dl[t];
-                for (((((&g, &u), acc), &w), dg), du) in row[..fp]
-                    .iter()
-                    .zip(&row[fp..])
-                    .zip(acc_down.iter_mut())
-                    .zip(&self.down)
-                    .zip(dg.iter_mut())
-                    .zip(du.iter_mut())
-                {
-                    let sg = sigmoid(g);
+                let dlt = f32x8::splat(dl[t]);
+                for j in (0..fp).step_by(LANES) {
+                    let (g, u) = (vload(row, j), vload(row, fp + j));
+                    let sg = sigmoid8(g);
                     let si = g * sg;
-                    *acc = (si * u).mul_add(dlt, *acc);
-                    let dh = dlt * w;
-                    *dg = dh * u * sg * g.mul_add(1.0 - sg, 1.0);
-                    *du = dh * si;
+                    vstore(acc_down, j, (si * u).mul_add(dlt, vload(acc_down, j)));
+                    let dh = dlt * vload(&self.down, j);
+                    vstore(drow, j, dh * u * dsilu8(g, sg));
+                    vstore(drow, fp + j, dh * si);
                 }
             }
             ws.acc_gu.add(&self.gu, &ws.feat, hp, &ws.dgu, ld, len);
