@@ -490,6 +490,47 @@ pub(crate) fn attention_heads8(
     }
 }
 
+/// A block-diagonal product with 8-wide blocks: per row `t` and block `h`,
+/// `out[t·ldo + 8h + j] = bias[8h + j] + Σ_i x[t·ldx + 8h + i]·m[h, i, j]` (`m` is
+/// `[heads, 8, 8]` row-major; `bias` of `8·heads` entries or `None` for zero) — the linear
+/// attention's per-head `8 × 8` products without the `H×` zeros of a dense `[d, d]` product.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn heads8_product(
+    x: &[f32],
+    ldx: usize,
+    rows: usize,
+    heads: usize,
+    m: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if rows == 0 {
+        return;
+    }
+    let d = heads * LANES;
+    assert!(ldx >= d && ldo >= d && m.len() >= heads * LANES * LANES);
+    assert!(x.len() >= (rows - 1) * ldx + d && out.len() >= (rows - 1) * ldo + d);
+    assert!(bias.is_none_or(|b| b.len() >= d));
+    for h in 0..heads {
+        let o = h * LANES;
+        // SAFETY: bounded by the asserts above.
+        unsafe {
+            let mp = m.as_ptr().add(h * LANES * LANES);
+            let mh: [f32x8; LANES] = std::array::from_fn(|i| load(mp.add(i * LANES)));
+            let b = bias.map_or(f32x8::ZERO, |b| load(b.as_ptr().add(o)));
+            for t in 0..rows {
+                let xp = x.as_ptr().add(t * ldx + o);
+                let mut acc = b;
+                for (i, mi) in mh.iter().enumerate() {
+                    acc = f32x8::splat(*xp.add(i)).mul_add(*mi, acc);
+                }
+                store(out.as_mut_ptr().add(t * ldo + o), acc);
+            }
+        }
+    }
+}
+
 /// One 64-byte cache line of f32s (the unit of [`AlignedBuf`]).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
@@ -589,6 +630,31 @@ mod tests {
                         "{tokens} {k} {n}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn heads8_product_matches_naive() {
+        let (rows, heads, ldx, ldo) = (5, 3, 27, 30);
+        let x: Vec<f32> = (0..rows * ldx).map(|i| (i as f32 * 0.3).sin()).collect();
+        let m: Vec<f32> = (0..heads * 64).map(|i| (i as f32 * 0.7).cos()).collect();
+        let bias: Vec<f32> = (0..heads * 8).map(|i| i as f32 * 0.1).collect();
+        for b in [None, Some(bias.as_slice())] {
+            let mut out = vec![7.0f32; rows * ldo];
+            heads8_product(&x, ldx, rows, heads, &m, b, &mut out, ldo);
+            for t in 0..rows {
+                for h in 0..heads {
+                    for j in 0..8 {
+                        let e = b.map_or(0.0, |b| b[8 * h + j])
+                            + (0..8)
+                                .map(|i| x[t * ldx + 8 * h + i] * m[h * 64 + i * 8 + j])
+                                .sum::<f32>();
+                        let got = out[t * ldo + 8 * h + j];
+                        assert!((got - e).abs() < 1e-5, "{t} {h} {j}: {got} vs {e}");
+                    }
+                }
+                assert!(out[t * ldo + 24..(t + 1) * ldo].iter().all(|&v| v == 7.0));
             }
         }
     }

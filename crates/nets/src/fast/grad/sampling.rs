@@ -237,6 +237,8 @@ pub(super) struct Workspace {
     m_kvt: Option<Packed>,
     m_dkvt: Option<Packed>,
     m_dkv: Option<Packed>,
+    /// The same three matrices per head (`[heads, hw, hw]`), for 8-wide heads.
+    compact: [AlignedBuf; 3],
     t: [AlignedBuf; 12],
     rt: [AlignedBuf; 2],
     bias: AlignedBuf,
@@ -440,6 +442,9 @@ impl Net {
         {
             ws.att = (0..nb).map(|_| Packed::zeros(d, ald)).collect();
         }
+        for c in ws.compact.iter_mut() {
+            c.grow(d * hw);
+        }
         for m in [&mut ws.m_kvt, &mut ws.m_dkvt, &mut ws.m_dkv] {
             if m.as_ref().is_none_or(|p| p.k != d || p.n_pad != dp) {
                 *m = Some(Packed::zeros(d, dp));
@@ -462,6 +467,28 @@ impl Net {
                 let u = vload(uw, j).mul_add(l8, vload(ub, j));
                 vstore(h, t * fep + j, silu8(g) * u);
             }
+        }
+    }
+
+    /// `out = x·M + b` for a block-diagonal per-head matrix: `packed` (dense `[d, dp]` with its
+    /// bias) in general, `per_head` (`[heads, 8, 8]`, same bias) when the heads are 8 wide.
+    #[allow(clippy::too_many_arguments)]
+    fn block_diag(
+        &self,
+        packed: &Packed,
+        per_head: &[f32],
+        x: &[f32],
+        ldx: usize,
+        rows: usize,
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        if self.per_head() {
+            let b = &packed.b[..self.d];
+            let bias = b.iter().any(|&v| v != 0.0).then_some(b);
+            kernels::heads8_product(x, ldx, rows, self.heads, per_head, bias, out, ldo);
+        } else {
+            gemm(x, ldx, rows, packed, &packed.b, out, ldo);
         }
     }
 
@@ -916,7 +943,9 @@ impl Net {
         for h in 0..heads {
             for i in 0..hw {
                 for j in 0..hw {
-                    m_kvt.w[(h * hw + j) * dp + h * hw + i] = kv32[h * hw * hw + i * hw + j];
+                    let v = kv32[h * hw * hw + i * hw + j];
+                    m_kvt.w[(h * hw + j) * dp + h * hw + i] = v;
+                    ws.compact[0][h * hw * hw + j * hw + i] = v;
                 }
             }
         }
@@ -1044,7 +1073,7 @@ impl Net {
                     }
                 }
                 // δφ(q) = δnum·KVᵀ + δden·ks (into xh2).
-                gemm(xh1, dp, rows, m_kvt, &m_kvt.b, xh2, dp);
+                self.block_diag(m_kvt, &ws.compact[0], xh1, dp, rows, xh2, dp);
                 let dkv = &mut ws.dkv.v32;
                 let dks = &mut ws.dks.v32;
                 for t in 0..rows {
@@ -1123,6 +1152,8 @@ impl Net {
                         let g = ws.dkv.v64[h * hw * hw + i * hw + j] as f32;
                         m_dkvt.w[(h * hw + j) * dp + h * hw + i] = g;
                         m_dkv.w[(h * hw + i) * dp + h * hw + j] = g;
+                        ws.compact[1][h * hw * hw + j * hw + i] = g;
+                        ws.compact[2][h * hw * hw + i * hw + j] = g;
                     }
                 }
             }
@@ -1145,8 +1176,9 @@ impl Net {
                     }
                 }
                 // δφ(k) = δKV·v + δks; δv = δKVᵀ·φ(k).
-                gemm(&kv[dp..], 2 * dp, rows, m_dkvt, &m_dkvt.b, dphik, dp);
-                gemm(kv, 2 * dp, rows, m_dkv, &m_dkv.b, &mut dqkv[2 * dp..], qld);
+                let [_, c1, c2] = &ws.compact;
+                self.block_diag(m_dkvt, c1, &kv[dp..], 2 * dp, rows, dphik, dp);
+                self.block_diag(m_dkv, c2, kv, 2 * dp, rows, &mut dqkv[2 * dp..], qld);
                 for t in 0..rows {
                     let row = &mut dqkv[t * qld..(t + 1) * qld];
                     row[..dp].copy_from_slice(&ws.dq[(start + t) * dp..(start + t + 1) * dp]);
