@@ -150,10 +150,11 @@ fn bench_train_quick_prints_a_table() {
             .find(|l| l.starts_with(&format!("| {name} |")))
             .unwrap_or_else(|| panic!("no row for {name}:\n{table}"));
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        // | name | params | threads | fast | candle | ratio | …
+        // | name | params | threads | fast f16 | fast f32 | candle | ratio | …
         let fast: f64 = cells[4].parse().unwrap();
-        let candle: f64 = cells[5].parse().unwrap();
-        assert!(fast > 0.0 && candle > 0.0, "{row}");
+        let fast32: f64 = cells[5].parse().unwrap();
+        let candle: f64 = cells[6].parse().unwrap();
+        assert!(fast > 0.0 && fast32 > 0.0 && candle > 0.0, "{row}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use adasamp_nets::train::bench::{positions_per_second, synthetic_dataset};
-use adasamp_nets::train::Engine;
+use adasamp_nets::train::{Engine, RowPrecision};
 use adasamp_nets::SamplerConfig;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -161,7 +161,10 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
     };
     let rows = batch * (steps.max(candle_steps) as usize + 1);
     eprintln!("synthetic positions: {rows} × V {vocab} (temperature 0.8 → min_p 0.1 targets)");
-    let dataset = synthetic_dataset(vocab, rows, 7)?;
+    // The same logits stored as f16 (the replay cache's default: the fast engine groups equal
+    // logits) and as f32 (all distinct: the engine's per-token speed).
+    let dataset = synthetic_dataset(vocab, rows, 7, RowPrecision::F16)?;
+    let dataset32 = synthetic_dataset(vocab, rows, 7, RowPrecision::F32)?;
     let scratch = std::env::temp_dir().join(format!("adasamp-bench-train-{}", std::process::id()));
     let mut table = String::new();
     writeln!(
@@ -169,14 +172,17 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
         "Positions per second of one training step (forward + TruncatedLogitsLoss + backward + \
          AdamW, the trainer's own), V = {vocab}, {batch} positions per step, synthetic \
          LM-like rows; fast and candle measured in this run ({steps} and {candle_steps} timed \
-         steps after a warm-up step). PyTorch: `benches/reference/train_step.py` in this run when \
-         torch imports, else the issue's figures (2 threads, same step and sizes, *not this run*).\n"
+         steps after a warm-up step). The fast engine on rows stored as f16 (the replay cache's \
+         default: tokens with equal logits computed once; ~12,300 distinct values per row here) \
+         and as f32 (every token computed); ratios as f16 / f32. PyTorch: \
+         `benches/reference/train_step.py` in this run when torch imports, else the issue's \
+         figures (2 threads, same step and sizes, *not this run*).\n"
     )?;
     writeln!(
         table,
-        "| network | params | threads | fast pos/s | candle pos/s | fast ÷ candle | PyTorch pos/s | fast ÷ PyTorch | target (2 threads) |"
+        "| network | params | threads | fast pos/s, f16 rows | fast pos/s, f32 rows | candle pos/s | fast ÷ candle | PyTorch pos/s | fast ÷ PyTorch | target (2 threads, f16 rows) |"
     )?;
-    writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for (name, config) in &configs {
         let params = adasamp_nets::parameter_count(config)?;
         for &t in &threads {
@@ -189,6 +195,15 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
                 batch,
                 steps,
                 &dir.join("fast"),
+            )?;
+            let fast32 = positions_per_second(
+                &dataset32,
+                config,
+                Engine::Fast,
+                t,
+                batch,
+                steps,
+                &dir.join("fast32"),
             )?;
             let candle = if args.no_candle {
                 None
@@ -212,8 +227,11 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
                 None => None,
             };
             let fmt = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{v:.2}"));
-            let ratio =
-                |a: f64, b: Option<f64>| b.map_or("—".to_string(), |b| format!("{:.1}×", a / b));
+            let ratio = |b: Option<f64>| {
+                b.map_or("—".to_string(), |b| {
+                    format!("{:.1}× / {:.1}×", fast / b, fast32 / b)
+                })
+            };
             let target = match (target(config), t) {
                 (Some(goal), 2) if vocab == 49152 && batch == 16 => {
                     let c_ok = candle.is_none_or(|c| fast >= 20.0 * c);
@@ -227,11 +245,11 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
                 _ => String::new(),
             };
             let line = format!(
-                "| {name} | {params} | {t} | {fast:.2} | {} | {} | {} | {} | {target} |",
+                "| {name} | {params} | {t} | {fast:.2} | {fast32:.2} | {} | {} | {} | {} | {target} |",
                 fmt(candle),
-                ratio(fast, candle),
+                ratio(candle),
                 torch.map_or("—".to_string(), |(p, src)| format!("{p:.2} ({src})")),
-                ratio(fast, torch.map(|(p, _)| p)),
+                ratio(torch.map(|(p, _)| p)),
             );
             eprintln!("{line}");
             writeln!(table, "{line}")?;

@@ -97,22 +97,59 @@ fn checked_target_max(
     Ok(math::max(t))
 }
 
-/// KL and penalty of the `n` outputs in `rows.out` against `target` (row `index` in errors);
-/// writes `∂(KL + γ·pen)/∂o` to `rows.dout` when the KL is finite.
+/// KL and penalty of the row's outputs (`rows.out` per unit) against `target` (row `index` in
+/// errors); when the KL is finite, writes `∂(KL + γ·pen)/∂o` per unit to `rows.dout` (for a
+/// unit standing for several tokens: the sum of theirs).
 pub(super) fn row(
     rows: &mut RowBufs,
-    n: usize,
     target: TargetRow<'_>,
     gamma: f32,
     index: usize,
 ) -> Result<RowLoss> {
+    let n = rows.kept;
     let (mt, lst, covered) = compact_target(rows, n, target, index)?;
-    let o = &rows.out[..n];
-    let tc = &rows.target[..n];
+    let grouped = !rows.unit_of.is_empty();
+    if grouped {
+        for (t, &u) in rows.tout[..n].iter_mut().zip(&rows.unit_of) {
+            *t = rows.out[u as usize];
+        }
+    }
+    let (o, dout) = if grouped {
+        (&rows.tout[..n], &mut rows.tdout[..n])
+    } else {
+        (&rows.out[..n], &mut rows.dout[..n])
+    };
+    let loss = token_loss(o, &rows.target[..n], mt, lst, covered, gamma, dout);
+    if grouped && loss.kl.is_finite() {
+        // Summed in f64, rounded once per unit.
+        let sums = &mut rows.unit_sums;
+        sums.clear();
+        sums.resize(rows.out.len(), 0.0);
+        for (&u, &d) in rows.unit_of.iter().zip(&rows.tdout[..n]) {
+            sums[u as usize] += d as f64;
+        }
+        for (o, &s) in rows.dout.iter_mut().zip(sums.iter()) {
+            *o = s as f32;
+        }
+    }
+    Ok(loss)
+}
+
+/// The loss of per-token outputs `o` against the compacted target `tc` (whole-row `max` `mt`
+/// and `log Σ exp(t − mt)` `lst`); writes the per-token gradient to `dout` when the KL is finite
+/// (`covered`: every token the target keeps is kept by the input).
+fn token_loss(
+    o: &[f32],
+    tc: &[f32],
+    mt: f32,
+    lst: f32,
+    covered: bool,
+    gamma: f32,
+    dout: &mut [f32],
+) -> RowLoss {
     let mo = math::max(o);
     let lso = math::sum_exp(o, mo).ln() as f32;
     let (mut kl, mut pen) = (0.0f64, 0.0f64);
-    let dout = &mut rows.dout[..n];
     for ((ob, tb), db) in o
         .chunks(BLOCK)
         .zip(tc.chunks(BLOCK))
@@ -133,10 +170,10 @@ pub(super) fn row(
         pen += p32.iter().map(|&x| x as f64).sum::<f64>();
     }
     if !covered {
-        return Ok(RowLoss {
+        return RowLoss {
             kl: f64::INFINITY,
             penalty: pen,
-        });
+        };
     }
     let keep = 1.0 - gamma * pen as f32;
     for (d, &tj) in dout.iter_mut().zip(tc) {
@@ -145,5 +182,5 @@ pub(super) fn row(
         let p = math::exp((tj - mt) - lst);
         *d = q.mul_add(keep, -p) + if masked { gamma * q } else { 0.0 };
     }
-    Ok(RowLoss { kl, penalty: pen })
+    RowLoss { kl, penalty: pen }
 }

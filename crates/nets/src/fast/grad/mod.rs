@@ -122,8 +122,15 @@ pub struct BatchGrad {
     pub grad: Vec<f64>,
 }
 
-/// Buffers every architecture's row pass uses: the raw row, `lp` of the kept tokens and their
-/// ids, the outputs, their loss gradient, the compacted target and the input gradient.
+/// Buffers every architecture's row pass uses.
+///
+/// The networks run over *units*: the kept tokens, or — when the row's logits are all exact f16
+/// values (rows from the default f16 replay cache) and grouping is on — the distinct logit
+/// values among them. Tokens with the same logit have the same `lp`, so every per-token layer
+/// gives them the same activations: a unit stands for its tokens, with their count as weight in
+/// the vocabulary-wide sums, and the backward takes the sum of their output gradients (every
+/// step is linear in them). Exact up to summation order; a 49,152-token row of f16 logits holds
+/// typically a few thousand distinct values.
 #[derive(Debug, Default)]
 struct RowBufs {
     /// The raw row (first `vocab` entries).
@@ -131,13 +138,26 @@ struct RowBufs {
     vocab: usize,
     /// Kept (finite) tokens of the row.
     kept: usize,
-    lp: AlignedBuf,
     /// Ids of the kept tokens when some are masked; empty when all are kept.
     ids: Vec<u32>,
+    /// Per unit: `lp`, the number of tokens it stands for, outputs, their loss gradient and the
+    /// gradient with respect to `lp`.
+    lp: AlignedBuf,
+    weight: AlignedBuf,
     out: AlignedBuf,
     dout: AlignedBuf,
-    target: AlignedBuf,
     dlp: AlignedBuf,
+    /// Kept token → unit, when units are groups (empty when they are the tokens).
+    unit_of: Vec<u32>,
+    /// Per kept token, when units are groups: outputs and their loss gradient.
+    tout: AlignedBuf,
+    tdout: AlignedBuf,
+    unit_sums: Vec<f64>,
+    /// The target gathered onto the kept tokens.
+    target: AlignedBuf,
+    /// f16 bit pattern → unit (`u32::MAX`: none yet), and the patterns set in this row.
+    table: Vec<u32>,
+    touched: Vec<u16>,
 }
 
 impl RowBufs {
@@ -148,35 +168,82 @@ impl RowBufs {
         &mut self.z[..vocab]
     }
 
-    /// Validates the raw row (row `index` in errors), writes `lp` of its kept tokens (their ids
-    /// too when some are masked) and returns `(n kept, lse)` with `lse = log Σ exp(z − max z)`
-    /// over the row, so `max lp = −lse`.
-    fn prepare(&mut self, index: usize) -> Result<(usize, f32)> {
+    /// Validates the raw row (row `index` in errors) and builds the units (see the type's doc;
+    /// groups only with `group`); returns `(units, lse)` with `lse = log Σ exp(z − max z)` over
+    /// the row, so `max lp = −lse`.
+    fn prepare(&mut self, index: usize, group: bool) -> Result<(usize, f32)> {
         let z = &self.z[..self.vocab];
         let m = checked_max(z, index).map_err(|e| NetsError::logits("input logits", e))?;
         let lse = math::sum_exp(z, m).ln() as f32;
         let kept = math::count_finite(z);
-        self.lp.grow(kept);
+        self.kept = kept;
         self.ids.clear();
-        if kept == z.len() {
-            for (l, &x) in self.lp.iter_mut().zip(z) {
-                *l = (x - m) - lse;
-            }
+        if kept < z.len() {
+            self.ids
+                .extend((0..z.len() as u32).filter(|&i| z[i as usize] > f32::NEG_INFINITY));
+        }
+        let units = if group && z.iter().all(|&x| x == f32::NEG_INFINITY || is_f16(x)) {
+            self.group(m, lse)
         } else {
-            let mut j = 0;
-            for (i, &x) in z.iter().enumerate() {
-                if x > f32::NEG_INFINITY {
-                    self.lp[j] = (x - m) - lse;
-                    self.ids.push(i as u32);
-                    j += 1;
+            self.unit_of.clear();
+            self.lp.grow(kept);
+            self.weight.grow(kept);
+            self.weight[..kept].fill(1.0);
+            let z = &self.z[..self.vocab];
+            if self.ids.is_empty() {
+                for (l, &x) in self.lp.iter_mut().zip(z) {
+                    *l = (x - m) - lse;
+                }
+            } else {
+                for (l, &i) in self.lp.iter_mut().zip(&self.ids) {
+                    *l = (z[i as usize] - m) - lse;
                 }
             }
+            kept
+        };
+        self.out.grow(units);
+        self.dout.grow(units);
+        self.dlp.grow(units);
+        Ok((units, lse))
+    }
+
+    /// Units = distinct f16 logits among the kept tokens, in order of first appearance.
+    fn group(&mut self, m: f32, lse: f32) -> usize {
+        if self.table.len() != 1 << 16 {
+            self.table = vec![u32::MAX; 1 << 16];
         }
-        self.kept = kept;
-        self.out.grow(kept);
-        self.dout.grow(kept);
-        self.dlp.grow(kept);
-        Ok((kept, lse))
+        for &k in &self.touched {
+            self.table[k as usize] = u32::MAX;
+        }
+        self.touched.clear();
+        self.unit_of.clear();
+        self.lp.grow(self.kept);
+        self.weight.grow(self.kept);
+        let z = &self.z[..self.vocab];
+        let mut units = 0;
+        let mut add = |x: f32| {
+            let key = half::f16::from_f32(x).to_bits();
+            let u = self.table[key as usize];
+            if u == u32::MAX {
+                self.table[key as usize] = units as u32;
+                self.touched.push(key);
+                self.lp[units] = (x - m) - lse;
+                self.weight[units] = 1.0;
+                self.unit_of.push(units as u32);
+                units += 1;
+            } else {
+                self.weight[u as usize] += 1.0;
+                self.unit_of.push(u);
+            }
+        };
+        if self.ids.is_empty() {
+            z.iter().for_each(|&x| add(x));
+        } else {
+            self.ids.iter().for_each(|&i| add(z[i as usize]));
+        }
+        self.tout.grow(self.kept);
+        self.tdout.grow(self.kept);
+        units
     }
 
     /// The vocabulary id of kept token `j`.
@@ -187,6 +254,12 @@ impl RowBufs {
             self.ids[j] as usize
         }
     }
+}
+
+/// Whether `x` is exactly an f16 value.
+#[inline]
+fn is_f16(x: f32) -> bool {
+    half::f16::from_f32(x).to_f32() == x
 }
 
 /// `f32` sums of a few tiles, flushed into `f64` totals (gradients of one row).
@@ -449,22 +522,24 @@ impl Net {
     }
 }
 
-/// One row: validate and prepare, forward, loss, backward. `ws.rows().z` holds the raw row.
-/// The parameter gradient of `KL + γ·penalty` is added to `grad`; a row whose KL is infinite
-/// (its prediction excludes a token the target keeps) contributes no gradient.
+/// One row: validate and prepare, forward, loss, backward. `ws.rows().z` holds the raw row;
+/// `group` lets tokens with equal f16 logits share one unit ([`RowBufs`]). The parameter
+/// gradient of `KL + γ·penalty` is added to `grad`; a row whose KL is infinite (its prediction
+/// excludes a token the target keeps) contributes no gradient.
 fn run_row(
     net: &Net,
     ws: &mut Workspace,
     target: TargetRow<'_>,
     gamma: f32,
     index: usize,
+    group: bool,
     grad: &mut [f64],
 ) -> Result<RowLoss> {
     let rows = ws.rows();
-    let (n, lse) = rows.prepare(index)?;
+    let (n, lse) = rows.prepare(index, group)?;
     net.forward(ws, n, lse);
     let rows = ws.rows();
-    let loss = loss::row(rows, n, target, gamma, index)?;
+    let loss = loss::row(rows, target, gamma, index)?;
     if loss.kl.is_finite() {
         net.backward(ws, n, grad);
     }
@@ -562,7 +637,7 @@ impl FastGrad {
         let ws = &mut self.workspaces[0];
         ws.rows().raw(logits.len()).copy_from_slice(logits);
         let mut g = vec![0.0f64; grad.len()];
-        let loss = run_row(net, ws, target, gamma as f32, 0, &mut g)?;
+        let loss = run_row(net, ws, target, gamma as f32, 0, false, &mut g)?;
         if !loss.kl.is_finite() {
             return Ok(loss);
         }
@@ -634,7 +709,7 @@ impl FastGrad {
                         g.clear();
                         g.resize(len, 0.0);
                         rows.logits(i, ws.rows().raw(v));
-                        *l = run_row(net, ws, rows.target(i), gamma, i, g)?;
+                        *l = run_row(net, ws, rows.target(i), gamma, i, true, g)?;
                     }
                     Ok(())
                 })

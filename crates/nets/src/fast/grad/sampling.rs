@@ -552,14 +552,15 @@ impl Net {
         // Pool and heads.
         let nb = self.blocks.len();
         let xb = &ws.xs[nb * n * dp..(nb + 1) * n * dp];
+        // c = Σ_units weight·x / (kept tokens).
         ws.c.fill(0.0);
-        for row in xb.chunks_exact(dp) {
+        for (row, &w) in xb.chunks_exact(dp).zip(&ws.rows.weight[..n]) {
             for (a, &v) in ws.c.iter_mut().zip(&row[..d]) {
-                *a += v as f64;
+                *a += (w * v) as f64;
             }
         }
         for a in ws.c.iter_mut() {
-            *a /= n as f64;
+            *a /= ws.rows.kept as f64;
         }
         let f = SwiGlu::hidden_width(d / 2);
         let (g, u) = (&mut ws.head_g, &mut ws.head_u);
@@ -638,6 +639,11 @@ impl Net {
                     *v = elu_plus_one(*v);
                 }
                 ws.phiq[(start + t) * dp..(start + t + 1) * dp].copy_from_slice(&row[..dp]);
+                // A unit counts as many times as the tokens it stands for in Σ φ(k)vᵀ, Σ φ(k).
+                let w = ws.rows.weight[start + t];
+                for v in row[dp..2 * dp].iter_mut() {
+                    *v *= w;
+                }
                 for (acc, &v) in ws.ks64.iter_mut().zip(&row[dp..dp + d]) {
                     *acc += v as f64;
                 }
@@ -842,15 +848,18 @@ impl Net {
             let dr = [gm * sigmoid64(ws.raw[0])];
             h.backward(&ws.c, &ws.head_g[..f], &ws.head_u[..f], &dr, dc, grad);
         }
-        // The pool: every token gets ∂c / n.
+        // The pool: every token gets ∂c / (kept tokens), a unit that many times its weight.
         let uniform = &mut ws.uniform;
         uniform.grow(dp);
         for (u, g) in uniform.iter_mut().zip(dc.iter()) {
-            *u = (*g / n as f64) as f32;
+            *u = (*g / ws.rows.kept as f64) as f32;
         }
-        for row in ws.dx[..n * dp].chunks_exact_mut(dp) {
+        for (row, &w) in ws.dx[..n * dp]
+            .chunks_exact_mut(dp)
+            .zip(&ws.rows.weight[..n])
+        {
             for (a, &u) in row.iter_mut().zip(uniform.iter()) {
-                *a += u;
+                *a = w.mul_add(u, *a);
             }
         }
         // 2. Blocks, last first.
@@ -1179,7 +1188,10 @@ impl Net {
                 let [_, c1, c2] = &ws.compact;
                 self.block_diag(m_dkvt, c1, &kv[dp..], 2 * dp, rows, dphik, dp);
                 self.block_diag(m_dkv, c2, kv, 2 * dp, rows, &mut dqkv[2 * dp..], qld);
+                // δφ(k), δv come from the vocabulary-wide sums, the same for every token of a
+                // unit: the unit's total is its weight times them.
                 for t in 0..rows {
+                    let w = ws.rows.weight[start + t];
                     let row = &mut dqkv[t * qld..(t + 1) * qld];
                     row[..dp].copy_from_slice(&ws.dq[(start + t) * dp..(start + t + 1) * dp]);
                     for ((o, &g), &p) in row[dp..2 * dp]
@@ -1187,7 +1199,10 @@ impl Net {
                         .zip(&dphik[t * dp..(t + 1) * dp])
                         .zip(&kv[t * 2 * dp..t * 2 * dp + dp])
                     {
-                        *o = g * p.min(1.0);
+                        *o = w * (g * p.min(1.0));
+                    }
+                    for o in row[2 * dp..].iter_mut() {
+                        *o *= w;
                     }
                 }
                 ws.acc[0].add(&blk.qkv, x0, dp, dqkv, qld, rows);

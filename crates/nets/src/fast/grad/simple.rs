@@ -191,7 +191,12 @@ impl Net {
         let (hp, fp) = (self.hp, self.fp);
         let ld = 2 * fp;
         let lp = &ws.rows.lp[..n];
-        let entropy = -lp.iter().map(|&l| (math::exp(l) * l) as f64).sum::<f64>() as f32;
+        // H = −Σ_tokens p·lp: each unit counts as often as the tokens it stands for.
+        let entropy = -lp
+            .iter()
+            .zip(&ws.rows.weight[..n])
+            .map(|(&l, &w)| (w * (math::exp(l) * l)) as f64)
+            .sum::<f64>() as f32;
         let st = [-lse, entropy];
         let raw = match &self.truncation {
             Truncation::Dynamic { w, b, .. } => [
