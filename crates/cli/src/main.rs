@@ -36,6 +36,9 @@ enum Command {
     BenchSampling(bench_sampling::BenchArgs),
     /// Time the learned samplers' fast CPU path (one thread) against the candle forward.
     BenchSampler(bench_sampler::BenchSamplerArgs),
+    /// Training throughput (positions/s) of the learned samplers: fast engine vs candle engine in
+    /// the same run, with a PyTorch CPU reference beside them.
+    BenchTrain(bench_train::BenchTrainArgs),
     /// Generate text with a base model and any sampling pipeline.
     Generate(Box<generate::GenerateArgs>),
     /// Train a learned sampler on replayed base-model logits of candidate records.
@@ -132,6 +135,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Example(a) => example::run(&a),
         Command::BenchSampling(a) => bench_sampling::run(&a),
         Command::BenchSampler(a) => bench_sampler::run(&a),
+        Command::BenchTrain(a) => bench_train::run(&a),
         Command::Generate(a) => generate::run(&a),
         Command::Train(a) => train::run(&a),
         Command::BenchGenerate(a) => bench_generate::run(&a),

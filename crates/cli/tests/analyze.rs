@@ -283,6 +283,18 @@ fn generate_then_train_then_resume() {
     let o = train("simple_static.yaml", &run2, &["--stop-after", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cached"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fast engine"), "{}", stderr(&o));
+    // …and continues on the other engine from its checkpoint.
+    let o = train(
+        "simple_static.yaml",
+        &run2,
+        &["--resume", "--engine", "candle", "--stop-after", "2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("candle engine"), "{}", stderr(&o));
+    let o = train("local.yaml", &d.join("run4"), &["--engine", "gpu"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("engine"), "{}", stderr(&o));
 
     // Records that are not JSON name the file and line.
     std::fs::write(&recs, "{oops\n").unwrap();

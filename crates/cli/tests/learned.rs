@@ -122,3 +122,39 @@ fn bench_sampler_quick_prints_a_table() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `bench-train --quick`: one row per network, fast and candle figures side by side.
+#[test]
+fn bench_train_quick_prints_a_table() {
+    let dir = tmpdir("bench-train");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/samplers");
+    let out = dir.join("bench.md");
+    let mut args = vec!["bench-train", "--quick", "--output", out.to_str().unwrap()];
+    let cfgs: Vec<String> = [
+        "local.yaml",
+        "simple_dynamic.yaml",
+        "sampling_network_tiny.yaml",
+    ]
+    .iter()
+    .map(|c| root.join(c).to_str().unwrap().to_string())
+    .collect();
+    for c in &cfgs {
+        args.extend(["--config", c.as_str()]);
+    }
+    let o = adasamp(&args, &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(&out).unwrap();
+    for name in ["local", "simple_dynamic", "sampling_network_tiny"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | name | params | threads | fast f16 | fast f32 | candle | ratio | …
+        let fast: f64 = cells[4].parse().unwrap();
+        let fast32: f64 = cells[5].parse().unwrap();
+        let candle: f64 = cells[6].parse().unwrap();
+        assert!(fast > 0.0 && fast32 > 0.0 && candle > 0.0, "{row}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

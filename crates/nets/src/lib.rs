@@ -11,8 +11,8 @@
 //! - [`loss`]: [`TruncatedLogitsLoss`] and the plain-slice [`row_divergence`].
 //! - [`analysis`]: per-position KL / truncated-mass comparison of a sampler and the identity
 //!   with a target pipeline, aggregates, top tokens for plots.
-//! - [`fast`]: [`FastSampler`], the allocation-free single-thread CPU inference path, and FLOP
-//!   counts per token.
+//! - [`fast`]: [`FastSampler`], the allocation-free single-thread CPU inference path, FLOP
+//!   counts per token, and [`FastGrad`], the fast CPU forward + loss + backward for training.
 //! - [`learned_stage`]: [`LearnedStage`], a learned sampler as a pipeline stage `learned`
 //!   ([`register_learned_stage`]).
 //! - [`checkpoint`]: checkpoint directories (safetensors + JSON), atomic save, checked load,
@@ -43,7 +43,7 @@ pub use checkpoint::{
 };
 pub use config::{DistributionAwareConfig, LocalConfig, SamplerConfig, SamplingNetworkConfig};
 pub use error::{NetsError, Result};
-pub use fast::{FastSampler, FlopCount};
+pub use fast::{FastGrad, FastSampler, FlopCount};
 pub use learned_stage::{register_learned_stage, LearnedStage};
 pub use loss::{row_divergence, LossOutput, RowDivergence, TruncatedLogitsLoss};
 pub use params::{describe, param_specs, parameter_count, ParamSpec, Summary};

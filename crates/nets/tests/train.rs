@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use adasamp_nets::train::{
-    self, read_records, records::parse_records, Dataset, RowPrecision, ScheduleKind, TrainConfig,
+    self, read_records, records::parse_records, Dataset, Engine, RowPrecision, ScheduleKind,
+    TrainConfig,
 };
 use adasamp_nets::{LearnedSampler, SamplerConfig};
 use adasamp_sampling::{PipelineSpec, StageSpec};
@@ -139,12 +140,19 @@ fn weights(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn resume_is_exact() {
+    for engine in [Engine::Fast, Engine::Candle] {
+        resume_is_exact_on(engine);
+    }
+}
+
+fn resume_is_exact_on(engine: Engine) {
     let ds = synthetic(128, 16, 10, RowPrecision::F32);
     let config = tiny_config();
     let cfg = TrainConfig {
         epochs: 2,
         save_every: 3,
         eval_every: 4,
+        engine,
         ..base_cfg()
     };
     let full = scratch("full");
@@ -482,5 +490,113 @@ fn replay_alignment_on_default_model() {
             "position {i}: target keeps {} but {t} was generated (logit gap {gap})",
             kept[0]
         );
+    }
+}
+
+/// The `train,…` rows of a run's metrics.csv: `(step, loss, kl, truncated_mass)`.
+fn train_rows(dir: &std::path::Path) -> Vec<(u64, f64, f64, f64)> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("train,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[1].parse().unwrap(),
+                f[4].parse().unwrap(),
+                f[5].parse().unwrap(),
+                f[6].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn assert_close_curves(what: &str, a: &[(u64, f64, f64, f64)], b: &[(u64, f64, f64, f64)]) {
+    assert_eq!(a.len(), b.len(), "{what}: steps");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.0, y.0);
+        for (u, v) in [(x.1, y.1), (x.2, y.2), (x.3, y.3)] {
+            assert!(
+                (u - v).abs() <= 1e-4 * u.abs().max(1e-2),
+                "{what}: step {}: {u} vs {v}\n{a:?}\n{b:?}",
+                x.0
+            );
+        }
+    }
+}
+
+fn assert_close_weights(what: &str, a: &std::path::Path, b: &std::path::Path) {
+    for ((na, va), (nb, vb)) in weights(a).iter().zip(&weights(b)) {
+        assert_eq!(na, nb);
+        let scale = va.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+        let max = va
+            .iter()
+            .zip(vb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max <= 1e-3 * scale,
+            "{what}: {na}: max |Δ| {max} (scale {scale})"
+        );
+    }
+}
+
+/// A short run gives the same loss curve and weights on the fast and the candle engine, and a
+/// run may switch engines at a checkpoint.
+#[test]
+fn engines_agree_and_a_run_can_switch_between_them() {
+    let ds = synthetic(160, 24, 10, RowPrecision::F16);
+    let local = SamplerConfig::from_yaml_str(
+        "architecture: local_probability_transform\nhidden: 12\n",
+        "<test>",
+    )
+    .unwrap();
+    for config in [tiny_config(), local] {
+        let cfg = TrainConfig {
+            epochs: 1,
+            grad_accum: 1,
+            lr: 3e-3,
+            save_every: 2,
+            ..base_cfg()
+        };
+        let run = |engine: Engine, dir: &std::path::Path, stop: Option<u64>, resume: bool| {
+            let c = TrainConfig {
+                engine,
+                stop_after: stop,
+                ..cfg.clone()
+            };
+            train::train(
+                &ds,
+                "d",
+                &config,
+                &c,
+                &Device::Cpu,
+                dir,
+                resume,
+                &mut train::Quiet,
+            )
+            .unwrap()
+        };
+        let (fast, candle, mixed) = (scratch("fast"), scratch("candle"), scratch("mixed"));
+        let rf = run(Engine::Fast, &fast, None, false);
+        let rc = run(Engine::Candle, &candle, None, false);
+        assert!(rf.steps >= 4, "{rf:?}");
+        let what = format!("{config}");
+        assert_close_curves(&what, &train_rows(&fast), &train_rows(&candle));
+        assert_close_weights(&what, &fast.join("final"), &candle.join("final"));
+        let (ef, ec) = (rf.eval.unwrap(), rc.eval.unwrap());
+        assert!(
+            (ef.kl - ec.kl).abs() <= 1e-4 * ec.kl.max(1e-2),
+            "{ef:?} vs {ec:?}"
+        );
+        // Candle for the first half, then resumed on the fast engine.
+        run(Engine::Candle, &mixed, Some(rf.steps / 2), false);
+        let rm = run(Engine::Fast, &mixed, None, true);
+        assert_eq!(rm.resumed_from, rf.steps / 2);
+        assert_close_curves(&what, &train_rows(&fast), &train_rows(&mixed));
+        assert_close_weights(&what, &fast.join("final"), &mixed.join("final"));
+        for d in [fast, candle, mixed] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 }

@@ -47,6 +47,38 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
+/// [`exp`] on 8 lanes: the same operations in the same order, so every lane is bit-identical to
+/// [`exp`] of that lane (for loops whose trip counts defeat LLVM's vectoriser).
+#[inline(always)]
+pub fn exp8(x: f32x8) -> f32x8 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23
+    let xc = x.max(f32x8::splat(EXP_MIN)).min(f32x8::splat(EXP_MAX));
+    let t = xc.mul_add(f32x8::splat(LOG2E), f32x8::splat(MAGIC));
+    let n = t - f32x8::splat(MAGIC);
+    let r = (-n).mul_add(f32x8::splat(LN2_LO), (-n).mul_add(f32x8::splat(LN2_HI), xc));
+    let r2 = r * r;
+    let mut p = f32x8::splat(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1] {
+        p = p.mul_add(r, f32x8::splat(c));
+    }
+    let y = p.mul_add(r2, r) + f32x8::splat(1.0);
+    let bits: wide::i32x8 = bytemuck_cast(t);
+    let scale: f32x8 = bytemuck_cast((bits << 23) + wide::i32x8::splat(127 << 23));
+    x.cmp_lt(f32x8::splat(EXP_MIN)).blend(f32x8::ZERO, y * scale)
+}
+
+/// Reinterprets the 32 bytes of one 8-lane vector as another.
+#[inline(always)]
+fn bytemuck_cast<A: Copy, B: Copy>(a: A) -> B {
+    const { assert!(std::mem::size_of::<A>() == 32 && std::mem::size_of::<B>() == 32) };
+    // SAFETY: both are plain 32-byte SIMD vectors of 4-byte lanes (f32x8 / i32x8); every bit
+    // pattern is valid for either.
+    unsafe { std::mem::transmute_copy(&a) }
+}
+
 /// Largest element (`-inf` for an empty slice). NaN-free input assumed.
 pub fn max(xs: &[f32]) -> f32 {
     const W: usize = 32; // four independent AVX2 accumulators
@@ -384,6 +416,20 @@ pub fn finite_mean_std(xs: &[f32]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp8_lanes_equal_exp() {
+        let xs = [
+            -100.0f32, -87.4, -87.3, -20.5, -1.0, -1e-3, 0.0, 1e-7, 0.5, 1.0, 10.3, 60.0, 88.0, 90.0,
+            f32::NEG_INFINITY, 3.3,
+        ];
+        for c in xs.chunks_exact(8) {
+            let v = exp8(f32x8::from(<[f32; 8]>::try_from(c).unwrap())).to_array();
+            for (x, y) in c.iter().zip(v) {
+                assert_eq!(y.to_bits(), exp(*x).to_bits(), "exp({x})");
+            }
+        }
+    }
 
     #[test]
     fn max_nan_finds_a_nan_anywhere() {

@@ -7,6 +7,7 @@ pub mod bench_index;
 pub mod bench_sampler;
 pub mod bench_sampling;
 pub mod bench_serve;
+pub mod bench_train;
 pub mod candidates;
 pub mod example;
 pub mod generate;

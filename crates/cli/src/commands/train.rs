@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use adasamp_engine::BackendChoice;
 use adasamp_nets::train::{
-    self, EvalMetrics, ReplaySettings, RowPrecision, ScheduleKind, StepMetrics, TrainConfig,
-    TrainObserver,
+    self, Engine, EvalMetrics, ReplaySettings, RowPrecision, ScheduleKind, StepMetrics,
+    TrainConfig, TrainObserver,
 };
 use adasamp_nets::SamplerConfig;
 use anyhow::{bail, Context, Result};
@@ -97,6 +97,11 @@ pub struct TrainArgs {
     /// Compute device: cpu or cuda (GPU 0; needs a build with `--features cuda`, docs/gpu.md).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Gradient engine: fast (hand-written CPU forward + backward, CPU only) or candle
+    /// (autograd, any device). Default: fast on the CPU, candle on CUDA. A run may switch
+    /// engines between checkpoints (`--resume`).
+    #[arg(long, value_name = "fast|candle")]
+    pub engine: Option<String>,
 }
 
 struct Progress {
@@ -154,6 +159,16 @@ fn device(name: &str) -> Result<Device> {
 pub fn run(a: &TrainArgs) -> Result<()> {
     let config = SamplerConfig::from_yaml_file(&a.sampler)?;
     let device = device(&a.device)?;
+    let engine = match &a.engine {
+        Some(e) => Engine::parse(e)?,
+        None => Engine::default_for(&device),
+    };
+    if engine == Engine::Fast && !device.is_cpu() {
+        bail!(
+            "--engine fast runs on the CPU only (use --engine candle with --device {})",
+            a.device
+        );
+    }
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -174,6 +189,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         eval_fraction: a.eval_fraction,
         seed: a.seed,
         threads,
+        engine,
         max_train_rows: a.max_positions,
         stop_after: a.stop_after,
     };
@@ -239,10 +255,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         }
     );
     eprintln!(
-        "training {} ({} parameters) on {}, {threads} thread(s)",
+        "training {} ({} parameters) on {}, {} engine, {threads} thread(s)",
         config,
         adasamp_nets::parameter_count(&config)?,
-        a.device
+        a.device,
+        engine.name()
     );
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(

@@ -75,16 +75,18 @@ unsafe fn store(p: *mut f32, v: f32x8) {
     ptr::write_unaligned(p as *mut [f32; LANES], v.to_array());
 }
 
-/// One `R × (8·C)` micro-tile: `y[r, c] = bias[c] + Σ_i x[r, i]·w[i, c]`.
+/// One `R × (8·C)` micro-tile: `y[r, c] = init[r, c] + Σ_i x[r·xr + i·xi]·w[i, c]`, where `init`
+/// is `bias[c]` or, with `ACC`, the tile's current `y[r, c]` (accumulation).
 ///
 /// # Safety
-/// `x` must be readable at `r·ldx + i` for `r < R, i < k`; `w` at `i·ldw + c` and `bias` at `c`
-/// for `c < 8C`; `y` writable at `r·ldy + c`.
+/// `x` must be readable at `r·xr + i·xi` for `r < R, i < k`; `w` at `i·ldw + c` and `bias` (unless
+/// `ACC`) at `c` for `c < 8C`; `y` readable and writable at `r·ldy + c`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro<const R: usize, const C: usize>(
+unsafe fn micro<const R: usize, const C: usize, const ACC: bool>(
     x: *const f32,
-    ldx: usize,
+    xr: usize,
+    xi: usize,
     k: usize,
     w: *const f32,
     ldw: usize,
@@ -93,10 +95,13 @@ unsafe fn micro<const R: usize, const C: usize>(
     ldy: usize,
 ) {
     let mut acc = [[f32x8::ZERO; C]; R];
-    for c in 0..C {
-        let b = load(bias.add(c * LANES));
-        for row in acc.iter_mut() {
-            row[c] = b;
+    for (r, row) in acc.iter_mut().enumerate() {
+        for (c, a) in row.iter_mut().enumerate() {
+            *a = if ACC {
+                load(y.add(r * ldy + c * LANES))
+            } else {
+                load(bias.add(c * LANES))
+            };
         }
     }
     for i in 0..k {
@@ -105,7 +110,7 @@ unsafe fn micro<const R: usize, const C: usize>(
             *v = load(w.add(i * ldw + c * LANES));
         }
         for (r, row) in acc.iter_mut().enumerate() {
-            let xv = f32x8::splat(*x.add(r * ldx + i));
+            let xv = f32x8::splat(*x.add(r * xr + i * xi));
             for c in 0..C {
                 row[c] = xv.mul_add(wv[c], row[c]);
             }
@@ -118,44 +123,96 @@ unsafe fn micro<const R: usize, const C: usize>(
     }
 }
 
+/// `R` output rows over all `n` columns (a multiple of 8), 16 at a time. `bias` may be null
+/// with `ACC` (it is only offset, never read).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_block<const R: usize>(
+unsafe fn row_block<const R: usize, const ACC: bool>(
     x: *const f32,
-    ldx: usize,
+    xr: usize,
+    xi: usize,
     k: usize,
     w: *const f32,
     ldw: usize,
+    n: usize,
     bias: *const f32,
     y: *mut f32,
     ldy: usize,
 ) {
-    let nv = ldw / LANES;
+    let nv = n / LANES;
     let mut c = 0;
     while c + 2 <= nv {
-        micro::<R, 2>(
+        micro::<R, 2, ACC>(
             x,
-            ldx,
+            xr,
+            xi,
             k,
             w.add(c * LANES),
             ldw,
-            bias.add(c * LANES),
+            bias.wrapping_add(c * LANES),
             y.add(c * LANES),
             ldy,
         );
         c += 2;
     }
     if c < nv {
-        micro::<R, 1>(
+        micro::<R, 1, ACC>(
             x,
-            ldx,
+            xr,
+            xi,
             k,
             w.add(c * LANES),
             ldw,
-            bias.add(c * LANES),
+            bias.wrapping_add(c * LANES),
             y.add(c * LANES),
             ldy,
         );
+    }
+}
+
+/// The general product: `y[r, c] = init + Σ_{i<k} x[r·xr + i·xi]·w[i·ldw + c]` for `r < rows`,
+/// `c < n` (a multiple of 8), `init` = `bias[c]` or (with `ACC`) `y[r, c]` itself.
+///
+/// # Safety
+/// The caller bounds every access (see [`micro`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn product<const ACC: bool>(
+    x: *const f32,
+    xr: usize,
+    xi: usize,
+    rows: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    n: usize,
+    bias: *const f32,
+    y: *mut f32,
+    ldy: usize,
+) {
+    let mut r = 0;
+    while r + 6 <= rows {
+        row_block::<6, ACC>(
+            x.add(r * xr),
+            xr,
+            xi,
+            k,
+            w,
+            ldw,
+            n,
+            bias,
+            y.add(r * ldy),
+            ldy,
+        );
+        r += 6;
+    }
+    let (xp, yp) = (x.add(r * xr), y.add(r * ldy));
+    match rows - r {
+        1 => row_block::<1, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        2 => row_block::<2, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        3 => row_block::<3, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        4 => row_block::<4, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        5 => row_block::<5, ACC>(xp, xr, xi, k, w, ldw, n, bias, yp, ldy),
+        _ => {}
     }
 }
 
@@ -181,21 +238,61 @@ pub(crate) fn gemm(
     assert!(y.len() >= (rows - 1) * ldy + n);
     // SAFETY: the asserts above bound every access of the micro-kernels.
     unsafe {
-        let (xp, wp, bp, yp) = (x.as_ptr(), p.w.as_ptr(), bias.as_ptr(), y.as_mut_ptr());
-        let mut r = 0;
-        while r + 6 <= rows {
-            row_block::<6>(xp.add(r * ldx), ldx, k, wp, n, bp, yp.add(r * ldy), ldy);
-            r += 6;
-        }
-        let (xr, yr) = (xp.add(r * ldx), yp.add(r * ldy));
-        match rows - r {
-            1 => row_block::<1>(xr, ldx, k, wp, n, bp, yr, ldy),
-            2 => row_block::<2>(xr, ldx, k, wp, n, bp, yr, ldy),
-            3 => row_block::<3>(xr, ldx, k, wp, n, bp, yr, ldy),
-            4 => row_block::<4>(xr, ldx, k, wp, n, bp, yr, ldy),
-            5 => row_block::<5>(xr, ldx, k, wp, n, bp, yr, ldy),
-            _ => {}
-        }
+        product::<false>(
+            x.as_ptr(),
+            ldx,
+            1,
+            rows,
+            k,
+            p.w.as_ptr(),
+            n,
+            n,
+            bias.as_ptr(),
+            y.as_mut_ptr(),
+            ldy,
+        );
+    }
+}
+
+/// The transposed-left product that accumulates weight gradients:
+/// `acc[i·lda + c] += Σ_{t<tokens} x[t·ldx + i]·dy[t·ldy + c]` for `i < k`, `c < n` (`n` a
+/// multiple of 8) — `Xᵀ·dY` over a tile of tokens.
+///
+/// Panics if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_tn_acc(
+    x: &[f32],
+    ldx: usize,
+    k: usize,
+    dy: &[f32],
+    ldy: usize,
+    n: usize,
+    tokens: usize,
+    acc: &mut [f32],
+    lda: usize,
+) {
+    if tokens == 0 || k == 0 {
+        return;
+    }
+    assert!(n.is_multiple_of(LANES) && ldx >= k && ldy >= n && lda >= n);
+    assert!(x.len() >= (tokens - 1) * ldx + k);
+    assert!(dy.len() >= (tokens - 1) * ldy + n);
+    assert!(acc.len() >= (k - 1) * lda + n);
+    // SAFETY: the asserts above bound every access: output row i reads x[t·ldx + i], t < tokens.
+    unsafe {
+        product::<true>(
+            x.as_ptr(),
+            1,
+            ldx,
+            k,
+            tokens,
+            dy.as_ptr(),
+            ldy,
+            n,
+            ptr::null(),
+            acc.as_mut_ptr(),
+            lda,
+        );
     }
 }
 
@@ -311,6 +408,31 @@ pub(crate) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
+/// [`layer_norm`] that also keeps what its backward needs: writes the normalised
+/// `x̂ = (x − mean)/√(var + ε)` to `xhat` and returns `1/√(var + ε)` (same arithmetic, so the
+/// output is bit-identical to [`layer_norm`]'s).
+#[inline(always)]
+pub(crate) fn layer_norm_keep(
+    x: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    xhat: &mut [f32],
+) -> f32 {
+    let d = x.len() as f32;
+    let mean = lane_sum(x, |v| v) / d;
+    for v in x.iter_mut() {
+        *v -= mean;
+    }
+    let var = lane_sum(x, |v| v * v);
+    let inv = 1.0 / (var / d + eps).sqrt();
+    for (((v, h), w), b) in x.iter_mut().zip(xhat.iter_mut()).zip(w).zip(b) {
+        *h = *v * inv;
+        *v = h.mul_add(*w, *b);
+    }
+    inv
+}
+
 /// `Σ f(x_i)` in 8 lane-wise partial sums (vectorisable; the tail, if any, added last).
 #[inline(always)]
 fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -363,6 +485,47 @@ pub(crate) fn attention_heads8(
                     den = qi.mul_add(k, den);
                 }
                 store(out.as_mut_ptr().add(t * ldo + o), num / f32x8::splat(den));
+            }
+        }
+    }
+}
+
+/// A block-diagonal product with 8-wide blocks: per row `t` and block `h`,
+/// `out[t·ldo + 8h + j] = bias[8h + j] + Σ_i x[t·ldx + 8h + i]·m[h, i, j]` (`m` is
+/// `[heads, 8, 8]` row-major; `bias` of `8·heads` entries or `None` for zero) — the linear
+/// attention's per-head `8 × 8` products without the `H×` zeros of a dense `[d, d]` product.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn heads8_product(
+    x: &[f32],
+    ldx: usize,
+    rows: usize,
+    heads: usize,
+    m: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if rows == 0 {
+        return;
+    }
+    let d = heads * LANES;
+    assert!(ldx >= d && ldo >= d && m.len() >= heads * LANES * LANES);
+    assert!(x.len() >= (rows - 1) * ldx + d && out.len() >= (rows - 1) * ldo + d);
+    assert!(bias.is_none_or(|b| b.len() >= d));
+    for h in 0..heads {
+        let o = h * LANES;
+        // SAFETY: bounded by the asserts above.
+        unsafe {
+            let mp = m.as_ptr().add(h * LANES * LANES);
+            let mh: [f32x8; LANES] = std::array::from_fn(|i| load(mp.add(i * LANES)));
+            let b = bias.map_or(f32x8::ZERO, |b| load(b.as_ptr().add(o)));
+            for t in 0..rows {
+                let xp = x.as_ptr().add(t * ldx + o);
+                let mut acc = b;
+                for (i, mi) in mh.iter().enumerate() {
+                    acc = f32x8::splat(*xp.add(i)).mul_add(*mi, acc);
+                }
+                store(out.as_mut_ptr().add(t * ldo + o), acc);
             }
         }
     }
@@ -438,6 +601,60 @@ mod tests {
                         bias[c] + (0..k).map(|i| x[r * k + i] * wt[c * k + i]).sum::<f32>();
                     assert!((y[r * n + c] - e).abs() < 1e-4, "{rows} {k} {n}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_tn_acc_matches_naive() {
+        for &(tokens, k, n) in &[(1, 1, 8), (7, 5, 24), (60, 13, 96), (13, 64, 16)] {
+            let (ldx, ldy, lda) = (k + 3, n + 8, n + 16);
+            let x: Vec<f32> = (0..tokens * ldx).map(|i| (i as f32 * 0.37).sin()).collect();
+            let dy: Vec<f32> = (0..tokens * ldy).map(|i| (i as f32 * 0.11).cos()).collect();
+            let init = |i: usize| i as f32 * 0.001;
+            let mut acc: Vec<f32> = (0..k * lda).map(init).collect();
+            gemm_tn_acc(&x, ldx, k, &dy, ldy, n, tokens, &mut acc, lda);
+            for i in 0..k {
+                for c in 0..lda {
+                    let e = if c < n {
+                        init(i * lda + c)
+                            + (0..tokens)
+                                .map(|t| x[t * ldx + i] * dy[t * ldy + c])
+                                .sum::<f32>()
+                    } else {
+                        init(i * lda + c)
+                    };
+                    let got = acc[i * lda + c];
+                    assert!(
+                        (got - e).abs() < 1e-4 * e.abs().max(1.0),
+                        "{tokens} {k} {n}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn heads8_product_matches_naive() {
+        let (rows, heads, ldx, ldo) = (5, 3, 27, 30);
+        let x: Vec<f32> = (0..rows * ldx).map(|i| (i as f32 * 0.3).sin()).collect();
+        let m: Vec<f32> = (0..heads * 64).map(|i| (i as f32 * 0.7).cos()).collect();
+        let bias: Vec<f32> = (0..heads * 8).map(|i| i as f32 * 0.1).collect();
+        for b in [None, Some(bias.as_slice())] {
+            let mut out = vec![7.0f32; rows * ldo];
+            heads8_product(&x, ldx, rows, heads, &m, b, &mut out, ldo);
+            for t in 0..rows {
+                for h in 0..heads {
+                    for j in 0..8 {
+                        let e = b.map_or(0.0, |b| b[8 * h + j])
+                            + (0..8)
+                                .map(|i| x[t * ldx + 8 * h + i] * m[h * 64 + i * 8 + j])
+                                .sum::<f32>();
+                        let got = out[t * ldo + 8 * h + j];
+                        assert!((got - e).abs() < 1e-5, "{t} {h} {j}: {got} vs {e}");
+                    }
+                }
+                assert!(out[t * ldo + 24..(t + 1) * ldo].iter().all(|&v| v == 7.0));
             }
         }
     }

@@ -30,6 +30,7 @@
 //! masked tokens.
 
 pub mod flops;
+pub mod grad;
 mod kernels;
 mod scalar_table;
 
@@ -51,6 +52,7 @@ use kernels::{
 use scalar_table::ScalarTable;
 
 pub use flops::FlopCount;
+pub use grad::{BatchGrad, FastGrad, GradRows, ParamLayout, RowLoss, SliceRows, TargetRow};
 
 /// Tokens per tile of the per-token layers.
 pub const TILE: usize = 60;

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{NetsError, Result};
+use crate::fast::TargetRow;
 
 /// A target row: the pipeline's output logits, `-inf` at removed tokens.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +58,14 @@ impl Target {
                     out[i as usize] = l;
                 }
             }
+        }
+    }
+
+    /// The target as the fast training engine's row view.
+    pub fn as_row(&self) -> TargetRow<'_> {
+        match self {
+            Target::Dense(v) => TargetRow::Dense(v),
+            Target::Sparse { ids, logits } => TargetRow::Sparse { ids, logits },
         }
     }
 

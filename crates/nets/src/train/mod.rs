@@ -5,10 +5,12 @@
 //! - [`data`]: the in-memory training set: raw rows (f16/f32) and pipeline targets per record.
 //! - [`cache`]: replayed rows on disk (safetensors shards, keyed by model + data hash).
 //! - [`optim`]: AdamW with exactly restorable moments; [`schedule`]: warm-up + cosine/linear.
-//! - [`trainer`]: the loop, evaluation, metrics, checkpoints, resume.
+//! - [`trainer`]: the loop (fast or candle engine), evaluation, metrics, checkpoints, resume.
+//! - [`bench`]: training-step throughput on synthetic positions (`adasamp bench-train`).
 //!
 //! [`replayed_dataset`] ties records, cache and replay together for the CLI.
 
+pub mod bench;
 pub mod cache;
 pub mod data;
 pub mod optim;
@@ -29,7 +31,8 @@ pub use optim::AdamW;
 pub use records::read_records;
 pub use schedule::{Schedule, ScheduleKind};
 pub use trainer::{
-    evaluate, train, EvalMetrics, Quiet, StepMetrics, TrainConfig, TrainObserver, TrainReport,
+    evaluate, evaluate_fast, train, Engine, EvalMetrics, Quiet, StepMetrics, TrainConfig,
+    TrainObserver, TrainReport,
 };
 
 use crate::error::{NetsError, Result};

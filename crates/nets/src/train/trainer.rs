@@ -10,12 +10,18 @@
 //! position is `(epoch, batch_in_epoch)`, so a resumed run sees exactly the batches the
 //! uninterrupted run would have.
 //!
-//! # Parallelism and exactness
-//! A micro-batch is split into `threads` contiguous chunks whose forward + backward run on their
-//! own threads (candle's CPU elementwise kernels are single-threaded; its matmuls use its own
-//! pool); the chunk gradients are summed in chunk order. Results are therefore deterministic for
-//! a given `threads` (bitwise across resume), but change in the last bits with another `threads`.
-//! Everything runs on the [`Device`] passed in.
+//! # Engines, parallelism and exactness
+//! [`Engine::Fast`] (CPU only) computes forward, loss and backward with [`FastGrad`]: the rows of
+//! a micro-batch run data-parallel on its rayon pool of `threads` threads and their gradients
+//! are summed in row order, so the result does not depend on `threads`. [`Engine::Candle`] uses
+//! candle's autograd on the [`Device`] passed in: a micro-batch is split into `threads`
+//! contiguous chunks whose forward + backward run on their own threads (candle's CPU
+//! elementwise kernels are single-threaded; its matmuls use its own pool), chunk gradients
+//! summed in chunk order, deterministic for a given `threads`. Both engines feed the same AdamW,
+//! schedule and checkpoints (the weights stay candle variables), so a run may switch engines
+//! between checkpoints; their gradients agree to f32 rounding, not bit for bit. Evaluation runs
+//! on the engine's forward ([`crate::FastSampler`] or candle). A resumed run on the same engine
+//! and `threads` repeats the uninterrupted run bit for bit.
 //!
 //! # Output directory
 //! `metrics.csv` (appended on resume), `checkpoints/step-NNNNNNNN/` (weights + training state, see
@@ -39,11 +45,54 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, AdamWState, RngState, TrainingState};
 use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
+use crate::fast::{FastGrad, FastSampler, GradRows, TargetRow};
 use crate::loss::{row_divergence, TruncatedLogitsLoss};
 use crate::sampler::LearnedSampler;
 use crate::train::data::Dataset;
 use crate::train::optim::AdamW;
 use crate::train::schedule::{Schedule, ScheduleKind};
+
+/// How gradients (and evaluation outputs) are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The hand-written CPU forward + backward ([`FastGrad`]) and [`FastSampler`].
+    #[default]
+    Fast,
+    /// candle's autograd and forward, on any device.
+    Candle,
+}
+
+impl Engine {
+    /// `fast` or `candle`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Fast => "fast",
+            Engine::Candle => "candle",
+        }
+    }
+
+    /// Parses `fast` / `candle`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "fast" => Ok(Engine::Fast),
+            "candle" => Ok(Engine::Candle),
+            other => Err(NetsError::bad_request(
+                "engine",
+                other,
+                "expected fast or candle",
+            )),
+        }
+    }
+
+    /// The default for `device`: fast on the CPU, candle elsewhere.
+    pub fn default_for(device: &Device) -> Self {
+        if device.is_cpu() {
+            Engine::Fast
+        } else {
+            Engine::Candle
+        }
+    }
+}
 
 /// Hyper-parameters of a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,8 +123,10 @@ pub struct TrainConfig {
     pub eval_fraction: f64,
     /// Seed: initial weights, record split, shuffling.
     pub seed: u64,
-    /// Chunks of a micro-batch computed in parallel (1 = no extra threads).
+    /// Threads computing a micro-batch (1 = no extra threads).
     pub threads: usize,
+    /// How gradients are computed (not part of the resume fingerprint: a run may switch).
+    pub engine: Engine,
     /// Use at most this many training rows (a prefix of the training records' rows).
     pub max_train_rows: Option<usize>,
     /// Stop after this many optimizer steps (the schedule still spans the whole run; a
@@ -84,7 +135,8 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// B 32, A 1, lr 1e-3 → 1e-5 cosine, warm-up 20, λ 0.01, γ 1, 1 epoch, eval 10 % of records.
+    /// B 32, A 1, lr 1e-3 → 1e-5 cosine, warm-up 20, λ 0.01, γ 1, 1 epoch, eval 10 % of records,
+    /// the fast engine.
     fn default() -> Self {
         Self {
             token_batch: 32,
@@ -101,6 +153,7 @@ impl Default for TrainConfig {
             eval_fraction: 0.1,
             seed: 0,
             threads: 1,
+            engine: Engine::Fast,
             max_train_rows: None,
             stop_after: None,
         }
@@ -453,6 +506,105 @@ pub fn evaluate(
     })
 }
 
+/// [`evaluate`] on the fast inference path: a [`FastSampler`] with `sampler`'s weights, rows
+/// split into `threads` chunks on their own threads (CPU).
+pub fn evaluate_fast(
+    sampler: &LearnedSampler,
+    ds: &Dataset,
+    rows: &[usize],
+    threads: usize,
+    step: u64,
+) -> Result<EvalMetrics> {
+    let fast = FastSampler::new(sampler)?;
+    let v = ds.vocab();
+    let parts = par_chunks(rows.len(), threads, |r| {
+        let mut f = fast.clone();
+        let (mut raw, mut pred, mut tgt) = (vec![0f32; v], vec![0f32; v], vec![0f32; v]);
+        let mut s = [0f64; 4];
+        for &i in &rows[r] {
+            ds.raw_row(i, &mut raw);
+            pred.copy_from_slice(&raw);
+            f.apply_row(&mut pred, i)?;
+            ds.target(i).write_dense(&mut tgt);
+            let a = row_divergence(&tgt, &pred)?;
+            let b = row_divergence(&tgt, &raw)?;
+            s[0] += a.kl;
+            s[1] += a.truncated_mass;
+            s[2] += b.kl;
+            s[3] += b.truncated_mass;
+        }
+        Ok(s)
+    })?;
+    let mut sums = [0f64; 4];
+    for p in parts {
+        for i in 0..4 {
+            sums[i] += p[i];
+        }
+    }
+    let n = rows.len().max(1) as f64;
+    Ok(EvalMetrics {
+        step,
+        rows: rows.len(),
+        kl: sums[0] / n,
+        truncated_mass: sums[1] / n,
+        identity_kl: sums[2] / n,
+        identity_truncated_mass: sums[3] / n,
+    })
+}
+
+/// Training rows of a [`Dataset`] as a [`GradRows`] batch.
+struct DatasetRows<'a> {
+    ds: &'a Dataset,
+    rows: &'a [usize],
+}
+
+impl GradRows for DatasetRows<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn vocab(&self) -> usize {
+        self.ds.vocab()
+    }
+    fn logits(&self, i: usize, out: &mut [f32]) {
+        self.ds.raw_row(self.rows[i], out);
+    }
+    fn target(&self, i: usize) -> TargetRow<'_> {
+        self.ds.target(self.rows[i]).as_row()
+    }
+}
+
+/// The fast engine's gradients of one optimizer step (`micro` batches, each row's loss weighted
+/// by `1 / denom`): `(Σ KL, Σ penalty, gradients by name on `device`)`.
+fn fast_step_grads(
+    fast: &mut FastGrad,
+    sampler: &LearnedSampler,
+    ds: &Dataset,
+    micro: &[Vec<usize>],
+    gamma: f64,
+    denom: usize,
+    device: &Device,
+) -> Result<(f64, f64, BTreeMap<String, Tensor>)> {
+    fast.set_parameters(&sampler.named_parameters())?;
+    let mut total = vec![0f64; fast.layout().len()];
+    let (mut kl, mut pen) = (0f64, 0f64);
+    for rows in micro {
+        let out = fast.batch(&DatasetRows { ds, rows }, gamma, 1.0 / denom as f64)?;
+        kl += out.kl;
+        pen += out.penalty;
+        for (a, b) in total.iter_mut().zip(&out.grad) {
+            *a += b;
+        }
+    }
+    let grads = fast
+        .named(&total)
+        .map(|(name, shape, g)| {
+            let v: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+            Ok((name.to_string(), Tensor::from_vec(v, shape, device)?))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    Ok((kl, pen, grads))
+}
+
 const CSV_HEADER: &str =
     "kind,step,epoch,lr,loss,kl,truncated_mass,identity_kl,identity_truncated_mass,rows,elapsed_s";
 
@@ -499,6 +651,17 @@ pub fn train(
     cfg.validate()?;
     config.validate()?;
     let loss = TruncatedLogitsLoss::new(cfg.gamma)?;
+    let mut fast = match cfg.engine {
+        Engine::Fast if !device.is_cpu() => {
+            return Err(NetsError::config(
+                "engine",
+                "fast",
+                "runs on the CPU only; use the candle engine on other devices",
+            ))
+        }
+        Engine::Fast => Some(FastGrad::new(config, cfg.threads)?),
+        Engine::Candle => None,
+    };
     let ck_root = out.join("checkpoints");
     fs::create_dir_all(&ck_root).map_err(|e| NetsError::io("cannot create", &ck_root, e))?;
     let (mut train_rows, eval_rows) = dataset.split(cfg.eval_fraction, cfg.seed)?;
@@ -642,21 +805,15 @@ pub fn train(
         if eval_rows.is_empty() {
             return Ok(None);
         }
-        Ok(Some(evaluate(
-            &model.sampler,
-            dataset,
-            &eval_rows,
-            b,
-            cfg.threads,
-            step,
-        )?))
+        Ok(Some(match cfg.engine {
+            Engine::Fast => evaluate_fast(&model.sampler, dataset, &eval_rows, cfg.threads, step)?,
+            Engine::Candle => evaluate(&model.sampler, dataset, &eval_rows, b, cfg.threads, step)?,
+        }))
     };
 
     let pass = rows_per_pass(dataset.vocab(), device);
     while state.step < stop_at {
         let ts = Instant::now();
-        let mut acc = BTreeMap::new();
-        let (mut kl_sum, mut pen_sum, mut n_rows) = (0f64, 0f64, 0usize);
         let mut micro: Vec<Vec<usize>> = Vec::with_capacity(cfg.grad_accum);
         for _ in 0..cfg.grad_accum {
             if state.batch_in_epoch >= bpe {
@@ -670,24 +827,41 @@ pub fn train(
             micro.push(rows);
         }
         let denom: usize = micro.iter().map(|m| m.len()).sum();
-        for rows in &micro {
-            let parts = par_chunks(rows.len(), cfg.threads, |r| {
-                let mut sums = (0f64, 0f64, BTreeMap::new());
-                for part in rows[r].chunks(pass) {
-                    let (kl, pen, g) = model.grads(dataset, part, &loss, denom as f64, device)?;
-                    sums.0 += kl;
-                    sums.1 += pen;
-                    add_grads(&mut sums.2, g)?;
+        let n_rows = denom;
+        let (kl_sum, pen_sum, acc) = match &mut fast {
+            Some(fast) => fast_step_grads(
+                fast,
+                &model.sampler,
+                dataset,
+                &micro,
+                cfg.gamma,
+                denom,
+                device,
+            )?,
+            None => {
+                let mut acc = BTreeMap::new();
+                let (mut kl_sum, mut pen_sum) = (0f64, 0f64);
+                for rows in &micro {
+                    let parts = par_chunks(rows.len(), cfg.threads, |r| {
+                        let mut sums = (0f64, 0f64, BTreeMap::new());
+                        for part in rows[r].chunks(pass) {
+                            let (kl, pen, g) =
+                                model.grads(dataset, part, &loss, denom as f64, device)?;
+                            sums.0 += kl;
+                            sums.1 += pen;
+                            add_grads(&mut sums.2, g)?;
+                        }
+                        Ok(sums)
+                    })?;
+                    for (kl, pen, g) in parts {
+                        kl_sum += kl;
+                        pen_sum += pen;
+                        add_grads(&mut acc, g)?;
+                    }
                 }
-                Ok(sums)
-            })?;
-            for (kl, pen, g) in parts {
-                kl_sum += kl;
-                pen_sum += pen;
-                add_grads(&mut acc, g)?;
+                (kl_sum, pen_sum, acc)
             }
-            n_rows += rows.len();
-        }
+        };
         let lr = schedule.lr(state.step);
         opt.step(&model.vars, &acc, lr)?;
         state.step += 1;
