@@ -23,6 +23,9 @@
 #   BASELINE_BIN an older adasamp binary, measured in the same turns as `adasamp-baseline`
 #                (A/B of a change) [none]   BASELINE_SERVE_ARGS  its `serve` flags [none]
 #   SKIP_LLAMA   1 = do not run llama-server [0]
+#   QUIET        before each server's turn, wait (up to QUIET_WAIT seconds [600]) until the CPUs
+#                were at least this % idle over 3 s, i.e. other work is off the machine [0 = no
+#                wait]; the idle % seen is logged with each turn
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -85,6 +88,27 @@ labels=()
 labels+=(adasamp)
 [ -z "${BASELINE_BIN:-}" ] || labels+=(adasamp-baseline)
 
+# % of CPU time idle over the next 3 seconds (from /proc/stat).
+idle_pct() {
+    local a b
+    read -r -a a < <(head -n 1 /proc/stat)
+    sleep 3
+    read -r -a b < <(head -n 1 /proc/stat)
+    python3 -c 'import sys; a=list(map(int,sys.argv[1].split())); b=list(map(int,sys.argv[2].split())); d=[y-x for x,y in zip(a,b)]; print(round(100*(d[3]+d[4])/max(1,sum(d))))' "${a[*]:1}" "${b[*]:1}"
+}
+
+# Waits for QUIET % idle CPUs (see above); prints the idle % last seen.
+wait_quiet() {
+    local idle waited=0
+    idle=$(idle_pct)
+    while [ "${QUIET:-0}" -gt 0 ] && [ "$idle" -lt "${QUIET:-0}" ] && [ "$waited" -lt "${QUIET_WAIT:-600}" ]; do
+        sleep 2
+        waited=$((waited + 5))
+        idle=$(idle_pct)
+    done
+    echo "$idle"
+}
+
 bench() {
     local port=$1 label=$2 extra=$3 round=$4
     "$adasamp" bench-serve --url "http://127.0.0.1:$port" --label "$label" --endpoint chat \
@@ -95,7 +119,10 @@ bench() {
 
 # Starts server `label`, loads it, stops it.
 measure() {
-    local label=$1 round=$2
+    local label=$1 round=$2 idle
+    idle=$(wait_quiet)
+    log "round $round: $label: CPUs ${idle}% idle before the turn"
+    echo "round $round: CPUs ${idle}% idle before the turn" >>"$out/$label.md"
     case "$label" in
     llama-server)
         log "round $round: llama-server ($llama_bin/llama-server), -np 8, $threads threads"

@@ -140,38 +140,57 @@ enum Piece<'a> {
 /// One fed position: sequence, position, what is fed, output row (if its logits are wanted).
 type Entry<'a> = (SeqId, usize, Piece<'a>, Option<usize>);
 
-/// The `llama_decode` calls of one step, each at most [`N_UBATCH`] positions: the feeds of one
-/// position (decoding) together, tokens and embeddings apart, ordered by sequence; every longer
-/// feed alone, cut by [`pieces`]. `entries` holds the positions feed after feed; `planned[k].0`
-/// is how many feed `k` has.
+/// The `llama_decode` calls of one step, each at most [`N_UBATCH`] positions. Every feed is cut
+/// by [`pieces`]; a call holds pieces of one length and kind (tokens or embeddings), ordered by
+/// sequence — the decodes of a step (pieces of one position) in one call — and a feed's pieces go
+/// in order, one per round of calls. `entries` holds the positions feed after feed;
+/// `planned[k].0` is how many feed `k` has.
 ///
-/// Why: llama.cpp runs a batch over per-sequence KV streams as micro-batches of consecutive,
-/// increasing sequence ids with the same number of positions each, one pass over the weights
-/// per micro-batch — ordered by sequence, a step decoding sequences 0..n is one pass whatever
-/// the feed order. And it computes attention for a micro-batch of one position per sequence
-/// along another path than for several, which rounds differently (measured on the default
-/// model: up to 0.48 apart in the last logits row): fed alone, a longer feed is never split
-/// into a one-position micro-batch, so a prompt's cache and logits are the same whether it is
-/// fed beside other sequences or alone, whole or in pieces of two or more.
+/// Why: llama.cpp runs a call over per-sequence KV streams as micro-batches of consecutive,
+/// increasing sequence ids with the same number of positions each (at most `n_ubatch` in all),
+/// one pass over the weights per micro-batch — ordered by sequence, a step decoding sequences
+/// 0..n is one pass whatever the feed order. And it computes attention for a micro-batch of one
+/// position per sequence along another path than for several, which rounds differently
+/// (measured on the default model: up to 0.48 apart in the last logits row): with pieces of one
+/// length in a call, no piece is split, so a piece of two or more positions never runs as
+/// one-position micro-batches, and a prompt's cache and logits are the same whether it is fed
+/// beside other sequences or alone, whole or in pieces of two or more.
 fn batches<'a>(entries: &[Entry<'a>], planned: &[(usize, usize)]) -> Vec<Vec<Entry<'a>>> {
-    let mut singles: [Vec<Entry<'a>>; 2] = [Vec::new(), Vec::new()];
-    let mut longer = Vec::new();
+    // Each feed's pieces, as ranges of `entries`.
+    let mut cuts: Vec<Vec<std::ops::Range<usize>>> = Vec::with_capacity(planned.len());
     let mut at = 0;
     for &(n, _) in planned {
-        let feed = &entries[at..at + n];
+        cuts.push(
+            pieces(n, N_UBATCH)
+                .map(|r| at + r.start..at + r.end)
+                .collect(),
+        );
         at += n;
-        if n == 1 {
-            singles[usize::from(matches!(feed[0].2, Piece::Embedding(_)))].push(feed[0]);
-        } else {
-            longer.extend(pieces(n, N_UBATCH).map(|r| feed[r].to_vec()));
+    }
+    let rounds = cuts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        // (length, embeddings, sequence, positions) of each feed's piece in this round.
+        let mut these: Vec<(usize, bool, SeqId, std::ops::Range<usize>)> = cuts
+            .iter()
+            .filter_map(|c| c.get(round))
+            .map(|r| {
+                let first = &entries[r.start];
+                let embd = matches!(first.2, Piece::Embedding(_));
+                (r.len(), embd, first.0, r.clone())
+            })
+            .collect();
+        these.sort_by_key(|t| (t.0, t.1, t.2));
+        for group in these.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            for call in group.chunks((N_UBATCH / group[0].0).max(1)) {
+                out.push(
+                    call.iter()
+                        .flat_map(|t| entries[t.3.clone()].iter().copied())
+                        .collect(),
+                );
+            }
         }
     }
-    let mut out = Vec::new();
-    for mut s in singles {
-        s.sort_by_key(|e| e.0);
-        out.extend(s.chunks(N_UBATCH).map(<[Entry<'a>]>::to_vec));
-    }
-    out.extend(longer);
     out
 }
 
@@ -666,6 +685,55 @@ mod tests {
             got,
             [vec![(0, 4), (5, 10), (7, 9)], vec![(2, 0), (2, 1), (2, 2)]]
         );
+    }
+
+    #[test]
+    fn pieces_of_one_length_share_a_call_and_a_feed_goes_in_order() {
+        // Nine prompts of 64 tokens (sequences 8..0), one of 600 (sequence 20), one of 2.
+        let mut planned = vec![(64, 0); 9];
+        planned.push((600, 0));
+        planned.push((2, 5));
+        let seqs: Vec<SeqId> = (0..9).rev().chain([20, 9]).collect();
+        let mut entries = Vec::new();
+        for (&(n, len), &seq) in planned.iter().zip(&seqs) {
+            for i in 0..n {
+                entries.push((seq, len + i, Piece::Token(1), None));
+            }
+        }
+        let calls = batches(&entries, &planned);
+        let shape: Vec<Vec<(SeqId, usize)>> = calls
+            .iter()
+            .map(|c| {
+                let mut per: Vec<(SeqId, usize)> = Vec::new();
+                for e in c {
+                    match per.last_mut() {
+                        Some((s, n)) if *s == e.0 => *n += 1,
+                        _ => per.push((e.0, 1)),
+                    }
+                }
+                per
+            })
+            .collect();
+        let eight: Vec<(SeqId, usize)> = (0..8).map(|s| (s, 64)).collect();
+        assert_eq!(
+            shape,
+            [
+                vec![(9, 2)],
+                eight,
+                vec![(8, 64)],
+                vec![(20, 512)],
+                vec![(20, 88)],
+            ]
+        );
+        assert!(calls.iter().all(|c| c.len() <= N_UBATCH));
+        // The long feed's positions run in order across calls.
+        let long: Vec<usize> = calls
+            .iter()
+            .flatten()
+            .filter(|e| e.0 == 20)
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(long, (0..600).collect::<Vec<_>>());
     }
 
     #[test]

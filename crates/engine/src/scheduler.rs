@@ -17,8 +17,8 @@
 //! the rest is prefilled) and a per-step prefill budget (a long prompt is fed over several
 //! steps while the running sequences go on decoding, instead of stalling them all for one long
 //! step). Neither changes what a request generates on a backend whose logits for a position do
-//! not depend on how its prefix was split into forwards (llama.cpp's per-sequence KV streams;
-//! tested on the default model).
+//! not depend on how its prompt was cut into forwards of two or more positions (llama.cpp as
+//! this crate drives it, and candle; tested on the default model and a tiny random one).
 //!
 //! Loops that need more than tokens and text — an evaluation comparing each position's raw row
 //! with the distribution sampled from, a draft model whose probabilities a verifier needs — run

@@ -417,7 +417,8 @@ fn rollback_then_refeed_matches_a_fresh_run() {
 /// after a cached prefix with the last two tokens fed, in pieces of two or more, beside another
 /// sequence's decode (that prompt resuming mid-way, as after a prefix-cache hit), and beside a
 /// prompt one token shorter (llama.cpp would split that pair into micro-batches leaving this
-/// prompt's last position alone, and attention over a single position rounds differently).
+/// prompt's last position alone, and attention over a single position rounds differently) or of
+/// the same length (one call for both).
 #[cfg(feature = "llama-cpp")]
 #[test]
 fn llama_cpp_prompt_logits_do_not_depend_on_how_the_prompt_is_fed() {
@@ -429,6 +430,8 @@ fn llama_cpp_prompt_logits_do_not_depend_on_how_the_prompt_is_fed() {
         .unwrap();
     let mut shorter = p.clone();
     shorter.remove(1);
+    let mut same_length = p.clone();
+    same_length[1] = p[2];
     let other = lm.prompt_tokens("Tell me a fact.", None, false).unwrap();
     let n = p.len();
     let m = lm.model.as_mut();
@@ -479,6 +482,10 @@ fn llama_cpp_prompt_logits_do_not_depend_on_how_the_prompt_is_fed() {
         (
             "beside a prompt one token shorter",
             run(&[n], &|_| Some(shorter.clone())),
+        ),
+        (
+            "beside a prompt of the same length (one call)",
+            run(&[n], &|_| Some(same_length.clone())),
         ),
     ];
     for (name, row) in cases {
