@@ -31,6 +31,7 @@ pub use model::{
     Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
 };
 pub use scheduler::{
-    Finished, Observation, RequestId, Scheduler, StepEnd, StepEvent, StepReport, Timing,
+    Finished, Observation, RequestId, Scheduler, SchedulerOptions, StepEnd, StepEvent, StepReport,
+    Timing,
 };
 pub use sequence::{FinishReason, Generation, GenerationRequest, Sequence, Usage};

@@ -51,6 +51,9 @@ pub struct LoadOptions {
     pub max_sequences: Option<usize>,
     /// CPU threads (default: all cores).
     pub threads: Option<usize>,
+    /// llama.cpp's flash attention (faster, moves the logits slightly: see
+    /// `LlamaCppOptions::flash_attn`); a model that runs on candle refuses it.
+    pub flash_attn: bool,
 }
 
 impl LoadOptions {
@@ -186,6 +189,7 @@ pub fn load(
                 ),
             ));
         }
+        refuse_flash_attn_on_candle(&opts)?;
         let model = CandleModel::from_hf_dir(&path, opts.candle())?;
         let tokenizer = TextTokenizer::from_file(&path.join("tokenizer.json"))?;
         let chat = ChatTemplate::from_tokenizer_config(&path.join("tokenizer_config.json"))?;
@@ -221,6 +225,7 @@ pub fn load(
     if use_llama {
         return load_llama_cpp(&path, opts, log);
     }
+    refuse_flash_attn_on_candle(&opts)?;
     let (model, ct) = CandleModel::from_gguf(&path, opts.candle())?;
     let tokenizer = TextTokenizer::from_gguf(&ct)?;
     let chat = ChatTemplate::from_gguf(&ct);
@@ -237,6 +242,18 @@ pub fn load(
         chat,
         path,
     })
+}
+
+/// Flash attention is llama.cpp's: a model about to run on candle cannot have it.
+fn refuse_flash_attn_on_candle(opts: &LoadOptions) -> Result<()> {
+    if opts.flash_attn {
+        return Err(bad_request(
+            "flash_attn",
+            true,
+            format!("the {} backend has no flash attention", Backend::Candle),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "llama-cpp")]
@@ -269,6 +286,7 @@ fn load_llama_cpp(
             max_seq_len: opts.max_seq_len,
             max_sequences: opts.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
             threads: opts.threads,
+            flash_attn: opts.flash_attn,
         },
     )?;
     log(&format!(

@@ -413,6 +413,86 @@ fn rollback_then_refeed_matches_a_fresh_run() {
     }
 }
 
+/// llama.cpp: a prompt's last logits row is bit for bit the same however it is fed — whole,
+/// after a cached prefix with the last two tokens fed, in pieces of two or more, beside another
+/// sequence's decode (that prompt resuming mid-way, as after a prefix-cache hit), and beside a
+/// prompt one token shorter (llama.cpp would split that pair into micro-batches leaving this
+/// prompt's last position alone, and attention over a single position rounds differently) or of
+/// the same length (one call for both).
+#[cfg(feature = "llama-cpp")]
+#[test]
+fn llama_cpp_prompt_logits_do_not_depend_on_how_the_prompt_is_fed() {
+    let Some(mut lm) = model(BackendChoice::LlamaCpp) else {
+        return;
+    };
+    let p = lm
+        .prompt_tokens("Name three colours.", None, false)
+        .unwrap();
+    let mut shorter = p.clone();
+    shorter.remove(1);
+    let mut same_length = p.clone();
+    same_length[1] = p[2];
+    let other = lm.prompt_tokens("Tell me a fact.", None, false).unwrap();
+    let n = p.len();
+    let m = lm.model.as_mut();
+    // Feeds `p` in pieces of these lengths (each step beside `beside(step)`, fed to another
+    // sequence); returns the last row.
+    let mut run = |pieces: &[usize], beside: &dyn Fn(usize) -> Option<Vec<u32>>| -> Vec<f32> {
+        let s = m.new_sequence().unwrap();
+        let o = m.new_sequence().unwrap();
+        let mut at = 0;
+        let mut last = Vec::new();
+        for (step, &len) in pieces.iter().enumerate() {
+            let mine = Feed::tokens(s, &p[at..at + len]);
+            let extra = beside(step);
+            let out = match &extra {
+                Some(t) => m.forward(&[mine, Feed::tokens(o, t)]).unwrap(),
+                None => m.forward(&[mine]).unwrap(),
+            };
+            last = out.last_row(0).to_vec();
+            at += len;
+        }
+        assert_eq!(at, n);
+        m.free_sequence(s);
+        m.free_sequence(o);
+        last
+    };
+    let none = |_: usize| None;
+    let whole = run(&[n], &none);
+    let mut fours = vec![4; n / 4];
+    if n % 4 == 1 {
+        fours.pop();
+        fours.push(5);
+    } else if n % 4 > 0 {
+        fours.push(n % 4);
+    }
+    let cases: Vec<(&str, Vec<f32>)> = vec![
+        ("cached prefix + 2", run(&[n - 2, 2], &none)),
+        ("pieces of 4", run(&fours, &none)),
+        (
+            "resumed beside a decode",
+            run(&[n - 2, 2], &|step| {
+                Some(if step == 0 {
+                    other.clone()
+                } else {
+                    vec![other[0]]
+                })
+            }),
+        ),
+        (
+            "beside a prompt one token shorter",
+            run(&[n], &|_| Some(shorter.clone())),
+        ),
+        (
+            "beside a prompt of the same length (one call)",
+            run(&[n], &|_| Some(same_length.clone())),
+        ),
+    ];
+    for (name, row) in cases {
+        assert_eq!(max_abs_diff(&whole, &row), 0.0, "{name}");
+    }
+}
+
 /// The one forward on the default model, both backends: all-position logits equal successive
 /// single-token steps, a batch mixes all-position and last-position feeds, every option the
 /// backend lacks is a typed error naming it, and the sequence cap is the one loaded with.

@@ -1,8 +1,9 @@
 //! The step-wise scheduler on a tiny random candle model (always) and on the default model via
 //! llama.cpp (when built in and cached): requests joining mid-run decode exactly as alone,
 //! cancellation frees the sequence and leaves the others unchanged, the running cap with FIFO
-//! admission, every finish reason, a failing sequence that does not stop the others, and the
-//! step observer (each sampled position's raw row and final distribution).
+//! admission, every finish reason, a failing sequence that does not stop the others, the step
+//! observer (each sampled position's raw row and final distribution), and the prefix cache and
+//! prefill budget (fewer prompt tokens prefilled, no step over budget, the same tokens).
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use adasamp_engine::tokenizer::TextTokenizer;
 use adasamp_engine::{
     generate, Feed, FinishReason, Generation, GenerationRequest, LanguageModel, RequestId,
-    Scheduler, StepEnd,
+    Scheduler, SchedulerOptions, StepEnd,
 };
 use adasamp_sampling::spec::{Mapping, Value};
 use adasamp_sampling::{Context, Pipeline, PipelineSpec, SequenceSampler, StageSpec};
@@ -422,6 +423,203 @@ fn bad_requests_are_refused_at_add() {
     assert!(sched.step().unwrap().events().is_empty());
 }
 
+/// What a run of requests on one scheduler did: generations by request, and per step the
+/// prompt tokens prefilled and found in the cache and the requests that got an event.
+struct Run {
+    generations: Vec<Generation>,
+    prefilled: Vec<usize>,
+    cached: Vec<usize>,
+    events: Vec<Vec<RequestId>>,
+}
+
+/// Runs `batches` one after another on one scheduler with `options` (each batch is added when
+/// the previous one has finished, so later batches can find earlier prompts in the cache).
+fn run_batches(
+    model: &mut dyn LanguageModel,
+    tok: &TextTokenizer,
+    cap: usize,
+    options: SchedulerOptions,
+    batches: &[Vec<GenerationRequest>],
+) -> Run {
+    let mut sched = Scheduler::with_options(model, tok, cap, options);
+    let mut out: BTreeMap<RequestId, Generation> = BTreeMap::new();
+    let mut run = Run {
+        generations: Vec::new(),
+        prefilled: Vec::new(),
+        cached: Vec::new(),
+        events: Vec::new(),
+    };
+    for batch in batches {
+        for r in batch {
+            sched.add(r.clone()).unwrap();
+        }
+        while !sched.is_idle() {
+            let report = sched.step().unwrap();
+            run.prefilled.push(report.prefill_tokens);
+            run.cached.push(report.cached_tokens);
+            run.events
+                .push(report.events().iter().map(|e| e.id).collect());
+            for f in sched.take_finished() {
+                out.insert(f.id, f.result.unwrap());
+            }
+        }
+        assert!(
+            sched.cached_sequences() + sched.running().count() <= sched.model().max_sequences()
+        );
+    }
+    run.generations = out.into_values().collect();
+    run
+}
+
+/// The prefix cache: a prompt seen before is prefilled from its last two tokens only, one
+/// sharing a prefix from just before where they differ, and every request generates what it generates on a
+/// scheduler without the cache; more distinct prompts than model sequences evict the least
+/// recently cached and leak nothing.
+fn check_prefix_cache(model: &mut dyn LanguageModel, tok: &TextTokenizer, prompts: &[Vec<u32>]) {
+    let req = |k: usize, seed: u64| request(&prompts[k], sampled(tok), seed, 8);
+    // Alone, then again (whole prompt cached), then a prompt sharing a prefix with it.
+    let mut shared = prompts[0].clone();
+    shared.truncate(prompts[0].len() - 1);
+    shared.push(prompts[1][0]);
+    let batches = vec![
+        vec![req(0, 1)],
+        vec![req(0, 2)],
+        vec![request(&shared, sampled(tok), 3, 8)],
+        vec![req(1, 4), req(2, 5)],
+    ];
+    let plain = run_batches(
+        model,
+        tok,
+        usize::MAX,
+        SchedulerOptions::default(),
+        &batches,
+    );
+    let cache = SchedulerOptions {
+        prefix_cache: true,
+        prefill_budget: None,
+    };
+    let cached = run_batches(model, tok, usize::MAX, cache, &batches);
+    for (k, (a, b)) in cached
+        .generations
+        .iter()
+        .zip(&plain.generations)
+        .enumerate()
+    {
+        assert_eq!(
+            a.tokens, b.tokens,
+            "request {k}: with the prefix cache vs without"
+        );
+        assert_eq!(a.text, b.text, "request {k}");
+    }
+    let n0 = prompts[0].len();
+    let total: usize = batches.iter().flatten().map(|r| r.prompt.len()).sum();
+    assert_eq!(plain.prefilled.iter().sum::<usize>(), total);
+    assert_eq!(plain.cached.iter().sum::<usize>(), 0);
+    // Batches 1 and 2 feed two tokens: the prompt's last two, the shared part's last and the
+    // token after it.
+    let first_steps: Vec<usize> = {
+        let mut at = 0;
+        batches
+            .iter()
+            .map(|b| {
+                let step = at;
+                at += b.iter().map(|r| r.max_new_tokens).max().unwrap();
+                step
+            })
+            .collect()
+    };
+    assert_eq!(cached.prefilled[first_steps[0]], n0);
+    assert_eq!(cached.cached[first_steps[1]], n0 - 2);
+    assert_eq!(cached.prefilled[first_steps[1]], 2);
+    assert_eq!(cached.cached[first_steps[2]], n0 - 2);
+    assert_eq!(cached.prefilled[first_steps[2]], 2);
+    assert_eq!(
+        cached.prefilled.iter().sum::<usize>() + cached.cached.iter().sum::<usize>(),
+        total
+    );
+
+    // More distinct prompts than model sequences, one at a time: the cache evicts.
+    let max = model.max_sequences();
+    let many: Vec<Vec<GenerationRequest>> = (0..max + 3)
+        .map(|k| {
+            let mut p = prompts[k % prompts.len()].clone();
+            p.insert(0, (k % tok.vocab_size()) as u32);
+            vec![request(&p, sampled(tok), k as u64, 2)]
+        })
+        .collect();
+    let seqs_before: Vec<bool> = (0..max).map(|s| model.sequence_len(s).is_ok()).collect();
+    let run = run_batches(model, tok, 1, cache, &many);
+    assert_eq!(run.generations.len(), max + 3);
+    assert_eq!(
+        (0..max)
+            .map(|s| model.sequence_len(s).is_ok())
+            .collect::<Vec<_>>(),
+        seqs_before,
+        "the scheduler's cached sequences are freed on drop"
+    );
+}
+
+/// The prefill budget: no step prefills more than it, nor a single token of a longer prompt;
+/// a running sequence decodes in every step while a long prompt is fed over several; every
+/// request generates what it does without it.
+fn check_prefill_budget(model: &mut dyn LanguageModel, tok: &TextTokenizer, prompts: &[Vec<u32>]) {
+    let long: Vec<u32> = prompts.iter().flatten().copied().collect();
+    let batches = vec![vec![
+        request(&prompts[1], sampled(tok), 7, 40),
+        request(&long, sampled(tok), 8, 4),
+    ]];
+    let plain = run_batches(
+        model,
+        tok,
+        usize::MAX,
+        SchedulerOptions::default(),
+        &batches,
+    );
+    let budget = 3;
+    let options = SchedulerOptions {
+        prefix_cache: false,
+        prefill_budget: Some(budget),
+    };
+    let chunked = run_batches(model, tok, usize::MAX, options, &batches);
+    for (k, (a, b)) in chunked
+        .generations
+        .iter()
+        .zip(&plain.generations)
+        .enumerate()
+    {
+        assert_eq!(
+            a.tokens, b.tokens,
+            "request {k}: with a prefill budget vs without"
+        );
+    }
+    assert!(chunked.prefilled.iter().all(|&n| n <= budget && n != 1));
+    assert_eq!(
+        chunked.prefilled.iter().sum::<usize>(),
+        prompts[1].len() + long.len()
+    );
+    // Request 0 (first in line) decodes in every step from its first token to its last; request
+    // 1's prompt is fed over several of those steps.
+    let has = |step: &Vec<RequestId>, k: u64| step.contains(&RequestId(k));
+    let first = chunked.events.iter().position(|e| has(e, 0)).unwrap();
+    assert!(chunked.events[first..first + 40].iter().all(|e| has(e, 0)));
+    let feeding_beside = (first..first + 40)
+        .filter(|&s| chunked.prefilled[s] > 0 && !has(&chunked.events[s], 1))
+        .count();
+    assert!(feeding_beside >= 2, "{feeding_beside} steps");
+}
+
+#[test]
+fn tiny_model_prefix_cache_changes_no_token() {
+    let (mut m, tok) = tiny_model("sched-prefix");
+    check_prefix_cache(&mut m, &tok, &tiny_prompts());
+}
+
+#[test]
+fn tiny_model_prefill_budget_changes_no_token() {
+    let (mut m, tok) = tiny_model("sched-budget");
+    check_prefill_budget(&mut m, &tok, &tiny_prompts());
+}
+
 #[cfg(feature = "llama-cpp")]
 mod default_model {
     use super::*;
@@ -454,6 +652,15 @@ mod default_model {
             return;
         };
         check_cancel(lm.model.as_mut(), &lm.tokenizer, &prompts);
+    }
+
+    #[test]
+    fn llama_cpp_prefix_cache_and_prefill_budget_change_no_token() {
+        let Some((mut lm, prompts)) = setup() else {
+            return;
+        };
+        check_prefix_cache(lm.model.as_mut(), &lm.tokenizer, &prompts);
+        check_prefill_budget(lm.model.as_mut(), &lm.tokenizer, &prompts);
     }
 
     #[test]

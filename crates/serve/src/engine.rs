@@ -19,7 +19,7 @@ use adasamp_engine::chat::ChatTemplate;
 use adasamp_engine::tokenizer::TextTokenizer;
 use adasamp_engine::{
     BackendChoice, EngineError, Generation, GenerationRequest, LoadOptions, LoadedModel, ModelInfo,
-    RequestId, Scheduler,
+    RequestId, Scheduler, SchedulerOptions,
 };
 use adasamp_sampling::Sample;
 use tokio::sync::mpsc::UnboundedSender;
@@ -149,6 +149,10 @@ pub struct ModelSpec {
     pub backend: BackendChoice,
     /// Cap on prompt + generation length.
     pub max_seq_len: Option<usize>,
+    /// CPU threads of the model (default: all cores).
+    pub threads: Option<usize>,
+    /// llama.cpp's flash attention (faster; moves the logits slightly).
+    pub flash_attn: bool,
 }
 
 /// A running engine thread.
@@ -160,10 +164,12 @@ pub struct Engine {
 
 impl Engine {
     /// Loads the model on a new thread and starts its loop with at most `max_running`
-    /// sequences in the batch. Returns once the model is loaded (or failed to).
+    /// sequences in the batch, scheduled as `scheduling` says. Returns once the model is loaded
+    /// (or failed to).
     pub fn start(
         spec: ModelSpec,
         max_running: usize,
+        scheduling: SchedulerOptions,
         admission: Arc<Admission>,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, ModelFacts), ServeError> {
@@ -175,6 +181,8 @@ impl Engine {
                 let opts = LoadOptions {
                     max_seq_len: spec.max_seq_len,
                     max_sequences: Some(max_running),
+                    threads: spec.threads,
+                    flash_attn: spec.flash_attn,
                     ..Default::default()
                 };
                 let lm = match adasamp_engine::load(
@@ -203,7 +211,7 @@ impl Engine {
                 if ready_tx.send(Ok(facts)).is_err() {
                     return;
                 }
-                run(lm, rx, max_running, &admission, &metrics);
+                run(lm, rx, max_running, scheduling, &admission, &metrics);
             })
             .map_err(|e| ServeError::Io {
                 context: "starting the engine thread".into(),
@@ -268,6 +276,7 @@ fn run(
     lm: LoadedModel,
     rx: Receiver<Command>,
     max_running: usize,
+    scheduling: SchedulerOptions,
     admission: &Admission,
     metrics: &Metrics,
 ) {
@@ -276,7 +285,7 @@ fn run(
         tokenizer,
         ..
     } = lm;
-    let mut sched = Scheduler::new(model.as_mut(), &tokenizer, max_running);
+    let mut sched = Scheduler::with_options(model.as_mut(), &tokenizer, max_running, scheduling);
     let mut active: HashMap<RequestId, Active> = HashMap::new();
     let mut deadline: Option<Instant> = None;
     let mut hung_up = false;
@@ -423,11 +432,16 @@ fn step(
     metrics: &Metrics,
 ) {
     let events: Vec<(RequestId, Vec<u32>, String)> = match sched.step() {
-        Ok(report) => report
-            .events()
-            .iter()
-            .map(|e| (e.id, report.tokens(e).to_vec(), report.text(e).to_string()))
-            .collect(),
+        Ok(report) => {
+            metrics
+                .cached_prompt_tokens
+                .fetch_add(report.cached_tokens as u64, Ordering::Relaxed);
+            report
+                .events()
+                .iter()
+                .map(|e| (e.id, report.tokens(e).to_vec(), report.text(e).to_string()))
+                .collect()
+        }
         Err(e) => {
             tracing::error!("model step failed: {e}");
             // With nothing running the failure is the admission of the first waiting request

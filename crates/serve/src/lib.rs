@@ -48,4 +48,4 @@ pub mod server;
 pub use engine::ModelSpec;
 pub use error::{ApiError, ServeError};
 pub use samplers::SamplerRegistry;
-pub use server::{bind, shutdown_signal, Server, ServerConfig};
+pub use server::{bind, shutdown_signal, Server, ServerConfig, DEFAULT_PREFILL_BUDGET};

@@ -1,5 +1,5 @@
-//! Server metrics in the Prometheus text format: requests by endpoint and status, prompt and
-//! generated tokens, running and queued sequences, cancelled sequences, and histograms of
+//! Server metrics in the Prometheus text format: requests by endpoint and status, prompt
+//! (admitted and found in the prefix cache) and generated tokens, running and queued sequences, cancelled sequences, and histograms of
 //! time-to-first-token and inter-token latency.
 
 use std::collections::BTreeMap;
@@ -63,6 +63,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     /// Prompt tokens admitted (once per choice).
     pub prompt_tokens: AtomicU64,
+    /// Prompt tokens found in the prefix cache (not prefilled).
+    pub cached_prompt_tokens: AtomicU64,
     /// Tokens generated.
     pub generated_tokens: AtomicU64,
     /// Sequences running in the batch now.
@@ -107,6 +109,11 @@ impl Metrics {
                 "adasamp_prompt_tokens_total",
                 "Prompt tokens admitted.",
                 &self.prompt_tokens,
+            ),
+            (
+                "adasamp_cached_prompt_tokens_total",
+                "Prompt tokens found in the prefix cache (not prefilled).",
+                &self.cached_prompt_tokens,
             ),
             (
                 "adasamp_generated_tokens_total",

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adasamp_engine::SchedulerOptions;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -18,6 +19,10 @@ use crate::metrics::Metrics;
 use crate::request::Limits;
 use crate::routes::{router, AppState};
 use crate::samplers::SamplerRegistry;
+
+/// Prompt tokens prefilled in one engine step at most, by default: a longer prompt is fed over
+/// several steps while the running sequences keep decoding (see docs/performance.md).
+pub const DEFAULT_PREFILL_BUDGET: usize = 64;
 
 /// Largest `n` a request may ask for.
 pub const MAX_N: usize = 16;
@@ -33,6 +38,8 @@ pub struct ServerConfig {
     pub samplers_dir: Option<PathBuf>,
     /// Sequences in the running batch at most.
     pub max_running: usize,
+    /// Prefix cache and prefill budget of the scheduler.
+    pub scheduling: SchedulerOptions,
     /// Sequences waiting for a slot at most (beyond: 429).
     pub max_queue: usize,
     /// Largest `max_tokens` (and `n × max_tokens`) a request may ask for.
@@ -46,12 +53,18 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults around `model`: 8 running, 64 queued, 2048-token cap, 1 MiB bodies, 10 s grace.
+    /// Defaults around `model`: 8 running, the prefix cache on, at most
+    /// [`DEFAULT_PREFILL_BUDGET`] prompt tokens a step, 64 queued, 2048-token cap, 1 MiB bodies,
+    /// 10 s grace.
     pub fn new(model: ModelSpec) -> Self {
         Self {
             model,
             samplers_dir: None,
             max_running: 8,
+            scheduling: SchedulerOptions {
+                prefix_cache: true,
+                prefill_budget: Some(DEFAULT_PREFILL_BUDGET),
+            },
             max_queue: 64,
             max_tokens_cap: 2048,
             api_key: None,
@@ -70,6 +83,12 @@ impl ServerConfig {
         };
         if self.max_running == 0 {
             return bad("max_running", 0, "must be ≥ 1");
+        }
+        if self.model.threads == Some(0) {
+            return bad("threads", 0, "must be ≥ 1");
+        }
+        if self.scheduling.prefill_budget == Some(0) {
+            return bad("prefill_budget", 0, "must be ≥ 1");
         }
         if self.max_tokens_cap == 0 {
             return bad("max_tokens_cap", 0, "must be ≥ 1");
@@ -109,6 +128,7 @@ impl Server {
         let (engine, facts) = Engine::start(
             config.model.clone(),
             config.max_running,
+            config.scheduling,
             admission.clone(),
             metrics.clone(),
         )?;
@@ -228,5 +248,41 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adasamp_engine::BackendChoice;
+
+    fn config() -> ServerConfig {
+        ServerConfig::new(ModelSpec {
+            path: None,
+            backend: BackendChoice::Auto,
+            max_seq_len: None,
+            threads: None,
+            flash_attn: false,
+        })
+    }
+
+    #[test]
+    fn out_of_range_options_are_refused_by_name() {
+        assert!(config().check().is_ok());
+        let field = |edit: fn(&mut ServerConfig)| {
+            let mut c = config();
+            edit(&mut c);
+            match c.check() {
+                Err(ServeError::Option { field, .. }) => field,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(field(|c| c.max_running = 0), "max_running");
+        assert_eq!(field(|c| c.model.threads = Some(0)), "threads");
+        assert_eq!(
+            field(|c| c.scheduling.prefill_budget = Some(0)),
+            "prefill_budget"
+        );
+        assert_eq!(field(|c| c.max_tokens_cap = 0), "max_tokens_cap");
     }
 }

@@ -425,7 +425,7 @@ async fn a_full_queue_is_429_and_a_disconnect_cancels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_seeded_request_is_the_same_alone_and_amid_7_others() {
+async fn a_seeded_request_is_the_same_alone_and_amid_7_others_and_from_the_prefix_cache() {
     let Some(s) = TestServer::start(|c| c.max_running = 8).await else {
         return;
     };
@@ -462,6 +462,8 @@ async fn a_seeded_request_is_the_same_alone_and_amid_7_others() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (_, m) = get(&c, &s.url("/metrics"), None).await;
+    let cached_before = metric(&m, "adasamp_cached_prompt_tokens_total");
     let (st, amid) = post(&c, &url, &target, None).await;
     assert_eq!(st, 200, "{amid}");
     for o in others {
@@ -472,6 +474,14 @@ async fn a_seeded_request_is_the_same_alone_and_amid_7_others() {
         amid["choices"][0]["message"]["content"]
     );
     assert_eq!(alone["usage"], amid["usage"]);
+    // The first run's sequence stayed in the prefix cache (the others took free sequences):
+    // the second started from it, all of its prompt but the last two tokens cached.
+    let (_, m) = get(&c, &s.url("/metrics"), None).await;
+    let prompt = amid["usage"]["prompt_tokens"].as_f64().unwrap();
+    assert_eq!(
+        metric(&m, "adasamp_cached_prompt_tokens_total") - cached_before,
+        prompt - 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

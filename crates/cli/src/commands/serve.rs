@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use adasamp_engine::BackendChoice;
-use adasamp_serve::{ModelSpec, Server, ServerConfig};
+use adasamp_engine::{BackendChoice, SchedulerOptions};
+use adasamp_serve::{ModelSpec, Server, ServerConfig, DEFAULT_PREFILL_BUDGET};
 use anyhow::{Context, Result};
 use clap::Args;
 
@@ -47,6 +47,21 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may still run after SIGTERM/SIGINT before they are cancelled.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// CPU threads of the model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Prompt tokens prefilled in one step at most (0 = whole prompts at once): a longer prompt
+    /// is fed over several steps while the running sequences keep decoding.
+    #[arg(long, default_value_t = DEFAULT_PREFILL_BUDGET)]
+    pub prefill_budget: usize,
+    /// Prefill every prompt from scratch instead of starting from the KV cache of a finished
+    /// request that shares a prefix with it.
+    #[arg(long)]
+    pub no_prefix_cache: bool,
+    /// llama.cpp's flash attention: faster, but it computes attention in f16 and so moves the
+    /// logits slightly (off by default).
+    #[arg(long)]
+    pub flash_attn: bool,
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -54,6 +69,10 @@ pub fn run(a: &ServeArgs) -> Result<()> {
     let config = ServerConfig {
         samplers_dir: a.samplers.clone(),
         max_running: a.max_running,
+        scheduling: SchedulerOptions {
+            prefix_cache: !a.no_prefix_cache,
+            prefill_budget: (a.prefill_budget > 0).then_some(a.prefill_budget),
+        },
         max_queue: a.max_queue,
         max_tokens_cap: a.max_tokens_cap,
         api_key: a.api_key.clone(),
@@ -62,6 +81,8 @@ pub fn run(a: &ServeArgs) -> Result<()> {
             path: a.model.clone(),
             backend: a.backend,
             max_seq_len: a.max_seq_len,
+            threads: a.threads,
+            flash_attn: a.flash_attn,
         })
     };
     let server = Server::start(config)?;

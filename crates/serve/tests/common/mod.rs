@@ -30,6 +30,8 @@ pub fn config(model: PathBuf) -> ServerConfig {
             path: Some(model),
             backend: BackendChoice::Auto,
             max_seq_len: Some(2048),
+            threads: None,
+            flash_attn: false,
         })
     }
 }
