@@ -23,9 +23,11 @@
 #   BASELINE_BIN an older adasamp binary, measured in the same turns as `adasamp-baseline`
 #                (A/B of a change) [none]   BASELINE_SERVE_ARGS  its `serve` flags [none]
 #   SKIP_LLAMA   1 = do not run llama-server [0]
-#   QUIET        before each server's turn, wait (up to QUIET_WAIT seconds [600]) until the CPUs
-#                were at least this % idle over 3 s, i.e. other work is off the machine [0 = no
-#                wait]; the idle % seen is logged with each turn
+#   QUIET        before each level, wait (up to QUIET_WAIT seconds [600]) until the CPUs were
+#                at least this % idle over 3 s, i.e. other work is off the machine [0 = no wait]
+#   FOREIGN_MAX  a level during which other processes (and the hypervisor's steal) took more
+#                than this % of the CPUs is measured again, up to TRIES times [3]; [100 = never]
+#                Each level's foreign CPU % is logged and kept beside its JSON (.load).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -47,7 +49,7 @@ log() { echo "serve-compare: $*" >&2; }
 
 [ -f "$model" ] || { log "model $model not found (cargo run -p adasamp-cli -- model fetch)"; exit 1; }
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/*.md
+rm -f "$out"/*.json "$out"/*.md "$out"/*.load
 
 # Merges JSON objects (later fields win).
 merge() { python3 -c 'import json,sys; d={}; [d.update(json.loads(a)) for a in sys.argv[1:]]; print(json.dumps(d))' "$@"; }
@@ -88,6 +90,9 @@ labels=()
 labels+=(adasamp)
 [ -z "${BASELINE_BIN:-}" ] || labels+=(adasamp-baseline)
 
+hz=$(getconf CLK_TCK)
+ncpu=$(nproc)
+
 # % of CPU time idle over the next 3 seconds (from /proc/stat).
 idle_pct() {
     local a b
@@ -97,60 +102,74 @@ idle_pct() {
     python3 -c 'import sys; a=list(map(int,sys.argv[1].split())); b=list(map(int,sys.argv[2].split())); d=[y-x for x,y in zip(a,b)]; print(round(100*(d[3]+d[4])/max(1,sum(d))))' "${a[*]:1}" "${b[*]:1}"
 }
 
-# Waits for QUIET % idle CPUs (see above); prints the idle % last seen.
+# Waits for QUIET % idle CPUs (see above).
 wait_quiet() {
-    local idle waited=0
-    idle=$(idle_pct)
-    while [ "${QUIET:-0}" -gt 0 ] && [ "$idle" -lt "${QUIET:-0}" ] && [ "$waited" -lt "${QUIET_WAIT:-600}" ]; do
+    local waited=0
+    [ "${QUIET:-0}" -gt 0 ] || return 0
+    while [ "$(idle_pct)" -lt "$QUIET" ] && [ "$waited" -lt "${QUIET_WAIT:-600}" ]; do
         sleep 2
         waited=$((waited + 5))
-        idle=$(idle_pct)
     done
-    echo "$idle"
 }
 
-bench() {
-    local port=$1 label=$2 extra=$3 round=$4
-    "$adasamp" bench-serve --url "http://127.0.0.1:$port" --label "$label" --endpoint chat \
-        --concurrency "$concurrency" --duration "$duration" --max-tokens "$max_tokens" \
-        --temperature "$temperature" --extra "$(merge "$sampling" "$extra")" \
-        --json "$out/$label.r$round.json" | tee -a "$out/$label.md"
+# CPU seconds busy on the whole machine so far (user, nice, system, irq, softirq, steal).
+busy_s() { head -n 1 /proc/stat | awk -v hz="$hz" '{print ($2+$3+$4+$7+$8+$9)/hz}'; }
+# CPU seconds process $1 (all its threads) has used so far.
+proc_s() { awk -v hz="$hz" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+
+# One level of server `label` (listening on `port`, its pid in $pid): bench-serve with `clients`
+# clients, measured again while other processes took more than FOREIGN_MAX % of the CPUs.
+level() {
+    local port=$1 label=$2 extra=$3 round=$4 clients=$5 try b0 s0 t0 b1 s1 t1 client foreign
+    local json="$out/$label.r$round.c$clients.json"
+    for try in $(seq 1 "${TRIES:-3}"); do
+        wait_quiet
+        b0=$(busy_s); s0=$(proc_s "$pid"); t0=$(date +%s.%N)
+        client=$(/usr/bin/time -f "%U %S" -o /dev/stdout "$adasamp" bench-serve \
+            --url "http://127.0.0.1:$port" --label "$label" --endpoint chat \
+            --concurrency "$clients" --duration "$duration" --max-tokens "$max_tokens" \
+            --temperature "$temperature" --extra "$(merge "$sampling" "$extra")" \
+            --json "$json" 2>"$out/bench.err" | tee "$out/level.md" | tail -n 1)
+        b1=$(busy_s); s1=$(proc_s "$pid"); t1=$(date +%s.%N)
+        foreign=$(python3 -c 'import sys; b0,b1,s0,s1,t0,t1,n=map(float,sys.argv[1:8]); u,s=map(float,sys.argv[8].split()); print(round(max(0.0,100*((b1-b0)-(s1-s0)-(u+s))/((t1-t0)*n))))' \
+            "$b0" "$b1" "$s0" "$s1" "$t0" "$t1" "$ncpu" "$client")
+        grep '^|' "$out/level.md" | grep -v -e '^| server' -e '^|---' | sed "s/|\$/| ${foreign} % |/" >>"$out/$label.md"
+        log "round $round: $label, $clients client(s): other processes took ${foreign} % of the CPUs (try $try)"
+        echo "$foreign" >"$out/$label.r$round.c$clients.load"
+        [ "$foreign" -gt "${FOREIGN_MAX:-100}" ] || return 0
+    done
 }
 
-# Starts server `label`, loads it, stops it.
+# Starts server `label`, runs every level against it, stops it.
 measure() {
-    local label=$1 round=$2 idle
-    idle=$(wait_quiet)
-    log "round $round: $label: CPUs ${idle}% idle before the turn"
-    echo "round $round: CPUs ${idle}% idle before the turn" >>"$out/$label.md"
+    local label=$1 round=$2 port extra c
     case "$label" in
     llama-server)
         log "round $round: llama-server ($llama_bin/llama-server), -np 8, $threads threads"
         "$llama_bin/llama-server" -m "$model" --host 127.0.0.1 --port "$llama_port" -np 8 -cb \
             -t "$threads" -tb "$threads" -c 8192 >"$out/llama-server.log" 2>&1 &
-        pid=$!
-        wait_ready "$llama_port" llama-server
-        bench "$llama_port" llama-server "$llama_extra" "$round"
+        port=$llama_port extra=$llama_extra
         ;;
     adasamp)
         log "round $round: adasamp serve ($adasamp), --max-running 8, $threads threads"
         # shellcheck disable=SC2086 # ADASAMP_SERVE_ARGS is a list of flags
         "$adasamp" serve --model "$model" --host 127.0.0.1 --port "$adasamp_port" \
             --max-running 8 --threads "$threads" ${ADASAMP_SERVE_ARGS:-} >"$out/adasamp.log" 2>&1 &
-        pid=$!
-        wait_ready "$adasamp_port" adasamp
-        bench "$adasamp_port" adasamp "$adasamp_extra" "$round"
+        port=$adasamp_port extra=$adasamp_extra
         ;;
     adasamp-baseline)
         log "round $round: baseline adasamp serve ($BASELINE_BIN), --max-running 8"
         # shellcheck disable=SC2086 # BASELINE_SERVE_ARGS is a list of flags
         "$BASELINE_BIN" serve --model "$model" --host 127.0.0.1 --port "$adasamp_port" \
             --max-running 8 ${BASELINE_SERVE_ARGS:-} >"$out/adasamp-baseline.log" 2>&1 &
-        pid=$!
-        wait_ready "$adasamp_port" adasamp-baseline
-        bench "$adasamp_port" adasamp-baseline "$adasamp_extra" "$round"
+        port=$adasamp_port extra=$adasamp_extra
         ;;
     esac
+    pid=$!
+    wait_ready "$port" "$label"
+    for c in ${concurrency//,/ }; do
+        level "$port" "$label" "$extra" "$round" "$c"
+    done
     stop_server
 }
 
@@ -164,9 +183,11 @@ done
 echo
 echo "## Serving, $(date -u +%Y-%m-%d), $(nproc) cores, $(basename "$model"), chat, $max_tokens tokens, T $temperature, $threads threads each, $rounds round(s)"
 echo
+echo "| server | clients | requests | errors | req/s | gen tok/s | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | latency p50 | other CPU use |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for label in "${labels[@]}"; do
     cat "$out/$label.md"
-    echo
 done
+echo
 python3 benches/peers/serve-summary.py "$out" "${labels[@]}"
 log "JSON results and server logs in $out"

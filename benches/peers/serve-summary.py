@@ -16,13 +16,23 @@ import sys
 
 
 def load(out, label):
-    """Round number -> bench-serve report of `label`."""
+    """Round number -> {"levels": [...]} of `label` (one JSON per level: LABEL.rN.cC.json, with
+    the foreign CPU % of that level beside it in LABEL.rN.cC.load)."""
     runs = {}
     for path in glob.glob(os.path.join(out, f"{glob.escape(label)}.r*.json")):
-        m = re.search(r"\.r(\d+)\.json$", path)
-        if m:
-            with open(path) as f:
-                runs[int(m.group(1))] = json.load(f)
+        m = re.search(r"\.r(\d+)(?:\.c\d+)?\.json$", path)
+        if not m:
+            continue
+        with open(path) as f:
+            rep = json.load(f)
+        load_path = path[: -len(".json")] + ".load"
+        foreign = None
+        if os.path.exists(load_path):
+            with open(load_path) as f:
+                foreign = float(f.read().strip() or "nan")
+        for lv in rep["levels"]:
+            lv["foreign"] = foreign
+        runs.setdefault(int(m.group(1)), {"levels": []})["levels"].extend(rep["levels"])
     return runs
 
 
@@ -52,8 +62,8 @@ def main():
     lo, hi = levels[0], levels[-1]
     rounds = sorted({k for r in runs.values() for k in r})
     print(f"Median over {len(rounds)} round(s):\n")
-    print("| server | clients | errors | gen tok/s | TTFT p50 | ITL p50 | ITL p99 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | clients | errors | gen tok/s | TTFT p50 | ITL p50 | ITL p99 | other CPU use (max) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label in labels:
         for c in levels:
             lvs = [level(rep, c) for rep in runs[label].values()]
@@ -65,9 +75,11 @@ def main():
             ttft = med([(lv["ttft_ms"] or {}).get("p50") for lv in lvs])
             p50 = med([(lv["itl_ms"] or {}).get("p50") for lv in lvs])
             p99 = med([(lv["itl_ms"] or {}).get("p99") for lv in lvs])
+            foreign = [lv["foreign"] for lv in lvs if lv.get("foreign") is not None]
             print(
                 f"| {label} | {c} | {errors} | {fmt(tps, '.1f')} | {fmt(ttft, '.1f')} ms "
-                f"| {fmt(p50, '.1f')} ms | {fmt(p99, '.1f')} ms |"
+                f"| {fmt(p50, '.1f')} ms | {fmt(p99, '.1f')} ms "
+                f"| {fmt(max(foreign) if foreign else None, '.0f')} % |"
             )
     print(f"\nPer round ({hi} vs {lo} clients: tokens/s ×, p99 ITL ×; then {hi}-client tokens/s against each other server):\n")
     for k in rounds:
