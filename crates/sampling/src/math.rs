@@ -61,13 +61,20 @@ pub fn exp8(x: f32x8) -> f32x8 {
     let r = (-n).mul_add(f32x8::splat(LN2_LO), (-n).mul_add(f32x8::splat(LN2_HI), xc));
     let r2 = r * r;
     let mut p = f32x8::splat(1.987_569_1e-4);
-    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1] {
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5e-1,
+    ] {
         p = p.mul_add(r, f32x8::splat(c));
     }
     let y = p.mul_add(r2, r) + f32x8::splat(1.0);
     let bits: wide::i32x8 = bytemuck_cast(t);
     let scale: f32x8 = bytemuck_cast((bits << 23) + wide::i32x8::splat(127 << 23));
-    x.cmp_lt(f32x8::splat(EXP_MIN)).blend(f32x8::ZERO, y * scale)
+    x.cmp_lt(f32x8::splat(EXP_MIN))
+        .blend(f32x8::ZERO, y * scale)
 }
 
 /// Reinterprets the 32 bytes of one 8-lane vector as another.
@@ -420,8 +427,22 @@ mod tests {
     #[test]
     fn exp8_lanes_equal_exp() {
         let xs = [
-            -100.0f32, -87.4, -87.3, -20.5, -1.0, -1e-3, 0.0, 1e-7, 0.5, 1.0, 10.3, 60.0, 88.0, 90.0,
-            f32::NEG_INFINITY, 3.3,
+            -100.0f32,
+            -87.4,
+            -87.3,
+            -20.5,
+            -1.0,
+            -1e-3,
+            0.0,
+            1e-7,
+            0.5,
+            1.0,
+            10.3,
+            60.0,
+            88.0,
+            90.0,
+            f32::NEG_INFINITY,
+            3.3,
         ];
         for c in xs.chunks_exact(8) {
             let v = exp8(f32x8::from(<[f32; 8]>::try_from(c).unwrap())).to_array();
