@@ -215,15 +215,7 @@ fn check_rows_against_candle(config: &SamplerConfig, logits64: Vec<Vec<f64>>, se
         let mut fast = FastGrad::new(config, 2).unwrap();
         fast.set_parameters(&params).unwrap();
         let out = fast
-            .batch(
-                &SliceRows {
-                    vocab: v,
-                    logits: &flat,
-                    targets: &rows,
-                },
-                gamma,
-                scale,
-            )
+            .batch(&SliceRows::new(v, &flat, &rows).unwrap(), gamma, scale)
             .unwrap();
         let what = format!("{config} V {v} sparse {sparse_targets}");
         assert!(
@@ -270,15 +262,7 @@ fn grouped_rows_match_candle_and_ungrouped_rows() {
         let mut fast = FastGrad::new(&config, 2).unwrap();
         fast.set_parameters(&params).unwrap();
         let batch = fast
-            .batch(
-                &SliceRows {
-                    vocab: v,
-                    logits: &flat,
-                    targets: &tr,
-                },
-                1.0,
-                1.0,
-            )
+            .batch(&SliceRows::new(v, &flat, &tr).unwrap(), 1.0, 1.0)
             .unwrap();
         let mut one_by_one = vec![0.0; fast.layout().len()];
         let mut kl = 0.0;
@@ -559,11 +543,7 @@ fn thread_count_independence(config: &SamplerConfig) {
     let logits: Vec<f32> = as_f32(&logits64).into_iter().flatten().collect();
     let targets = targets_for(&logits64, 3);
     let rows: Vec<TargetRow> = targets.iter().map(|t| TargetRow::Dense(t)).collect();
-    let slice = SliceRows {
-        vocab: v,
-        logits: &logits,
-        targets: &rows,
-    };
+    let slice = SliceRows::new(v, &logits, &rows).unwrap();
     let run = |threads| {
         let mut fast = FastGrad::new(config, threads).unwrap();
         fast.set_parameters(&params).unwrap();
@@ -648,6 +628,10 @@ fn bad_rows_are_typed_errors() {
     assert_eq!(l.kl, f64::INFINITY);
     assert!(g.iter().all(|&x| x == 0.0));
     assert!(FastGrad::new(&config, 0).is_err());
+    let t = [0.0f32; 3];
+    let targets = [TargetRow::Dense(&t)];
+    assert!(SliceRows::new(3, &[0.0; 5], &targets).is_err());
+    assert!(SliceRows::new(0, &[], &[]).is_err());
     assert!(fast
         .row(&[0.0], TargetRow::Dense(&[0.0]), -1.0, 1.0, &mut g, None)
         .is_err());

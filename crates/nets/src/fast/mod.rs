@@ -25,6 +25,9 @@
 //! ([`scalar_table`]: within 1e-5·max(1, |out|) of the exact f64 function on `lp ∈ [−96, 0]`,
 //! tokens outside that range evaluated exactly).
 //!
+//! [`grad`] is the training counterpart: forward, loss and backward of every network on the same
+//! kernels ([`FastGrad`]).
+//!
 //! Outputs match the candle forward to f32 rounding (≈1e-6 relative, the local table ≤ 1e-5;
 //! the tests bound `|fast − candle| ≤ 1e-4·max(1, |candle|)`), with `-inf` exactly at the
 //! masked tokens.
