@@ -12,7 +12,8 @@
 #   THREADS      CPU threads of each server [2]
 #   CONCURRENCY  bench-serve levels [1,8]       DURATION  seconds per level [30]
 #   ROUNDS       times each server is measured, in turns [1]
-#   MAX_TOKENS   [64]   TEMPERATURE [0.8]
+#   MAX_TOKENS   [64]   TEMPERATURE [0.8]   PROMPTS  a prompts file (bench-serve --prompts)
+#                [bench-serve's eight short instructions]
 #   SAMPLING     JSON fields sent to both ['{"top_k":40,"top_p":0.95,"min_p":0.05}']
 #   LLAMA_EXTRA  JSON fields only for llama-server ['{"ignore_eos":true}': every request runs to
 #                MAX_TOKENS]
@@ -129,7 +130,7 @@ level() {
             --url "http://127.0.0.1:$port" --label "$label" --endpoint chat \
             --concurrency "$clients" --duration "$duration" --max-tokens "$max_tokens" \
             --temperature "$temperature" --extra "$(merge "$sampling" "$extra")" \
-            --json "$json" 2>"$out/bench.err" | tee "$out/level.md" | tail -n 1)
+            ${PROMPTS:+--prompts "$PROMPTS"} --json "$json" 2>"$out/bench.err" | tee "$out/level.md" | tail -n 1)
         b1=$(busy_s); s1=$(proc_s "$pid"); t1=$(date +%s.%N)
         foreign=$(python3 -c 'import sys; b0,b1,s0,s1,t0,t1,n=map(float,sys.argv[1:8]); u,s=map(float,sys.argv[8].split()); print(round(max(0.0,100*((b1-b0)-(s1-s0)-(u+s))/((t1-t0)*n))))' \
             "$b0" "$b1" "$s0" "$s1" "$t0" "$t1" "$ncpu" "$client")
