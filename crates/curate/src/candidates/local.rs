@@ -9,6 +9,7 @@ use adasamp_engine::{GenerationRequest, LoadedModel, RequestId, Scheduler};
 
 use super::{CandidateSet, Job, Outcome, Sink};
 use crate::error::Result;
+use crate::stage::StageReport;
 
 /// A model on this machine and how many sequences it decodes at once.
 pub struct LocalBackend<'m> {
@@ -38,14 +39,16 @@ impl<'m> LocalBackend<'m> {
         crate::index::tokenizer_sha256(&self.model.tokenizer)
     }
 
-    /// Runs `jobs`, handing each finished one to `sink` (in the order they finish). A job
-    /// the model cannot take (its prompt does not fit the context, the chat template fails)
-    /// or whose sampling fails is handed over as failed; a model error stops the run.
+    /// Runs `jobs`, handing each finished one to `sink` (in the order they finish), and notes
+    /// in `report` where the engine's time went. A job the model cannot take (its prompt does
+    /// not fit the context, the chat template fails) or whose sampling fails is handed over as
+    /// failed; a model error stops the run.
     pub(crate) fn generate(
         &mut self,
         set: &CandidateSet,
         jobs: &[Job],
         sink: &mut Sink<'_>,
+        report: &mut StageReport,
     ) -> Result<()> {
         // Each prompt is templated and tokenized once, before the scheduler borrows the model.
         let mut prompts: HashMap<usize, std::result::Result<Vec<u32>, String>> = HashMap::new();
@@ -115,6 +118,19 @@ impl<'m> LocalBackend<'m> {
                     )?;
                 }
                 if pending.len() == 0 {
+                    let t = sched.timing();
+                    if t.prefill_tokens + t.decode_tokens > 0 {
+                        report.note(format!(
+                            "engine: prefill {} tokens in {:.1} s, decode {} tokens in {:.1} s \
+                             ({:.1} tokens/s), sampling {:.1} s",
+                            t.prefill_tokens,
+                            t.prefill.as_secs_f64(),
+                            t.decode_tokens,
+                            t.decode.as_secs_f64(),
+                            t.decode_tokens as f64 / t.decode.as_secs_f64().max(1e-9),
+                            t.sampling.as_secs_f64()
+                        ));
+                    }
                     return Ok(());
                 }
                 continue;

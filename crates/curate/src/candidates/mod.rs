@@ -261,7 +261,7 @@ pub fn run(set: &CandidateSet, backend: &mut Backend<'_>, output: &Path) -> Resu
             Ok(())
         };
         match backend {
-            Backend::Local(b) => b.generate(set, &todo, &mut sink),
+            Backend::Local(b) => b.generate(set, &todo, &mut sink, &mut report),
             Backend::Remote(b) => b.generate(set, &todo, &mut sink, &mut report),
         }
     };
