@@ -3,11 +3,12 @@
 //! `<prompt>/<contender>/s<seed>`). Resumable as that stage is: a rerun generates only what is
 //! missing, and refuses a file in which a contender's name stands for another pipeline.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use adasamp_curate::candidates::{self, Backend, CandidateSet};
 use adasamp_curate::prompt::PromptRecord;
-use adasamp_curate::stage::StageReport;
+use adasamp_curate::stage::{CandidateKey, StageReport};
 use adasamp_sampling::PipelineSet;
 
 use crate::contender::Contender;
@@ -33,6 +34,23 @@ pub fn candidate_set(
         max_new_tokens,
         system_prompt,
     )?)
+}
+
+/// How many generations of `set` `output` lacks (all of them when it does not exist; a torn
+/// last line counts as missing).
+pub fn missing(set: &CandidateSet, output: &Path) -> Result<usize> {
+    if !output.exists() {
+        return Ok(set.jobs().count());
+    }
+    let done: HashSet<CandidateKey> = match adasamp_engine::record::resume_jsonl(output) {
+        Ok(r) => r
+            .records
+            .iter()
+            .map(|n| CandidateKey::of(&n.record))
+            .collect::<adasamp_curate::Result<_>>()?,
+        Err(e) => return Err(adasamp_curate::CurateError::from(e).into()),
+    };
+    Ok(set.jobs().filter(|&j| !done.contains(&set.key(j))).count())
 }
 
 /// Generates what `output` lacks of `set` with `backend`; a generation that failed is an

@@ -163,6 +163,12 @@ pub struct EvalReport {
 
 /// A signed number with `decimals` decimals (`+0.12`, `−0.30`).
 fn signed(x: f64, decimals: usize) -> String {
+    // a value that rounds to zero is written +0.00, not −0.00
+    let x = if x.abs() < 0.5 * 10f64.powi(-(decimals as i32)) {
+        0.0
+    } else {
+        x
+    };
     let s = format!("{:+.*}", decimals, x);
     s.replacen('-', "−", 1)
 }
