@@ -521,6 +521,8 @@ pub fn scoreboard(s: &Scoreboard<'_>, files: ReportFiles) -> EvalReport {
                 mean_length: mean_length.unwrap_or(0.0),
                 kl_to_imitated: imitation.and_then(|m| m.kl),
                 truncated_mass: imitation.and_then(|m| m.truncated_mass),
+                identity_kl: imitation.and_then(|m| m.identity_kl),
+                identity_truncated_mass: imitation.and_then(|m| m.identity_truncated_mass),
                 imitated: imitation.and_then(|m| m.imitated.clone()),
                 imitation_absent: imitation.and_then(|m| m.absent.clone()),
             }
