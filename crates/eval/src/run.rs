@@ -131,7 +131,7 @@ pub struct EvalOptions {
     pub embedder: Option<PathBuf>,
     /// OpenAI-compatible servers to generate on instead of the local model (empty: local).
     pub endpoints: Vec<String>,
-    /// Pairs per judge call (default 32).
+    /// Pairs per judge call (default 8: the comparisons of a call fill the default batch of 16 sequences; a kill loses at most one call).
     pub judge_batch: usize,
 }
 
@@ -159,7 +159,7 @@ impl EvalOptions {
             system_prompt: Some(DEFAULT_SYSTEM_PROMPT.to_string()),
             embedder: None,
             endpoints: Vec::new(),
-            judge_batch: 32,
+            judge_batch: 8,
         }
     }
 
