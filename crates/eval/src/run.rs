@@ -131,7 +131,8 @@ pub struct EvalOptions {
     pub embedder: Option<PathBuf>,
     /// OpenAI-compatible servers to generate on instead of the local model (empty: local).
     pub endpoints: Vec<String>,
-    /// Pairs per judge call (default 8: the comparisons of a call fill the default batch of 16 sequences; a kill loses at most one call).
+    /// Pairs per judge call (default 8: a call's 16 comparisons fill the default batch of 16
+    /// sequences; a kill loses at most one call).
     pub judge_batch: usize,
 }
 
