@@ -80,6 +80,11 @@ enum Command {
     /// Combine the labels into one score per generation and keep the top k per (prompt, seed):
     /// the training file `train` reads.
     Score(Box<score::ScoreArgs>),
+    /// Does a sampler win? Every contender (pipeline, preset or learned sampler) on the same
+    /// held-out prompts and seeds: judge rating among them, accuracy, diversity, length and, for
+    /// learned samplers, KL to the pipeline they imitate, with 95 % bootstrap intervals;
+    /// report.md, report.json and plots.
+    Eval(Box<eval::EvalArgs>),
 }
 
 fn main() {
@@ -152,6 +157,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Candidates(a) => candidates::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Score(a) => score::run(&a),
+        Command::Eval(a) => eval::run(&a),
     }
 }
 

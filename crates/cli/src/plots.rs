@@ -1,4 +1,4 @@
-//! PNG plots for `adasamp analyze` (plotters, bitmap backend).
+//! PNG plots for `adasamp analyze` and `adasamp eval` (plotters, bitmap backend).
 //!
 //! Text is rendered with plotters' pure-Rust `ab_glyph` backend from DejaVu Sans embedded in the
 //! binary (the `dejavu` crate), so plots look the same on every machine and need no system fonts
@@ -9,6 +9,7 @@ use std::sync::Once;
 
 use adasamp_nets::analysis::{format_value, PositionStats, TokenProbs};
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -397,6 +398,179 @@ pub fn summary_plot(path: &Path, stats: &[PositionStats]) -> Result<()> {
     )?;
     root.present().map_err(draw_err(path))?;
     Ok(())
+}
+
+/// Colour of the contender under test on the eval plots.
+const UNDER_TEST_COLOR: RGBColor = RGBColor(255, 127, 14);
+/// Colour of the other contenders.
+const OTHER_COLOR: RGBColor = RGBColor(31, 119, 180);
+
+/// `lo..hi` widened by 12 % of its span on both sides (a unit span when empty).
+fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    (lo - 0.12 * span)..(hi + 0.12 * span)
+}
+
+/// The chart type of the eval plots.
+type EvalChart<'a> =
+    ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One contender on an eval plot: its rating interval at `x` as a vertical bar with caps `cap`
+/// wide on each side, its rating as a dot, `label` beside it; orange for the contender under
+/// test, blue for the others.
+fn rating_mark(
+    chart: &mut EvalChart<'_>,
+    path: &Path,
+    under_test: bool,
+    x: f64,
+    rating: &adasamp_eval::Interval,
+    cap: f64,
+    label: String,
+) -> Result<()> {
+    let color = if under_test {
+        UNDER_TEST_COLOR
+    } else {
+        OTHER_COLOR
+    };
+    let style = color.stroke_width(2);
+    let (lo, hi) = (rating.lo, rating.hi);
+    chart
+        .draw_series([
+            PathElement::new(vec![(x, lo), (x, hi)], style),
+            PathElement::new(vec![(x - cap, lo), (x + cap, lo)], style),
+            PathElement::new(vec![(x - cap, hi), (x + cap, hi)], style),
+        ])
+        .map_err(draw_err(path))?;
+    chart
+        .draw_series(std::iter::once(Circle::new(
+            (x, rating.value),
+            6,
+            color.filled(),
+        )))
+        .map_err(draw_err(path))?;
+    chart
+        .draw_series(std::iter::once(Text::new(
+            label,
+            (x + 1.2 * cap, rating.value),
+            (FONT, 15).into_font(),
+        )))
+        .map_err(draw_err(path))?;
+    Ok(())
+}
+
+/// The eval's rating plot: each contender's Bradley–Terry rating (point) with its 95 %
+/// bootstrap interval (bar), the contender under test in orange, a line at 0 (the mean).
+pub fn rating_plot(path: &Path, report: &adasamp_eval::EvalReport) -> Result<()> {
+    ensure_font()?;
+    let cs = &report.contenders;
+    let n = cs.len().max(1);
+    let lo = cs
+        .iter()
+        .map(|c| c.rating.lo.min(c.rating.value))
+        .fold(0.0f64, f64::min);
+    let hi = cs
+        .iter()
+        .map(|c| c.rating.hi.max(c.rating.value))
+        .fold(0.0f64, f64::max);
+    let root = BitMapBackend::new(path, (200 + 160 * n as u32, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let names: Vec<String> = cs.iter().map(|c| c.name.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Bradley–Terry rating among contenders, 95 % bootstrap CI ({} prompts × {} seeds)",
+                report.prompts, report.seeds
+            ),
+            (FONT, 18),
+        )
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), padded(lo, hi))
+        .map_err(draw_err(path))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("rating (log-odds of the judge's preference; mean 0)")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(draw_err(path))?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
+            RGBColor(150, 150, 150).stroke_width(1),
+        )))
+        .map_err(draw_err(path))?;
+    for (i, c) in cs.iter().enumerate() {
+        let label = format!("{:+.2}", c.rating.value);
+        rating_mark(&mut chart, path, i == 0, i as f64, &c.rating, 0.08, label)?;
+    }
+    root.present().map_err(draw_err(path))?;
+    Ok(())
+}
+
+/// The eval's quality-vs-diversity scatter: one point per contender, x its embedding entropy
+/// across seeds (bits), y its rating with the 95 % interval, labelled with its name. `false`
+/// (nothing drawn) when no contender has an embedding entropy (a single seed).
+pub fn quality_diversity_plot(path: &Path, report: &adasamp_eval::EvalReport) -> Result<bool> {
+    let pts: Vec<(usize, f64)> = report
+        .contenders
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.embedding_entropy.map(|e| (i, e)))
+        .collect();
+    if pts.is_empty() {
+        return Ok(false);
+    }
+    ensure_font()?;
+    let cs = &report.contenders;
+    let xs = pts.iter().map(|&(_, e)| e);
+    let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    let lo = pts
+        .iter()
+        .map(|&(i, _)| cs[i].rating.lo)
+        .fold(0.0f64, f64::min);
+    let hi = pts
+        .iter()
+        .map(|&(i, _)| cs[i].rating.hi)
+        .fold(0.0f64, f64::max);
+    let x_range = padded(x_lo, x_hi);
+    let cap = 0.01 * (x_range.end - x_range.start);
+    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("quality vs diversity, one point per contender", (FONT, 19))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range, padded(lo, hi))
+        .map_err(draw_err(path))?;
+    chart
+        .configure_mesh()
+        .x_desc("embedding entropy across seeds (bits; higher = more diverse)")
+        .y_desc("Bradley–Terry rating (95 % CI)")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(draw_err(path))?;
+    for &(i, x) in &pts {
+        let c = &cs[i];
+        rating_mark(&mut chart, path, i == 0, x, &c.rating, cap, c.name.clone())?;
+    }
+    root.present().map_err(draw_err(path))?;
+    Ok(true)
 }
 
 #[cfg(test)]
