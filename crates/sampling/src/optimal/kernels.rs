@@ -102,7 +102,10 @@ pub(crate) fn prepare(
     d[v..].fill(0.0);
     ex[v..].fill(f32::NEG_INFINITY);
     ey[v..].fill(f32::NEG_INFINITY);
-    for w in ex.iter_mut().chain(ey.iter_mut()) {
+    for w in ex.iter_mut() {
+        *w = math::exp(*w);
+    }
+    for w in ey.iter_mut() {
         *w = math::exp(*w);
     }
     let mut acc = [[0.0f64; 4]; 4];

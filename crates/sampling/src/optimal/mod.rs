@@ -281,6 +281,22 @@ struct EssTilts {
     mean_theta: f64,
 }
 
+/// The ESS residual's point at an end from its two tilts: `ln Σ π_θ·e^{(2−α)d}` with the mean of
+/// `d` under it, and `ln Σ π_θ·e^{−αd}` with its mean.
+fn end_point(
+    alpha: f64,
+    l_teacher: f64,
+    mean_teacher: f64,
+    l_theta: f64,
+    mean_theta: f64,
+) -> Point {
+    Point {
+        alpha,
+        value: l_teacher - l_theta,
+        slope: mean_theta - mean_teacher,
+    }
+}
+
 /// Mixes θ's and the teacher's logits rows into q*, row after row, reusing its buffers.
 #[derive(Debug, Clone)]
 pub struct Mixer {
@@ -578,7 +594,20 @@ impl Mixer {
                         slope: e.mean_theta - e.mean_teacher,
                     }
                 };
-                let (lo_p, hi_p) = (at(self, lo), at(self, hi));
+                // At α = 0 one tilt is π_θ itself (ln Σ π_θ = 0, mean E_θ[d]) and at α = 1 the
+                // other is π_t (mean E_t[d]): the ends of [0, 1] take one exponential each.
+                let lo_p = if lo == 0.0 {
+                    let t = self.tilt_shifted(2.0, self.tilt_max[3]);
+                    end_point(0.0, t.log_z, t.mean, 0.0, p.e0)
+                } else {
+                    at(self, lo)
+                };
+                let hi_p = if hi == 1.0 {
+                    let t = self.tilt_shifted(-1.0, self.tilt_max[0]);
+                    end_point(1.0, 0.0, p.e1, t.log_z, t.mean)
+                } else {
+                    at(self, hi)
+                };
                 let out = find_root(lo_p, hi_p, tol, |a| at(self, a));
                 let sol = AlphaSolution {
                     alpha: out.alpha,
@@ -593,8 +622,13 @@ impl Mixer {
 
     /// `A(α)`, `E_q[d]`, `Var_q[d]` in one pass (two if the weights underflow unshifted).
     fn tilt(&mut self, alpha: f64) -> Tilt {
+        self.tilt_shifted(alpha, 0.0)
+    }
+
+    /// [`Mixer::tilt`] with the exponents shifted by `shift` (an upper bound of their maximum).
+    fn tilt_shifted(&mut self, alpha: f64, shift: f64) -> Tilt {
         self.passes += 1;
-        let mut shift = 0.0f64;
+        let mut shift = shift;
         let moments = if self.exact {
             kernels::moments_exact
         } else {
