@@ -12,6 +12,18 @@ use crate::math;
 /// Entries whose exponentials are computed into a stack buffer before they are summed.
 const EXP_CHUNK: usize = 256;
 
+/// Exponents are raised to this before [`math::exp`]: below it the result (and the polynomial's
+/// intermediate `y·2^n`) would be subnormal, which x86 cores compute in slow microcode. The
+/// weight `e^-80 ≈ 1.8e-35` it gives a removed or negligible token is far below the f32 rounding
+/// of any sum it enters (each sum holds a weight ≥ e^-30, see the shifts).
+const EXP_FLOOR: f32 = -80.0;
+
+/// `exp(max(x, EXP_FLOOR))`.
+#[inline(always)]
+fn exp_floored(x: f32) -> f32 {
+    math::exp(x.max(EXP_FLOOR))
+}
+
 /// `x` rounded up to a multiple of 8.
 pub(crate) fn padded(x: usize) -> usize {
     x.div_ceil(8) * 8
@@ -103,10 +115,10 @@ pub(crate) fn prepare(
     ex[v..].fill(f32::NEG_INFINITY);
     ey[v..].fill(f32::NEG_INFINITY);
     for w in ex.iter_mut() {
-        *w = math::exp(*w);
+        *w = exp_floored(*w);
     }
     for w in ey.iter_mut() {
-        *w = math::exp(*w);
+        *w = exp_floored(*w);
     }
     let mut acc = [[0.0f64; 4]; 4];
     let lanes = lp
@@ -116,11 +128,12 @@ pub(crate) fn prepare(
     for ((lc, dc), (xc, yc)) in lanes {
         for l in 0..4 {
             let (wx, wy) = (xc[l] as f64, yc[l] as f64);
-            acc[0][l] += wx;
-            acc[1][l] += wy;
-            // Removed entries: weight 0 and x = -inf; their products are skipped.
-            acc[2][l] += if wx > 0.0 { wx * lc[l] } else { 0.0 };
-            acc[3][l] += if wy > 0.0 { wy * (dc[l] + lc[l]) } else { 0.0 };
+            // Removed entries (x = -inf) are skipped.
+            let kept = lc[l] > f64::NEG_INFINITY;
+            acc[0][l] += if kept { wx } else { 0.0 };
+            acc[1][l] += if kept { wy } else { 0.0 };
+            acc[2][l] += if kept { wx * lc[l] } else { 0.0 };
+            acc[3][l] += if kept { wy * (dc[l] + lc[l]) } else { 0.0 };
         }
     }
     (acc.map(hsum), kept_n)
@@ -184,7 +197,7 @@ pub(crate) fn moments(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 3] {
     for (lb, db) in lp.chunks(EXP_CHUNK).zip(d.chunks(EXP_CHUNK)) {
         let wb = &mut w[..lb.len()];
         for ((o, &l), &dv) in wb.iter_mut().zip(lb).zip(db) {
-            *o = math::exp((dv.mul_add(a, l) - shift) as f32);
+            *o = exp_floored((dv.mul_add(a, l) - shift) as f32);
         }
         let m = chunk_moments(wb, db);
         for (t, v) in total.iter_mut().zip(m) {
@@ -203,8 +216,8 @@ pub(crate) fn two_tilts(lp: &[f64], d: &[f64], b: f64, c: f64, sb: f64, sc: f64)
         let n = lb.len();
         let (ub, vb) = (&mut u[..n], &mut v[..n]);
         for (((ou, ov), &l), &dv) in ub.iter_mut().zip(vb.iter_mut()).zip(lb).zip(db) {
-            *ou = math::exp((dv.mul_add(b, l) - sb) as f32);
-            *ov = math::exp((dv.mul_add(c, l) - sc) as f32);
+            *ou = exp_floored((dv.mul_add(b, l) - sb) as f32);
+            *ov = exp_floored((dv.mul_add(c, l) - sc) as f32);
         }
         let (mu, mv) = (chunk_moments(ub, db), chunk_moments(vb, db));
         total[0] += mu[0];
