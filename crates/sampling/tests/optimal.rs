@@ -19,7 +19,7 @@ fn method() -> impl Strategy<Value = AlphaMethod> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn alpha_is_in_the_bracket_and_a_root_checks_by_substitution(

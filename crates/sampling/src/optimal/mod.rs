@@ -33,6 +33,16 @@ use crate::row::{checked_max, Row};
 use kernels::padded;
 use solve::{find_root, Point};
 
+/// A pass whose weights sum to less than this under a bounding shift is redone with the exact
+/// maximum as the shift: the weights' floor (`e^-80` per token, see the kernels) must stay
+/// negligible against the sum (`e^-46`: a relative 2e-15 per token).
+const MIN_TOTAL: f64 = 1e-20;
+
+/// Scale of one f32 weight's relative rounding (`exp` is within 2 ulp, typically well under 1;
+/// the exponent's rounding to f32 is corrected to first order), used in root-sum-square bounds
+/// of the passes' rounding (calibrated by the property tests' substitution checks).
+const WEIGHT_EPS: f64 = 1.5e-7;
+
 /// How α (the teacher's weight) is chosen at each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,6 +270,11 @@ struct Prepared {
     v0: f64,
     e1: f64,
     v1: f64,
+    /// Bound of the f32 weights' rounding in the log-ratio's constant `ln Σe^y − ln Σe^x`, which
+    /// shifts every `d` alike (0 once renormalised exactly).
+    noise_k: f64,
+    /// Bound of the f32 weights' rounding in the entropies and `E_θ[d]`, `E_t[d]` together.
+    noise_moments: f64,
 }
 
 /// The moments of `d` under `q_α`: `A(α) = ln Σ π_θ·e^{αd}`, `E_q[d]`, `Var_q[d]`.
@@ -269,6 +284,10 @@ struct Tilt {
     log_z: f64,
     mean: f64,
     var: f64,
+    /// Bound of the f32 weights' rounding in `mean` (0 with f64 weights).
+    noise: f64,
+    /// Bound of the f32 weights' rounding in `log_z`.
+    log_z_noise: f64,
 }
 
 /// `ln Σ π_θ·e^{(2−α)d}` and `ln Σ π_θ·e^{−αd}` with the means of `d` under both tilts.
@@ -279,21 +298,20 @@ struct EssTilts {
     l_theta: f64,
     mean_teacher: f64,
     mean_theta: f64,
+    /// Bound of the f32 weights' rounding in `l_teacher − l_theta` (0 with f64 weights).
+    noise: f64,
 }
 
 /// The ESS residual's point at an end from its two tilts: `ln Σ π_θ·e^{(2−α)d}` with the mean of
 /// `d` under it, and `ln Σ π_θ·e^{−αd}` with its mean.
-fn end_point(
-    alpha: f64,
-    l_teacher: f64,
-    mean_teacher: f64,
-    l_theta: f64,
-    mean_theta: f64,
-) -> Point {
+fn end_point(t: &Tilt, alpha: f64, mean_theta: f64, mean_teacher: f64) -> Point {
+    // The other tilt is π_θ (α = 0) or π_t (α = 1): ln Σ = 0.
+    let value = if alpha == 0.0 { t.log_z } else { -t.log_z };
     Point {
         alpha,
-        value: l_teacher - l_theta,
+        value,
         slope: mean_theta - mean_teacher,
+        noise: t.log_z_noise,
     }
 }
 
@@ -434,7 +452,7 @@ impl Mixer {
             &mut self.ex,
             &mut self.ey,
         );
-        let [zx, zy, zxx, zyy] = s;
+        let [zx, zy, zxx, zyy, zx2, zy2, zxx2, zyy2] = s;
         if support == 0 || !(zx > 0.0 && zy > 0.0) {
             return Err(SamplingError::DisjointSupports { row });
         }
@@ -454,6 +472,9 @@ impl Mixer {
             v0: (m[1] / zx - e0 * e0).max(0.0),
             e1,
             v1: (m[3] / zy - e1 * e1).max(0.0),
+            noise_k: WEIGHT_EPS * (zx2.sqrt() / zx + zy2.sqrt() / zy),
+            noise_moments: WEIGHT_EPS
+                * (zxx2.sqrt() / zx + zyy2.sqrt() / zy + m[4].sqrt() / zx + m[5].sqrt() / zy),
         })
     }
 
@@ -506,7 +527,8 @@ impl Mixer {
             return first;
         }
         self.exact = true;
-        let mut retry = self.solve_once(p);
+        let exact = self.renormalize_exact(p);
+        let mut retry = self.solve_once(&exact);
         self.exact = false;
         // Later diagnostics passes are f32 again: drop the cached f64 evaluations.
         retry.1 = None;
@@ -514,12 +536,41 @@ impl Mixer {
         retry
     }
 
+    /// Makes `lp` and `d` exact log-probabilities (their constants from libm f64 sums, two
+    /// passes) and recomputes the preparation's statistics from them (one more pass).
+    fn renormalize_exact(&mut self, p: &Prepared) -> Prepared {
+        let (a, b) = kernels::log_norms_exact(&self.lp, &self.d);
+        for l in self.lp.iter_mut() {
+            *l -= a;
+        }
+        for dv in self.d.iter_mut() {
+            // lp + d must lose b, lp already lost a; 0 off the support stays 0.
+            if *dv != 0.0 {
+                *dv -= b - a;
+            }
+        }
+        let (c, _) = kernels::log_norms_exact(&self.lp, &self.d);
+        debug_assert!(c.abs() < 1e-12);
+        let m = kernels::end_moments_exact(&self.lp, &self.d);
+        self.passes += 3;
+        Prepared {
+            e0: m[0],
+            v0: (m[1] - m[0] * m[0]).max(0.0),
+            e1: m[2],
+            v1: (m[3] - m[2] * m[2]).max(0.0),
+            h_theta: -m[4],
+            h_teacher: -m[5],
+            noise_k: 0.0,
+            noise_moments: 0.0,
+            ..*p
+        }
+    }
+
     /// One search (see [`Mixer::solve`]).
     fn solve_once(&mut self, p: &Prepared) -> (AlphaSolution, Option<Tilt>, Option<EssTilts>) {
         let o = &self.options;
-        // The passes compute the weights in f32 (≤ 2 ulp each): the search aims at half the
-        // tolerance so that the exact residual stays within it.
-        let (lo, hi, tol) = (o.alpha_min, o.alpha_max, o.tolerance / 2.0);
+        // A point is a root when |Δ| plus the bound of its f32 rounding is within tolerance.
+        let (lo, hi, tol) = (o.alpha_min, o.alpha_max, o.tolerance);
         let closed = |alpha: f64, status| AlphaSolution {
             alpha,
             status,
@@ -537,43 +588,48 @@ impl Mixer {
                 // Δ(α) = c0 + α·c1, c1 = −(KL(θ‖t) + KL(t‖θ)) ≤ 0.
                 let c0 = p.h_teacher - p.h_theta + p.e1;
                 let c1 = p.e0 - p.e1;
+                // The entropies and means come from f32 weights too.
+                let noise = 2.0 * p.noise_k + p.noise_moments;
                 let at = |a: f64| Point {
                     alpha: a,
                     value: c0 + a * c1,
                     slope: c1,
+                    noise,
                 };
                 let out = find_root(at(lo), at(hi), tol, at);
                 let sol = AlphaSolution {
                     alpha: out.alpha,
                     status: out.status,
                     residual: out.residual,
-                    passes: 0,
+                    passes: self.passes,
                 };
                 (sol, None, None)
             }
             AlphaMethod::KlSymmetry => {
                 let mut last: Option<Tilt> = None;
-                let end = |a: f64, mean: f64, var: f64| Point {
+                let nk = p.noise_k;
+                let end = |a: f64, mean: f64, var: f64, noise: f64| Point {
                     alpha: a,
                     value: mean,
                     slope: var,
+                    noise: noise + nk,
                 };
                 let lo_p = if lo == 0.0 {
-                    end(0.0, p.e0, p.v0)
+                    end(0.0, p.e0, p.v0, 0.0)
                 } else {
                     let t = self.tilt(lo);
-                    end(lo, t.mean, t.var)
+                    end(lo, t.mean, t.var, t.noise)
                 };
                 let hi_p = if hi == 1.0 {
-                    end(1.0, p.e1, p.v1)
+                    end(1.0, p.e1, p.v1, 0.0)
                 } else {
                     let t = self.tilt(hi);
-                    end(hi, t.mean, t.var)
+                    end(hi, t.mean, t.var, t.noise)
                 };
                 let out = find_root(lo_p, hi_p, tol, |a| {
                     let t = self.tilt(a);
                     last = Some(t);
-                    end(a, t.mean, t.var)
+                    end(a, t.mean, t.var, t.noise)
                 });
                 let sol = AlphaSolution {
                     alpha: out.alpha,
@@ -585,6 +641,8 @@ impl Mixer {
             }
             AlphaMethod::EssBalance => {
                 let mut last: Option<EssTilts> = None;
+                // Δ holds the log-ratio's constant twice.
+                let nk = 2.0 * p.noise_k;
                 let mut at = |m: &mut Self, a: f64| {
                     let e = m.ess_tilts(a);
                     last = Some(e);
@@ -592,19 +650,24 @@ impl Mixer {
                         alpha: a,
                         value: e.l_teacher - e.l_theta,
                         slope: e.mean_theta - e.mean_teacher,
+                        noise: e.noise + nk,
                     }
                 };
                 // At α = 0 one tilt is π_θ itself (ln Σ π_θ = 0, mean E_θ[d]) and at α = 1 the
                 // other is π_t (mean E_t[d]): the ends of [0, 1] take one exponential each.
                 let lo_p = if lo == 0.0 {
                     let t = self.tilt_shifted(2.0, self.tilt_max[3]);
-                    end_point(0.0, t.log_z, t.mean, 0.0, p.e0)
+                    let mut e = end_point(&t, 0.0, p.e0, t.mean);
+                    e.noise += nk;
+                    e
                 } else {
                     at(self, lo)
                 };
                 let hi_p = if hi == 1.0 {
                     let t = self.tilt_shifted(-1.0, self.tilt_max[0]);
-                    end_point(1.0, 0.0, p.e1, t.log_z, t.mean)
+                    let mut e = end_point(&t, 1.0, t.mean, p.e1);
+                    e.noise += nk;
+                    e
                 } else {
                     at(self, hi)
                 };
@@ -635,7 +698,7 @@ impl Mixer {
             kernels::moments
         };
         let mut s = moments(&self.lp, &self.d, alpha, shift);
-        if s[0].is_nan() || s[0] <= 1e-30 {
+        if s[0].is_nan() || s[0] <= MIN_TOTAL {
             shift = kernels::max_tilted(&self.lp, &self.d, alpha);
             s = moments(&self.lp, &self.d, alpha, shift);
             self.passes += 1;
@@ -646,6 +709,15 @@ impl Mixer {
             log_z: shift + s[0].ln(),
             mean,
             var: (s[2] / s[0] - mean * mean).max(0.0),
+            // Each f32 weight is within ~3e-7 (relative) of its exact value; the errors of many
+            // tokens average out, those of a few heavy ones with large |d| do not.
+            // Σ w²(d − mean)², from the pass's sums.
+            noise: WEIGHT_EPS
+                * (s[3] - 2.0 * mean * s[5] + mean * mean * s[4])
+                    .max(0.0)
+                    .sqrt()
+                / s[0],
+            log_z_noise: WEIGHT_EPS * s[4].sqrt() / s[0],
         }
     }
 
@@ -663,7 +735,7 @@ impl Mixer {
             kernels::two_tilts
         };
         let mut s = tilts(&self.lp, &self.d, b, c, sb, sc);
-        if s[0].is_nan() || s[2].is_nan() || s[0] <= 1e-30 || s[2] <= 1e-30 {
+        if s[0].is_nan() || s[2].is_nan() || s[0] <= MIN_TOTAL || s[2] <= MIN_TOTAL {
             sb = kernels::max_tilted(&self.lp, &self.d, b);
             sc = kernels::max_tilted(&self.lp, &self.d, c);
             s = tilts(&self.lp, &self.d, b, c, sb, sc);
@@ -675,6 +747,7 @@ impl Mixer {
             l_theta: sc + s[2].ln(),
             mean_teacher: s[1] / s[0],
             mean_theta: s[3] / s[2],
+            noise: WEIGHT_EPS * (s[4].sqrt() / s[0] + s[5].sqrt() / s[2]),
         }
     }
 }

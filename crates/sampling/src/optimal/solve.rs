@@ -10,6 +10,9 @@ pub(crate) struct Point {
     pub alpha: f64,
     pub value: f64,
     pub slope: f64,
+    /// A bound of the evaluation's rounding in `value`: a point is a root when
+    /// `|value| + noise ≤ tol`.
+    pub noise: f64,
 }
 
 /// Where the search ended.
@@ -42,7 +45,7 @@ pub(crate) fn find_root(
         residual: p.value,
         status,
     };
-    let ok = |p: &Point| p.value.abs() <= tol;
+    let ok = |p: &Point| p.value.abs() + p.noise <= tol;
     if ok(&lo) && ok(&hi) {
         let mid = 0.5f64.clamp(lo.alpha, hi.alpha);
         let p = if mid == lo.alpha {
@@ -155,6 +158,7 @@ mod tests {
             alpha: a,
             value,
             slope,
+            noise: 0.0,
         }
     }
 

@@ -125,7 +125,7 @@ fn kl_and_ess_roots_of_related_rows_lie_inside_the_bracket() {
 #[test]
 fn newton_takes_few_passes() {
     for (r, (theta, teacher)) in pairs(4096, 6).iter().enumerate() {
-        // Bisection to 1e-6 would take ~20 evaluations (each ESS evaluation counts as 2 passes).
+        // Bisection to 1e-6 would take ~20 evaluations.
         let s = mixer(AlphaMethod::KlSymmetry)
             .alpha(theta, teacher, r)
             .unwrap();
@@ -133,11 +133,13 @@ fn newton_takes_few_passes() {
         let s = mixer(AlphaMethod::EssBalance)
             .alpha(theta, teacher, r)
             .unwrap();
-        assert!(s.passes <= 24, "row {r}: {s:?}");
+        assert!(s.passes <= 12, "row {r}: {s:?}");
         let s = mixer(AlphaMethod::ReverseKlSymmetry)
             .alpha(theta, teacher, r)
             .unwrap();
-        assert_eq!(s.passes, 0, "closed form from the preparation passes");
+        // Closed form from the preparation passes; 3 exact passes when their f32 statistics cannot
+        // certify the tolerance.
+        assert!(s.passes == 0 || s.passes == 3, "row {r}: {s:?}");
     }
 }
 
