@@ -1,7 +1,7 @@
 //! Properties of optimal sampling's α solvers on random small rows, checked by substitution
 //! against the f64 reference.
 
-use adasamp_sampling::optimal::reference::Pair;
+use adasamp_sampling::optimal::reference::{teacher_support, Pair};
 use adasamp_sampling::optimal::{AlphaMethod, AlphaStatus, MixOptions, Mixer};
 use proptest::prelude::*;
 
@@ -27,6 +27,7 @@ proptest! {
         method in method(),
         lo in 0.0f64..0.5,
         width in 0.0f64..0.5,
+        top_k in prop::option::of(1usize..12),
     ) {
         let hi = lo + width;
         let mut m = Mixer::new(MixOptions {
@@ -34,12 +35,14 @@ proptest! {
             alpha: lo,
             alpha_min: lo,
             alpha_max: hi,
+            teacher_top_k: top_k,
             ..MixOptions::default()
         }).unwrap();
         let mut out = Vec::new();
         let s = m.mix(&theta, &teacher, 0, false, &mut out).unwrap();
         prop_assert!(s.alpha >= lo && s.alpha <= hi, "{s:?}");
-        let pair = Pair::new(&theta, &teacher, None);
+        let keep = teacher_support(&teacher, top_k, None);
+        let pair = Pair::new(&theta, &teacher, Some(&keep));
         let truth = pair.residual(method, s.alpha);
         match s.status {
             AlphaStatus::Root | AlphaStatus::Equal => prop_assert!(truth.abs() <= 1e-6, "{s:?} Δ={truth}"),
@@ -61,9 +64,13 @@ proptest! {
         prop_assert!(s.ess_theta > 0.0 && s.ess_theta <= 1.0 + 1e-9);
         prop_assert!(s.ess_teacher > 0.0 && s.ess_teacher <= 1.0 + 1e-9);
         prop_assert!(s.kl_q_theta >= 0.0 && s.kl_q_teacher >= 0.0);
-        // q* is the geometric mixture at α.
-        for ((o, a), b) in out.iter().zip(&theta).zip(&teacher) {
-            let want = ((1.0 - s.alpha) * *a as f64 + s.alpha * *b as f64) as f32;
+        // q* is the geometric mixture at α on the teacher's support.
+        for (((o, a), b), k) in out.iter().zip(&theta).zip(&teacher).zip(&keep) {
+            let want = if *k {
+                ((1.0 - s.alpha) * *a as f64 + s.alpha * *b as f64) as f32
+            } else {
+                f32::NEG_INFINITY
+            };
             prop_assert_eq!(*o, want);
         }
     }

@@ -348,6 +348,9 @@ fn single(
             }
             if let Some(opt) = &o.optimal {
                 let s = &opt.summary;
+                if streaming {
+                    println!();
+                }
                 eprintln!(
                     "[sample {i}: mean α {:.3}, ESS_θ {:.3}, ESS_t {:.3}, ratio {:.3}, KL(q‖θ) {:.4}, KL(q‖t) {:.4}; {} bracket-end, {} forced steps of {}]",
                     s.alpha_mean, s.ess_theta_mean, s.ess_teacher_mean, s.ess_ratio_mean,

@@ -29,6 +29,8 @@ fn exp_floored(x: f32) -> f32 {
 /// (the first-order correction of that rounding, so only `exp`'s own ≤ 2 ulp remain).
 #[inline(always)]
 fn exp_f64_arg(a: f64) -> f32 {
+    // Floored first: a removed token's -inf exponent must not make the correction NaN.
+    let a = a.max(EXP_FLOOR as f64);
     let af = a as f32;
     exp_floored(af) * (1.0 + (a - af as f64) as f32)
 }

@@ -287,6 +287,42 @@ fn diagnostics_match_the_definitions() {
 }
 
 #[test]
+fn diagnostics_and_roots_hold_on_a_restricted_support() {
+    for (r, (theta, teacher)) in pairs(3000, 6).iter().enumerate() {
+        for (k, p) in [(Some(2), None), (None, Some(0.9)), (Some(300), Some(0.99))] {
+            let keep = teacher_support(teacher, k, p);
+            let pair = Pair::new(theta, teacher, Some(&keep));
+            for method in AlphaMethod::ALL {
+                let mut m = Mixer::new(MixOptions {
+                    method,
+                    teacher_top_k: k,
+                    teacher_top_p: p,
+                    ..MixOptions::default()
+                })
+                .unwrap();
+                let mut out = Vec::new();
+                let s = m.mix(theta, teacher, r, false, &mut out).unwrap();
+                let ctx = format!("row {r} k={k:?} p={p:?} {method}: {s:?}");
+                assert!(s.passes <= 16, "{ctx}");
+                if s.status == AlphaStatus::Root {
+                    assert!(pair.residual(method, s.alpha).abs() <= 1e-6, "{ctx}");
+                }
+                let (ea, eb) = pair.ess(s.alpha);
+                let (ka, kb) = pair.kl(s.alpha);
+                let close = |x: f64, y: f64| (x - y).abs() <= 1e-5 * y.abs().max(1e-2);
+                assert!(
+                    close(s.ess_theta, ea) && close(s.ess_teacher, eb),
+                    "{ctx} {ea} {eb}"
+                );
+                assert!(close(s.ess_ratio, ea / eb), "{ctx}");
+                assert!((s.kl_q_theta - ka).abs() < 1e-5, "{ctx} {ka}");
+                assert!((s.kl_q_teacher - kb).abs() < 1e-5, "{ctx} {kb}");
+            }
+        }
+    }
+}
+
+#[test]
 fn teacher_top_p_keeps_the_token_that_crosses_the_threshold() {
     let theta = logits(&[0.25, 0.25, 0.25, 0.25]);
     let teacher = logits(&[0.5, 0.3, 0.2, 0.0001]);
