@@ -63,6 +63,25 @@ pub struct TeacherArgs {
 }
 
 impl TeacherArgs {
+    /// Checks the mixing flags (before any model is loaded).
+    pub fn validate(&self) -> Result<()> {
+        self.mix(Vec::new())?.validate()?;
+        Ok(())
+    }
+
+    fn mix(&self, teacher_special: Vec<u32>) -> Result<MixOptions> {
+        Ok(MixOptions {
+            method: AlphaMethod::parse(&self.alpha_method)?,
+            alpha: self.alpha,
+            alpha_min: self.alpha_min,
+            alpha_max: self.alpha_max,
+            teacher_top_k: self.teacher_top_k,
+            teacher_top_p: self.teacher_top_p,
+            teacher_special,
+            ..MixOptions::default()
+        })
+    }
+
     /// The mixing options (validated), with θ's tokenizer's special tokens when
     /// --force-teacher-special.
     pub fn options(&self, theta: &LoadedModel) -> Result<OptimalOptions> {
@@ -76,16 +95,7 @@ impl TeacherArgs {
             special.sort_unstable();
             special.dedup();
         }
-        let mix = MixOptions {
-            method: AlphaMethod::parse(&self.alpha_method)?,
-            alpha: self.alpha,
-            alpha_min: self.alpha_min,
-            alpha_max: self.alpha_max,
-            teacher_top_k: self.teacher_top_k,
-            teacher_top_p: self.teacher_top_p,
-            teacher_special: special,
-            ..MixOptions::default()
-        };
+        let mix = self.mix(special)?;
         mix.validate()?;
         Ok(OptimalOptions {
             mix,

@@ -225,6 +225,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         bail!("--n and --batch-size must be at least 1");
     }
     let pipelines = a.sampling.build_set()?;
+    if a.optimal.teacher.is_some() {
+        a.optimal.validate()?;
+    }
     let mut log = |m: &str| eprintln!("{m}");
     let opts = adasamp_engine::LoadOptions {
         max_seq_len: a.max_seq_len,

@@ -137,7 +137,7 @@ pub enum AlphaStatus {
 pub struct MixOptions {
     /// How α is chosen.
     pub method: AlphaMethod,
-    /// α of [`AlphaMethod::Fixed`] (within `[alpha_min, alpha_max]`).
+    /// α of [`AlphaMethod::Fixed`] (within `[alpha_min, alpha_max]`; unused by the others).
     pub alpha: f64,
     /// Lower end of the bracket α is clamped to (default 0).
     pub alpha_min: f64,
@@ -179,8 +179,9 @@ fn invalid(field: &str, value: impl ToString, reason: &str) -> SamplingError {
 }
 
 impl MixOptions {
-    /// Checks every field: `0 ≤ alpha_min ≤ alpha_max ≤ 1`, `alpha` inside them, `top_k ≥ 1`,
-    /// `0 < top_p ≤ 1`, `tolerance > 0` (each finite).
+    /// Checks every field: `0 ≤ alpha_min ≤ alpha_max ≤ 1`, `alpha` in [0, 1] (and inside the
+    /// bracket for [`AlphaMethod::Fixed`]), `top_k ≥ 1`, `0 < top_p ≤ 1`, `tolerance > 0` (each
+    /// finite).
     pub fn validate(&self) -> Result<()> {
         let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
         if !unit(self.alpha_min) {
@@ -193,8 +194,11 @@ impl MixOptions {
                 &format!("must lie in [alpha_min = {}, 1]", self.alpha_min),
             ));
         }
-        if !(self.alpha.is_finite() && self.alpha >= self.alpha_min && self.alpha <= self.alpha_max)
-        {
+        if !unit(self.alpha) {
+            return Err(invalid("alpha", self.alpha, "must lie in [0, 1]"));
+        }
+        let inside = self.alpha >= self.alpha_min && self.alpha <= self.alpha_max;
+        if self.method == AlphaMethod::Fixed && !inside {
             return Err(invalid(
                 "alpha",
                 self.alpha,

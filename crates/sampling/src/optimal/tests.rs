@@ -495,6 +495,12 @@ fn bad_input_is_a_typed_error() {
     for m in AlphaMethod::ALL {
         assert_eq!(AlphaMethod::parse(m.name()).unwrap(), m);
     }
+    // `alpha` is only bound to the bracket where it is used.
+    assert!(Mixer::new(MixOptions {
+        alpha_min: 0.6,
+        ..MixOptions::default()
+    })
+    .is_ok());
 }
 
 #[test]
