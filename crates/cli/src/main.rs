@@ -4,6 +4,7 @@
 mod commands;
 mod loadgen;
 mod logits_io;
+mod optimal_args;
 mod pipeline_args;
 mod plots;
 
@@ -34,6 +35,9 @@ enum Command {
     Example(example::ExampleArgs),
     /// Time every sampling chain against a full-sort baseline; prints a table.
     BenchSampling(bench_sampling::BenchArgs),
+    /// Time optimal sampling's α per row (each method, one thread) against a plain 12-step
+    /// bisection in the same run, both checked by substitution.
+    BenchAlpha(bench_alpha::BenchAlphaArgs),
     /// Time the learned samplers' fast CPU path (one thread) against the candle forward.
     BenchSampler(bench_sampler::BenchSamplerArgs),
     /// Training throughput (positions/s) of the learned samplers: fast engine vs candle engine in
@@ -139,6 +143,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stages => stages::run(),
         Command::Example(a) => example::run(&a),
         Command::BenchSampling(a) => bench_sampling::run(&a),
+        Command::BenchAlpha(a) => bench_alpha::run(&a),
         Command::BenchSampler(a) => bench_sampler::run(&a),
         Command::BenchTrain(a) => bench_train::run(&a),
         Command::Generate(a) => generate::run(&a),

@@ -72,6 +72,9 @@ pub enum EngineError {
     /// The backend was not compiled into this build.
     #[error("this build has no {backend} backend")]
     BackendNotBuilt { backend: Backend },
+    /// Two models that must share a vocabulary (optimal sampling) do not.
+    #[error("θ's vocabulary has {theta} tokens but the teacher's has {teacher}: the two models must share one vocabulary")]
+    VocabMismatch { theta: usize, teacher: usize },
     /// A request field with a value the model cannot serve.
     #[error("{field} = {value}: {reason}")]
     BadRequest {

@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod llama_cpp;
 pub mod load;
 pub mod model;
+pub mod optimal;
 pub mod record;
 pub mod scheduler;
 pub mod sequence;

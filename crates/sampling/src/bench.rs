@@ -9,6 +9,7 @@ use crate::row::Row;
 use crate::sample::draw;
 use crate::spec::{PipelineSpec, StageSpec};
 use crate::stage::Context;
+use crate::synth::{self, RowKind};
 
 /// One benchmarked chain (always followed by sampling).
 #[derive(Debug, Clone)]
@@ -140,6 +141,37 @@ pub fn run_reference(stages: &[StageSpec], z: &[f32], buf: &mut Vec<f32>, u: f64
     reference::sample(buf, u)
 }
 
+/// On-CPU time of the calling thread so far (Linux `/proc/thread-self/schedstat`, ns), `None`
+/// where unavailable.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Like [`time_us`], also returning the on-CPU time of one call in µs (the best of 5 batch
+/// means of [`thread_cpu_ns`]; `None` where unavailable): on a loaded machine the wall time
+/// includes the time the thread waited for a core, the CPU time does not.
+pub fn time_cpu_us(mut f: impl FnMut(), budget: Duration) -> (f64, Option<f64>) {
+    f();
+    let per_batch = budget / 5;
+    let (mut wall, mut cpu) = (f64::INFINITY, None::<f64>);
+    for _ in 0..5 {
+        let start = Instant::now();
+        let c0 = thread_cpu_ns();
+        let mut n = 0u32;
+        while start.elapsed() < per_batch || n == 0 {
+            f();
+            n += 1;
+        }
+        wall = wall.min(start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            let us = b.saturating_sub(a) as f64 / 1e3 / n as f64;
+            cpu = Some(cpu.map_or(us, |c| c.min(us)));
+        }
+    }
+    (wall, cpu)
+}
+
 /// Time of one call of `f` in µs: the best of 5 batch means, each batch running at least
 /// `budget / 5` (the minimum is the most reproducible figure on a shared machine).
 pub fn time_us(mut f: impl FnMut(), budget: Duration) -> f64 {
@@ -156,4 +188,21 @@ pub fn time_us(mut f: impl FnMut(), budget: Duration) -> f64 {
         results.push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
     }
     results.into_iter().fold(f64::INFINITY, f64::min)
+}
+
+/// A (θ, teacher) pair of synthetic logits rows for optimal sampling, related as two models'
+/// rows are: θ a synthetic row (heavy-tailed, flat or one dominant token by `seed`), the
+/// teacher θ's logits scaled by 0.6–1.0 plus heavy-tailed noise of its own.
+pub fn optimal_pair(vocab: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let kind = [RowKind::HeavyTailed, RowKind::Flat, RowKind::Dominant][(seed % 3) as usize];
+    let theta = synth::row(kind, vocab, 10 + seed);
+    let noise = synth::row(RowKind::HeavyTailed, vocab, 500 + seed);
+    let scale = 0.6 + 0.1 * (seed % 5) as f32;
+    let amount = (1.0 + (seed % 4) as f32) / 4.0;
+    let teacher = theta
+        .iter()
+        .zip(&noise)
+        .map(|(a, b)| scale * a + amount * b)
+        .collect();
+    (theta, teacher)
 }

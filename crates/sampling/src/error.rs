@@ -119,6 +119,13 @@ pub enum SamplingError {
         token: u64,
         vocab: usize,
     },
+    /// Optimal sampling: θ's and the teacher's rows differ in length (different vocabularies).
+    #[error("θ's vocabulary has {theta} tokens but the teacher's has {teacher}: optimal sampling needs one shared vocabulary")]
+    VocabSizes { theta: usize, teacher: usize },
+    /// Optimal sampling: no token has positive probability under both θ and the teacher (after
+    /// the teacher's top-k / top-p).
+    #[error("row {row}: θ and the teacher share no token with positive probability")]
+    DisjointSupports { row: usize },
     /// Two distributions passed to a statistic differ in length or are not distributions.
     #[error("distribution statistics: {0}")]
     Distribution(String),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod grid;
 pub mod math;
+pub mod optimal;
 pub mod pipeline;
 pub mod reference;
 pub mod rng;

@@ -1,18 +1,26 @@
 //! `adasamp generate`: text generation on a base model with any sampling pipeline — streamed to
 //! the terminal for one prompt, or one JSONL record per (prompt, sample) for a prompts file.
+//! With `--teacher`, optimal sampling: θ (`--model`) and the teacher mixed per step (see
+//! [`crate::optimal_args`]); records then carry the mixing options and the means of the
+//! per-step diagnostics under `optimal`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use adasamp_engine::optimal::{
+    check_vocabularies, generate_optimal, OptimalGeneration, OptimalOptions, OptimalRequest,
+};
 use adasamp_engine::record::{resume_jsonl, write_record, CandidateRecord, SamplerInfo};
 use adasamp_engine::{generate, BackendChoice, Generation, GenerationRequest, LoadedModel};
+use adasamp_sampling::optimal::MixSummary;
 use adasamp_sampling::PipelineSet;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::optimal_args::{write_diagnostics, TeacherArgs};
 use crate::pipeline_args::PipelineArgs;
 
 /// Options of `generate`.
@@ -67,6 +75,101 @@ pub struct GenerateArgs {
     /// Cap on prompt + generation length (default: the model's context).
     #[arg(long)]
     pub max_seq_len: Option<usize>,
+    #[command(flatten)]
+    pub optimal: TeacherArgs,
+}
+
+/// The teacher of optimal sampling, loaded, with its mixing options.
+struct Teacher {
+    model: LoadedModel,
+    options: OptimalOptions,
+    diagnostics: Option<std::fs::File>,
+}
+
+/// One generation and, with a teacher, its per-step diagnostics.
+struct Outcome {
+    generation: Generation,
+    optimal: Option<OptimalGeneration>,
+}
+
+/// One request: θ's request and the user/system text the teacher renders its own prompt from.
+struct Job<'a> {
+    request: GenerationRequest,
+    user: &'a str,
+    system: Option<&'a str>,
+}
+
+/// Runs a batch: θ alone, or θ and the teacher mixed.
+fn run_batch(
+    a: &GenerateArgs,
+    lm: &mut LoadedModel,
+    teacher: Option<&mut Teacher>,
+    jobs: Vec<Job<'_>>,
+    on_text: &mut dyn FnMut(usize, &str),
+) -> Result<Vec<Outcome>> {
+    let Some(t) = teacher else {
+        let reqs = jobs.into_iter().map(|j| j.request).collect();
+        let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
+        return Ok(gens
+            .into_iter()
+            .map(|generation| Outcome {
+                generation,
+                optimal: None,
+            })
+            .collect());
+    };
+    let reqs = jobs
+        .into_iter()
+        .map(|j| {
+            Ok(OptimalRequest {
+                teacher_prompt: a.optimal.prompt(&t.model, j.user, j.system, a.raw)?,
+                theta: j.request,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let gens = generate_optimal(
+        lm.model.as_mut(),
+        t.model.model.as_mut(),
+        &lm.tokenizer,
+        reqs,
+        &t.options,
+        on_text,
+    )?;
+    Ok(gens
+        .into_iter()
+        .map(|g| Outcome {
+            generation: g.generation.clone(),
+            optimal: Some(g),
+        })
+        .collect())
+}
+
+/// The record's `optimal` field: the teacher, the mixing options and the diagnostics' means.
+fn optimal_extra(a: &GenerateArgs, summary: &MixSummary) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "teacher": a.optimal.teacher.as_ref().map(|p| p.display().to_string()),
+        "alpha_method": a.optimal.alpha_method,
+        "alpha": a.optimal.alpha,
+        "alpha_min": a.optimal.alpha_min,
+        "alpha_max": a.optimal.alpha_max,
+        "teacher_system": a.optimal.teacher_system,
+        "teacher_prompt_template": a.optimal.teacher_prompt_template,
+        "teacher_top_k": a.optimal.teacher_top_k,
+        "teacher_top_p": a.optimal.teacher_top_p,
+        "force_teacher_special": a.optimal.force_teacher_special,
+        "force_teacher_first": a.optimal.force_teacher_first,
+        "summary": serde_json::to_value(summary)?,
+    }))
+}
+
+/// Writes `o`'s diagnostics (when asked for) under `id`.
+fn diagnostics(teacher: Option<&mut Teacher>, id: &str, o: &Outcome) -> Result<()> {
+    if let (Some(t), Some(g)) = (teacher, &o.optimal) {
+        if let Some(f) = t.diagnostics.as_mut() {
+            write_diagnostics(f, id, g)?;
+        }
+    }
+    Ok(())
 }
 
 /// One line of a prompts file.
@@ -88,9 +191,14 @@ fn record(
     prompt: &str,
     system_prompt: Option<&str>,
     seed: u64,
-    g: &Generation,
+    o: &Outcome,
 ) -> Result<CandidateRecord> {
     let p = pipelines.choose(seed)?;
+    let g = &o.generation;
+    let mut extra = serde_json::Map::new();
+    if let Some(opt) = &o.optimal {
+        extra.insert("optimal".into(), optimal_extra(a, &opt.summary)?);
+    }
     Ok(CandidateRecord {
         id: Some(id),
         prompt: prompt.to_string(),
@@ -107,7 +215,7 @@ fn record(
         finish_reason: Some(g.finish_reason),
         usage: Some(g.usage),
         logprobs: (a.logprobs > 0).then(|| g.logprobs.clone()),
-        extra: Default::default(),
+        extra,
     })
 }
 
@@ -117,6 +225,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         bail!("--n and --batch-size must be at least 1");
     }
     let pipelines = a.sampling.build_set()?;
+    if a.optimal.teacher.is_some() {
+        a.optimal.validate()?;
+    }
     let mut log = |m: &str| eprintln!("{m}");
     let opts = adasamp_engine::LoadOptions {
         max_seq_len: a.max_seq_len,
@@ -135,9 +246,37 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         "model: {} ({}, {} blocks, vocab {}) on backend {}",
         info.source, info.arch, info.n_layers, info.vocab_size, info.backend
     );
+    let mut teacher = match &a.optimal.teacher {
+        Some(path) => {
+            let options = a.optimal.options(&lm)?;
+            let t = adasamp_engine::load(Some(path), a.backend, opts, &mut log)?;
+            let ti = t.model.info();
+            check_vocabularies(info.vocab_size, ti.vocab_size)?;
+            eprintln!(
+                "teacher: {} ({}, {} blocks, vocab {}) on backend {}; α by {}",
+                ti.source, ti.arch, ti.n_layers, ti.vocab_size, ti.backend, a.optimal.alpha_method
+            );
+            let diagnostics = match &a.optimal.diagnostics {
+                Some(d) => Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(d)
+                        .with_context(|| format!("opening {}", d.display()))?,
+                ),
+                None => None,
+            };
+            Some(Teacher {
+                model: t,
+                options,
+                diagnostics,
+            })
+        }
+        None => None,
+    };
     match (&a.prompt, &a.prompts) {
-        (Some(p), _) => single(a, &mut lm, &pipelines, p),
-        (None, Some(file)) => many(a, &mut lm, &pipelines, file),
+        (Some(p), _) => single(a, &mut lm, teacher.as_mut(), &pipelines, p),
+        (None, Some(file)) => many(a, &mut lm, teacher.as_mut(), &pipelines, file),
         (None, None) => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
     }
 }
@@ -164,6 +303,7 @@ fn request(
 fn single(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
+    mut teacher: Option<&mut Teacher>,
     pipelines: &PipelineSet,
     prompt: &str,
 ) -> Result<()> {
@@ -191,35 +331,55 @@ fn single(
                 let _ = o.flush();
             }
         };
-        let (g, _) = generate(
-            lm.model.as_mut(),
-            &lm.tokenizer,
-            chunk.to_vec(),
-            &mut on_text,
-        )?;
-        for (k, gen) in g.iter().enumerate() {
+        let jobs = chunk
+            .iter()
+            .map(|r| Job {
+                request: r.clone(),
+                user: prompt,
+                system: a.system.as_deref(),
+            })
+            .collect();
+        let g = run_batch(a, lm, teacher.as_deref_mut(), jobs, &mut on_text)?;
+        for (k, o) in g.iter().enumerate() {
+            let i = ci * a.batch_size + k;
             if !streaming {
                 println!(
-                    "--- sample {} (seed {}) ---\n{}",
-                    ci * a.batch_size + k,
-                    a.seed + (ci * a.batch_size + k) as u64,
-                    gen.text
+                    "--- sample {i} (seed {}) ---\n{}",
+                    a.seed + i as u64,
+                    o.generation.text
                 );
             }
+            if let Some(opt) = &o.optimal {
+                let s = &opt.summary;
+                if streaming {
+                    println!();
+                }
+                eprintln!(
+                    "[sample {i}: mean α {:.3}, ESS_θ {:.3}, ESS_t {:.3}, ratio {:.3}, KL(q‖θ) {:.4}, KL(q‖t) {:.4}; {} bracket-end, {} forced steps of {}]",
+                    s.alpha_mean, s.ess_theta_mean, s.ess_teacher_mean, s.ess_ratio_mean,
+                    s.kl_q_theta_mean, s.kl_q_teacher_mean, s.bracket_end_steps, s.forced_steps, s.steps
+                );
+            }
+            diagnostics(teacher.as_deref_mut(), &format!("prompt-s{i}"), o)?;
         }
         gens.extend(g);
     }
     if a.n == 1 {
         println!();
     }
-    let toks: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
+    let toks: usize = gens
+        .iter()
+        .map(|o| o.generation.usage.completion_tokens)
+        .sum();
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "[{} tokens in {:.2}s, {:.1} tokens/s, finish: {:?}]",
         toks,
         secs,
         toks as f64 / secs.max(1e-9),
-        gens.iter().map(|g| g.finish_reason).collect::<Vec<_>>()
+        gens.iter()
+            .map(|o| o.generation.finish_reason)
+            .collect::<Vec<_>>()
     );
     if let Some(out) = &a.output {
         let mut f = std::fs::OpenOptions::new()
@@ -291,6 +451,7 @@ fn done_ids(out: &Path) -> Result<HashSet<String>> {
 fn many(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
+    mut teacher: Option<&mut Teacher>,
     pipelines: &PipelineSet,
     file: &Path,
 ) -> Result<()> {
@@ -336,21 +497,19 @@ fn many(
     let t0 = Instant::now();
     let mut tokens = 0usize;
     for chunk in todo.chunks(a.batch_size) {
-        let reqs = chunk
+        let jobs = chunk
             .iter()
             .map(|(pi, k, _)| {
                 let p = &prompts[*pi].1;
-                request(
-                    a,
-                    lm,
-                    pipelines,
-                    &p.prompt,
-                    p.system_prompt.as_deref().or(a.system.as_deref()),
-                    a.seed + *k as u64,
-                )
+                let system = p.system_prompt.as_deref().or(a.system.as_deref());
+                Ok(Job {
+                    request: request(a, lm, pipelines, &p.prompt, system, a.seed + *k as u64)?,
+                    user: &p.prompt,
+                    system,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, &mut |_, _| {})?;
+        let gens = run_batch(a, lm, teacher.as_deref_mut(), jobs, &mut |_, _| {})?;
         for ((pi, k, rid), g) in chunk.iter().zip(&gens) {
             let p = &prompts[*pi].1;
             let rec = record(
@@ -362,9 +521,11 @@ fn many(
                 a.seed + *k as u64,
                 g,
             )?;
+            // Diagnostics first: a record in the output means its diagnostics are written.
+            diagnostics(teacher.as_deref_mut(), rid, g)?;
             // One whole line per write, flushed: a crash leaves at most one torn line.
             write_record(sink.as_mut(), &rec)?;
-            tokens += g.usage.completion_tokens;
+            tokens += g.generation.usage.completion_tokens;
         }
         bar.inc(chunk.len() as u64);
         bar.set_message(format!(

@@ -1,0 +1,361 @@
+//! The fused passes of the α solvers over a (θ, teacher) pair. `log π_θ` and the log-ratio
+//! `d = log π_t − log π_θ` are kept in f64 (computed exactly from the f32 logits, up to the
+//! normalising constants), exponentials are computed in f32 with [`math::exp`] (≤ 2 ulp) from
+//! the f64 exponent, and every sum is accumulated in f64 lanes. Buffers are padded to a
+//! multiple of 8 with `lp = -inf`, `d = 0` (weight 0).
+//!
+//! Each pass computes its exponentials for a chunk of [`EXP_CHUNK`] entries into a stack buffer
+//! in one plain loop (which LLVM vectorises and interleaves), then sums over the chunk.
+
+use crate::math;
+
+/// Entries whose exponentials are computed into a stack buffer before they are summed.
+const EXP_CHUNK: usize = 256;
+
+/// Exponents are raised to this before [`math::exp`]: below it the result (and the polynomial's
+/// intermediate `y·2^n`) would be subnormal, which x86 cores compute in slow microcode. The
+/// weight `e^-80 ≈ 1.8e-35` it gives a removed or negligible token is far below the rounding of
+/// any sum it enters (a pass whose sum is below `1e-20` is redone with the exact maximum as its
+/// shift, which makes the largest weight 1).
+const EXP_FLOOR: f32 = -80.0;
+
+/// `exp(max(x, EXP_FLOOR))`.
+#[inline(always)]
+fn exp_floored(x: f32) -> f32 {
+    math::exp(x.max(EXP_FLOOR))
+}
+
+/// `e^a` for an f64 exponent: [`exp_floored`] of `a` rounded to f32, times `1 + (a − f32(a))`
+/// (the first-order correction of that rounding, so only `exp`'s own ≤ 2 ulp remain).
+#[inline(always)]
+fn exp_f64_arg(a: f64) -> f32 {
+    // Floored first: a removed token's -inf exponent must not make the correction NaN.
+    let a = a.max(EXP_FLOOR as f64);
+    let af = a as f32;
+    exp_floored(af) * (1.0 + (a - af as f64) as f32)
+}
+
+/// `x` rounded up to a multiple of 8.
+pub(crate) fn padded(x: usize) -> usize {
+    x.div_ceil(8) * 8
+}
+
+/// Horizontal sum of 4 lanes.
+#[inline(always)]
+fn hsum(a: [f64; 4]) -> f64 {
+    (a[0] + a[1]) + (a[2] + a[3])
+}
+
+/// `[Σ w, Σ w·d, Σ w·d², Σ (w·d)², Σ w², Σ w²·d]` of one chunk, in 4 f64 lanes each (lengths
+/// a multiple of 4).
+#[inline(always)]
+fn chunk_moments(w: &[f32], d: &[f64]) -> [f64; 6] {
+    let mut acc = [[0.0f64; 4]; 6];
+    for (wc, dc) in w.chunks_exact(4).zip(d.chunks_exact(4)) {
+        for l in 0..4 {
+            let wv = wc[l] as f64;
+            let wd = wv * dc[l];
+            acc[0][l] += wv;
+            acc[1][l] += wd;
+            acc[2][l] += wd * dc[l];
+            acc[3][l] += wd * wd;
+            acc[4][l] += wv * wv;
+            acc[5][l] += wd * wv;
+        }
+    }
+    acc.map(hsum)
+}
+
+/// `[Σ w, Σ w·d, Σ w²]` of one chunk, in 4 f64 lanes each (lengths a multiple of 4).
+#[inline(always)]
+fn chunk_sums(w: &[f32], d: &[f64]) -> [f64; 3] {
+    let mut acc = [[0.0f64; 4]; 3];
+    for (wc, dc) in w.chunks_exact(4).zip(d.chunks_exact(4)) {
+        for l in 0..4 {
+            let wv = wc[l] as f64;
+            acc[0][l] += wv;
+            acc[1][l] += wv * dc[l];
+            acc[2][l] += wv * wv;
+        }
+    }
+    acc.map(hsum)
+}
+
+/// `max` over the kept entries of `zθ` (those with `zt ≥ tau`, both finite).
+pub(crate) fn masked_max(theta: &[f32], teacher: &[f32], tau: f32) -> f32 {
+    let t = tau.max(f32::MIN);
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let (qc, tc) = (theta.chunks_exact(8), teacher.chunks_exact(8));
+    let (qr, tr) = (qc.remainder(), tc.remainder());
+    for (q, z) in qc.zip(tc) {
+        for l in 0..8 {
+            let v = if z[l] >= t { q[l] } else { f32::NEG_INFINITY };
+            acc[l] = if v > acc[l] { v } else { acc[l] };
+        }
+    }
+    let mut m = acc.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    for (&q, &z) in qr.iter().zip(tr) {
+        if z >= t && q > m {
+            m = q;
+        }
+    }
+    m
+}
+
+/// Pass A. For the kept entries (`zt ≥ tau`, both finite): `x = zθ − mθ`, `y = zt − mt` (exact
+/// in f64) and their weights `e^x`, `e^y`; removed entries get `x = -inf`, weight 0. Writes `x`
+/// into `lp`, `y − x` (0 off the support) into `d`, the weights into `ex`, `ey` (each of length
+/// `padded(V)`, the padding removed entries) and returns `[Σex, Σey, Σex·x, Σey·y]`, the
+/// rounding bounds `[Σex², Σey², Σ(ex·x)², Σ(ey·y)²]` (over the weights that are not exactly 1)
+/// and the number of kept entries.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare(
+    theta: &[f32],
+    teacher: &[f32],
+    tau: f32,
+    m_theta: f32,
+    m_teacher: f32,
+    lp: &mut [f64],
+    d: &mut [f64],
+    ex: &mut [f32],
+    ey: &mut [f32],
+) -> ([f64; 8], usize) {
+    let v = theta.len();
+    let t = tau.max(f32::MIN);
+    let (mq, mt) = (m_theta as f64, m_teacher as f64);
+    let mut kept_n = 0usize;
+    for (((((l, dd), wx), wy), &zq), &zt) in lp[..v]
+        .iter_mut()
+        .zip(d[..v].iter_mut())
+        .zip(ex[..v].iter_mut())
+        .zip(ey[..v].iter_mut())
+        .zip(theta)
+        .zip(teacher)
+    {
+        let kept = zt >= t && zq > f32::NEG_INFINITY;
+        kept_n += kept as usize;
+        let (x, y) = (zq as f64 - mq, zt as f64 - mt);
+        *l = if kept { x } else { f64::NEG_INFINITY };
+        *dd = if kept { y - x } else { 0.0 };
+        // Exponents for the weights below (-inf: weight 0).
+        *wx = if kept { x as f32 } else { f32::NEG_INFINITY };
+        *wy = if kept { y as f32 } else { f32::NEG_INFINITY };
+    }
+    lp[v..].fill(f64::NEG_INFINITY);
+    d[v..].fill(0.0);
+    ex[v..].fill(f32::NEG_INFINITY);
+    ey[v..].fill(f32::NEG_INFINITY);
+    for w in ex.iter_mut() {
+        *w = exp_floored(*w);
+    }
+    for w in ey.iter_mut() {
+        *w = exp_floored(*w);
+    }
+    let mut acc = [[0.0f64; 4]; 8];
+    let lanes = lp
+        .chunks_exact(4)
+        .zip(d.chunks_exact(4))
+        .zip(ex.chunks_exact_mut(4).zip(ey.chunks_exact_mut(4)));
+    for ((lc, dc), (xc, yc)) in lanes {
+        for l in 0..4 {
+            // Removed entries (x = -inf) are skipped.
+            let kept = lc[l] > f64::NEG_INFINITY;
+            let (x, y) = (lc[l], dc[l] + lc[l]);
+            // First-order correction of the exponents' rounding to f32 (see `exp_f64_arg`).
+            let fx = if kept {
+                1.0 + (x - x as f32 as f64)
+            } else {
+                0.0
+            };
+            let fy = if kept {
+                1.0 + (y - y as f32 as f64)
+            } else {
+                0.0
+            };
+            let (wx, wy) = (xc[l] as f64 * fx, yc[l] as f64 * fy);
+            xc[l] = wx as f32;
+            yc[l] = wy as f32;
+            acc[0][l] += wx;
+            acc[1][l] += wy;
+            acc[2][l] += if kept { wx * x } else { 0.0 };
+            acc[3][l] += if kept { wy * y } else { 0.0 };
+            // Rounding bounds: the weight of a maximum (exponent 0) is exactly 1.
+            let (rx, ry) = (
+                if x != 0.0 { wx } else { 0.0 },
+                if y != 0.0 { wy } else { 0.0 },
+            );
+            acc[4][l] += rx * rx;
+            acc[5][l] += ry * ry;
+            acc[6][l] += if kept { (rx * x) * (rx * x) } else { 0.0 };
+            acc[7][l] += if kept { (ry * y) * (ry * y) } else { 0.0 };
+        }
+    }
+    (acc.map(hsum), kept_n)
+}
+
+/// Pass B: `lp = x − c` (`log π_θ` on the support) and `d = (y − x) − k` (`log π_t − log π_θ`,
+/// 0 off the support), for `c = ln Σ e^x` and `k = c_t − c_θ`. Returns
+/// `[Σex·d, Σex·d², Σey·d, Σey·d², Σ(ex·d)², Σ(ey·d)²]` and `max_i (lp_i + b·d_i)` for
+/// `b = −1, 0, 1, 2`.
+pub(crate) fn finish(
+    c: f64,
+    k: f64,
+    lp: &mut [f64],
+    d: &mut [f64],
+    ex: &[f32],
+    ey: &[f32],
+) -> ([f64; 6], [f64; 4]) {
+    let mut acc = [[0.0f64; 4]; 6];
+    let mut mx = [[f64::NEG_INFINITY; 4]; 4];
+    let lanes = lp
+        .chunks_exact_mut(4)
+        .zip(d.chunks_exact_mut(4))
+        .zip(ex.chunks_exact(4).zip(ey.chunks_exact(4)));
+    for ((lc, dc), (xc, yc)) in lanes {
+        for l in 0..4 {
+            let kept = lc[l] > f64::NEG_INFINITY;
+            let lv = lc[l] - c;
+            let dv = if kept { dc[l] - k } else { 0.0 };
+            lc[l] = lv;
+            dc[l] = dv;
+            let (xd, yd) = (xc[l] as f64 * dv, yc[l] as f64 * dv);
+            acc[0][l] += xd;
+            acc[1][l] += xd * dv;
+            acc[2][l] += yd;
+            acc[3][l] += yd * dv;
+            acc[4][l] += xd * xd;
+            acc[5][l] += yd * yd;
+            for (b, m) in mx.iter_mut().enumerate() {
+                let v = lv + (b as f64 - 1.0) * dv;
+                m[l] = if v > m[l] { v } else { m[l] };
+            }
+        }
+    }
+    let m = mx.map(|m| m.into_iter().fold(f64::NEG_INFINITY, f64::max));
+    (acc.map(hsum), m)
+}
+
+/// `max_i (lp_i + a·d_i)`.
+pub(crate) fn max_tilted(lp: &[f64], d: &[f64], a: f64) -> f64 {
+    let mut acc = [f64::NEG_INFINITY; 4];
+    for (lc, dc) in lp.chunks_exact(4).zip(d.chunks_exact(4)) {
+        for l in 0..4 {
+            let v = dc[l].mul_add(a, lc[l]);
+            acc[l] = if v > acc[l] { v } else { acc[l] };
+        }
+    }
+    acc.into_iter().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// With `w_i = exp(lp_i + a·d_i − shift)`: `[Σw, Σw·d, Σw·d², Σ(w·d)², Σw², Σw²·d]` (the last
+/// three bound the effect of the weights' f32 rounding on the mean of `d` and on `Σw`).
+pub(crate) fn moments(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 6] {
+    let mut total = [0.0f64; 6];
+    let mut w = [0.0f32; EXP_CHUNK];
+    for (lb, db) in lp.chunks(EXP_CHUNK).zip(d.chunks(EXP_CHUNK)) {
+        let wb = &mut w[..lb.len()];
+        for ((o, &l), &dv) in wb.iter_mut().zip(lb).zip(db) {
+            *o = exp_f64_arg(dv.mul_add(a, l) - shift);
+        }
+        let m = chunk_moments(wb, db);
+        for (t, v) in total.iter_mut().zip(m) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// With `u_i = exp(lp_i + b·d_i − sb)` and `v_i = exp(lp_i + c·d_i − sc)`:
+/// `[Σu, Σu·d, Σv, Σv·d, Σu², Σv²]` (the last two bound the f32 weights' rounding in the sums).
+pub(crate) fn two_tilts(lp: &[f64], d: &[f64], b: f64, c: f64, sb: f64, sc: f64) -> [f64; 6] {
+    let mut total = [0.0f64; 6];
+    let (mut u, mut v) = ([0.0f32; EXP_CHUNK], [0.0f32; EXP_CHUNK]);
+    for (lb, db) in lp.chunks(EXP_CHUNK).zip(d.chunks(EXP_CHUNK)) {
+        let n = lb.len();
+        let (ub, vb) = (&mut u[..n], &mut v[..n]);
+        for (((ou, ov), &l), &dv) in ub.iter_mut().zip(vb.iter_mut()).zip(lb).zip(db) {
+            *ou = exp_f64_arg(dv.mul_add(b, l) - sb);
+            *ov = exp_f64_arg(dv.mul_add(c, l) - sc);
+        }
+        let (mu, mv) = (chunk_sums(ub, db), chunk_sums(vb, db));
+        total[0] += mu[0];
+        total[1] += mu[1];
+        total[2] += mv[0];
+        total[3] += mv[1];
+        total[4] += mu[2];
+        total[5] += mv[2];
+    }
+    total
+}
+
+/// The q* logits row: `(1−α)·zθ + α·zt` (in f64, rounded once) on the support (`zt ≥ tau`, both
+/// finite), `-inf` elsewhere. At α = 0 (1) it is θ's (the teacher's) row exactly, restricted to
+/// the support.
+pub(crate) fn write_mix(theta: &[f32], teacher: &[f32], tau: f32, alpha: f64, out: &mut [f32]) {
+    let b = 1.0 - alpha;
+    for ((o, &zq), &zt) in out.iter_mut().zip(theta).zip(teacher) {
+        let kept = zt >= tau && zt > f32::NEG_INFINITY && zq > f32::NEG_INFINITY;
+        *o = if kept {
+            (b * zq as f64 + alpha * zt as f64) as f32
+        } else {
+            f32::NEG_INFINITY
+        };
+    }
+}
+
+/// [`moments`] with f64 exponentials (libm): for rows whose residual is so steep that f32
+/// weights cannot resolve the tolerance.
+pub(crate) fn moments_exact(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 6] {
+    let mut t = [0.0f64; 6];
+    for (&l, &dv) in lp.iter().zip(d) {
+        let w = (dv.mul_add(a, l) - shift).exp();
+        t[0] += w;
+        t[1] += w * dv;
+        t[2] += w * dv * dv;
+    }
+    t
+}
+
+/// [`two_tilts`] with f64 exponentials (libm).
+pub(crate) fn two_tilts_exact(lp: &[f64], d: &[f64], b: f64, c: f64, sb: f64, sc: f64) -> [f64; 6] {
+    let mut t = [0.0f64; 6];
+    for (&l, &dv) in lp.iter().zip(d) {
+        let u = (dv.mul_add(b, l) - sb).exp();
+        let v = (dv.mul_add(c, l) - sc).exp();
+        t[0] += u;
+        t[1] += u * dv;
+        t[2] += v;
+        t[3] += v * dv;
+    }
+    t
+}
+
+/// Exact (libm f64) statistics of a prepared pair, for the rare rows the f32 weights cannot
+/// resolve: `ln Σ e^{lp}` and `ln Σ e^{lp+d}` (0 if `lp` and `d` were exact).
+pub(crate) fn log_norms_exact(lp: &[f64], d: &[f64]) -> (f64, f64) {
+    let (mut a, mut b) = (0.0f64, 0.0f64);
+    for (&l, &dv) in lp.iter().zip(d) {
+        a += l.exp();
+        b += (l + dv).exp();
+    }
+    (a.ln(), b.ln())
+}
+
+/// Exact (libm f64) `[E_θ[d], E_θ[d²], E_t[d], E_t[d²], Σπ_θ·lp, Σπ_t·(lp+d)]` of a normalised
+/// prepared pair.
+pub(crate) fn end_moments_exact(lp: &[f64], d: &[f64]) -> [f64; 6] {
+    let mut t = [0.0f64; 6];
+    for (&l, &dv) in lp.iter().zip(d) {
+        if l == f64::NEG_INFINITY {
+            continue;
+        }
+        let (p, q) = (l.exp(), (l + dv).exp());
+        t[0] += p * dv;
+        t[1] += p * dv * dv;
+        t[2] += q * dv;
+        t[3] += q * dv * dv;
+        t[4] += p * l;
+        t[5] += q * (l + dv);
+    }
+    t
+}
