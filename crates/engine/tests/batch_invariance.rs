@@ -1,0 +1,248 @@
+//! Batch invariance on the default model (llama.cpp backend): a sequence's logits rows are bit
+//! for bit the same whatever else is in the batch — other sequences of other lengths (short ones,
+//! ones past llama.cpp's 256-cell KV window, which widens every stream's window), prompts fed in the
+//! same call or apart, before or after it in slot order — and seeded requests scheduled the way
+//! `candidates` schedules them give the same tokens at batch 1, 4 and 16.
+//!
+//! What broke it before (engine commit 9ff083a): every feed of a step went into one `llama_decode`
+//! call; llama.cpp splits a call over per-sequence KV streams into micro-batches of an equal
+//! number of positions per sequence, so a prompt fed beside a shorter one (or beside decodes) had
+//! its last positions run as one-position micro-batches, whose attention takes another path that
+//! rounds differently. `candidates` at batch 32 vs 16 then differed in 12 of 32 records.
+
+mod common;
+
+use adasamp_engine::{
+    fetch, BackendChoice, Feed, GenerationRequest, LanguageModel, LoadOptions, LoadedModel,
+    Scheduler,
+};
+use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
+
+/// The default model on llama.cpp with room for `sequences` sequences, or `None` (with a note)
+/// when its file is absent.
+fn model(sequences: usize) -> Option<LoadedModel> {
+    let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
+    if !p.exists() {
+        eprintln!("note: {} absent; batch invariance not tested", p.display());
+        return None;
+    }
+    Some(
+        adasamp_engine::load(
+            Some(&p),
+            BackendChoice::LlamaCpp,
+            LoadOptions {
+                max_sequences: Some(sequences),
+                ..LoadOptions::with_max_seq_len(Some(1024))
+            },
+            &mut |_: &str| {},
+        )
+        .expect("default model loads"),
+    )
+}
+
+/// `n` token ids, different for each `salt`.
+fn tokens(n: usize, salt: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| 200 + (i * 37 + salt * 101) % 5000)
+        .collect()
+}
+
+/// How the other sequences of a trace are placed.
+#[derive(Debug, Clone, Copy)]
+struct Others<'a> {
+    /// Their prompt lengths.
+    lengths: &'a [usize],
+    /// Their slots come before the traced sequence's (else after).
+    before: bool,
+    /// Their prompts go in the same forward call as the traced prompt (else one call each).
+    together: bool,
+}
+
+/// The logits rows of one traced sequence — its 30-token prompt's last row, then 8 decode steps
+/// (fixed tokens) — while `others` are prefilled and decode beside it.
+fn trace(m: &mut dyn LanguageModel, others: Others<'_>) -> Vec<Vec<f32>> {
+    let mut seqs = Vec::new();
+    let mut new = |m: &mut dyn LanguageModel| m.new_sequence().expect("a free sequence");
+    let target;
+    if others.before {
+        seqs.extend(others.lengths.iter().map(|_| new(m)));
+        target = new(m);
+    } else {
+        target = new(m);
+        seqs.extend(others.lengths.iter().map(|_| new(m)));
+    }
+    let prompts: Vec<Vec<u32>> = (0..others.lengths.len())
+        .map(|k| tokens(others.lengths[k], k as u32 + 7))
+        .collect();
+    let prompt = tokens(30, 1);
+    let mut feeds = vec![Feed::tokens(target, &prompt)];
+    if others.together {
+        feeds.extend(seqs.iter().zip(&prompts).map(|(&s, p)| Feed::tokens(s, p)));
+    } else {
+        for (&s, p) in seqs.iter().zip(&prompts) {
+            m.forward(&[Feed::tokens(s, p)]).expect("prefill");
+        }
+    }
+    let mut rows = vec![m.forward(&feeds).expect("prefill").feed_rows(0).to_vec()];
+    for step in 0..8u32 {
+        let tok = [300 + step * 13];
+        let mut feeds = vec![Feed::tokens(target, &tok)];
+        feeds.extend(seqs.iter().map(|&s| Feed::tokens(s, &tok)));
+        rows.push(m.forward(&feeds).expect("decode").feed_rows(0).to_vec());
+    }
+    m.free_sequence(target);
+    for s in seqs {
+        m.free_sequence(s);
+    }
+    rows
+}
+
+#[test]
+fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
+    let Some(mut one) = model(1) else { return };
+    let alone = Others {
+        lengths: &[],
+        before: false,
+        together: false,
+    };
+    let want = trace(one.model.as_mut(), alone);
+    drop(one);
+    let Some(mut lm) = model(16) else { return };
+    let m = lm.model.as_mut();
+    let mixed: Vec<usize> = (0..7).map(|i| 5 + 61 * i).collect();
+    let cases = [
+        ("alone, 16 slots", alone),
+        (
+            "3 shorter prompts, fed with it",
+            Others {
+                lengths: &[20, 29, 2],
+                before: false,
+                together: true,
+            },
+        ),
+        (
+            "a prompt one longer and one shorter, fed with it, slots before",
+            Others {
+                lengths: &[31, 29],
+                before: true,
+                together: true,
+            },
+        ),
+        (
+            "a 300-token prompt (KV window past 256)",
+            Others {
+                lengths: &[300],
+                before: false,
+                together: false,
+            },
+        ),
+        (
+            "7 prompts of 5..371 tokens, fed with it, slots before",
+            Others {
+                lengths: &mixed,
+                before: true,
+                together: true,
+            },
+        ),
+        (
+            "15 prompts of 20 tokens, apart",
+            Others {
+                lengths: &[20; 15],
+                before: false,
+                together: false,
+            },
+        ),
+    ];
+    for (name, others) in cases {
+        let got = trace(m, others);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let apart = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                g == w,
+                "{name}: row {i} (0 = prompt, then decode steps) differs from alone by up to {apart}"
+            );
+        }
+    }
+}
+
+/// Runs seeded requests the way `candidates`' local backend does — up to `batch` at once, a new
+/// one joining as soon as one finishes — and returns each request's tokens in request order.
+fn scheduled(batch: usize, prompts: &[&str], seeds: u64) -> Option<Vec<Vec<u32>>> {
+    let mut lm = model(batch)?;
+    let pipeline = Pipeline::from_spec(PipelineSpec {
+        name: "chain".into(),
+        weight: 1.0,
+        processors: vec![
+            StageSpec::new("top_p", &[("top_p", 0.95)]),
+            StageSpec::new("temperature", &[("temperature", 0.8)]),
+        ],
+    })
+    .expect("pipeline");
+    let mut requests = Vec::new();
+    for p in prompts {
+        let prompt = lm.prompt_tokens(p, None, false).expect("prompt");
+        for seed in 0..seeds {
+            requests.push(GenerationRequest {
+                prompt: prompt.clone(),
+                pipeline: pipeline.clone(),
+                seed: 1000 + seed,
+                max_new_tokens: 16,
+                stop: vec![],
+                logprobs: 0,
+            });
+        }
+    }
+    let LoadedModel {
+        model, tokenizer, ..
+    } = &mut lm;
+    let mut sched = Scheduler::new(model.as_mut(), tokenizer, batch);
+    let mut out = vec![Vec::new(); requests.len()];
+    let mut running = std::collections::HashMap::new();
+    let mut pending = requests.into_iter().enumerate();
+    loop {
+        while running.len() < sched.capacity() {
+            let Some((k, r)) = pending.next() else { break };
+            running.insert(sched.add(r).expect("admitted"), k);
+        }
+        let finished: Vec<_> = sched.take_finished().collect();
+        for f in finished {
+            let k = running.remove(&f.id).expect("a running request");
+            out[k] = f.result.expect("generation").tokens;
+        }
+        if sched.is_idle() && pending.len() == 0 {
+            return Some(out);
+        }
+        if !sched.is_idle() {
+            sched.step().expect("step");
+        }
+    }
+}
+
+#[test]
+fn llama_cpp_seeded_requests_give_the_same_tokens_at_batch_1_4_and_16() {
+    let prompts = [
+        "Tell me a short fact about owls.",
+        "Name three colours.",
+        "Write one line of a poem about rain.",
+        "What is 17 times 3? Explain briefly.",
+        "Give me a recipe title.",
+        "Describe the sea in one sentence, please, using vivid words.",
+        "Why is the sky blue?",
+        "List two prime numbers.",
+    ];
+    let Some(want) = scheduled(1, &prompts, 2) else {
+        return;
+    };
+    for batch in [4, 16] {
+        let got = scheduled(batch, &prompts, 2).expect("model present");
+        let differ: Vec<usize> = (0..want.len()).filter(|&k| got[k] != want[k]).collect();
+        assert!(
+            differ.is_empty(),
+            "batch {batch}: requests {differ:?} differ from batch 1"
+        );
+    }
+}
