@@ -68,7 +68,7 @@ struct Others<'a> {
 /// (fixed tokens) — while `others` are prefilled and decode beside it.
 fn trace(m: &mut dyn LanguageModel, others: Others<'_>) -> Vec<Vec<f32>> {
     let mut seqs = Vec::new();
-    let mut new = |m: &mut dyn LanguageModel| m.new_sequence().expect("a free sequence");
+    let new = |m: &mut dyn LanguageModel| m.new_sequence().expect("a free sequence");
     let target;
     if others.before {
         seqs.extend(others.lengths.iter().map(|_| new(m)));
