@@ -2,7 +2,8 @@
 //! for bit the same whatever else is in the batch — other sequences of other lengths (short ones,
 //! ones past llama.cpp's 256-cell KV window, which widens every stream's window), prompts fed in the
 //! same call or apart, before or after it in slot order — and seeded requests scheduled the way
-//! `candidates` schedules them give the same tokens at batch 1, 4 and 16.
+//! `candidates` schedules them give the same tokens at batch 1, 4 and 16 (the Q4_1 file and its
+//! Q8_0 copy), and at batch 1 and 4 on candle.
 //!
 //! What broke it before (engine commit 9ff083a): every feed of a step went into one `llama_decode`
 //! call; llama.cpp splits a call over per-sequence KV streams into micro-batches of an equal
@@ -21,9 +22,14 @@ use adasamp_engine::{
 };
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 
-/// The default model on llama.cpp with room for `sequences` sequences, or `None` (with a note)
-/// when its file is absent.
-fn model(sequences: usize) -> Option<LoadedModel> {
+/// The default model on llama.cpp with room for `sequences` sequences (its Q8_0 copy with
+/// `requant_q8`), or `None` (with a note) when its file is absent.
+fn model(sequences: usize, requant_q8: bool) -> Option<LoadedModel> {
+    model_on(BackendChoice::LlamaCpp, sequences, requant_q8)
+}
+
+/// [`model`] on `backend`.
+fn model_on(backend: BackendChoice, sequences: usize, requant_q8: bool) -> Option<LoadedModel> {
     let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
     if !p.exists() {
         eprintln!("note: {} absent; batch invariance not tested", p.display());
@@ -32,9 +38,10 @@ fn model(sequences: usize) -> Option<LoadedModel> {
     Some(
         adasamp_engine::load(
             Some(&p),
-            BackendChoice::LlamaCpp,
+            backend,
             LoadOptions {
                 max_sequences: Some(sequences),
+                requant_q8,
                 ..LoadOptions::with_max_seq_len(Some(1024))
             },
             &mut |_: &str| {},
@@ -114,7 +121,9 @@ fn trace(m: &mut dyn LanguageModel, others: Others<'_>) -> Vec<Vec<f32>> {
 
 #[test]
 fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
-    let Some(mut one) = model(1) else { return };
+    let Some(mut one) = model(1, false) else {
+        return;
+    };
     let alone = Others {
         lengths: &[],
         before: false,
@@ -123,7 +132,9 @@ fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
     };
     let want = trace(one.model.as_mut(), alone);
     drop(one);
-    let Some(mut lm) = model(16) else { return };
+    let Some(mut lm) = model(16, false) else {
+        return;
+    };
     let m = lm.model.as_mut();
     let mixed: Vec<usize> = (0..7).map(|i| 5 + 61 * i).collect();
     let cases = [
@@ -201,8 +212,14 @@ fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
 
 /// Runs seeded requests the way `candidates`' local backend does — up to `batch` at once, a new
 /// one joining as soon as one finishes — and returns each request's tokens in request order.
-fn scheduled(batch: usize, prompts: &[&str], seeds: u64) -> Option<Vec<Vec<u32>>> {
-    let mut lm = model(batch)?;
+fn scheduled(
+    backend: BackendChoice,
+    batch: usize,
+    prompts: &[&str],
+    seeds: u64,
+    requant_q8: bool,
+) -> Option<Vec<Vec<u32>>> {
+    let mut lm = model_on(backend, batch, requant_q8)?;
     let pipeline = Pipeline::from_spec(PipelineSpec {
         name: "chain".into(),
         weight: 1.0,
@@ -252,27 +269,48 @@ fn scheduled(batch: usize, prompts: &[&str], seeds: u64) -> Option<Vec<Vec<u32>>
     }
 }
 
+/// Prompts of several lengths (chat-templated by the tests).
+const PROMPTS: [&str; 8] = [
+    "Tell me a short fact about owls.",
+    "Name three colours.",
+    "Write one line of a poem about rain.",
+    "What is 17 times 3? Explain briefly.",
+    "Give me a recipe title.",
+    "Describe the sea in one sentence, please, using vivid words.",
+    "Why is the sky blue?",
+    "List two prime numbers.",
+];
+
 #[test]
 fn llama_cpp_seeded_requests_give_the_same_tokens_at_batch_1_4_and_16() {
-    let prompts = [
-        "Tell me a short fact about owls.",
-        "Name three colours.",
-        "Write one line of a poem about rain.",
-        "What is 17 times 3? Explain briefly.",
-        "Give me a recipe title.",
-        "Describe the sea in one sentence, please, using vivid words.",
-        "Why is the sky blue?",
-        "List two prime numbers.",
-    ];
-    let Some(want) = scheduled(1, &prompts, 2) else {
+    let prompts = PROMPTS;
+    // Q4_1 weights run per-row dot products; the Q8_0 copy runs llamafile's tiled kernels.
+    for requant_q8 in [false, true] {
+        let Some(want) = scheduled(BackendChoice::LlamaCpp, 1, &prompts, 2, requant_q8) else {
+            return;
+        };
+        for batch in [4, 16] {
+            let got = scheduled(BackendChoice::LlamaCpp, batch, &prompts, 2, requant_q8)
+                .expect("model present");
+            let differ: Vec<usize> = (0..want.len()).filter(|&k| got[k] != want[k]).collect();
+            assert!(
+                differ.is_empty(),
+                "batch {batch} (Q8_0 copy: {requant_q8}): requests {differ:?} differ from batch 1"
+            );
+        }
+    }
+}
+
+#[test]
+fn candle_seeded_requests_give_the_same_tokens_at_batch_1_and_4() {
+    let prompts = &PROMPTS[..4];
+    let Some(want) = scheduled(BackendChoice::Candle, 1, prompts, 2, false) else {
         return;
     };
-    for batch in [4, 16] {
-        let got = scheduled(batch, &prompts, 2).expect("model present");
-        let differ: Vec<usize> = (0..want.len()).filter(|&k| got[k] != want[k]).collect();
-        assert!(
-            differ.is_empty(),
-            "batch {batch}: requests {differ:?} differ from batch 1"
-        );
-    }
+    let got = scheduled(BackendChoice::Candle, 4, prompts, 2, false).expect("model present");
+    let differ: Vec<usize> = (0..want.len()).filter(|&k| got[k] != want[k]).collect();
+    assert!(
+        differ.is_empty(),
+        "candle, batch 4: requests {differ:?} differ from batch 1"
+    );
 }
