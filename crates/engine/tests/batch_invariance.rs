@@ -3,7 +3,7 @@
 //! ones past llama.cpp's 256-cell KV window, which widens every stream's window), prompts fed in the
 //! same call or apart, before or after it in slot order — and seeded requests scheduled the way
 //! `candidates` schedules them give the same tokens at batch 1, 4 and 16 (the Q4_1 file and its
-//! Q8_0 copy), and at batch 1 and 4 on candle.
+//! Q8_0 copy), and at batch 1 and 4 on candle. The logits rows match with flash attention too.
 //!
 //! What broke it before (engine commit 9ff083a): every feed of a step went into one `llama_decode`
 //! call; llama.cpp splits a call over per-sequence KV streams into micro-batches of an equal
@@ -25,11 +25,16 @@ use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 /// The default model on llama.cpp with room for `sequences` sequences (its Q8_0 copy with
 /// `requant_q8`), or `None` (with a note) when its file is absent.
 fn model(sequences: usize, requant_q8: bool) -> Option<LoadedModel> {
-    model_on(BackendChoice::LlamaCpp, sequences, requant_q8)
+    model_on(BackendChoice::LlamaCpp, sequences, requant_q8, false)
 }
 
-/// [`model`] on `backend`.
-fn model_on(backend: BackendChoice, sequences: usize, requant_q8: bool) -> Option<LoadedModel> {
+/// [`model`] on `backend`, with llama.cpp's flash attention if `flash_attn`.
+fn model_on(
+    backend: BackendChoice,
+    sequences: usize,
+    requant_q8: bool,
+    flash_attn: bool,
+) -> Option<LoadedModel> {
     let p = fetch::cached_path(&fetch::DEFAULT_MODEL);
     if !p.exists() {
         eprintln!("note: {} absent; batch invariance not tested", p.display());
@@ -42,6 +47,7 @@ fn model_on(backend: BackendChoice, sequences: usize, requant_q8: bool) -> Optio
             LoadOptions {
                 max_sequences: Some(sequences),
                 requant_q8,
+                flash_attn,
                 ..LoadOptions::with_max_seq_len(Some(1024))
             },
             &mut |_: &str| {},
@@ -121,7 +127,17 @@ fn trace(m: &mut dyn LanguageModel, others: Others<'_>) -> Vec<Vec<f32>> {
 
 #[test]
 fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
-    let Some(mut one) = model(1, false) else {
+    logits_rows_match(false);
+}
+
+#[test]
+fn llama_cpp_flash_attention_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
+    logits_rows_match(true);
+}
+
+/// Checks every composition below against the sequence alone, with or without flash attention.
+fn logits_rows_match(flash_attn: bool) {
+    let Some(mut one) = model_on(BackendChoice::LlamaCpp, 1, false, flash_attn) else {
         return;
     };
     let alone = Others {
@@ -132,7 +148,7 @@ fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
     };
     let want = trace(one.model.as_mut(), alone);
     drop(one);
-    let Some(mut lm) = model(16, false) else {
+    let Some(mut lm) = model_on(BackendChoice::LlamaCpp, 16, false, flash_attn) else {
         return;
     };
     let m = lm.model.as_mut();
@@ -204,7 +220,8 @@ fn llama_cpp_logits_rows_are_the_same_whatever_else_is_in_the_batch() {
                 .fold(0f32, f32::max);
             assert!(
                 g == w,
-                "{name}: row {i} (0 = prompt, then decode steps) differs from alone by up to {apart}"
+                "{name} (flash attention: {flash_attn}): row {i} (0 = prompt, then decode steps) \
+                 differs from alone by up to {apart}"
             );
         }
     }
@@ -219,7 +236,7 @@ fn scheduled(
     seeds: u64,
     requant_q8: bool,
 ) -> Option<Vec<Vec<u32>>> {
-    let mut lm = model_on(backend, batch, requant_q8)?;
+    let mut lm = model_on(backend, batch, requant_q8, false)?;
     let pipeline = Pipeline::from_spec(PipelineSpec {
         name: "chain".into(),
         weight: 1.0,
