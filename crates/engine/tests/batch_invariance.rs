@@ -22,13 +22,9 @@ use adasamp_engine::{
 };
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 
-/// The default model on llama.cpp with room for `sequences` sequences (its Q8_0 copy with
-/// `requant_q8`), or `None` (with a note) when its file is absent.
-fn model(sequences: usize, requant_q8: bool) -> Option<LoadedModel> {
-    model_on(BackendChoice::LlamaCpp, sequences, requant_q8, false)
-}
-
-/// [`model`] on `backend`, with llama.cpp's flash attention if `flash_attn`.
+/// The default model on `backend` with room for `sequences` sequences (its Q8_0 copy with
+/// `requant_q8`, llama.cpp's flash attention with `flash_attn`), or `None` (with a note) when its
+/// file is absent.
 fn model_on(
     backend: BackendChoice,
     sequences: usize,
