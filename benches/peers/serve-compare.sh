@@ -23,6 +23,10 @@
 #   ADASAMP_SERVE_ARGS  further `adasamp serve` flags
 #   BASELINE_BIN an older adasamp binary, measured in the same turns as `adasamp-baseline`
 #                (A/B of a change) [none]   BASELINE_SERVE_ARGS  its `serve` flags [none]
+#   NATIVE       1 = also build adasamp with RUSTFLAGS="-C target-cpu=native" (llama-cpp-sys-2 then
+#                builds llama.cpp with GGML_NATIVE=ON, as llama-server is built) into
+#                $NATIVE_TARGET_DIR [target/native] and measure it in the same turns as
+#                `adasamp-native` [0]   NATIVE_BIN  such a binary, built already [none]
 #   SKIP_LLAMA   1 = do not run llama-server [0]
 #   QUIET        before each level, wait (up to QUIET_WAIT seconds [600]) until the CPUs were
 #                at least this % idle over 3 s, i.e. other work is off the machine [0 = no wait]
@@ -86,9 +90,17 @@ else
     cargo build --release -q -p adasamp-cli
     adasamp="${CARGO_TARGET_DIR:-target}/release/adasamp"
 fi
+native="${NATIVE_BIN:-}"
+if [ -z "$native" ] && [ "${NATIVE:-0}" = 1 ]; then
+    native_dir="${NATIVE_TARGET_DIR:-target/native}"
+    log "building adasamp (release, target-cpu=native) into $native_dir"
+    RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR="$native_dir" cargo build --release -q -p adasamp-cli
+    native="$native_dir/release/adasamp"
+fi
 labels=()
 [ "${SKIP_LLAMA:-0}" = 1 ] || { llama_bin=$(benches/peers/llama-server.sh | tail -n 1); labels+=(llama-server); }
 labels+=(adasamp)
+[ -z "$native" ] || labels+=(adasamp-native)
 [ -z "${BASELINE_BIN:-}" ] || labels+=(adasamp-baseline)
 
 hz=$(getconf CLK_TCK)
@@ -156,6 +168,13 @@ measure() {
         # shellcheck disable=SC2086 # ADASAMP_SERVE_ARGS is a list of flags
         "$adasamp" serve --model "$model" --host 127.0.0.1 --port "$adasamp_port" \
             --max-running 8 --threads "$threads" ${ADASAMP_SERVE_ARGS:-} >"$out/adasamp.log" 2>&1 &
+        port=$adasamp_port extra=$adasamp_extra
+        ;;
+    adasamp-native)
+        log "round $round: adasamp serve, native build ($native), --max-running 8, $threads threads"
+        # shellcheck disable=SC2086 # ADASAMP_SERVE_ARGS is a list of flags
+        "$native" serve --model "$model" --host 127.0.0.1 --port "$adasamp_port" \
+            --max-running 8 --threads "$threads" ${ADASAMP_SERVE_ARGS:-} >"$out/adasamp-native.log" 2>&1 &
         port=$adasamp_port extra=$adasamp_extra
         ;;
     adasamp-baseline)
