@@ -600,3 +600,55 @@ fn engines_agree_and_a_run_can_switch_between_them() {
         }
     }
 }
+
+/// `bench-train`'s replay measurement on the default model: synthetic records replay every
+/// generated position through the trainer's own cache (built, then loaded with targets), and the
+/// prefill reference feeds the same tokens.
+#[test]
+fn replay_rate_counts_every_position_on_default_model() {
+    let path = adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL);
+    if !path.exists() {
+        eprintln!(
+            "skipped: default model not at {} (run `adasamp model fetch`)",
+            path.display()
+        );
+        return;
+    }
+    let mut lm = adasamp_engine::load(
+        Some(&path),
+        adasamp_engine::BackendChoice::Auto,
+        adasamp_engine::LoadOptions::with_max_seq_len(Some(256)),
+        &mut |_: &str| {},
+    )
+    .unwrap();
+    let vocab = lm.model.info().vocab_size;
+    let records = train::bench::synthetic_records(3, 8, vocab, 5).unwrap();
+    let mut fed = 0;
+    for r in &records {
+        let (prompt, generation) = train::replay::record_tokens(&lm, r).unwrap();
+        assert_eq!(generation.len(), 8);
+        fed += prompt.len() + generation.len() - 1;
+    }
+    let dir = scratch("replay-rate");
+    let rate =
+        train::bench::replay_rate(&mut lm, &records, 256, RowPrecision::F16, 2, &dir).unwrap();
+    assert_eq!(
+        (rate.records, rate.positions, rate.fed_tokens),
+        (3, 24, fed)
+    );
+    assert!(rate.prefill_s > 0.0 && rate.replay_s > 0.0 && rate.load_s > 0.0);
+    assert!(rate.replay_positions_per_s() > 0.0);
+    // A length cap that leaves room for the prompt and two generated tokens replays two rows.
+    let (prompt, _) = train::replay::record_tokens(&lm, &records[0]).unwrap();
+    let capped = train::bench::replay_rate(
+        &mut lm,
+        &records[..1],
+        prompt.len() + 1,
+        RowPrecision::F16,
+        1,
+        &dir,
+    )
+    .unwrap();
+    assert_eq!((capped.positions, capped.fed_tokens), (2, prompt.len() + 1));
+    assert!(train::bench::synthetic_records(1, 0, vocab, 5).is_err());
+}

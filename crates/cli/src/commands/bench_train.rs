@@ -62,6 +62,9 @@ pub struct BenchTrainArgs {
     /// tokens each).
     #[arg(long, default_value_t = 12)]
     pub replay_records: usize,
+    /// Rounds of (prefill, replay): each phase's fastest round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub replay_rounds: usize,
     /// Base model for the replay (default: the default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -175,6 +178,7 @@ fn replay(args: &BenchTrainArgs, scratch: &std::path::Path) -> Result<ReplayRate
         &records,
         cap,
         RowPrecision::F16,
+        if args.quick { 1 } else { args.replay_rounds },
         &scratch.join("replay"),
     )?)
 }
@@ -312,7 +316,8 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
         let ratio = r.replay_tokens_per_s() / r.prefill_tokens_per_s();
         writeln!(
             table,
-            "\nReplay ({} records, {} positions, {} fed tokens; `OMP_WAIT_POLICY={}`): the \
+            "\nReplay ({} records, {} positions, {} fed tokens; `OMP_WAIT_POLICY={}`, \
+             `GOMP_SPINCOUNT={}`; fastest of {} rounds): the \
              trainer's replay (all-position logits, f16 cache shards, then the cache loaded with \
              the targets of temperature 0.8 → min_p 0.1) against the prefill of the same tokens \
              (last-position logits), same model and process.\n",
@@ -320,6 +325,8 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
             r.positions,
             r.fed_tokens,
             std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "unset".into()),
+            std::env::var("GOMP_SPINCOUNT").unwrap_or_else(|_| "unset".into()),
+            if args.quick { 1 } else { args.replay_rounds },
         )?;
         writeln!(
             table,
