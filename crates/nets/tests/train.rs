@@ -389,25 +389,34 @@ fn non_finite_replayed_rows_are_rejected_naming_record_row_and_token() {
     assert!(e.contains("row 0") && e.contains("-inf"), "{e}");
 }
 
-/// Replay on the default model: the first generated token's row equals the last row of a
-/// forward over the prompt alone, and a greedy record's targets keep exactly its tokens.
-#[test]
-fn replay_alignment_on_default_model() {
+/// The default model with `max_seq_len` KV cells per sequence; `None` (the test is skipped, and
+/// says so) when it is not in the cache.
+fn default_model(max_seq_len: usize) -> Option<adasamp_engine::LoadedModel> {
     let path = adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL);
     if !path.exists() {
         eprintln!(
             "skipped: default model not at {} (run `adasamp model fetch`)",
             path.display()
         );
-        return;
+        return None;
     }
-    let mut lm = adasamp_engine::load(
+    let lm = adasamp_engine::load(
         Some(&path),
         adasamp_engine::BackendChoice::Auto,
-        adasamp_engine::LoadOptions::with_max_seq_len(Some(256)),
+        adasamp_engine::LoadOptions::with_max_seq_len(Some(max_seq_len)),
         &mut |_: &str| {},
     )
     .unwrap();
+    Some(lm)
+}
+
+/// Replay on the default model: the first generated token's row equals the last row of a
+/// forward over the prompt alone, and a greedy record's targets keep exactly its tokens.
+#[test]
+fn replay_alignment_on_default_model() {
+    let Some(mut lm) = default_model(256) else {
+        return;
+    };
     let prompt = lm
         .prompt_tokens("Name three colours.", Some(""), false)
         .unwrap();
@@ -606,21 +615,9 @@ fn engines_agree_and_a_run_can_switch_between_them() {
 /// prefill reference feeds the same tokens.
 #[test]
 fn replay_rate_counts_every_position_on_default_model() {
-    let path = adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL);
-    if !path.exists() {
-        eprintln!(
-            "skipped: default model not at {} (run `adasamp model fetch`)",
-            path.display()
-        );
+    let Some(mut lm) = default_model(256) else {
         return;
-    }
-    let mut lm = adasamp_engine::load(
-        Some(&path),
-        adasamp_engine::BackendChoice::Auto,
-        adasamp_engine::LoadOptions::with_max_seq_len(Some(256)),
-        &mut |_: &str| {},
-    )
-    .unwrap();
+    };
     let vocab = lm.model.info().vocab_size;
     let records = train::bench::synthetic_records(3, 8, vocab, 5).unwrap();
     let mut fed = 0;
