@@ -4,6 +4,7 @@
 mod commands;
 mod loadgen;
 mod logits_io;
+mod omp_wait;
 mod optimal_args;
 mod pipeline_args;
 mod plots;
@@ -94,7 +95,13 @@ enum Command {
 fn main() {
     // The `learned` pipeline stage (adasamp-nets) joins the sampling core's stage registry.
     adasamp_nets::register_learned_stage();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Replay runs long llama.cpp forwards, usually beside other work on the CPU: its threads must
+    // wait passively at OpenMP barriers (see `omp_wait`).
+    if matches!(cli.command, Command::Train(_) | Command::BenchTrain(_)) {
+        omp_wait::ensure_passive_wait();
+    }
+    if let Err(e) = run(cli) {
         eprintln!("error: {}", error_text(&e));
         if let Some(hint) = backend_hint(&e) {
             eprintln!("hint: {hint}");

@@ -389,25 +389,34 @@ fn non_finite_replayed_rows_are_rejected_naming_record_row_and_token() {
     assert!(e.contains("row 0") && e.contains("-inf"), "{e}");
 }
 
-/// Replay on the default model: the first generated token's row equals the last row of a
-/// forward over the prompt alone, and a greedy record's targets keep exactly its tokens.
-#[test]
-fn replay_alignment_on_default_model() {
+/// The default model with `max_seq_len` KV cells per sequence; `None` (the test is skipped, and
+/// says so) when it is not in the cache.
+fn default_model(max_seq_len: usize) -> Option<adasamp_engine::LoadedModel> {
     let path = adasamp_engine::fetch::cached_path(&adasamp_engine::fetch::DEFAULT_MODEL);
     if !path.exists() {
         eprintln!(
             "skipped: default model not at {} (run `adasamp model fetch`)",
             path.display()
         );
-        return;
+        return None;
     }
-    let mut lm = adasamp_engine::load(
+    let lm = adasamp_engine::load(
         Some(&path),
         adasamp_engine::BackendChoice::Auto,
-        adasamp_engine::LoadOptions::with_max_seq_len(Some(256)),
+        adasamp_engine::LoadOptions::with_max_seq_len(Some(max_seq_len)),
         &mut |_: &str| {},
     )
     .unwrap();
+    Some(lm)
+}
+
+/// Replay on the default model: the first generated token's row equals the last row of a
+/// forward over the prompt alone, and a greedy record's targets keep exactly its tokens.
+#[test]
+fn replay_alignment_on_default_model() {
+    let Some(mut lm) = default_model(256) else {
+        return;
+    };
     let prompt = lm
         .prompt_tokens("Name three colours.", Some(""), false)
         .unwrap();
@@ -599,4 +608,44 @@ fn engines_agree_and_a_run_can_switch_between_them() {
             std::fs::remove_dir_all(d).unwrap();
         }
     }
+}
+
+/// `bench-train`'s replay measurement on the default model: synthetic records replay every
+/// generated position through the trainer's own cache (built, then loaded with targets), and the
+/// prefill reference feeds the same tokens.
+#[test]
+fn replay_rate_counts_every_position_on_default_model() {
+    let Some(mut lm) = default_model(256) else {
+        return;
+    };
+    let vocab = lm.model.info().vocab_size;
+    let records = train::bench::synthetic_records(3, 8, vocab, 5).unwrap();
+    let mut fed = 0;
+    for r in &records {
+        let (prompt, generation) = train::replay::record_tokens(&lm, r).unwrap();
+        assert_eq!(generation.len(), 8);
+        fed += prompt.len() + generation.len() - 1;
+    }
+    let dir = scratch("replay-rate");
+    let rate =
+        train::bench::replay_rate(&mut lm, &records, 256, RowPrecision::F16, 2, &dir).unwrap();
+    assert_eq!(
+        (rate.records, rate.positions, rate.fed_tokens),
+        (3, 24, fed)
+    );
+    assert!(rate.prefill_s > 0.0 && rate.replay_s > 0.0 && rate.load_s > 0.0);
+    assert!(rate.replay_positions_per_s() > 0.0);
+    // A length cap that leaves room for the prompt and two generated tokens replays two rows.
+    let (prompt, _) = train::replay::record_tokens(&lm, &records[0]).unwrap();
+    let capped = train::bench::replay_rate(
+        &mut lm,
+        &records[..1],
+        prompt.len() + 1,
+        RowPrecision::F16,
+        1,
+        &dir,
+    )
+    .unwrap();
+    assert_eq!((capped.positions, capped.fed_tokens), (2, prompt.len() + 1));
+    assert!(train::bench::synthetic_records(1, 0, vocab, 5).is_err());
 }

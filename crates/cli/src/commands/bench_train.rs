@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-use adasamp_nets::train::bench::{positions_per_second, synthetic_dataset};
+use adasamp_nets::train::bench::{
+    positions_per_second, replay_rate, synthetic_dataset, synthetic_records, ReplayRate,
+};
 use adasamp_nets::train::{Engine, RowPrecision};
 use adasamp_nets::SamplerConfig;
 use anyhow::{bail, Context, Result};
@@ -50,6 +52,25 @@ pub struct BenchTrainArgs {
     /// Write the table (markdown) to this file as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Skip the replay measurement (replay of candidate records vs prefill of the same tokens).
+    #[arg(long)]
+    pub no_replay: bool,
+    /// Candidate records (JSONL) to replay (default: synthetic records, see --replay-records).
+    #[arg(long, value_name = "RECORDS.jsonl")]
+    pub replay_data: Option<PathBuf>,
+    /// Synthetic records to replay when no --replay-data is given (chat prompts + 48 generated
+    /// tokens each).
+    #[arg(long, default_value_t = 12)]
+    pub replay_records: usize,
+    /// Rounds of (prefill, replay): each phase's fastest round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub replay_rounds: usize,
+    /// Base model for the replay (default: the default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Backend for the replay: auto, candle or llama.cpp.
+    #[arg(long, default_value = "llama.cpp")]
+    pub backend: adasamp_engine::BackendChoice,
 }
 
 /// The built-in configurations (names as in configs/samplers).
@@ -125,6 +146,41 @@ fn pytorch(
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
     v.get("positions_per_s")?.as_f64()
+}
+
+/// Replays the records of `--replay-data` (or synthetic ones) through the base model and times
+/// it against the prefill of the same tokens.
+fn replay(args: &BenchTrainArgs, scratch: &std::path::Path) -> Result<ReplayRate> {
+    let mut log = |m: &str| eprintln!("{m}");
+    let mut lm = adasamp_engine::load(
+        args.model.as_deref(),
+        args.backend,
+        adasamp_engine::LoadOptions::with_max_seq_len(None),
+        &mut log,
+    )?;
+    let vocab = lm.model.info().vocab_size;
+    let cap = lm.model.info().max_seq_len;
+    let records = match &args.replay_data {
+        Some(p) => adasamp_nets::train::read_records(p)
+            .with_context(|| format!("--replay-data {}", p.display()))?,
+        None => {
+            let n = if args.quick { 2 } else { args.replay_records };
+            synthetic_records(n, 48, vocab, 11)?
+        }
+    };
+    eprintln!(
+        "replay: {} records through {}",
+        records.len(),
+        lm.model.info().backend
+    );
+    Ok(replay_rate(
+        &mut lm,
+        &records,
+        cap,
+        RowPrecision::F16,
+        if args.quick { 1 } else { args.replay_rounds },
+        &scratch.join("replay"),
+    )?)
 }
 
 /// Runs the benchmark and prints (and optionally writes) the markdown table.
@@ -254,6 +310,41 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
             eprintln!("{line}");
             writeln!(table, "{line}")?;
         }
+    }
+    if !args.no_replay {
+        let r = replay(args, &scratch)?;
+        let ratio = r.replay_tokens_per_s() / r.prefill_tokens_per_s();
+        writeln!(
+            table,
+            "\nReplay ({} records, {} positions, {} fed tokens; `OMP_WAIT_POLICY={}`, \
+             `GOMP_SPINCOUNT={}`; fastest of {} rounds): the \
+             trainer's replay (all-position logits, f16 cache shards, then the cache loaded with \
+             the targets of temperature 0.8 → min_p 0.1) against the prefill of the same tokens \
+             (last-position logits), same model and process.\n",
+            r.records,
+            r.positions,
+            r.fed_tokens,
+            std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "unset".into()),
+            std::env::var("GOMP_SPINCOUNT").unwrap_or_else(|_| "unset".into()),
+            if args.quick { 1 } else { args.replay_rounds },
+        )?;
+        writeln!(
+            table,
+            "| prefill tokens/s | replay tokens/s | replay positions/s | replay ÷ prefill | replay s | load + targets s | target (≥ 50 % of prefill) |"
+        )?;
+        writeln!(table, "|---:|---:|---:|---:|---:|---:|---|")?;
+        let line = format!(
+            "| {:.1} | {:.1} | {:.1} | {:.0} % | {:.2} | {:.2} | {} |",
+            r.prefill_tokens_per_s(),
+            r.replay_tokens_per_s(),
+            r.replay_positions_per_s(),
+            ratio * 100.0,
+            r.replay_s,
+            r.load_s,
+            if ratio >= 0.5 { "met" } else { "missed" },
+        );
+        eprintln!("{line}");
+        writeln!(table, "{line}")?;
     }
     // Only checkpoints of throwaway runs: failing to remove them is not an error.
     let _ = std::fs::remove_dir_all(&scratch);
