@@ -80,6 +80,10 @@ enum Command {
     /// Combine the labels into one score per generation and keep the top k per (prompt, seed):
     /// the training file `train` reads.
     Score(Box<score::ScoreArgs>),
+    /// The whole loop on the default model in one run directory: prompts → candidates over a
+    /// small heuristic grid → verify → labels → score → train a learned sampler → eval on
+    /// held-out prompts against the best single heuristic and `balanced`.
+    Demo(Box<demo::DemoArgs>),
 }
 
 fn main() {
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Candidates(a) => candidates::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Score(a) => score::run(&a),
+        Command::Demo(a) => demo::run(&a),
     }
 }
 
