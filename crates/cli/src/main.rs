@@ -84,6 +84,11 @@ enum Command {
     /// small heuristic grid → verify → labels → score → train a learned sampler → eval on
     /// held-out prompts against the best single heuristic and `balanced`.
     Demo(Box<demo::DemoArgs>),
+    /// Does a sampler win? Every contender (pipeline, preset or learned sampler) on the same
+    /// held-out prompts and seeds: judge rating among them, accuracy, diversity, length and, for
+    /// learned samplers, KL to the pipeline they imitate, with 95 % bootstrap intervals;
+    /// report.md, report.json and plots.
+    Eval(Box<eval::EvalArgs>),
 }
 
 fn main() {
@@ -157,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(&a),
         Command::Score(a) => score::run(&a),
         Command::Demo(a) => demo::run(&a),
+        Command::Eval(a) => eval::run(&a),
     }
 }
 

@@ -1,4 +1,4 @@
-//! PNG plots for `adasamp analyze` (plotters, bitmap backend).
+//! PNG plots for `adasamp analyze` and `adasamp eval` (plotters, bitmap backend).
 //!
 //! Text is rendered with plotters' pure-Rust `ab_glyph` backend from DejaVu Sans embedded in the
 //! binary (the `dejavu` crate), so plots look the same on every machine and need no system fonts
@@ -397,6 +397,190 @@ pub fn summary_plot(path: &Path, stats: &[PositionStats]) -> Result<()> {
     )?;
     root.present().map_err(draw_err(path))?;
     Ok(())
+}
+
+/// Colour of the contender under test on the eval plots.
+const UNDER_TEST_COLOR: RGBColor = RGBColor(255, 127, 14);
+/// Colour of the other contenders.
+const OTHER_COLOR: RGBColor = RGBColor(31, 119, 180);
+
+/// `lo..hi` widened by 12 % of its span on both sides (a unit span when empty).
+fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    (lo - 0.12 * span)..(hi + 0.12 * span)
+}
+
+/// A vertical interval bar with caps at `x` from `lo` to `hi`, `half` wide caps.
+fn interval_bar(
+    x: f64,
+    lo: f64,
+    hi: f64,
+    half: f64,
+    color: RGBColor,
+) -> Vec<PathElement<(f64, f64)>> {
+    let style = color.stroke_width(2);
+    vec![
+        PathElement::new(vec![(x, lo), (x, hi)], style),
+        PathElement::new(vec![(x - half, lo), (x + half, lo)], style),
+        PathElement::new(vec![(x - half, hi), (x + half, hi)], style),
+    ]
+}
+
+/// The eval's rating plot: each contender's Bradley–Terry rating (point) with its 95 %
+/// bootstrap interval (bar), the contender under test in orange, a line at 0 (the mean).
+pub fn rating_plot(path: &Path, report: &adasamp_eval::EvalReport) -> Result<()> {
+    ensure_font()?;
+    let cs = &report.contenders;
+    let n = cs.len().max(1);
+    let lo = cs
+        .iter()
+        .map(|c| c.rating.lo.min(c.rating.value))
+        .fold(0.0f64, f64::min);
+    let hi = cs
+        .iter()
+        .map(|c| c.rating.hi.max(c.rating.value))
+        .fold(0.0f64, f64::max);
+    let root = BitMapBackend::new(path, (200 + 160 * n as u32, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let names: Vec<String> = cs.iter().map(|c| c.name.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Bradley–Terry rating among contenders, 95 % bootstrap CI ({} prompts × {} seeds)",
+                report.prompts, report.seeds
+            ),
+            (FONT, 18),
+        )
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), padded(lo, hi))
+        .map_err(draw_err(path))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("rating (log-odds of the judge's preference; mean 0)")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(draw_err(path))?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
+            RGBColor(150, 150, 150).stroke_width(1),
+        )))
+        .map_err(draw_err(path))?;
+    for (i, c) in cs.iter().enumerate() {
+        let color = if i == 0 {
+            UNDER_TEST_COLOR
+        } else {
+            OTHER_COLOR
+        };
+        let x = i as f64;
+        chart
+            .draw_series(interval_bar(x, c.rating.lo, c.rating.hi, 0.08, color))
+            .map_err(draw_err(path))?;
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, c.rating.value),
+                6,
+                color.filled(),
+            )))
+            .map_err(draw_err(path))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{:+.2}", c.rating.value),
+                (x + 0.1, c.rating.value),
+                (FONT, 14).into_font(),
+            )))
+            .map_err(draw_err(path))?;
+    }
+    root.present().map_err(draw_err(path))?;
+    Ok(())
+}
+
+/// The eval's quality-vs-diversity scatter: one point per contender, x its embedding entropy
+/// across seeds (bits), y its rating with the 95 % interval, labelled with its name. `false`
+/// (nothing drawn) when no contender has an embedding entropy (a single seed).
+pub fn quality_diversity_plot(path: &Path, report: &adasamp_eval::EvalReport) -> Result<bool> {
+    let pts: Vec<(usize, f64)> = report
+        .contenders
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.embedding_entropy.map(|e| (i, e)))
+        .collect();
+    if pts.is_empty() {
+        return Ok(false);
+    }
+    ensure_font()?;
+    let cs = &report.contenders;
+    let xs = pts.iter().map(|&(_, e)| e);
+    let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    let lo = pts
+        .iter()
+        .map(|&(i, _)| cs[i].rating.lo)
+        .fold(0.0f64, f64::min);
+    let hi = pts
+        .iter()
+        .map(|&(i, _)| cs[i].rating.hi)
+        .fold(0.0f64, f64::max);
+    let x_range = padded(x_lo, x_hi);
+    let cap = 0.01 * (x_range.end - x_range.start);
+    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("quality vs diversity, one point per contender", (FONT, 19))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range, padded(lo, hi))
+        .map_err(draw_err(path))?;
+    chart
+        .configure_mesh()
+        .x_desc("embedding entropy across seeds (bits; higher = more diverse)")
+        .y_desc("Bradley–Terry rating (95 % CI)")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(draw_err(path))?;
+    for &(i, x) in &pts {
+        let c = &cs[i];
+        let color = if i == 0 {
+            UNDER_TEST_COLOR
+        } else {
+            OTHER_COLOR
+        };
+        chart
+            .draw_series(interval_bar(x, c.rating.lo, c.rating.hi, cap, color))
+            .map_err(draw_err(path))?;
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, c.rating.value),
+                6,
+                color.filled(),
+            )))
+            .map_err(draw_err(path))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                c.name.clone(),
+                (x + cap, c.rating.value),
+                (FONT, 15).into_font(),
+            )))
+            .map_err(draw_err(path))?;
+    }
+    root.present().map_err(draw_err(path))?;
+    Ok(true)
 }
 
 #[cfg(test)]
