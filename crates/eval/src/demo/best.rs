@@ -87,7 +87,7 @@ mod tests {
             "id": format!("{prompt}/{pipeline}/{seed}"),
             "prompt": "p",
             "generation": "g",
-            "sampler_info": {"name": pipeline, "config": {}},
+            "sampler_info": {"name": pipeline, "config": {"name": pipeline, "processors": []}},
             "seed": seed,
             labels::PROMPT_ID: prompt,
             labels::QUALITY: quality,

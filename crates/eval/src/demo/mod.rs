@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{ContenderSource, EvalOptions, EvalReport};
+use crate::{ContenderSource, EvalOptions, EvalReport, JudgeChoice};
 pub use best::BestHeuristic;
 pub use layout::{Layout, Progress, Stage, StageDone};
 pub use plan::{Plan, Size};
@@ -81,13 +81,13 @@ pub enum DemoError {
     },
     /// A curation stage.
     #[error(transparent)]
-    Curate(#[from] adasamp_curate::CurateError),
+    Curate(Box<adasamp_curate::CurateError>),
     /// Training.
     #[error(transparent)]
-    Nets(#[from] adasamp_nets::NetsError),
+    Nets(Box<adasamp_nets::NetsError>),
     /// The engine (model loading, fetching the default model).
     #[error(transparent)]
-    Engine(#[from] adasamp_engine::EngineError),
+    Engine(Box<adasamp_engine::EngineError>),
     /// Pipelines.
     #[error(transparent)]
     Sampling(#[from] adasamp_sampling::SamplingError),
@@ -96,8 +96,25 @@ pub enum DemoError {
     File(#[from] adasamp_engine::files::FileError),
     /// The evaluation.
     #[error(transparent)]
-    Eval(#[from] crate::EvalError),
+    Eval(Box<crate::EvalError>),
 }
+
+/// `From` for the boxed variants of [`DemoError`] (boxed: the errors are large).
+macro_rules! boxed_from {
+    ($($variant:ident: $ty:ty),*) => {
+        $(impl From<$ty> for DemoError {
+            fn from(e: $ty) -> Self {
+                DemoError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+boxed_from!(
+    Curate: adasamp_curate::CurateError,
+    Nets: adasamp_nets::NetsError,
+    Engine: adasamp_engine::EngineError,
+    Eval: crate::EvalError
+);
 
 /// Where generations and judgements come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -168,10 +185,7 @@ impl DemoReport {
                 o.done.summary
             ));
         }
-        s.push_str(&format!(
-            "| **total** | {:.1} | |\n",
-            self.total_seconds()
-        ));
+        s.push_str(&format!("| **total** | {:.1} | |\n", self.total_seconds()));
         s
     }
 }
@@ -268,7 +282,8 @@ pub fn run_files(root: &Path) -> Result<Vec<String>, DemoError> {
 
 /// The evaluation's options for this run: on the held-out prompts, the learned sampler first
 /// (the contender under test), then the best single heuristic, then `balanced`; the training
-/// prompts declared so the evaluation refuses any overlap.
+/// prompts and the training file declared, so the evaluation refuses any overlap and knows what
+/// the learned sampler was trained on.
 pub fn eval_options(
     plan: &Plan,
     layout: &Layout,
@@ -276,31 +291,32 @@ pub fn eval_options(
     best: &BestHeuristic,
     model: &Path,
 ) -> EvalOptions {
-    EvalOptions {
-        prompts: layout.held_out_prompts(),
-        contenders: vec![
-            ContenderSource::parse(&format!(
-                "learned={}",
-                stages::final_checkpoint(layout).display()
-            )),
-            ContenderSource::parse(&format!(
-                "{}={}",
-                best.pipeline,
-                layout.best_yaml().display()
-            )),
-            ContenderSource::parse("balanced"),
-        ],
-        seeds: plan.eval_seeds,
-        max_new_tokens: plan.max_new_tokens,
-        judge: source.endpoints.first().cloned(),
-        model: Some(model.to_path_buf()),
-        train_prompts: vec![layout.train_prompts()],
-        out_dir: layout.eval(),
-        bootstrap: plan.eval_bootstrap,
-        seed: plan.seed,
-        ..EvalOptions::default()
-    }
+    let contenders = vec![
+        ContenderSource::path(layout.sampler()).named(LEARNED),
+        ContenderSource::path(layout.best_yaml()).named(&best.pipeline),
+        ContenderSource::preset(BASELINE_PRESET),
+    ];
+    let mut o = EvalOptions::new(layout.held_out_prompts(), contenders, layout.eval());
+    o.seeds = plan.eval_seeds;
+    o.max_new_tokens = plan.max_new_tokens;
+    o.model = Some(model.to_path_buf());
+    o.judge = match source.endpoints.first() {
+        Some(url) => JudgeChoice::parse(Some(url)),
+        None => JudgeChoice::Local(Some(model.to_path_buf())),
+    };
+    o.endpoints = source.endpoints.clone();
+    o.train_prompts = vec![layout.train_prompts(), layout.train_data()];
+    o.bootstrap = plan.eval_bootstrap;
+    o.seed = plan.seed;
+    o.batch_size = plan.batch_size;
+    o.max_seq_len = plan.max_seq_len;
+    o
 }
+
+/// The learned sampler's contender name.
+pub const LEARNED: &str = "learned";
+/// The preset every demo compares with.
+pub const BASELINE_PRESET: &str = "balanced";
 
 /// Runs (or resumes) the demo: every stage in order, skipping those already complete; `log`
 /// hears each stage's start, its report and its time. Writes `demo.json` at the end.
@@ -322,7 +338,10 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport, 
         if let Some(done) = progress.get(stage) {
             // The eval stage's report is read back from its files below.
             if stage != Stage::Eval || layout.eval().join("report.json").exists() {
-                log(&format!("{head}: complete in an earlier run ({})", done.summary));
+                log(&format!(
+                    "{head}: complete in an earlier run ({})",
+                    done.summary
+                ));
                 outcomes.push(StageOutcome {
                     done: done.clone(),
                     skipped: true,
@@ -345,7 +364,7 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport, 
                 let best = read_best(&layout)?;
                 let model = stages::model_path(&opts.source, log)?;
                 let eo = eval_options(&plan, &layout, &opts.source, &best, &model);
-                let report = crate::run(&eo)?;
+                let report = crate::run_with_log(&eo, log)?;
                 let line = report.verdict();
                 eval_report = Some(report);
                 line
@@ -356,7 +375,10 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport, 
             seconds: t0.elapsed().as_secs_f64(),
             summary,
         };
-        log(&format!("{head}: done in {:.1} s — {}", done.seconds, done.summary));
+        log(&format!(
+            "{head}: done in {:.1} s — {}",
+            done.seconds, done.summary
+        ));
         progress.complete(done.clone(), &layout.stages())?;
         outcomes.push(StageOutcome {
             done,
@@ -365,7 +387,7 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport, 
     }
     let eval = match eval_report {
         Some(r) => r,
-        None => EvalReport::read(&layout.eval())?,
+        None => EvalReport::read(&layout.eval().join(crate::report::REPORT_JSON))?,
     };
     let mut report = DemoReport {
         run_dir: layout.root.clone(),

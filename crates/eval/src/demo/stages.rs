@@ -67,7 +67,11 @@ pub fn fetch_prompts(
 ) -> Result<String, DemoError> {
     let set: PromptSet = plan.prompt_set.parse()?;
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message(format!("fetching {} prompts of `{}`", plan.prompts, set.name()));
+    bar.set_message(format!(
+        "fetching {} prompts of `{}`",
+        plan.prompts,
+        set.name()
+    ));
     bar.enable_steady_tick(Duration::from_millis(200));
     let all = prompt_sets::build(
         set,
