@@ -365,7 +365,7 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport, 
                 let model = stages::model_path(&opts.source, log)?;
                 let eo = eval_options(&plan, &layout, &opts.source, &best, &model);
                 let report = crate::run_with_log(&eo, log)?;
-                let line = report.verdict();
+                let line = eval_summary(&report);
                 eval_report = Some(report);
                 line
             }
@@ -401,6 +401,32 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoReport, 
     report.files = run_files(&layout.root)?;
     write_json(&layout.summary(), &report)?;
     Ok(report)
+}
+
+/// The eval stage's line: the contender under test against the best other one.
+fn eval_summary(r: &EvalReport) -> String {
+    let head = format!(
+        "{} contenders on {} held-out prompts × {} seeds",
+        r.contenders.len(),
+        r.prompts,
+        r.seeds
+    );
+    match r.against_best_other() {
+        Some(c) => format!(
+            "{head}; {} {} {} (rating difference {:+.2}, 95 % CI {:+.2} to {:+.2})",
+            c.a,
+            match c.outcome {
+                crate::Outcome::Won => "won against",
+                crate::Outcome::Tied => "tied with",
+                crate::Outcome::Lost => "lost to",
+            },
+            c.b,
+            c.rating_diff.value,
+            c.rating_diff.lo,
+            c.rating_diff.hi
+        ),
+        None => head,
+    }
 }
 
 /// The best heuristic the score stage chose (`best-heuristic.json`).

@@ -127,7 +127,7 @@ impl Plan {
         let base = Plan {
             size,
             prompt_set: "mix".into(),
-            prompts: 24,
+            prompts: 18,
             prompt_seed: 0,
             held_out_every: 3,
             pipelines: names(&DEFAULT_PIPELINES),
@@ -279,17 +279,23 @@ mod tests {
     #[test]
     fn the_split_is_disjoint_and_covers_every_prompt() {
         let p = Plan::for_size(Size::Default);
-        assert_eq!(p.held_out_count(), 8);
-        assert_eq!(p.train_count(), 16);
-        assert_eq!(p.candidate_count(), 16 * 8 * 2);
+        assert_eq!(p.held_out_count(), 6);
+        assert_eq!(p.train_count(), 12);
+        assert_eq!(p.candidate_count(), 12 * 8 * 2);
         let held: Vec<usize> = (0..p.prompts).filter(|&i| p.is_held_out(i)).collect();
-        assert_eq!(held, vec![2, 5, 8, 11, 14, 17, 20, 23]);
-        // The mixture interleaves 4 sources: the held-out prompts cover each twice.
-        let mut per_source = [0; 4];
-        for i in held {
-            per_source[i % 4] += 1;
+        assert_eq!(held, vec![2, 5, 8, 11, 14, 17]);
+        // The mixture interleaves 4 sources: both sides get every source.
+        let mut held_per_source = [0; 4];
+        let mut train_per_source = [0; 4];
+        for i in 0..p.prompts {
+            if p.is_held_out(i) {
+                held_per_source[i % 4] += 1;
+            } else {
+                train_per_source[i % 4] += 1;
+            }
         }
-        assert_eq!(per_source, [2, 2, 2, 2]);
+        assert_eq!(held_per_source, [1, 2, 2, 1]);
+        assert_eq!(train_per_source, [4, 3, 2, 3]);
         let fast = Plan::for_size(Size::Fast);
         assert_eq!((fast.train_count(), fast.held_out_count()), (4, 2));
     }
