@@ -9,6 +9,7 @@ use std::sync::Once;
 
 use adasamp_nets::analysis::{format_value, PositionStats, TokenProbs};
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -410,20 +411,51 @@ fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
     (lo - 0.12 * span)..(hi + 0.12 * span)
 }
 
-/// A vertical interval bar with caps at `x` from `lo` to `hi`, `half` wide caps.
-fn interval_bar(
+/// The chart type of the eval plots.
+type EvalChart<'a> =
+    ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One contender on an eval plot: its rating interval at `x` as a vertical bar with caps `cap`
+/// wide on each side, its rating as a dot, `label` beside it; orange for the contender under
+/// test, blue for the others.
+fn rating_mark(
+    chart: &mut EvalChart<'_>,
+    path: &Path,
+    under_test: bool,
     x: f64,
-    lo: f64,
-    hi: f64,
-    half: f64,
-    color: RGBColor,
-) -> Vec<PathElement<(f64, f64)>> {
+    rating: &adasamp_eval::Interval,
+    cap: f64,
+    label: String,
+) -> Result<()> {
+    let color = if under_test {
+        UNDER_TEST_COLOR
+    } else {
+        OTHER_COLOR
+    };
     let style = color.stroke_width(2);
-    vec![
-        PathElement::new(vec![(x, lo), (x, hi)], style),
-        PathElement::new(vec![(x - half, lo), (x + half, lo)], style),
-        PathElement::new(vec![(x - half, hi), (x + half, hi)], style),
-    ]
+    let (lo, hi) = (rating.lo, rating.hi);
+    chart
+        .draw_series([
+            PathElement::new(vec![(x, lo), (x, hi)], style),
+            PathElement::new(vec![(x - cap, lo), (x + cap, lo)], style),
+            PathElement::new(vec![(x - cap, hi), (x + cap, hi)], style),
+        ])
+        .map_err(draw_err(path))?;
+    chart
+        .draw_series(std::iter::once(Circle::new(
+            (x, rating.value),
+            6,
+            color.filled(),
+        )))
+        .map_err(draw_err(path))?;
+    chart
+        .draw_series(std::iter::once(Text::new(
+            label,
+            (x + 1.2 * cap, rating.value),
+            (FONT, 15).into_font(),
+        )))
+        .map_err(draw_err(path))?;
+    Ok(())
 }
 
 /// The eval's rating plot: each contender's Bradley–Terry rating (point) with its 95 %
@@ -480,29 +512,8 @@ pub fn rating_plot(path: &Path, report: &adasamp_eval::EvalReport) -> Result<()>
         )))
         .map_err(draw_err(path))?;
     for (i, c) in cs.iter().enumerate() {
-        let color = if i == 0 {
-            UNDER_TEST_COLOR
-        } else {
-            OTHER_COLOR
-        };
-        let x = i as f64;
-        chart
-            .draw_series(interval_bar(x, c.rating.lo, c.rating.hi, 0.08, color))
-            .map_err(draw_err(path))?;
-        chart
-            .draw_series(std::iter::once(Circle::new(
-                (x, c.rating.value),
-                6,
-                color.filled(),
-            )))
-            .map_err(draw_err(path))?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("{:+.2}", c.rating.value),
-                (x + 0.1, c.rating.value),
-                (FONT, 14).into_font(),
-            )))
-            .map_err(draw_err(path))?;
+        let label = format!("{:+.2}", c.rating.value);
+        rating_mark(&mut chart, path, i == 0, i as f64, &c.rating, 0.08, label)?;
     }
     root.present().map_err(draw_err(path))?;
     Ok(())
@@ -556,28 +567,7 @@ pub fn quality_diversity_plot(path: &Path, report: &adasamp_eval::EvalReport) ->
         .map_err(draw_err(path))?;
     for &(i, x) in &pts {
         let c = &cs[i];
-        let color = if i == 0 {
-            UNDER_TEST_COLOR
-        } else {
-            OTHER_COLOR
-        };
-        chart
-            .draw_series(interval_bar(x, c.rating.lo, c.rating.hi, cap, color))
-            .map_err(draw_err(path))?;
-        chart
-            .draw_series(std::iter::once(Circle::new(
-                (x, c.rating.value),
-                6,
-                color.filled(),
-            )))
-            .map_err(draw_err(path))?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                c.name.clone(),
-                (x + cap, c.rating.value),
-                (FONT, 15).into_font(),
-            )))
-            .map_err(draw_err(path))?;
+        rating_mark(&mut chart, path, i == 0, x, &c.rating, cap, c.name.clone())?;
     }
     root.present().map_err(draw_err(path))?;
     Ok(true)

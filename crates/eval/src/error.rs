@@ -114,20 +114,38 @@ pub enum EvalError {
     },
     /// A curation stage failed.
     #[error(transparent)]
-    Curate(#[from] adasamp_curate::CurateError),
+    Curate(Box<adasamp_curate::CurateError>),
     /// A learned sampler could not be loaded or run.
     #[error(transparent)]
-    Nets(#[from] adasamp_nets::NetsError),
+    Nets(Box<adasamp_nets::NetsError>),
     /// A pipeline could not be built.
     #[error(transparent)]
-    Sampling(#[from] adasamp_sampling::SamplingError),
+    Sampling(Box<adasamp_sampling::SamplingError>),
     /// The engine failed.
     #[error(transparent)]
-    Engine(#[from] adasamp_engine::EngineError),
+    Engine(Box<adasamp_engine::EngineError>),
     /// An atomic write failed.
     #[error(transparent)]
     File(#[from] adasamp_engine::files::FileError),
 }
+
+/// Boxed (the variants stay small) and converted with `?`.
+macro_rules! boxed_from {
+    ($($variant:ident: $ty:ty),*) => {$(
+        impl From<$ty> for EvalError {
+            fn from(e: $ty) -> Self {
+                EvalError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Curate: adasamp_curate::CurateError,
+    Nets: adasamp_nets::NetsError,
+    Sampling: adasamp_sampling::SamplingError,
+    Engine: adasamp_engine::EngineError
+);
 
 impl EvalError {
     /// An I/O error on `path`.

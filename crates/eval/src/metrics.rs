@@ -13,6 +13,15 @@ use serde_json::Value;
 
 use crate::error::Result;
 
+/// Each name's position in `names`.
+pub fn positions(names: &[String]) -> HashMap<&str, usize> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect()
+}
+
 /// Values per prompt (outer index, eval order) and contender (inner index, contender order).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PromptTable {
@@ -50,16 +59,7 @@ impl PromptTable {
         prompts: &[String],
         contenders: &[String],
     ) -> Result<Self> {
-        let p_index: HashMap<&str, usize> = prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.as_str(), i))
-            .collect();
-        let c_index: HashMap<&str, usize> = contenders
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i))
-            .collect();
+        let (p_index, c_index) = (positions(prompts), positions(contenders));
         let (np, nc) = (prompts.len(), contenders.len());
         let mut verified: Vec<Vec<(f64, usize)>> = vec![vec![(0.0, 0); nc]; np];
         let mut t = PromptTable {

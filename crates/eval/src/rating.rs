@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::jsonl;
+use crate::metrics::positions;
 
 /// The judgements file of a run directory.
 pub const JUDGEMENTS: &str = "judgements.jsonl";
@@ -246,16 +247,7 @@ pub fn observations(
     prompts: &[String],
     contenders: &[String],
 ) -> Vec<Vec<Observation>> {
-    let p_index: HashMap<&str, usize> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.as_str(), i))
-        .collect();
-    let c_index: HashMap<&str, usize> = contenders
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
+    let (p_index, c_index) = (positions(prompts), positions(contenders));
     let mut out = vec![Vec::new(); prompts.len()];
     for v in verdicts {
         let (Some(&p), Some(&a), Some(&b)) = (

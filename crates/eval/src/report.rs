@@ -66,6 +66,12 @@ pub struct ContenderResult {
     /// Learned samplers: mean probability the learned sampler puts on tokens the imitated
     /// pipeline truncates.
     pub truncated_mass: Option<f64>,
+    /// Learned samplers: KL(imitated ‖ base model's raw logits) at the same positions, for scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_kl: Option<f64>,
+    /// Learned samplers: the raw logits' mass on the imitated pipeline's truncated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_truncated_mass: Option<f64>,
     /// Learned samplers: the pipeline imitated, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imitated: Option<String>,
@@ -163,6 +169,12 @@ pub struct EvalReport {
 
 /// A signed number with `decimals` decimals (`+0.12`, `−0.30`).
 fn signed(x: f64, decimals: usize) -> String {
+    // a value that rounds to zero is written +0.00, not −0.00
+    let x = if x.abs() < 0.5 * 10f64.powi(-(decimals as i32)) {
+        0.0
+    } else {
+        x
+    };
     let s = format!("{:+.*}", decimals, x);
     s.replacen('-', "−", 1)
 }
@@ -242,11 +254,12 @@ impl EvalReport {
             (c.accuracy_diff, a.accuracy, b.and_then(|b| b.accuracy))
         {
             s.push_str(&format!(
-                "; accuracy {:.1} % vs {:.1} % on {} prompts with answers (difference {} points, \
+                "; accuracy {:.1} % vs {:.1} % on {} prompt{} with answers (difference {} points, \
                  95 % CI {} to {})",
                 100.0 * acc_a.value,
                 100.0 * acc_b.value,
                 acc_a.n,
+                if acc_a.n == 1 { "" } else { "s" },
                 signed(100.0 * d.value, 1),
                 signed(100.0 * d.lo, 1),
                 signed(100.0 * d.hi, 1),
@@ -323,10 +336,20 @@ impl EvalReport {
         let mut notes = self.notes.clone();
         for c in &self.contenders {
             match (&c.imitated, &c.imitation_absent) {
-                (Some(p), _) => notes.push(format!(
-                    "`{}` imitates the pipeline {p}: KL and truncated mass are against it.",
-                    c.name
-                )),
+                (Some(p), _) => {
+                    let raw = match (c.identity_kl, c.identity_truncated_mass) {
+                        (Some(kl), Some(m)) => format!(
+                            " (the base model's raw logits there: KL {kl:.4} nats, truncated \
+                             mass {:.2} %)",
+                            100.0 * m
+                        ),
+                        _ => String::new(),
+                    };
+                    notes.push(format!(
+                        "`{}` imitates the pipeline {p}: KL and truncated mass are against it{raw}.",
+                        c.name
+                    ))
+                }
                 (None, Some(why)) => {
                     notes.push(format!("`{}`: KL / truncated mass absent: {why}.", c.name))
                 }
@@ -405,6 +428,8 @@ pub(crate) mod tests {
             mean_length: 57.2,
             kl_to_imitated: None,
             truncated_mass: None,
+            identity_kl: None,
+            identity_truncated_mass: None,
             imitated: None,
             imitation_absent: None,
         };
@@ -417,6 +442,8 @@ pub(crate) mod tests {
         learned.kl_to_imitated = Some(0.04);
         learned.truncated_mass = Some(0.01);
         learned.imitated = Some("`t07`".into());
+        learned.identity_kl = Some(0.19);
+        learned.identity_truncated_mass = Some(0.1);
         let contenders = vec![
             learned,
             row(
@@ -513,6 +540,10 @@ pub(crate) mod tests {
         );
         assert!(md.contains("**Verdict:** `learned` won"), "{md}");
         assert!(md.contains("imitates the pipeline `t07`"), "{md}");
+        assert!(
+            md.contains("raw logits there: KL 0.1900 nats, truncated mass 10.00 %"),
+            "{md}"
+        );
         let dir = tempfile::tempdir().unwrap();
         r.write(dir.path()).unwrap();
         // (serde_json reads a float back to within an ulp, so the text is compared)

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use adasamp_curate::candidates::{
     Backend, LocalBackend, RemoteBackend, RemoteConfig, DEFAULT_SYSTEM_PROMPT,
@@ -32,7 +33,7 @@ use adasamp_sampling::PipelineSet;
 use crate::bootstrap::{bootstrap, weighted_mean, Interval};
 use crate::contender::{resolve_all, Contender, ContenderKind, ContenderSource};
 use crate::error::{EvalError, Result};
-use crate::generate::{candidate_set, generate, CANDIDATES};
+use crate::generate::{candidate_set, generate, missing, CANDIDATES};
 use crate::imitation::{self, Imitation, IMITATION};
 use crate::metrics::PromptTable;
 use crate::overlap::check_disjoint;
@@ -130,7 +131,8 @@ pub struct EvalOptions {
     pub embedder: Option<PathBuf>,
     /// OpenAI-compatible servers to generate on instead of the local model (empty: local).
     pub endpoints: Vec<String>,
-    /// Pairs per judge call (default 32).
+    /// Pairs per judge call (default 8: a call's 16 comparisons fill the default batch of 16
+    /// sequences; a kill loses at most one call).
     pub judge_batch: usize,
 }
 
@@ -158,7 +160,7 @@ impl EvalOptions {
             system_prompt: Some(DEFAULT_SYSTEM_PROMPT.to_string()),
             embedder: None,
             endpoints: Vec::new(),
-            judge_batch: 32,
+            judge_batch: 8,
         }
     }
 
@@ -205,6 +207,11 @@ fn load(path: Option<&Path>, opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> R
     )?)
 }
 
+/// `<stage>: <seconds> s`, for the log.
+fn took(stage: &str, since: Instant) -> String {
+    format!("{stage}: {:.1} s", since.elapsed().as_secs_f64())
+}
+
 /// [`run`], with progress messages going to `log`.
 pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<EvalReport> {
     opts.validate()?;
@@ -243,16 +250,27 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
     )?;
     let candidates = out.join(CANDIDATES);
     let mut lm: Option<LoadedModel> = None;
-    let report = if opts.endpoints.is_empty() {
-        let model = lm.insert(load(opts.model.as_deref(), opts, log)?);
-        let mut backend = Backend::Local(LocalBackend::new(model, opts.batch_size));
-        generate(&set, &mut backend, &candidates)?
+    let started = Instant::now();
+    let left = missing(&set, &candidates)?;
+    if left == 0 {
+        log(&format!(
+            "candidates: all {} generations already in {}",
+            set.jobs().count(),
+            candidates.display()
+        ));
     } else {
-        let config = RemoteConfig::new(opts.endpoints.clone());
-        let mut backend = Backend::Remote(RemoteBackend::new(config)?);
-        generate(&set, &mut backend, &candidates)?
-    };
-    log(&report.to_string());
+        let report = if opts.endpoints.is_empty() {
+            let model = lm.insert(load(opts.model.as_deref(), opts, log)?);
+            let mut backend = Backend::Local(LocalBackend::new(model, opts.batch_size));
+            generate(&set, &mut backend, &candidates)?
+        } else {
+            let config = RemoteConfig::new(opts.endpoints.clone());
+            let mut backend = Backend::Remote(RemoteBackend::new(config)?);
+            generate(&set, &mut backend, &candidates)?
+        };
+        log(&report.to_string());
+        log(&took("generation", started));
+    }
 
     // 2. Diversity across seeds, then verifiable answers.
     let mut notes = Vec::new();
@@ -262,8 +280,10 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
             embedder: opts.embedder.clone(),
             ..Default::default()
         };
+        let started = Instant::now();
         let report = label_diversity(&candidates, &diversity, &options, log)?;
         log(&report.to_string());
+        log(&took("diversity", started));
         diversity
     } else {
         notes.push("one seed per prompt: self-BLEU and embedding entropy need two".to_string());
@@ -284,7 +304,8 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
             "judging {left} pairs (both orders) with {}",
             opts.judge.describe()
         ));
-        match &opts.judge {
+        let started = Instant::now();
+        let verdicts = match &opts.judge {
             JudgeChoice::Endpoint { url, model } => {
                 let mut judge = EndpointJudge::connect(
                     url,
@@ -296,10 +317,11 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                 rating::judge_all(&todo, &mut judge, &judgements, opts.judge_batch)?
             }
             JudgeChoice::Local(path) => {
-                let shared = path.as_deref() == opts.model.as_deref() && lm.is_some();
-                let model = match (shared, lm.take()) {
-                    (true, Some(m)) => m,
-                    (_, other) => {
+                // The generating model judges too when they are the same file: loaded once.
+                let shared = path.as_deref() == opts.model.as_deref();
+                let model = match lm.take() {
+                    Some(m) if shared => m,
+                    other => {
                         lm = other;
                         load(path.as_deref(), opts, log)?
                     }
@@ -311,7 +333,9 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                 }
                 verdicts?
             }
-        }
+        };
+        log(&took("judging", started));
+        verdicts
     };
 
     // 4. Learned contenders against the pipeline they imitate.
@@ -352,7 +376,11 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                             Some(m) => m,
                             None => lm.insert(load(opts.model.as_deref(), opts, log)?),
                         };
-                        imitation::measure(model, checkpoint, &spec, &own, opts.max_seq_len)?
+                        let started = Instant::now();
+                        let m =
+                            imitation::measure(model, checkpoint, &spec, &own, opts.max_seq_len)?;
+                        log(&took("imitation", started));
+                        m
                     }
                 }
             }
@@ -397,6 +425,9 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
     report.write(out)?;
     Ok(report)
 }
+
+/// Below this many prompts the report says the intervals are coarse.
+pub const SMALL_SAMPLE: usize = 10;
 
 /// What the scoreboard is computed from.
 #[derive(Debug)]
@@ -449,6 +480,11 @@ pub fn scoreboard(s: &Scoreboard<'_>, files: ReportFiles) -> EvalReport {
     };
     let at = |k: usize| intervals.get(k).copied().flatten();
     let mut notes = Vec::new();
+    if prompts < SMALL_SAMPLE {
+        notes.push(format!(
+            "only {prompts} prompts: a bootstrap over so few prompts gives coarse intervals"
+        ));
+    }
     let full = rating::fit(n, s.per_prompt, &vec![1; prompts]);
     if s.per_prompt.iter().all(Vec::is_empty) {
         notes.push("no pair was judged: every rating is 0".to_string());
@@ -486,6 +522,8 @@ pub fn scoreboard(s: &Scoreboard<'_>, files: ReportFiles) -> EvalReport {
                 mean_length: mean_length.unwrap_or(0.0),
                 kl_to_imitated: imitation.and_then(|m| m.kl),
                 truncated_mass: imitation.and_then(|m| m.truncated_mass),
+                identity_kl: imitation.and_then(|m| m.identity_kl),
+                identity_truncated_mass: imitation.and_then(|m| m.identity_truncated_mass),
                 imitated: imitation.and_then(|m| m.imitated.clone()),
                 imitation_absent: imitation.and_then(|m| m.absent.clone()),
             }
