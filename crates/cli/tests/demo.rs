@@ -7,10 +7,23 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::{Command, Output};
 
 use adasamp_curate::labels;
 use adasamp_curate::stage::{read_records, CandidateKey};
 use serde_json::Value;
+
+/// Runs `adasamp demo ARGS`. llama.cpp's OpenMP threads spin-wait by default, which on a
+/// machine shared with other jobs (CI runners, several builds) makes decoding many times slower;
+/// passive waiting gives the same tokens, so the test asks for it unless the caller chose.
+fn demo(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_adasamp"));
+    c.arg("demo").args(args);
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        c.env("OMP_WAIT_POLICY", "PASSIVE");
+    }
+    c.output().expect("run adasamp demo")
+}
 
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -47,7 +60,7 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
     }
     let d = common::tmpdir("demo-fast");
     let run = d.join("run");
-    let o = common::adasamp(&["demo", "--fast", "--out", run.to_str().unwrap()]);
+    let o = demo(&["--fast", "--out", run.to_str().unwrap()]);
     let (out, err) = (common::stdout(&o), common::stderr(&o));
     assert!(o.status.success(), "demo --fast failed:\n{out}\n{err}");
 
@@ -184,7 +197,7 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
 
     // A rerun skips every stage and leaves the files as they were.
     let before = std::fs::read(run.join("candidates.jsonl")).unwrap();
-    let o = common::adasamp(&["demo", "--fast", "--out", run.to_str().unwrap()]);
+    let o = demo(&["--fast", "--out", run.to_str().unwrap()]);
     let err = common::stderr(&o);
     assert!(o.status.success(), "rerun failed:\n{err}");
     assert_eq!(
@@ -196,7 +209,7 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
     assert!(common::stdout(&o).contains(verdict));
 
     // Another size in the same directory is refused, naming the plan file.
-    let o = common::adasamp(&["demo", "--out", run.to_str().unwrap()]);
+    let o = demo(&["--out", run.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
         common::stderr(&o).contains("plan.json"),
