@@ -85,6 +85,10 @@ enum Command {
     /// Combine the labels into one score per generation and keep the top k per (prompt, seed):
     /// the training file `train` reads.
     Score(Box<score::ScoreArgs>),
+    /// The whole loop on the default model in one run directory: prompts → candidates over a
+    /// small heuristic grid → verify → labels → score → train a learned sampler → eval on
+    /// held-out prompts against the best single heuristic and `balanced`.
+    Demo(Box<demo::DemoArgs>),
     /// Does a sampler win? Every contender (pipeline, preset or learned sampler) on the same
     /// held-out prompts and seeds: judge rating among them, accuracy, diversity, length and, for
     /// learned samplers, KL to the pipeline they imitate, with 95 % bootstrap intervals;
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Candidates(a) => candidates::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Score(a) => score::run(&a),
+        Command::Demo(a) => demo::run(&a),
         Command::Eval(a) => eval::run(&a),
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod bootstrap;
 pub mod contender;
+pub mod demo;
 pub mod error;
 pub mod generate;
 pub mod imitation;

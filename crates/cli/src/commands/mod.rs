@@ -10,6 +10,7 @@ pub mod bench_sampling;
 pub mod bench_serve;
 pub mod bench_train;
 pub mod candidates;
+pub mod demo;
 pub mod eval;
 pub mod example;
 pub mod generate;
