@@ -100,11 +100,9 @@ fn main() {
     // The `learned` pipeline stage (adasamp-nets) joins the sampling core's stage registry.
     adasamp_nets::register_learned_stage();
     let cli = Cli::parse();
-    // Replay runs long llama.cpp forwards, usually beside other work on the CPU: its threads must
-    // wait passively at OpenMP barriers (see `omp_wait`).
-    if matches!(cli.command, Command::Train(_) | Command::BenchTrain(_)) {
-        omp_wait::ensure_passive_wait();
-    }
+    // llama.cpp's OpenMP threads spin at barriers for a bounded time, then sleep: as fast as
+    // libgomp's default on an idle machine, and no stall when the cores are shared (`omp_wait`).
+    omp_wait::ensure_bounded_spin();
     if let Err(e) = run(cli) {
         eprintln!("error: {}", error_text(&e));
         if let Some(hint) = backend_hint(&e) {
