@@ -195,6 +195,16 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
         assert!(out.contains(&format!("  {f}\n")), "{f} not printed");
     }
 
+    // The eval's plots are drawn and named, as `adasamp eval` draws them.
+    assert!(
+        run.join("eval/rating.png").exists(),
+        "eval/rating.png missing"
+    );
+    assert!(
+        out.contains("  eval/rating.png\n"),
+        "eval/rating.png not printed"
+    );
+
     // A rerun skips every stage and leaves the files as they were.
     let before = std::fs::read(run.join("candidates.jsonl")).unwrap();
     let o = demo(&["--fast", "--out", run.to_str().unwrap()]);

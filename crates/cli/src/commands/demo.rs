@@ -49,7 +49,17 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             endpoints: a.endpoints.clone(),
         },
     };
-    let report = demo::run(&opts, &mut |m: &str| eprintln!("{m}"))?;
+    let mut report = demo::run(&opts, &mut |m: &str| eprintln!("{m}"))?;
+    // The eval's two plots, as `adasamp eval` draws them (plotters lives in the CLI).
+    let eval_dir = demo::Layout::new(&report.run_dir).eval();
+    crate::commands::eval::finish(&mut report.eval, &eval_dir)?;
+    for png in &report.eval.files.plots {
+        let name = format!("eval/{png}");
+        if !report.files.contains(&name) {
+            report.files.push(name);
+        }
+    }
+    report.files.sort();
     println!("{}", report.eval.to_markdown());
     println!("{}\n", report.eval.verdict());
     println!(
