@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 
 use adasamp_engine::BackendChoice;
-use adasamp_nets::train::{
-    self, Engine, EvalMetrics, ReplaySettings, RowPrecision, ScheduleKind, StepMetrics,
-    TrainConfig, TrainObserver,
-};
+use adasamp_nets::train::{self, Engine, ReplaySettings, RowPrecision, ScheduleKind, TrainConfig};
 use adasamp_nets::SamplerConfig;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -102,45 +99,6 @@ pub struct TrainArgs {
     /// engines between checkpoints (`--resume`).
     #[arg(long, value_name = "fast|candle")]
     pub engine: Option<String>,
-}
-
-struct Progress {
-    bar: indicatif::ProgressBar,
-}
-
-impl TrainObserver for Progress {
-    fn start(&mut self, start_step: u64, total_steps: u64) {
-        self.bar.set_length(total_steps);
-        self.bar.set_position(start_step);
-        self.bar.reset_eta();
-    }
-
-    fn step(&mut self, m: &StepMetrics) {
-        self.bar.set_position(m.step);
-        self.bar.set_message(format!(
-            "loss {:.4}  KL {:.4}  trunc {:.2}%  lr {:.2e}",
-            m.loss,
-            m.kl,
-            100.0 * m.truncated_mass,
-            m.lr
-        ));
-    }
-
-    fn eval(&mut self, e: &EvalMetrics) {
-        self.bar.println(format!(
-            "eval @ step {}: {} rows  KL {:.4} (identity {:.4})  truncated mass {:.2}% (identity {:.2}%)",
-            e.step,
-            e.rows,
-            e.kl,
-            e.identity_kl,
-            100.0 * e.truncated_mass,
-            100.0 * e.identity_truncated_mass
-        ));
-    }
-
-    fn message(&mut self, text: &str) {
-        self.bar.println(text);
-    }
 }
 
 fn device(name: &str) -> Result<Device> {
@@ -268,7 +226,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut progress = Progress { bar };
+    let mut progress = train::ProgressObserver { bar };
     let report = train::train(
         ds,
         &replayed.data_sha256,

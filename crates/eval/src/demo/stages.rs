@@ -19,10 +19,7 @@ use adasamp_curate::stage::read_records;
 use adasamp_curate::verify::{verify, Expected};
 use adasamp_engine::files::write_atomic;
 use adasamp_engine::{BackendChoice, LoadOptions, LoadedModel};
-use adasamp_nets::train::{
-    self, Engine, EvalMetrics, ReplaySettings, RowPrecision, StepMetrics, TrainConfig,
-    TrainObserver,
-};
+use adasamp_nets::train::{self, Engine, ReplaySettings, RowPrecision, TrainConfig};
 use adasamp_nets::SamplerConfig;
 use adasamp_sampling::{PipelineFile, PipelineSet};
 
@@ -279,35 +276,6 @@ pub fn score_and_choose(
     ))
 }
 
-/// Draws the training progress bar.
-struct TrainBar {
-    bar: indicatif::ProgressBar,
-}
-
-impl TrainObserver for TrainBar {
-    fn start(&mut self, start_step: u64, total_steps: u64) {
-        self.bar.set_length(total_steps);
-        self.bar.set_position(start_step);
-        self.bar.reset_eta();
-    }
-
-    fn step(&mut self, m: &StepMetrics) {
-        self.bar.set_position(m.step);
-        self.bar.set_message(format!(
-            "loss {:.4}  KL {:.4}  trunc {:.2}%",
-            m.loss,
-            m.kl,
-            100.0 * m.truncated_mass
-        ));
-    }
-
-    fn eval(&mut self, _: &EvalMetrics) {}
-
-    fn message(&mut self, text: &str) {
-        self.bar.println(text);
-    }
-}
-
 /// `train`: the plan's learned sampler on the training file's replayed rows, fast CPU engine;
 /// an interrupted run continues from its last checkpoint. Returns the summary and the final
 /// checkpoint directory.
@@ -353,7 +321,7 @@ pub fn train_sampler(
         ds.num_rows(),
         ds.records().len()
     ));
-    let mut bar = TrainBar {
+    let mut bar = train::ProgressObserver {
         bar: adasamp_curate::stage::progress(0, "steps"),
     };
     let report = train::train(

@@ -31,8 +31,8 @@ pub use optim::AdamW;
 pub use records::read_records;
 pub use schedule::{Schedule, ScheduleKind};
 pub use trainer::{
-    evaluate, evaluate_fast, train, Engine, EvalMetrics, Quiet, StepMetrics, TrainConfig,
-    TrainObserver, TrainReport,
+    evaluate, evaluate_fast, train, Engine, EvalMetrics, ProgressObserver, Quiet, StepMetrics,
+    TrainConfig, TrainObserver, TrainReport,
 };
 
 use crate::error::{NetsError, Result};

@@ -299,6 +299,49 @@ pub trait TrainObserver {
 pub struct Quiet;
 impl TrainObserver for Quiet {}
 
+/// An observer that draws training on a progress bar: the step as its position, the last
+/// step's loss, KL, truncated mass and learning rate as its message, evaluations and messages
+/// as lines above it.
+pub struct ProgressObserver {
+    /// The bar drawn on (its style is the caller's).
+    pub bar: indicatif::ProgressBar,
+}
+
+impl TrainObserver for ProgressObserver {
+    fn start(&mut self, start_step: u64, total_steps: u64) {
+        self.bar.set_length(total_steps);
+        self.bar.set_position(start_step);
+        self.bar.reset_eta();
+    }
+
+    fn step(&mut self, m: &StepMetrics) {
+        self.bar.set_position(m.step);
+        self.bar.set_message(format!(
+            "loss {:.4}  KL {:.4}  trunc {:.2}%  lr {:.2e}",
+            m.loss,
+            m.kl,
+            100.0 * m.truncated_mass,
+            m.lr
+        ));
+    }
+
+    fn eval(&mut self, e: &EvalMetrics) {
+        self.bar.println(format!(
+            "eval @ step {}: {} rows  KL {:.4} (identity {:.4})  truncated mass {:.2}% (identity {:.2}%)",
+            e.step,
+            e.rows,
+            e.kl,
+            e.identity_kl,
+            100.0 * e.truncated_mass,
+            100.0 * e.identity_truncated_mass
+        ));
+    }
+
+    fn message(&mut self, text: &str) {
+        self.bar.println(text);
+    }
+}
+
 /// Checkpoint directory for `step` under the run directory.
 pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
     out.join("checkpoints").join(format!("step-{step:08}"))
