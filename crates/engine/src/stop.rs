@@ -5,8 +5,10 @@ use std::ops::Range;
 
 /// One generation's stop strings and its text so far.
 ///
-/// Text arrives in pieces ([`StopMatcher::push`]). The text ends before the earliest occurrence
-/// of any stop string, wherever the occurrence falls across pieces. Text is *released* (safe to
+/// Text arrives in pieces ([`StopMatcher::push`]). The text ends before the stop string that
+/// completes first, as if the text arrived one character at a time (among several completing
+/// at the same character, the one starting earliest), wherever the occurrence falls across
+/// pieces: where the text is cut does not depend on how it was split into pieces. Text is *released* (safe to
 /// show) up to the end, except a tail that is a proper prefix of some stop string: that tail is
 /// held back until the next piece settles it, or until [`StopMatcher::finish`].
 #[derive(Debug, Clone, Default)]
@@ -42,7 +44,7 @@ impl StopMatcher {
     }
 
     /// Appends `piece` and returns the range of [`StopMatcher::text`] released by it. If a stop
-    /// string now occurs, the text is cut before its earliest occurrence, everything up to the
+    /// string now occurs, the text is cut before the one that completed first, everything up to the
     /// cut is released and the matcher is stopped: later pushes are ignored.
     pub fn push(&mut self, piece: &str) -> Range<usize> {
         let before = self.released;
@@ -58,9 +60,9 @@ impl StopMatcher {
         let cut = self
             .stops
             .iter()
-            .filter_map(|s| hay.find(s.as_str()))
+            .filter_map(|s| hay.find(s.as_str()).map(|p| (p + s.len(), p)))
             .min()
-            .map(|p| from + p);
+            .map(|(_, p)| from + p);
         match cut {
             Some(cut) => {
                 self.text.truncate(cut);
@@ -185,10 +187,25 @@ mod tests {
     }
 
     #[test]
-    fn earliest_of_several_stops_wins() {
+    fn first_completed_stop_wins() {
+        // "b" completes before "abc" does, although "abc" starts earlier.
         let (out, m) = run(&["yz", "b", "abc"], &["xa", "bcyz"]);
+        assert_eq!(m.text(), "xa");
+        // "a" was held back as a prefix of "abc" until "b" settled it.
+        assert_eq!(out, ["x", "a"]);
+        // Completing at the same character: the one starting earliest.
+        let (_, m) = run(&["bc", "abc"], &["xa", "bcyz"]);
         assert_eq!(m.text(), "x");
-        assert_eq!(out, ["x"]);
+    }
+
+    #[test]
+    fn cut_does_not_depend_on_the_pieces_when_a_short_stop_completes_inside_a_long_one() {
+        // Found by the property test below: "é" completes inside "béé".
+        let stops = ["é", "béé"];
+        let (_, whole) = run(&stops, &["a\na\nbéé"]);
+        let (_, split) = run(&stops, &["a\na\nbé", "é"]);
+        assert_eq!(whole.text(), "a\na\nb");
+        assert_eq!(split.text(), "a\na\nb");
     }
 
     #[test]
@@ -264,11 +281,13 @@ mod tests {
             }
             let r = m.finish();
             released.push_str(&m.text()[r]);
+            // The stop completing first (then the one starting earliest) cuts the text.
             let cut = stops
                 .iter()
                 .filter(|s| !s.is_empty())
-                .filter_map(|s| text.find(s.as_str()))
-                .min();
+                .filter_map(|s| text.find(s.as_str()).map(|p| (p + s.len(), p)))
+                .min()
+                .map(|(_, p)| p);
             let want = &text[..cut.unwrap_or(text.len())];
             proptest::prop_assert_eq!(&released, want);
             proptest::prop_assert_eq!(m.text(), want);
