@@ -1,10 +1,16 @@
 //! `adasamp bench-generate`: prefill and decode throughput of a model per backend and batch size,
-//! with the sampling chain's share of each decode step and a greedy-argmax row beside it.
+//! with the sampling chain's share of each decode step and a greedy-argmax row beside it; with
+//! `--speculative`, rows for exact speculative decoding (each drafter) with their speedup over
+//! plain decoding of the same requests measured in the same run.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use adasamp_engine::{generate, BackendChoice, GenerationRequest};
+use std::time::Instant;
+
+use adasamp_engine::speculative::{generate_speculative, Drafter};
+use adasamp_engine::{generate, BackendChoice, GenerationRequest, LoadedModel};
+use adasamp_sampling::speculative::SpeculationStats;
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 use anyhow::{bail, Result};
 use clap::Args;
@@ -33,6 +39,22 @@ pub struct BenchGenerateArgs {
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also measure speculative decoding: n-gram and draft-model drafters on llama.cpp, early
+    /// exit on candle (each against plain decoding of the same requests, in the same run).
+    #[arg(long)]
+    pub speculative: bool,
+    /// Draft model of the speculative rows (default: the measured model drafting for itself).
+    #[arg(long, value_name = "PATH")]
+    pub draft: Option<PathBuf>,
+    /// Tokens drafted per round in the speculative rows.
+    #[arg(long, value_name = "G", default_value_t = 4)]
+    pub draft_tokens: usize,
+    /// Longest n-gram matched by the prompt-lookup drafter.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub draft_ngram: usize,
+    /// Blocks run by the early-exit drafter (default: half the model's).
+    #[arg(long, value_name = "K")]
+    pub draft_layers: Option<usize>,
 }
 
 fn chain() -> Pipeline {
@@ -163,8 +185,151 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
             }
         }
     }
+    if a.speculative {
+        speculative_rows(a, &mut table)?;
+    }
     if let Some(out) = &a.output {
         adasamp_engine::files::write_atomic(out, table.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The requests of one measurement: `b` prompts, `new_tokens` each (EOS banned), `pipe`.
+fn bench_requests(
+    lm: &LoadedModel,
+    pipe: &Pipeline,
+    b: usize,
+    new_tokens: usize,
+) -> Result<Vec<GenerationRequest>> {
+    (0..b)
+        .map(|i| -> Result<GenerationRequest> {
+            let mut p = pipe.spec().clone();
+            let bans: Vec<(u32, f64)> = lm
+                .tokenizer
+                .eos_ids()
+                .iter()
+                .map(|&e| (e, f64::NEG_INFINITY))
+                .collect();
+            p.processors.insert(
+                0,
+                StageSpec::new("logit_bias", &[]).with("bias", bias_map(&bans)),
+            );
+            Ok(GenerationRequest {
+                prompt: lm.prompt_tokens(PROMPTS[i % PROMPTS.len()], None, false)?,
+                pipeline: Pipeline::from_spec(p)?,
+                seed: i as u64,
+                max_new_tokens: new_tokens,
+                stop: vec![],
+                logprobs: 0,
+            })
+        })
+        .collect()
+}
+
+/// Speculative rows: per backend, batch size and pipeline, plain decoding timed first, then each
+/// drafter on the same requests; speedup = plain wall time / speculative wall time (prefill
+/// included in both).
+fn speculative_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
+    let head = "| backend | batch | sampler | drafter | G | tok/s (wall, prefill incl.) | acceptance | tokens / target forward | speedup vs plain |";
+    let rule = "|---|---:|---|---|---:|---:|---:|---:|---:|";
+    println!("\n{head}\n{rule}");
+    writeln!(table, "\n{head}\n{rule}")?;
+    let batch_max = a.batch.iter().copied().max().unwrap_or(1);
+    for &backend in &a.backends {
+        let opts = adasamp_engine::LoadOptions {
+            max_seq_len: Some(a.max_seq_len),
+            threads: a.threads,
+            // Early exit drafts on a second sequence of the target per request.
+            max_sequences: Some(2 * batch_max),
+            ..Default::default()
+        };
+        let mut log = |m: &str| eprintln!("{m}");
+        let mut lm = adasamp_engine::load(a.model.as_deref(), backend, opts, &mut log)?;
+        let mut draft = if backend == BackendChoice::LlamaCpp {
+            let path = a.draft.as_deref().or(a.model.as_deref());
+            Some(adasamp_engine::load(path, backend, opts, &mut log)?)
+        } else {
+            None
+        };
+        let name = lm.model.info().backend.to_string();
+        let layers = a
+            .draft_layers
+            .unwrap_or(lm.model.info().n_layers / 2)
+            .max(1);
+        let warm = bench_requests(&lm, &greedy(), 1, 4)?;
+        generate(lm.model.as_mut(), &lm.tokenizer, warm, &mut |_, _| {})?;
+        for &b in &a.batch {
+            for (label, pipe) in [
+                ("greedy arg-max", greedy()),
+                ("top_k 40 → top_p 0.95 → min_p 0.05 → T 0.8", chain()),
+            ] {
+                let reqs = bench_requests(&lm, &pipe, b, a.new_tokens)?;
+                let t0 = Instant::now();
+                let (gens, _) = generate(
+                    lm.model.as_mut(),
+                    &lm.tokenizer,
+                    reqs.clone(),
+                    &mut |_, _| {},
+                )?;
+                let plain_s = t0.elapsed().as_secs_f64();
+                let plain_tokens: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
+                let line = format!(
+                    "| {name} | {b} | {label} | none (plain) | – | {:.1} | – | 1.00 | 1.00× |",
+                    plain_tokens as f64 / plain_s.max(1e-9)
+                );
+                println!("{line}");
+                writeln!(table, "{line}")?;
+                let drafters: Vec<(String, Drafter<'_>)> = match (backend, draft.as_mut()) {
+                    (BackendChoice::LlamaCpp, Some(d)) => vec![
+                        (
+                            format!("n-gram N = {}", a.draft_ngram),
+                            Drafter::Ngram { n: a.draft_ngram },
+                        ),
+                        (
+                            format!(
+                                "model {}",
+                                d.model.info().source.rsplit('/').next().unwrap_or("")
+                            ),
+                            Drafter::Model(d.model.as_mut()),
+                        ),
+                    ],
+                    _ => vec![
+                        (
+                            format!("n-gram N = {}", a.draft_ngram),
+                            Drafter::Ngram { n: a.draft_ngram },
+                        ),
+                        (
+                            format!("early exit K = {layers}"),
+                            Drafter::EarlyExit { layers },
+                        ),
+                    ],
+                };
+                for (dname, drafter) in drafters {
+                    let t0 = Instant::now();
+                    let out = generate_speculative(
+                        lm.model.as_mut(),
+                        drafter,
+                        &lm.tokenizer,
+                        reqs.clone(),
+                        a.draft_tokens,
+                        &mut |_, _| {},
+                    )?;
+                    let secs = t0.elapsed().as_secs_f64();
+                    let mut st = SpeculationStats::default();
+                    out.iter().for_each(|g| st.add(&g.stats));
+                    let line = format!(
+                        "| {name} | {b} | {label} | {dname} | {} | {:.1} | {:.1} % | {:.2} | {:.2}× |",
+                        a.draft_tokens,
+                        st.generated as f64 / secs.max(1e-9),
+                        100.0 * st.acceptance_rate(),
+                        st.tokens_per_forward(),
+                        plain_s / secs.max(1e-9)
+                    );
+                    println!("{line}");
+                    writeln!(table, "{line}")?;
+                }
+            }
+        }
     }
     Ok(())
 }
