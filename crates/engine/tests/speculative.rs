@@ -83,12 +83,14 @@ fn tiny() -> (CandleModel, CandleModel, TextTokenizer) {
     (t, d, tok)
 }
 
-/// Tiny prompts: a repeated pattern (so n-grams find drafts) and a plain run.
+/// Tiny prompts: repeated patterns (so n-grams find drafts), a plain run, and a long prompt.
 fn tiny_prompts() -> Vec<Vec<u32>> {
     vec![
         vec![5, 9, 13, 17, 5, 9, 13, 17, 5, 9],
         vec![40, 41, 42, 43, 44],
         vec![7, 7, 8, 7, 7, 8, 7],
+        // Longer than the prefill split: prefilled apart, then verified.
+        (0..90u32).map(|i| (i * 7) % 50 + 2).collect(),
     ]
 }
 

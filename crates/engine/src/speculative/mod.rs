@@ -29,6 +29,7 @@ use adasamp_sampling::{Context, SamplerState, SequenceSampler};
 
 use crate::error::{bad_request, EngineError, Result};
 use crate::model::{unsupported, Capability, Feed, LanguageModel, SeqId};
+use crate::scheduler::common_prefix;
 use crate::sequence::{Generation, GenerationRequest, Sequence};
 use crate::tokenizer::TextTokenizer;
 
@@ -374,6 +375,7 @@ fn verify_round(
     scratch: &mut Scratch,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<()> {
+    prefill_long_prompts(target, running)?;
     for r in running.iter_mut() {
         r.feed.clear();
         r.feed.extend_from_slice(&r.state.history()[r.fed..]);
@@ -433,6 +435,38 @@ fn verify_round(
     Ok(())
 }
 
+/// Unfed history beyond which a sequence's prompt is prefilled in a forward of its own.
+const PREFILL_SPLIT: usize = 64;
+
+/// Feeds every sequence whose unfed history is longer than [`PREFILL_SPLIT`] all but its last two
+/// unfed tokens, in one forward without all-position logits, so that verification (which needs
+/// every fed position's logits) holds at most the last two prompt tokens and the draft — memory
+/// `O((G + 2)·V)` per sequence instead of `O(prompt·V)`. Both forwards feed at least two
+/// positions, as a whole prefill does.
+fn prefill_long_prompts(target: &mut dyn LanguageModel, running: &mut [Running]) -> Result<()> {
+    let long: Vec<usize> = (0..running.len())
+        .filter(|&i| running[i].state.history().len() - running[i].fed > PREFILL_SPLIT)
+        .collect();
+    if long.is_empty() {
+        return Ok(());
+    }
+    let feeds: Vec<Feed<'_>> = long
+        .iter()
+        .map(|&i| {
+            let r = &running[i];
+            let h = r.state.history();
+            Feed::tokens(r.seq, &h[r.fed..h.len() - 2])
+        })
+        .collect();
+    target.forward(&feeds)?;
+    for i in long {
+        let r = &mut running[i];
+        r.fed = r.state.history().len() - 2;
+        r.stats.target_forwards += 1;
+    }
+    Ok(())
+}
+
 /// Streams the text an advance released.
 fn release(r: &Running, adv: &crate::sequence::Advance, on_text: &mut dyn FnMut(usize, &str)) {
     let text = &r.state.text()[adv.text.clone()];
@@ -478,9 +512,4 @@ fn reconcile(
         }
     }
     Ok(())
-}
-
-/// The length of the common prefix of `a` and `b`.
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
