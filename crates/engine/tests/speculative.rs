@@ -144,7 +144,7 @@ fn tiny_greedy_speculative_equals_greedy_plain_for_every_drafter() {
             let (got, stats) = spec(&mut t, Drafter::Ngram { n: 3 }, &tok, reqs(), g);
             assert_eq!(got, want, "n-gram, G = {g}");
             assert!(stats.drafted > 0, "the repeated prompt gives n-gram drafts");
-            // A model drafting for itself is always right under greedy decoding.
+            // The draft model as target, with its own early exit.
             let (got, stats) = spec(&mut d, Drafter::EarlyExit { layers: 1 }, &tok, reqs(), g);
             assert_eq!(
                 got,
@@ -152,6 +152,51 @@ fn tiny_greedy_speculative_equals_greedy_plain_for_every_drafter() {
                 "draft model as target, G = {g}"
             );
             assert!(stats.tokens_per_forward() >= 1.0);
+        }
+    }
+}
+
+#[test]
+fn tiny_stop_strings_and_limits_end_speculative_generations_as_plain_ones() {
+    let (mut t, mut d, tok) = tiny();
+    let prompt = tiny_prompts()[0].clone();
+    let (free_run, _) = generate(
+        &mut t,
+        &tok,
+        vec![request(prompt.clone(), greedy(), 1, 24)],
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let words: Vec<&str> = free_run[0].text.split_whitespace().collect();
+    assert!(words.len() > 6, "{:?}", free_run[0].text);
+    // A stop string met mid-generation (possibly inside an accepted draft), and a token limit.
+    let mut stopped = request(prompt.clone(), greedy(), 1, 24);
+    stopped.stop = vec![format!(" {}", words[5])];
+    let limited = request(prompt, greedy(), 1, 5);
+    let reqs = || vec![stopped.clone(), limited.clone()];
+    let (want, _) = generate(&mut t, &tok, reqs(), &mut |_, _| {}).unwrap();
+    assert_eq!(want[0].finish_reason, adasamp_engine::FinishReason::Stop);
+    assert_eq!(want[1].tokens.len(), 5);
+    for g in [2, 6] {
+        for drafter in [
+            Drafter::Model(&mut d),
+            Drafter::EarlyExit { layers: 1 },
+            Drafter::Ngram { n: 3 },
+        ] {
+            let kind = drafter.kind();
+            let mut streamed = vec![String::new(); 2];
+            let got = generate_speculative(&mut t, drafter, &tok, reqs(), g, &mut |i, piece| {
+                streamed[i].push_str(piece)
+            })
+            .unwrap();
+            for (w, s) in want.iter().zip(&got) {
+                let s = &s.generation;
+                assert_eq!(s.tokens, w.tokens, "{kind}, G = {g}");
+                assert_eq!(s.text, w.text, "{kind}, G = {g}");
+                assert_eq!(s.finish_reason, w.finish_reason, "{kind}, G = {g}");
+                assert_eq!(s.usage, w.usage, "{kind}, G = {g}");
+            }
+            assert_eq!(streamed[0], want[0].text, "{kind}: streamed text");
         }
     }
 }
