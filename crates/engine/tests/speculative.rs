@@ -66,13 +66,16 @@ fn request(prompt: Vec<u32>, pipeline: Pipeline, seed: u64, max_new: usize) -> G
 }
 
 /// Two tiny random models over one vocabulary (a llama target, a qwen2 draft) and their
-/// word-level tokenizer.
-fn tiny() -> (CandleModel, CandleModel, TextTokenizer) {
+/// word-level tokenizer, written under directories named after `test` (tests run in parallel).
+fn tiny(test: &str) -> (CandleModel, CandleModel, TextTokenizer) {
     let opts = CandleOptions {
         max_sequences: 64,
         ..CandleOptions::default()
     };
-    let (a, b) = (tmp("spec-target"), tmp("spec-draft"));
+    let (a, b) = (
+        tmp(&format!("spec-target-{test}")),
+        tmp(&format!("spec-draft-{test}")),
+    );
     write_hf(&a, "llama");
     write_hf(&b, "qwen2");
     let tok = word_tokenizer(&a);
@@ -125,7 +128,7 @@ fn spec(
 
 #[test]
 fn tiny_greedy_speculative_equals_greedy_plain_for_every_drafter() {
-    let (mut t, mut d, tok) = tiny();
+    let (mut t, mut d, tok) = tiny("greedy");
     for make in [greedy as fn() -> Pipeline, penalised_greedy] {
         let reqs = || -> Vec<GenerationRequest> {
             tiny_prompts()
@@ -158,7 +161,7 @@ fn tiny_greedy_speculative_equals_greedy_plain_for_every_drafter() {
 
 #[test]
 fn tiny_stop_strings_and_limits_end_speculative_generations_as_plain_ones() {
-    let (mut t, mut d, tok) = tiny();
+    let (mut t, mut d, tok) = tiny("stops");
     let prompt = tiny_prompts()[0].clone();
     let (free_run, _) = generate(
         &mut t,
@@ -252,7 +255,7 @@ fn first_token_counts(
 
 #[test]
 fn tiny_first_token_distribution_matches_the_target_with_a_draft_model() {
-    let (mut t, mut d, tok) = tiny();
+    let (mut t, mut d, tok) = tiny("first");
     let prompt = [5u32, 9, 13, 17, 5, 9];
     let p = first_token_distribution(&mut t, &prompt, t_top_p());
     let q = first_token_distribution(&mut d, &prompt, t_top_p());
@@ -273,7 +276,7 @@ fn tiny_first_token_distribution_matches_the_target_with_a_draft_model() {
 
 #[test]
 fn bad_drafters_are_typed_errors() {
-    let (mut t, _, _) = tiny();
+    let (mut t, _, _) = tiny("errors");
     let err = check_drafter(&t, &Drafter::EarlyExit { layers: 2 }, 4).unwrap_err();
     assert!(err.to_string().contains("draft_layers = 2"), "{err}");
     let err = check_drafter(&t, &Drafter::EarlyExit { layers: 0 }, 4).unwrap_err();
@@ -298,15 +301,19 @@ fn bad_drafters_are_typed_errors() {
     assert!(matches!(err, EngineError::Unsupported { .. }), "{err}");
     // The generation entry point refuses the same way before running anything.
     let r = request(vec![1, 2, 3], greedy(), 0, 4);
-    assert!(generate_speculative(
+    let dir = tmp("spec-err-tok");
+    let tok = word_tokenizer(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    let err = generate_speculative(
         &mut t,
         Drafter::Ngram { n: 2 },
-        &word_tokenizer(&tmp("spec-err")),
+        &tok,
         vec![r],
         0,
-        &mut |_, _| {}
+        &mut |_, _| {},
     )
-    .is_err());
+    .unwrap_err();
+    assert!(err.to_string().contains("draft_tokens = 0"), "{err}");
 }
 
 fn default_prompt(m: &LoadedModel) -> Vec<u32> {

@@ -10,9 +10,10 @@
 //! they are accepted, so penalties, DRY, no-repeat-ngram and mirostat see exactly the context
 //! plain decoding would, and mirostat's state advances only on tokens kept). A draft model's `q`
 //! is its own final distribution under the same pipeline, run by a separate sampler whose stage
-//! state is rolled back after the round ([`adasamp_sampling::SequenceSampler::restore`]) and
-//! advanced over the tokens actually kept (its RNG is never rolled back: drafts stay
-//! independent of earlier accept tests). Both models' KV caches are truncated to the kept
+//! state is rolled back after the round ([`adasamp_sampling::SequenceSampler::restore`]) to its
+//! state after the last kept draft token, then observes the round's correction or bonus token
+//! (its RNG is never rolled back: drafts stay independent of earlier accept tests; `q` only
+//! steers acceptance, so this bookkeeping affects speed, never the output distribution). Both models' KV caches are truncated to the kept
 //! prefix. EOS, stop strings and limits act token by token, exactly as in plain decoding: the
 //! tokens after the one that ends a sequence are dropped.
 //!
@@ -80,10 +81,10 @@ struct Running {
     /// history + drafts its KV cache holds.
     draft_seq: Option<SeqId>,
     draft_fed: usize,
-    /// The draft model's sampler (same pipeline, its own RNG stream) and its state at the
-    /// start of the round.
+    /// The draft model's sampler (same pipeline, its own RNG stream).
     draft_sampler: Option<SequenceSampler>,
-    draft_state: Option<SamplerState>,
+    /// The draft sampler's states this round: at its start, then after each draft token.
+    draft_states: Vec<SamplerState>,
     /// This round's draft tokens, their dense `q` rows (empty for one-hot drafts), and how many
     /// to draft.
     drafts: Vec<u32>,
@@ -215,7 +216,7 @@ pub fn generate_speculative(
                     draft_seq,
                     draft_fed: 0,
                     draft_sampler,
-                    draft_state: None,
+                    draft_states: Vec::new(),
                     drafts: Vec::new(),
                     q: Vec::new(),
                     want: 0,
@@ -299,7 +300,9 @@ fn draft_round(
         r.drafts.clear();
         r.q.clear();
         r.want = draft_budget(r, g, draft_max_len);
-        r.draft_state = r.draft_sampler.as_ref().map(SequenceSampler::snapshot);
+        r.draft_states.clear();
+        r.draft_states
+            .extend(r.draft_sampler.as_ref().map(SequenceSampler::snapshot));
     }
     let (model, exit_after): (&mut dyn LanguageModel, Option<usize>) = match drafter {
         Drafter::Ngram { n } => {
@@ -359,6 +362,7 @@ fn draft_round(
             dist.write_probs(&mut pdense);
             let s = sampler.draw()?;
             sampler.accept(s.token);
+            r.draft_states.push(sampler.snapshot());
             r.q.push(pdense.clone());
             r.drafts.push(s.token);
         }
@@ -476,9 +480,9 @@ fn release(r: &Running, adv: &crate::sequence::Advance, on_text: &mut dyn FnMut(
 }
 
 /// After a round that started with `before` history tokens: both KV caches are cut back to the
-/// part that still matches the history, and the draft sampler's stages are rolled back to the
-/// round's start and advanced over the tokens kept (its RNG position stays where drafting left
-/// it).
+/// part that still matches the history, and the draft sampler's stages are rolled back to their
+/// state after the last kept draft token and observe the round's last token (its RNG position
+/// stays where drafting left it).
 fn reconcile(
     target: &mut dyn LanguageModel,
     drafter: &mut Drafter<'_>,
@@ -504,10 +508,13 @@ fn reconcile(
         }
         r.draft_fed = dvalid;
     }
-    if let (Some(sampler), Some(mut state)) = (r.draft_sampler.as_mut(), r.draft_state.take()) {
+    // The draft sampler returns to its state after the last kept draft token (RNG excepted)
+    // and observes the round's last token (a correction or bonus) on top.
+    if let (Some(sampler), Some(state)) = (r.draft_sampler.as_mut(), r.draft_states.get(kept)) {
+        let mut state = state.clone();
         state.rng_word_pos = sampler.snapshot().rng_word_pos;
         sampler.restore(&state)?;
-        for &t in &hist[before..] {
+        for &t in &hist[before + kept..] {
             sampler.accept(t);
         }
     }
