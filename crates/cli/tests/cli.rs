@@ -324,6 +324,94 @@ fn generate_prompts_file_is_resumable() {
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
 }
 
+#[test]
+fn generate_speculative_records_match_plain_greedy_and_resume() {
+    if !default_model_present("the speculative generation tests") {
+        return;
+    }
+    let d = tmpdir("spec");
+    let prompts = d.join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"id\": \"a\", \"prompt\": \"Count from 1 to 10, separated by commas.\"}\n{\"prompt\": \"Say hi.\"}\n",
+    )
+    .unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--max-new-tokens",
+            "16",
+            "--preset",
+            "deterministic",
+        ];
+        args.extend_from_slice(extra);
+        let o = adasamp(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let read = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let plain = d.join("plain.jsonl");
+    run(&plain, &[]);
+    let spec = d.join("spec.jsonl");
+    let o = run(&spec, &["--draft-ngram", "3", "--draft-tokens", "3"]);
+    assert!(
+        stderr(&o).contains("tokens per target forward"),
+        "{}",
+        stderr(&o)
+    );
+    let (want, got) = (read(&plain), read(&spec));
+    assert_eq!(want.len(), 2);
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w["generation_tokens"], g["generation_tokens"], "{g}");
+        let s = &g["speculative"];
+        assert_eq!(s["draft_ngram"], 3);
+        assert_eq!(s["draft_tokens"], 3);
+        assert_eq!(s["generated"], g["usage"]["completion_tokens"]);
+        assert!(s["tokens_per_forward"].as_f64().unwrap() >= 1.0, "{s}");
+        assert!(s["acceptance_rate"].as_f64().is_some(), "{s}");
+    }
+    // Resumable as plain records: a re-run writes nothing new, a torn line is regenerated.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    run(&spec, &["--draft-ngram", "3", "--draft-tokens", "3"]);
+    assert_eq!(std::fs::read_to_string(&spec).unwrap(), text);
+    std::fs::write(&spec, &text[..text.len() - 10]).unwrap();
+    run(&spec, &["--draft-ngram", "3", "--draft-tokens", "3"]);
+    assert_eq!(std::fs::read_to_string(&spec).unwrap(), text);
+    // Early exit on llama.cpp, and a zero G, are clear errors.
+    let o = adasamp(&[
+        "generate",
+        "--prompt",
+        "hi",
+        "--backend",
+        "llama.cpp",
+        "--draft-layers",
+        "4",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("early exit"), "{}", stderr(&o));
+    let o = adasamp(&[
+        "generate",
+        "--prompt",
+        "hi",
+        "--draft-ngram",
+        "2",
+        "--draft-tokens",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("draft_tokens = 0"), "{}", stderr(&o));
+}
+
 /// A candidate record line for the label stages.
 fn candidate_line(prompt_id: &str, pipeline: &str, seed: u64, generation: &str) -> String {
     serde_json::json!({

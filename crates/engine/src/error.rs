@@ -75,6 +75,9 @@ pub enum EngineError {
     /// Two models that must share a vocabulary (optimal sampling) do not.
     #[error("θ's vocabulary has {theta} tokens but the teacher's has {teacher}: the two models must share one vocabulary")]
     VocabMismatch { theta: usize, teacher: usize },
+    /// Speculative decoding: the draft model's vocabulary differs from the target's.
+    #[error("the target model's vocabulary has {target} tokens but the draft model's has {draft}: speculative decoding needs one shared vocabulary")]
+    DraftVocabMismatch { target: usize, draft: usize },
     /// A request field with a value the model cannot serve.
     #[error("{field} = {value}: {reason}")]
     BadRequest {

@@ -18,6 +18,7 @@ pub mod optimal;
 pub mod record;
 pub mod scheduler;
 pub mod sequence;
+pub mod speculative;
 pub mod stop;
 pub mod stream;
 pub mod tokenizer;

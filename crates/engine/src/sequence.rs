@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use adasamp_sampling::{Context, Pipeline, Sample, SequenceSampler};
+use adasamp_sampling::{Context, Distribution, Pipeline, Sample, SequenceSampler};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{bad_request, Result};
@@ -196,8 +196,55 @@ impl Sequence {
     /// sequence ends, the text still held back is released too. An error (a row the pipeline
     /// empties, a token the tokenizer cannot decode) leaves the sequence unusable.
     pub fn decode(&mut self, logits: &[f32], row: usize, tok: &TextTokenizer) -> Result<Advance> {
+        self.distribution(logits, row)?;
+        let s = self.sampler.draw()?;
+        self.push(s, tok)
+    }
+
+    /// The final distribution of `logits` (the model's row for this sequence's next position;
+    /// `row` names it in errors) under the pipeline, in the context of the history so far.
+    /// Stage state is read, not advanced; nothing is appended.
+    pub fn distribution(&mut self, logits: &[f32], row: usize) -> Result<Distribution<'_>> {
         let ctx = Context::new(&self.history, self.prompt_len);
-        let s = self.sampler.sample(logits, &ctx, row)?;
+        Ok(self.sampler.distribution(logits, &ctx, row)?)
+    }
+
+    /// The next uniform in `[0, 1)` of the sequence's RNG (an accept/reject test).
+    pub fn next_uniform(&mut self) -> f64 {
+        self.sampler.next_uniform()
+    }
+
+    /// Draws a token from the last [`Sequence::distribution`] with the sequence's RNG and
+    /// appends it, as [`Sequence::decode`] does.
+    pub fn draw(&mut self, tok: &TextTokenizer) -> Result<Advance> {
+        let s = self.sampler.draw()?;
+        self.push(s, tok)
+    }
+
+    /// Appends `token`, chosen elsewhere from the last [`Sequence::distribution`] (an accepted
+    /// draft token, a residual draw), exactly as if it had been drawn: stateful stages, history,
+    /// text, stop strings, limits. Error: a token that distribution gives probability 0.
+    pub fn commit(&mut self, token: u32, tok: &TextTokenizer) -> Result<Advance> {
+        let s = self.sampler.sample_token(token)?;
+        self.push(s, tok)
+    }
+
+    /// How many more tokens the sequence may generate (token limit and context length); 0
+    /// once it has ended.
+    pub fn remaining(&self) -> usize {
+        if self.finished.is_some() {
+            return 0;
+        }
+        let generated = self.history.len() - self.prompt_len;
+        self.max_new_tokens
+            .saturating_sub(generated)
+            .min(self.max_len.saturating_sub(self.history.len()))
+    }
+
+    /// Appends the sampled `s`: stateful stages observe it, then history, text, stop strings,
+    /// limits.
+    fn push(&mut self, s: Sample, tok: &TextTokenizer) -> Result<Advance> {
+        self.sampler.accept(s.token);
         let token = s.token;
         if self.want_logprobs {
             self.logprobs.push(s);

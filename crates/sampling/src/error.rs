@@ -126,6 +126,15 @@ pub enum SamplingError {
     /// the teacher's top-k / top-p).
     #[error("row {row}: θ and the teacher share no token with positive probability")]
     DisjointSupports { row: usize },
+    /// Speculative decoding: a target (`p`) or draft (`q`) row, or a proposed token, that the
+    /// acceptance rule cannot use; `field` names which, `index` the entry.
+    #[error("speculative decoding: {field}[{index}] = {value}: {reason}")]
+    Speculative {
+        field: String,
+        index: usize,
+        value: String,
+        reason: String,
+    },
     /// Two distributions passed to a statistic differ in length or are not distributions.
     #[error("distribution statistics: {0}")]
     Distribution(String),

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod gof;
 pub mod grid;
 pub mod math;
 pub mod optimal;
@@ -17,6 +18,7 @@ pub mod row;
 pub mod sample;
 pub mod select;
 pub mod spec;
+pub mod speculative;
 pub mod stage;
 pub mod stages;
 pub mod stats;

@@ -163,7 +163,8 @@ impl Row {
         Some(&mut self.vals[i])
     }
 
-    fn index_of(&self, id: u32) -> Option<usize> {
+    /// The index into [`Row::values`] of token `id`, if the row holds it.
+    pub(crate) fn index_of(&self, id: u32) -> Option<usize> {
         if self.sparse {
             self.ids.binary_search(&id).ok()
         } else {

@@ -349,6 +349,26 @@ impl SequenceSampler {
         Ok(sample_at(&mut self.row, i, norm, self.top_n))
     }
 
+    /// Step 2 for a token chosen elsewhere (an accepted draft token, a residual draw): the
+    /// [`Sample`] a draw of `token` from the current distribution would report. Errors: no
+    /// current distribution; a token the distribution gives probability 0.
+    pub fn sample_token(&mut self, token: u32) -> Result<Sample> {
+        let norm = self.norm.ok_or(SamplingError::NoDistribution)?;
+        let i = self
+            .row
+            .index_of(token)
+            .filter(|&i| self.row.values()[i] > f32::NEG_INFINITY)
+            .ok_or_else(|| SamplingError::TokenOutOfRange {
+                what: format!(
+                    "chosen token (removed by pipeline `{}`)",
+                    self.pipeline.name()
+                ),
+                token: token as u64,
+                vocab: self.row.vocab(),
+            })?;
+        Ok(sample_at(&mut self.row, i, norm, self.top_n))
+    }
+
     /// Step 2 with the sequence's RNG: [`SequenceSampler::draw_with`] of its next uniform.
     pub fn draw(&mut self) -> Result<Sample> {
         let u = self.next_uniform();

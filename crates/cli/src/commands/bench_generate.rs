@@ -1,10 +1,16 @@
 //! `adasamp bench-generate`: prefill and decode throughput of a model per backend and batch size,
-//! with the sampling chain's share of each decode step and a greedy-argmax row beside it.
+//! with the sampling chain's share of each decode step and a greedy-argmax row beside it; with
+//! `--speculative`, instead, a table for exact speculative decoding (each drafter) with its
+//! speedup over plain decoding of the same requests measured in the same run.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use adasamp_engine::{generate, BackendChoice, GenerationRequest};
+use std::time::Instant;
+
+use adasamp_engine::speculative::{generate_speculative, Drafter};
+use adasamp_engine::{generate, BackendChoice, GenerationRequest, LoadedModel};
+use adasamp_sampling::speculative::SpeculationStats;
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 use anyhow::{bail, Result};
 use clap::Args;
@@ -33,6 +39,27 @@ pub struct BenchGenerateArgs {
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Measure speculative decoding instead: per backend, batch size and pipeline, plain
+    /// decoding and each drafter (llama.cpp: n-gram and draft model; candle: n-gram and early
+    /// exit) on the same requests, in the same run.
+    #[arg(long)]
+    pub speculative: bool,
+    /// Draft model of the speculative rows (default: the measured model drafting for itself).
+    #[arg(long, value_name = "PATH")]
+    pub draft: Option<PathBuf>,
+    /// Tokens drafted per round in the speculative rows.
+    #[arg(long, value_name = "G", default_value_t = 4)]
+    pub draft_tokens: usize,
+    /// Longest n-gram matched by the prompt-lookup drafter.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub draft_ngram: usize,
+    /// Blocks run by the early-exit drafter (default: half the model's).
+    #[arg(long, value_name = "K")]
+    pub draft_layers: Option<usize>,
+    /// Speculative rows: runs of each measurement (plain and drafters alternating); the fastest
+    /// is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
 }
 
 fn chain() -> Pipeline {
@@ -73,10 +100,17 @@ pub(crate) const PROMPTS: [&str; 8] = [
 
 /// Runs the benchmark.
 pub fn run(a: &BenchGenerateArgs) -> Result<()> {
-    if a.batch.contains(&0) || a.new_tokens == 0 {
-        bail!("batch sizes and --new-tokens must be at least 1");
+    if a.batch.contains(&0) || a.new_tokens == 0 || a.repeats == 0 {
+        bail!("batch sizes, --new-tokens and --repeats must be at least 1");
     }
     let mut table = String::new();
+    if a.speculative {
+        speculative_rows(a, &mut table)?;
+        if let Some(out) = &a.output {
+            adasamp_engine::files::write_atomic(out, table.as_bytes())?;
+        }
+        return Ok(());
+    }
     writeln!(table, "| backend | batch | sampler | prefill tok/s | decode tok/s (aggregate) | sampling share of a step | decode vs greedy |")?;
     writeln!(table, "|---|---:|---|---:|---:|---:|---:|")?;
     println!("{}", table.trim_end());
@@ -117,33 +151,8 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
                 ("greedy arg-max", greedy()),
                 ("top_k 40 → top_p 0.95 → min_p 0.05 → T 0.8", chain()),
             ] {
-                let reqs = (0..b)
-                    .map(|i| -> Result<GenerationRequest> {
-                        // Every sequence generates exactly `new_tokens` (no EOS, no stop).
-                        let mut p = pipe.spec().clone();
-                        p.processors.insert(
-                            0,
-                            StageSpec::new("logit_bias", &[]).with(
-                                "bias",
-                                bias_map(
-                                    &lm.tokenizer
-                                        .eos_ids()
-                                        .iter()
-                                        .map(|&e| (e, f64::NEG_INFINITY))
-                                        .collect::<Vec<_>>(),
-                                ),
-                            ),
-                        );
-                        Ok(GenerationRequest {
-                            prompt: lm.prompt_tokens(PROMPTS[i % PROMPTS.len()], None, false)?,
-                            pipeline: Pipeline::from_spec(p)?,
-                            seed: i as u64,
-                            max_new_tokens: a.new_tokens,
-                            stop: vec![],
-                            logprobs: 0,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                // Every sequence generates exactly `new_tokens` (no EOS, no stop).
+                let reqs = bench_requests(&lm, &pipe, b, a.new_tokens)?;
                 let (gens, t) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, &mut |_, _| {})?;
                 let generated: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
                 let step = (t.decode + t.sampling).as_secs_f64();
@@ -165,6 +174,174 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
     }
     if let Some(out) = &a.output {
         adasamp_engine::files::write_atomic(out, table.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The requests of one measurement: `b` prompts, `new_tokens` each (EOS banned), `pipe`.
+fn bench_requests(
+    lm: &LoadedModel,
+    pipe: &Pipeline,
+    b: usize,
+    new_tokens: usize,
+) -> Result<Vec<GenerationRequest>> {
+    (0..b)
+        .map(|i| -> Result<GenerationRequest> {
+            let mut p = pipe.spec().clone();
+            let bans: Vec<(u32, f64)> = lm
+                .tokenizer
+                .eos_ids()
+                .iter()
+                .map(|&e| (e, f64::NEG_INFINITY))
+                .collect();
+            p.processors.insert(
+                0,
+                StageSpec::new("logit_bias", &[]).with("bias", bias_map(&bans)),
+            );
+            Ok(GenerationRequest {
+                prompt: lm.prompt_tokens(PROMPTS[i % PROMPTS.len()], None, false)?,
+                pipeline: Pipeline::from_spec(p)?,
+                seed: i as u64,
+                max_new_tokens: new_tokens,
+                stop: vec![],
+                logprobs: 0,
+            })
+        })
+        .collect()
+}
+
+/// Speculative rows: per backend, batch size and pipeline, plain decoding timed first, then each
+/// drafter on the same requests; speedup = plain wall time / speculative wall time (prefill
+/// included in both).
+fn speculative_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
+    let head = "| backend | batch | sampler | drafter | G | tok/s (wall, prefill incl.) | acceptance | tokens / target forward | speedup vs plain |";
+    let rule = "|---|---:|---|---|---:|---:|---:|---:|---:|";
+    println!("{head}\n{rule}");
+    writeln!(table, "{head}\n{rule}")?;
+    let batch_max = a.batch.iter().copied().max().unwrap_or(1);
+    for &backend in &a.backends {
+        let opts = adasamp_engine::LoadOptions {
+            max_seq_len: Some(a.max_seq_len),
+            threads: a.threads,
+            // Early exit drafts on a second sequence of the target per request.
+            max_sequences: Some(2 * batch_max),
+            ..Default::default()
+        };
+        let mut log = |m: &str| eprintln!("{m}");
+        let mut lm = adasamp_engine::load(a.model.as_deref(), backend, opts, &mut log)?;
+        let mut draft = if backend == BackendChoice::LlamaCpp {
+            let path = a.draft.as_deref().or(a.model.as_deref());
+            Some(adasamp_engine::load(path, backend, opts, &mut log)?)
+        } else {
+            None
+        };
+        let name = lm.model.info().backend.to_string();
+        let layers = a
+            .draft_layers
+            .unwrap_or(lm.model.info().n_layers / 2)
+            .max(1);
+        let warm = bench_requests(&lm, &greedy(), 1, 4)?;
+        generate(lm.model.as_mut(), &lm.tokenizer, warm, &mut |_, _| {})?;
+        for &b in &a.batch {
+            for (label, pipe) in [
+                ("greedy arg-max", greedy()),
+                ("top_k 40 → top_p 0.95 → min_p 0.05 → T 0.8", chain()),
+            ] {
+                let reqs = bench_requests(&lm, &pipe, b, a.new_tokens)?;
+                let second = match backend {
+                    BackendChoice::LlamaCpp => format!(
+                        "model {}",
+                        draft
+                            .as_ref()
+                            .map(|d| d
+                                .model
+                                .info()
+                                .source
+                                .rsplit('/')
+                                .next()
+                                .unwrap_or("")
+                                .to_string())
+                            .unwrap_or_default()
+                    ),
+                    _ => format!("early exit K = {layers}"),
+                };
+                let names = [
+                    "none (plain)".to_string(),
+                    format!("n-gram N = {}", a.draft_ngram),
+                    second,
+                ];
+                // Fastest of `repeats` runs each, the three kinds alternating (load spikes hit
+                // every kind alike rather than one).
+                let mut best = [f64::INFINITY; 3];
+                let mut stats = [SpeculationStats::default(); 3];
+                for _ in 0..a.repeats {
+                    for (k, (best, stats)) in best.iter_mut().zip(stats.iter_mut()).enumerate() {
+                        let drafter = match (k, backend, draft.as_mut()) {
+                            (0, _, _) => None,
+                            (1, _, _) => Some(Drafter::Ngram { n: a.draft_ngram }),
+                            (_, BackendChoice::LlamaCpp, Some(d)) => {
+                                Some(Drafter::Model(d.model.as_mut()))
+                            }
+                            _ => Some(Drafter::EarlyExit { layers }),
+                        };
+                        let t0 = Instant::now();
+                        let st = match drafter {
+                            None => {
+                                let (gens, _) = generate(
+                                    lm.model.as_mut(),
+                                    &lm.tokenizer,
+                                    reqs.clone(),
+                                    &mut |_, _| {},
+                                )?;
+                                let n: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
+                                SpeculationStats {
+                                    generated: n,
+                                    ..Default::default()
+                                }
+                            }
+                            Some(d) => {
+                                let out = generate_speculative(
+                                    lm.model.as_mut(),
+                                    d,
+                                    &lm.tokenizer,
+                                    reqs.clone(),
+                                    a.draft_tokens,
+                                    &mut |_, _| {},
+                                )?;
+                                let mut st = SpeculationStats::default();
+                                out.iter().for_each(|g| st.add(&g.stats));
+                                st
+                            }
+                        };
+                        let secs = t0.elapsed().as_secs_f64();
+                        if secs < *best {
+                            *best = secs;
+                            *stats = st;
+                        }
+                    }
+                }
+                for k in 0..3 {
+                    let st = &stats[k];
+                    let (g, acc, tpf) = if k == 0 {
+                        ("–".to_string(), "–".to_string(), "1.00".to_string())
+                    } else {
+                        (
+                            a.draft_tokens.to_string(),
+                            format!("{:.1} %", 100.0 * st.acceptance_rate()),
+                            format!("{:.2}", st.tokens_per_forward()),
+                        )
+                    };
+                    let line = format!(
+                        "| {name} | {b} | {label} | {} | {g} | {:.1} | {acc} | {tpf} | {:.2}× |",
+                        names[k],
+                        st.generated as f64 / best[k].max(1e-9),
+                        best[0] / best[k].max(1e-9)
+                    );
+                    println!("{line}");
+                    writeln!(table, "{line}")?;
+                }
+            }
+        }
     }
     Ok(())
 }

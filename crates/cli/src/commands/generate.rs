@@ -2,7 +2,9 @@
 //! the terminal for one prompt, or one JSONL record per (prompt, sample) for a prompts file.
 //! With `--teacher`, optimal sampling: θ (`--model`) and the teacher mixed per step (see
 //! [`crate::optimal_args`]); records then carry the mixing options and the means of the
-//! per-step diagnostics under `optimal`.
+//! per-step diagnostics under `optimal`. With `--draft`, `--draft-layers` or `--draft-ngram`,
+//! exact speculative decoding (see [`crate::speculative_args`]): the same output distribution,
+//! fewer target forwards; records then carry the drafter and its counts under `speculative`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -13,8 +15,10 @@ use adasamp_engine::optimal::{
     check_vocabularies, generate_optimal, OptimalGeneration, OptimalOptions, OptimalRequest,
 };
 use adasamp_engine::record::{resume_jsonl, write_record, CandidateRecord, SamplerInfo};
+use adasamp_engine::speculative::{check_drafter, generate_speculative};
 use adasamp_engine::{generate, BackendChoice, Generation, GenerationRequest, LoadedModel};
 use adasamp_sampling::optimal::MixSummary;
+use adasamp_sampling::speculative::SpeculationStats;
 use adasamp_sampling::PipelineSet;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -22,6 +26,7 @@ use serde::Deserialize;
 
 use crate::optimal_args::{write_diagnostics, TeacherArgs};
 use crate::pipeline_args::PipelineArgs;
+use crate::speculative_args::{summary_line, DraftArgs};
 
 /// Options of `generate`.
 #[derive(Debug, Args)]
@@ -77,6 +82,13 @@ pub struct GenerateArgs {
     pub max_seq_len: Option<usize>,
     #[command(flatten)]
     pub optimal: TeacherArgs,
+    #[command(flatten)]
+    pub draft: DraftArgs,
+}
+
+/// Speculative decoding's drafter: the `--draft` model when one was given.
+struct Speculation {
+    model: Option<LoadedModel>,
 }
 
 /// The teacher of optimal sampling, loaded, with its mixing options.
@@ -90,6 +102,8 @@ struct Teacher {
 struct Outcome {
     generation: Generation,
     optimal: Option<OptimalGeneration>,
+    /// With speculative decoding, its counts.
+    speculative: Option<SpeculationStats>,
 }
 
 /// One request: θ's request and the user/system text the teacher renders its own prompt from.
@@ -99,14 +113,38 @@ struct Job<'a> {
     system: Option<&'a str>,
 }
 
-/// Runs a batch: θ alone, or θ and the teacher mixed.
+/// Runs a batch: θ alone, θ and the teacher mixed, or θ verifying drafts.
 fn run_batch(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
     teacher: Option<&mut Teacher>,
+    speculation: Option<&mut Speculation>,
     jobs: Vec<Job<'_>>,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<Outcome>> {
+    if let Some(s) = speculation {
+        let drafter = a
+            .draft
+            .drafter(s.model.as_mut())
+            .context("speculative decoding without a drafter")?;
+        let reqs = jobs.into_iter().map(|j| j.request).collect();
+        let gens = generate_speculative(
+            lm.model.as_mut(),
+            drafter,
+            &lm.tokenizer,
+            reqs,
+            a.draft.draft_tokens,
+            on_text,
+        )?;
+        return Ok(gens
+            .into_iter()
+            .map(|g| Outcome {
+                generation: g.generation,
+                optimal: None,
+                speculative: Some(g.stats),
+            })
+            .collect());
+    }
     let Some(t) = teacher else {
         let reqs = jobs.into_iter().map(|j| j.request).collect();
         let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
@@ -115,6 +153,7 @@ fn run_batch(
             .map(|generation| Outcome {
                 generation,
                 optimal: None,
+                speculative: None,
             })
             .collect());
     };
@@ -140,6 +179,7 @@ fn run_batch(
         .map(|g| Outcome {
             generation: g.generation.clone(),
             optimal: Some(g),
+            speculative: None,
         })
         .collect())
 }
@@ -199,6 +239,9 @@ fn record(
     if let Some(opt) = &o.optimal {
         extra.insert("optimal".into(), optimal_extra(a, &opt.summary)?);
     }
+    if let Some(stats) = &o.speculative {
+        extra.insert("speculative".into(), a.draft.record_extra(stats));
+    }
     Ok(CandidateRecord {
         id: Some(id),
         prompt: prompt.to_string(),
@@ -229,15 +272,22 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         a.optimal.validate()?;
     }
     let mut log = |m: &str| eprintln!("{m}");
+    // A single prompt's --n samples decode as one batch; a prompts file in --batch-size chunks.
+    let batch = if a.prompt.is_some() {
+        a.n
+    } else {
+        a.batch_size
+    };
+    let early_exit = a.draft.draft_layers.is_some();
     let opts = adasamp_engine::LoadOptions {
         max_seq_len: a.max_seq_len,
         requant_q8: a.requant_q8,
-        // A single prompt's --n samples decode as one batch; a prompts file in --batch-size chunks.
-        max_sequences: Some(if a.prompt.is_some() {
-            a.n
-        } else {
-            a.batch_size
-        }),
+        // Self-speculative drafts run on a second sequence of the target per request.
+        max_sequences: Some(if early_exit { 2 * batch } else { batch }),
+        needs: adasamp_engine::Capabilities {
+            early_exit,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut lm = adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?;
@@ -274,9 +324,51 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         }
         None => None,
     };
+    let mut speculation = if a.draft.enabled() {
+        let model = match &a.draft.draft {
+            Some(path) => {
+                let d = adasamp_engine::load(Some(path), a.backend, opts, &mut log)?;
+                let di = d.model.info();
+                eprintln!(
+                    "draft: {} ({}, {} blocks, vocab {}) on backend {}",
+                    di.source, di.arch, di.n_layers, di.vocab_size, di.backend
+                );
+                Some(d)
+            }
+            None => None,
+        };
+        let mut s = Speculation { model };
+        let drafter = a
+            .draft
+            .drafter(s.model.as_mut())
+            .context("speculative decoding without a drafter")?;
+        check_drafter(lm.model.as_ref(), &drafter, a.draft.draft_tokens)?;
+        eprintln!(
+            "speculative decoding: {} drafter, {} tokens per round",
+            drafter.kind(),
+            a.draft.draft_tokens
+        );
+        Some(s)
+    } else {
+        None
+    };
     match (&a.prompt, &a.prompts) {
-        (Some(p), _) => single(a, &mut lm, teacher.as_mut(), &pipelines, p),
-        (None, Some(file)) => many(a, &mut lm, teacher.as_mut(), &pipelines, file),
+        (Some(p), _) => single(
+            a,
+            &mut lm,
+            teacher.as_mut(),
+            speculation.as_mut(),
+            &pipelines,
+            p,
+        ),
+        (None, Some(file)) => many(
+            a,
+            &mut lm,
+            teacher.as_mut(),
+            speculation.as_mut(),
+            &pipelines,
+            file,
+        ),
         (None, None) => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
     }
 }
@@ -304,6 +396,7 @@ fn single(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
     mut teacher: Option<&mut Teacher>,
+    mut speculation: Option<&mut Speculation>,
     pipelines: &PipelineSet,
     prompt: &str,
 ) -> Result<()> {
@@ -339,7 +432,14 @@ fn single(
                 system: a.system.as_deref(),
             })
             .collect();
-        let g = run_batch(a, lm, teacher.as_deref_mut(), jobs, &mut on_text)?;
+        let g = run_batch(
+            a,
+            lm,
+            teacher.as_deref_mut(),
+            speculation.as_deref_mut(),
+            jobs,
+            &mut on_text,
+        )?;
         for (k, o) in g.iter().enumerate() {
             let i = ci * a.batch_size + k;
             if !streaming {
@@ -366,6 +466,13 @@ fn single(
     }
     if a.n == 1 {
         println!();
+    }
+    if speculation.is_some() {
+        let mut total = SpeculationStats::default();
+        gens.iter()
+            .filter_map(|o| o.speculative.as_ref())
+            .for_each(|s| total.add(s));
+        eprintln!("{}", summary_line(&total));
     }
     let toks: usize = gens
         .iter()
@@ -452,6 +559,7 @@ fn many(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
     mut teacher: Option<&mut Teacher>,
+    mut speculation: Option<&mut Speculation>,
     pipelines: &PipelineSet,
     file: &Path,
 ) -> Result<()> {
@@ -496,6 +604,7 @@ fn many(
     );
     let t0 = Instant::now();
     let mut tokens = 0usize;
+    let mut spec_total = SpeculationStats::default();
     for chunk in todo.chunks(a.batch_size) {
         let jobs = chunk
             .iter()
@@ -509,7 +618,14 @@ fn many(
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let gens = run_batch(a, lm, teacher.as_deref_mut(), jobs, &mut |_, _| {})?;
+        let gens = run_batch(
+            a,
+            lm,
+            teacher.as_deref_mut(),
+            speculation.as_deref_mut(),
+            jobs,
+            &mut |_, _| {},
+        )?;
         for ((pi, k, rid), g) in chunk.iter().zip(&gens) {
             let p = &prompts[*pi].1;
             let rec = record(
@@ -526,13 +642,28 @@ fn many(
             // One whole line per write, flushed: a crash leaves at most one torn line.
             write_record(sink.as_mut(), &rec)?;
             tokens += g.generation.usage.completion_tokens;
+            if let Some(s) = &g.speculative {
+                spec_total.add(s);
+            }
         }
         bar.inc(chunk.len() as u64);
+        let spec = if speculation.is_some() {
+            format!(
+                ", {:.1} % accepted, {:.2} tokens/forward",
+                100.0 * spec_total.acceptance_rate(),
+                spec_total.tokens_per_forward()
+            )
+        } else {
+            String::new()
+        };
         bar.set_message(format!(
-            "{:.1} tokens/s",
+            "{:.1} tokens/s{spec}",
             tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
         ));
     }
     bar.finish();
+    if speculation.is_some() {
+        eprintln!("{}", summary_line(&spec_total));
+    }
     Ok(())
 }
