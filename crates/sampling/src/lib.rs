@@ -16,6 +16,7 @@ pub mod rng;
 pub mod row;
 pub mod sample;
 pub mod select;
+pub mod soft;
 pub mod spec;
 pub mod stage;
 pub mod stages;

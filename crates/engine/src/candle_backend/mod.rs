@@ -12,9 +12,10 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{bad_request, EngineError, Result};
 use crate::model::{
-    Backend, Feed, ForwardOutput, HiddenState, LanguageModel, Logits, ModelInfo, SeqId,
-    DEFAULT_MAX_SEQUENCES,
+    check_mixture_args, Backend, Feed, ForwardOutput, HiddenState, LanguageModel, Logits,
+    ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
 };
+use adasamp_sampling::soft::accumulate_rows;
 use transformer::{KvCache, Transformer};
 
 /// How to open a model on candle.
@@ -264,28 +265,8 @@ impl LanguageModel for CandleModel {
     }
 
     fn embedding_mixture(&self, probs: &[(u32, f32)], out: &mut [f32]) -> Result<()> {
+        check_mixture_args(&self.info, probs, out)?;
         let (v, d) = (self.info.vocab_size, self.info.hidden_size);
-        if out.len() != d {
-            return Err(bad_request(
-                "out",
-                format!("{} values", out.len()),
-                format!("must hold the hidden size {d}"),
-            ));
-        }
-        if let Some(&(t, _)) = probs.iter().find(|&&(t, _)| t as usize >= v) {
-            return Err(bad_request(
-                "probs",
-                t,
-                format!("token outside the vocabulary of {v}"),
-            ));
-        }
-        if let Some(&(t, p)) = probs.iter().find(|&&(_, p)| !p.is_finite()) {
-            return Err(bad_request(
-                "probs",
-                p,
-                format!("probability of token {t} is not finite"),
-            ));
-        }
         out.fill(0.0);
         let embed = &self.model.w.embed;
         let (storage, layout) = embed.storage_and_layout();
@@ -293,12 +274,7 @@ impl LanguageModel for CandleModel {
             (candle_core::Storage::Cpu(cpu), Some((start, _))) => {
                 // Rows read in place: Σ_t p_t · W_E[t].
                 let w = &cpu.as_slice::<f32>()?[start..];
-                for &(t, p) in probs {
-                    let row = &w[t as usize * d..(t as usize + 1) * d];
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o += p * x;
-                    }
-                }
+                accumulate_rows(probs, |t| &w[t as usize * d..(t as usize + 1) * d], out);
             }
             _ => {
                 drop(storage);
