@@ -8,6 +8,7 @@ mod omp_wait;
 mod optimal_args;
 mod pipeline_args;
 mod plots;
+mod soft_args;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -2,7 +2,9 @@
 //! the terminal for one prompt, or one JSONL record per (prompt, sample) for a prompts file.
 //! With `--teacher`, optimal sampling: θ (`--model`) and the teacher mixed per step (see
 //! [`crate::optimal_args`]); records then carry the mixing options and the means of the
-//! per-step diagnostics under `optimal`.
+//! per-step diagnostics under `optimal`. With `--soft`, soft sampling: every decode step feeds
+//! the embedding mixture of a distribution instead of the sampled token (see
+//! [`crate::soft_args`]); records then carry the soft pipeline under `soft`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -13,6 +15,7 @@ use adasamp_engine::optimal::{
     check_vocabularies, generate_optimal, OptimalGeneration, OptimalOptions, OptimalRequest,
 };
 use adasamp_engine::record::{resume_jsonl, write_record, CandidateRecord, SamplerInfo};
+use adasamp_engine::soft::{generate_soft, SoftRequest};
 use adasamp_engine::{generate, BackendChoice, Generation, GenerationRequest, LoadedModel};
 use adasamp_sampling::optimal::MixSummary;
 use adasamp_sampling::PipelineSet;
@@ -22,6 +25,7 @@ use serde::Deserialize;
 
 use crate::optimal_args::{write_diagnostics, TeacherArgs};
 use crate::pipeline_args::PipelineArgs;
+use crate::soft_args::{SoftArgs, SoftMode};
 
 /// Options of `generate`.
 #[derive(Debug, Args)]
@@ -77,6 +81,8 @@ pub struct GenerateArgs {
     pub max_seq_len: Option<usize>,
     #[command(flatten)]
     pub optimal: TeacherArgs,
+    #[command(flatten)]
+    pub soft: SoftArgs,
 }
 
 /// The teacher of optimal sampling, loaded, with its mixing options.
@@ -99,24 +105,63 @@ struct Job<'a> {
     system: Option<&'a str>,
 }
 
-/// Runs a batch: θ alone, or θ and the teacher mixed.
+/// How a batch is decoded: θ alone, θ and the teacher mixed, or θ fed soft inputs.
+enum Mode<'t> {
+    Plain,
+    Optimal(&'t mut Teacher),
+    Soft(&'t SoftMode),
+}
+
+impl<'t> Mode<'t> {
+    /// The mode of a teacher (optimal sampling) or a soft mode (at most one is given), else
+    /// plain decoding.
+    fn of(teacher: Option<&'t mut Teacher>, soft: Option<&'t SoftMode>) -> Self {
+        match (teacher, soft) {
+            (Some(t), _) => Mode::Optimal(t),
+            (None, Some(s)) => Mode::Soft(s),
+            (None, None) => Mode::Plain,
+        }
+    }
+}
+
+/// Runs a batch: θ alone, θ and the teacher mixed, or θ with soft inputs.
 fn run_batch(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
-    teacher: Option<&mut Teacher>,
+    mode: Mode<'_>,
     jobs: Vec<Job<'_>>,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<Outcome>> {
-    let Some(t) = teacher else {
-        let reqs = jobs.into_iter().map(|j| j.request).collect();
-        let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
-        return Ok(gens
-            .into_iter()
-            .map(|generation| Outcome {
-                generation,
-                optimal: None,
-            })
-            .collect());
+    let t = match mode {
+        Mode::Optimal(t) => t,
+        Mode::Soft(s) => {
+            let reqs = jobs
+                .into_iter()
+                .map(|j| SoftRequest {
+                    request: j.request,
+                    soft_pipeline: s.pipeline.clone(),
+                })
+                .collect();
+            let gens = generate_soft(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
+            return Ok(gens
+                .into_iter()
+                .map(|generation| Outcome {
+                    generation,
+                    optimal: None,
+                })
+                .collect());
+        }
+        Mode::Plain => {
+            let reqs = jobs.into_iter().map(|j| j.request).collect();
+            let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
+            return Ok(gens
+                .into_iter()
+                .map(|generation| Outcome {
+                    generation,
+                    optimal: None,
+                })
+                .collect());
+        }
     };
     let reqs = jobs
         .into_iter()
@@ -186,6 +231,7 @@ struct PromptLine {
 #[allow(clippy::too_many_arguments)]
 fn record(
     a: &GenerateArgs,
+    soft: Option<&SoftMode>,
     pipelines: &PipelineSet,
     id: String,
     prompt: &str,
@@ -198,6 +244,9 @@ fn record(
     let mut extra = serde_json::Map::new();
     if let Some(opt) = &o.optimal {
         extra.insert("optimal".into(), optimal_extra(a, &opt.summary)?);
+    }
+    if let Some(s) = soft {
+        extra.insert("soft".into(), s.record_extra());
     }
     Ok(CandidateRecord {
         id: Some(id),
@@ -228,6 +277,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     if a.optimal.teacher.is_some() {
         a.optimal.validate()?;
     }
+    let soft = a.soft.mode()?;
     let mut log = |m: &str| eprintln!("{m}");
     let opts = adasamp_engine::LoadOptions {
         max_seq_len: a.max_seq_len,
@@ -275,8 +325,15 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         None => None,
     };
     match (&a.prompt, &a.prompts) {
-        (Some(p), _) => single(a, &mut lm, teacher.as_mut(), &pipelines, p),
-        (None, Some(file)) => many(a, &mut lm, teacher.as_mut(), &pipelines, file),
+        (Some(p), _) => single(a, &mut lm, teacher.as_mut(), soft.as_ref(), &pipelines, p),
+        (None, Some(file)) => many(
+            a,
+            &mut lm,
+            teacher.as_mut(),
+            soft.as_ref(),
+            &pipelines,
+            file,
+        ),
         (None, None) => bail!("give --prompt TEXT or --prompts FILE.jsonl"),
     }
 }
@@ -304,6 +361,7 @@ fn single(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
     mut teacher: Option<&mut Teacher>,
+    soft: Option<&SoftMode>,
     pipelines: &PipelineSet,
     prompt: &str,
 ) -> Result<()> {
@@ -339,7 +397,13 @@ fn single(
                 system: a.system.as_deref(),
             })
             .collect();
-        let g = run_batch(a, lm, teacher.as_deref_mut(), jobs, &mut on_text)?;
+        let g = run_batch(
+            a,
+            lm,
+            Mode::of(teacher.as_deref_mut(), soft),
+            jobs,
+            &mut on_text,
+        )?;
         for (k, o) in g.iter().enumerate() {
             let i = ci * a.batch_size + k;
             if !streaming {
@@ -391,6 +455,7 @@ fn single(
             let seed = a.seed + k as u64;
             let rec = record(
                 a,
+                soft,
                 pipelines,
                 format!("prompt-s{k}"),
                 prompt,
@@ -452,6 +517,7 @@ fn many(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
     mut teacher: Option<&mut Teacher>,
+    soft: Option<&SoftMode>,
     pipelines: &PipelineSet,
     file: &Path,
 ) -> Result<()> {
@@ -509,11 +575,18 @@ fn many(
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let gens = run_batch(a, lm, teacher.as_deref_mut(), jobs, &mut |_, _| {})?;
+        let gens = run_batch(
+            a,
+            lm,
+            Mode::of(teacher.as_deref_mut(), soft),
+            jobs,
+            &mut |_, _| {},
+        )?;
         for ((pi, k, rid), g) in chunk.iter().zip(&gens) {
             let p = &prompts[*pi].1;
             let rec = record(
                 a,
+                soft,
                 pipelines,
                 rid.clone(),
                 &p.prompt,
