@@ -27,6 +27,8 @@ pub struct CandleOptions {
     pub requant_q8: bool,
     /// Sequences that can be live at once.
     pub max_sequences: usize,
+    /// GGUF: dequantize every matrix to dense f32 (an f32 copy of the model, e.g. for training).
+    pub dense_f32: bool,
 }
 
 impl Default for CandleOptions {
@@ -35,6 +37,7 @@ impl Default for CandleOptions {
             max_seq_len: None,
             requant_q8: false,
             max_sequences: DEFAULT_MAX_SEQUENCES,
+            dense_f32: false,
         }
     }
 }
@@ -72,7 +75,13 @@ impl CandleModel {
 
     /// Loads a GGUF file; returns the model and the file's metadata (for the tokenizer).
     pub fn from_gguf(path: &Path, opts: CandleOptions) -> Result<(Self, crate::gguf::Content)> {
-        let (t, ct) = gguf::load(path, &Device::Cpu, opts.max_seq_len, opts.requant_q8)?;
+        let (t, ct) = gguf::load(
+            path,
+            &Device::Cpu,
+            opts.max_seq_len,
+            opts.requant_q8,
+            opts.dense_f32,
+        )?;
         let arch = crate::gguf::architecture(&ct)?;
         Ok((Self::new(t, path, &arch, opts.max_sequences), ct))
     }
@@ -86,6 +95,24 @@ impl CandleModel {
     /// The underlying transformer.
     pub fn transformer(&self) -> &Transformer {
         &self.model
+    }
+
+    /// Replaces the LM head with the dense matrix `head` (`[V, hidden]`, no bias), e.g. one
+    /// trained apart from the (then untied) input embeddings. Error: another shape.
+    pub fn set_head(&mut self, head: Tensor) -> Result<()> {
+        let (v, d) = (self.info.vocab_size, self.info.hidden_size);
+        if head.dims() != [v, d] {
+            return Err(bad_request(
+                "head",
+                format!("{:?}", head.dims()),
+                format!("must be [{v}, {d}] (vocabulary × hidden size)"),
+            ));
+        }
+        let head = head
+            .to_device(self.model.device())?
+            .to_dtype(candle_core::DType::F32)?;
+        self.model.w.head = transformer::Linear::Dense(head, None);
+        Ok(())
     }
 
     fn cache(&mut self, seq: SeqId) -> Result<&mut KvCache> {
