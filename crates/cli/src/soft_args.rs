@@ -21,6 +21,10 @@ pub struct SoftArgs {
     /// The pipeline of --soft-pipeline to use (needed when the file holds several).
     #[arg(long, value_name = "NAME", requires = "soft_pipeline")]
     pub soft_name: Option<String>,
+    /// Replace the model's LM head with one trained by `soft-train` (its checkpoint directory);
+    /// runs on candle.
+    #[arg(long, value_name = "DIR", conflicts_with = "teacher")]
+    pub lm_head: Option<PathBuf>,
 }
 
 /// Soft sampling, as chosen on the command line.
@@ -46,6 +50,30 @@ impl SoftArgs {
         };
         Ok(Some(SoftMode { pipeline }))
     }
+}
+
+/// Loads the model at `path` (default model when `None`) on candle with the LM head of the
+/// `soft-train` checkpoint `dir` in place of its own.
+pub fn load_with_head(
+    path: Option<&std::path::Path>,
+    dir: &std::path::Path,
+    opts: adasamp_engine::LoadOptions,
+) -> Result<adasamp_engine::LoadedModel> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => adasamp_engine::fetch::ensure_default_model(&mut |m| eprintln!("{m}"))?,
+    };
+    let (mut model, tokenizer, chat) = adasamp_engine::load::load_candle(&path, opts.candle())?;
+    let head = adasamp_nets::soft_train::load_head(dir)
+        .with_context(|| format!("reading the LM head of {}", dir.display()))?;
+    model.set_head(head)?;
+    eprintln!("LM head from {}", dir.display());
+    Ok(adasamp_engine::LoadedModel {
+        model: Box::new(model),
+        tokenizer,
+        chat,
+        path,
+    })
 }
 
 impl SoftMode {

@@ -167,3 +167,91 @@ fn teacher_alpha_zero_and_one_reproduce_each_model_alone() {
     assert_eq!(a1[0]["optimal"]["alpha_method"], "fixed");
     assert_eq!(a1[0]["optimal"]["summary"]["alpha_mean"], 1.0);
 }
+
+#[test]
+fn soft_train_checkpoints_resumes_and_feeds_generate() {
+    if !default_model_present("the soft-training CLI test") {
+        return;
+    }
+    let d = tmpdir("soft-train");
+    let data = d.join("data.jsonl");
+    std::fs::write(
+        &data,
+        "{\"text\": \"The cat sat on the mat.\"}\n{\"text\": \"Paris is the capital of France.\"}\n",
+    )
+    .unwrap();
+    let ck = d.join("ck");
+    let train = |steps: &str| {
+        adasamp(&[
+            "soft-train",
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            ck.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch-size",
+            "2",
+            "--max-len",
+            "10",
+            "--lr",
+            "1e-3",
+            "--delay-ratio",
+            "0.5",
+            "--warmup-ratio",
+            "0.5",
+            "--alpha-min",
+            "0.5",
+            "--checkpoint-every",
+            "1",
+        ])
+    };
+    let o = train("2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("step     1  α 1.0000"),
+        "{}",
+        stderr(&o)
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ck.join("soft_train.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["step"], 2);
+    assert_eq!(state["log"].as_array().unwrap().len(), 2);
+    // Run again: nothing left to do, the checkpoint is untouched.
+    let before = std::fs::read(ck.join("head.safetensors")).unwrap();
+    let o = train("2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("0 steps run"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(ck.join("head.safetensors")).unwrap(), before);
+    // Other settings refuse to resume, naming the directory.
+    let o = train("3");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot resume"), "{}", stderr(&o));
+    // The trained head drives generation (candle), recorded in the records.
+    let prompts = d.join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"id\": \"a\", \"prompt\": \"Name a colour.\"}\n",
+    )
+    .unwrap();
+    let recs = generate(
+        &prompts,
+        &d.join("out.jsonl"),
+        &["--greedy", "--lm-head", ck.to_str().unwrap()],
+    );
+    assert_eq!(recs[0]["lm_head"], ck.to_str().unwrap());
+    assert!(!recs[0]["generation_tokens"].as_array().unwrap().is_empty());
+    // Bad settings are errors naming the field.
+    let o = adasamp(&[
+        "soft-train",
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        d.join("x").to_str().unwrap(),
+        "--alpha-min",
+        "1.5",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("alpha_min"), "{}", stderr(&o));
+}

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::optimal_args::{write_diagnostics, TeacherArgs};
 use crate::pipeline_args::PipelineArgs;
-use crate::soft_args::{SoftArgs, SoftMode};
+use crate::soft_args::{load_with_head, SoftArgs, SoftMode};
 
 /// Options of `generate`.
 #[derive(Debug, Args)]
@@ -248,6 +248,9 @@ fn record(
     if let Some(s) = soft {
         extra.insert("soft".into(), s.record_extra());
     }
+    if let Some(h) = &a.soft.lm_head {
+        extra.insert("lm_head".into(), h.display().to_string().into());
+    }
     Ok(CandidateRecord {
         id: Some(id),
         prompt: prompt.to_string(),
@@ -290,7 +293,15 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         }),
         ..Default::default()
     };
-    let mut lm = adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?;
+    let mut lm = match &a.soft.lm_head {
+        Some(dir) => {
+            if a.backend == BackendChoice::LlamaCpp {
+                bail!("--lm-head runs on candle: leave --backend at auto or candle");
+            }
+            load_with_head(a.model.as_deref(), dir, opts)?
+        }
+        None => adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?,
+    };
     let info = lm.model.info().clone();
     eprintln!(
         "model: {} ({}, {} blocks, vocab {}) on backend {}",
