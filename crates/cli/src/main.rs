@@ -6,6 +6,7 @@ mod loadgen;
 mod logits_io;
 mod omp_wait;
 mod optimal_args;
+mod optimal_bench;
 mod pipeline_args;
 mod plots;
 mod soft_args;
