@@ -100,7 +100,8 @@ pub fn measure(
         .collect();
     spec.processors.insert(
         0,
-        StageSpec::new("logit_bias", &[]).with("bias", crate::commands::bench_generate::bias_map(&eos)),
+        StageSpec::new("logit_bias", &[])
+            .with("bias", crate::commands::bench_generate::bias_map(&eos)),
     );
     let pipe = Pipeline::from_spec(spec)?;
     let mut rows = Vec::new();

@@ -6,9 +6,9 @@
 //! `llama_decode` batch, so a batch of sequences shares each weight read, and runs every longer
 //! feed (a prompt) in batches of its own (see `batches` for why). Input embeddings go through
 //! llama.cpp's embedding batch (`llama_batch.embd`); a step feeding both tokens and embeddings
-//! runs one batch per kind. Early exit, hidden states and the
-//! embedding mixture are not reachable through llama.cpp's API: they are
-//! [`crate::EngineError::Unsupported`].
+//! runs one batch per kind. Early exit and hidden states are not reachable through llama.cpp's
+//! API: they are [`crate::EngineError::Unsupported`]. The embedding mixture reads the file's
+//! quantized `token_embd.weight` rows itself ([`crate::embedding_table`]).
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;

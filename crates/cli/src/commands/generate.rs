@@ -132,6 +132,14 @@ fn run_batch(
     jobs: Vec<Job<'_>>,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<Outcome>> {
+    let plain = |gens: Vec<Generation>| -> Vec<Outcome> {
+        gens.into_iter()
+            .map(|generation| Outcome {
+                generation,
+                optimal: None,
+            })
+            .collect()
+    };
     let t = match mode {
         Mode::Optimal(t) => t,
         Mode::Soft(s) => {
@@ -142,25 +150,17 @@ fn run_batch(
                     soft_pipeline: s.pipeline.clone(),
                 })
                 .collect();
-            let gens = generate_soft(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
-            return Ok(gens
-                .into_iter()
-                .map(|generation| Outcome {
-                    generation,
-                    optimal: None,
-                })
-                .collect());
+            return Ok(plain(generate_soft(
+                lm.model.as_mut(),
+                &lm.tokenizer,
+                reqs,
+                on_text,
+            )?));
         }
         Mode::Plain => {
             let reqs = jobs.into_iter().map(|j| j.request).collect();
             let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
-            return Ok(gens
-                .into_iter()
-                .map(|generation| Outcome {
-                    generation,
-                    optimal: None,
-                })
-                .collect());
+            return Ok(plain(gens));
         }
     };
     let reqs = jobs
