@@ -6,8 +6,10 @@ mod loadgen;
 mod logits_io;
 mod omp_wait;
 mod optimal_args;
+mod optimal_bench;
 mod pipeline_args;
 mod plots;
+mod soft_args;
 mod speculative_args;
 
 use anyhow::Result;
@@ -49,6 +51,8 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// Train a learned sampler on replayed base-model logits of candidate records.
     Train(Box<train::TrainArgs>),
+    /// Train a model's LM head with the soft-sampling objective (guidance α schedule).
+    SoftTrain(Box<soft_train::SoftTrainArgs>),
     /// Prefill/decode throughput per backend and batch size, with the sampling share of a step.
     BenchGenerate(bench_generate::BenchGenerateArgs),
     /// Load an OpenAI-compatible server with concurrent streamed requests: requests/s, generated
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchTrain(a) => bench_train::run(&a),
         Command::Generate(a) => generate::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::SoftTrain(a) => soft_train::run(&a),
         Command::BenchGenerate(a) => bench_generate::run(&a),
         Command::BenchServe(a) => bench_serve::run(&a),
         Command::Logits(a) => logits::run(&a),

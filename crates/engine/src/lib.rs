@@ -5,6 +5,7 @@
 
 pub mod candle_backend;
 pub mod chat;
+pub mod embedding_table;
 pub mod error;
 pub mod fetch;
 pub mod files;
@@ -18,6 +19,7 @@ pub mod optimal;
 pub mod record;
 pub mod scheduler;
 pub mod sequence;
+pub mod soft;
 pub mod speculative;
 pub mod stop;
 pub mod stream;

@@ -6,9 +6,9 @@
 //! `llama_decode` batch, so a batch of sequences shares each weight read, and runs every longer
 //! feed (a prompt) in batches of its own (see `batches` for why). Input embeddings go through
 //! llama.cpp's embedding batch (`llama_batch.embd`); a step feeding both tokens and embeddings
-//! runs one batch per kind. Early exit, hidden states and the
-//! embedding mixture are not reachable through llama.cpp's API: they are
-//! [`crate::EngineError::Unsupported`].
+//! runs one batch per kind. Early exit and hidden states are not reachable through llama.cpp's
+//! API: they are [`crate::EngineError::Unsupported`]. The embedding mixture reads the file's
+//! quantized `token_embd.weight` rows itself ([`crate::embedding_table`]).
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -17,10 +17,11 @@ use std::sync::Once;
 
 use llama_cpp_sys_2 as sys;
 
+use crate::embedding_table::EmbeddingTable;
 use crate::error::{bad_request, EngineError, Result};
 use crate::model::{
-    unsupported, Backend, Capability, Feed, ForwardOutput, Input, LanguageModel, Logits, ModelInfo,
-    SeqId, DEFAULT_MAX_SEQUENCES,
+    check_mixture_args, unsupported, Backend, Capability, Feed, ForwardOutput, Input,
+    LanguageModel, Logits, ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
 };
 
 /// Positions per `llama_decode` call at most: llama.cpp's micro-batch, so that one call is one
@@ -281,6 +282,9 @@ pub struct LlamaCppModel {
     batch: Batch,
     /// The embedding-input batch, made on first use.
     embd_batch: Option<Batch>,
+    /// The file's token-embedding matrix (quantized) for the embedding mixture, read on first
+    /// use.
+    embed_table: std::sync::OnceLock<EmbeddingTable>,
 }
 
 // SAFETY: the model and context are owned exclusively by this value; llama.cpp allows using
@@ -409,6 +413,7 @@ impl LlamaCppModel {
             slots: vec![None; max_sequences],
             batch: Batch::new(N_UBATCH, 0),
             embd_batch: None,
+            embed_table: std::sync::OnceLock::new(),
         })
     }
 
@@ -640,8 +645,28 @@ impl LanguageModel for LlamaCppModel {
         Ok(())
     }
 
-    fn embedding_mixture(&self, _: &[(u32, f32)], _: &mut [f32]) -> Result<()> {
-        Err(unsupported(&self.info, Capability::EmbeddingMixture))
+    fn embedding_mixture(&self, probs: &[(u32, f32)], out: &mut [f32]) -> Result<()> {
+        check_mixture_args(&self.info, probs, out)?;
+        let table = match self.embed_table.get() {
+            Some(t) => t,
+            None => {
+                let t = EmbeddingTable::open(Path::new(&self.info.source))?;
+                if (t.vocab(), t.hidden()) != (self.info.vocab_size, self.info.hidden_size) {
+                    return Err(EngineError::InvalidModel {
+                        path: self.info.source.clone().into(),
+                        reason: format!(
+                            "token_embd.weight is [{}, {}] but llama.cpp reports vocabulary {} and hidden size {}",
+                            t.vocab(),
+                            t.hidden(),
+                            self.info.vocab_size,
+                            self.info.hidden_size
+                        ),
+                    });
+                }
+                self.embed_table.get_or_init(|| t)
+            }
+        };
+        table.mixture(probs, out)
     }
 }
 

@@ -63,6 +63,7 @@ impl LoadOptions {
             max_seq_len: self.max_seq_len,
             requant_q8: self.requant_q8,
             max_sequences: self.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
+            dense_f32: false,
         }
     }
 
@@ -190,9 +191,7 @@ pub fn load(
             ));
         }
         refuse_flash_attn_on_candle(&opts)?;
-        let model = CandleModel::from_hf_dir(&path, opts.candle())?;
-        let tokenizer = TextTokenizer::from_file(&path.join("tokenizer.json"))?;
-        let chat = ChatTemplate::from_tokenizer_config(&path.join("tokenizer_config.json"))?;
+        let (model, tokenizer, chat) = load_candle(&path, opts.candle())?;
         return Ok(LoadedModel {
             model: Box::new(model),
             tokenizer,
@@ -226,9 +225,7 @@ pub fn load(
         return load_llama_cpp(&path, opts, log);
     }
     refuse_flash_attn_on_candle(&opts)?;
-    let (model, ct) = CandleModel::from_gguf(&path, opts.candle())?;
-    let tokenizer = TextTokenizer::from_gguf(&ct)?;
-    let chat = ChatTemplate::from_gguf(&ct);
+    let (model, tokenizer, chat) = load_candle(&path, opts.candle())?;
     log(&format!(
         "loaded {} ({}, {} blocks) on {}",
         path.display(),
@@ -242,6 +239,24 @@ pub fn load(
         chat,
         path,
     })
+}
+
+/// Loads a `.gguf` file or a Hugging Face directory on candle (the concrete model, e.g. to read
+/// or replace its weights), with its tokenizer and chat template.
+pub fn load_candle(
+    path: &Path,
+    opts: CandleOptions,
+) -> Result<(CandleModel, TextTokenizer, Option<ChatTemplate>)> {
+    if path.is_dir() {
+        let model = CandleModel::from_hf_dir(path, opts)?;
+        let tokenizer = TextTokenizer::from_file(&path.join("tokenizer.json"))?;
+        let chat = ChatTemplate::from_tokenizer_config(&path.join("tokenizer_config.json"))?;
+        return Ok((model, tokenizer, chat));
+    }
+    let (model, ct) = CandleModel::from_gguf(path, opts)?;
+    let tokenizer = TextTokenizer::from_gguf(&ct)?;
+    let chat = ChatTemplate::from_gguf(&ct);
+    Ok((model, tokenizer, chat))
 }
 
 /// Flash attention is llama.cpp's: a model about to run on candle cannot have it.

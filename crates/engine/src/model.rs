@@ -1,6 +1,6 @@
 //! The one interface every base model implements, whatever the backend.
 
-use crate::error::{EngineError, Result};
+use crate::error::{bad_request, EngineError, Result};
 
 /// Identifies one sequence (and its KV cache) inside a model.
 pub type SeqId = usize;
@@ -36,7 +36,7 @@ impl Backend {
                 hidden_states: false,
                 early_exit: false,
                 input_embeddings: true,
-                embedding_mixture: false,
+                embedding_mixture: true,
             },
         }
     }
@@ -322,4 +322,32 @@ pub fn unsupported(info: &ModelInfo, capability: Capability) -> EngineError {
         backend: info.backend,
         capability,
     }
+}
+
+/// Checks the arguments of [`LanguageModel::embedding_mixture`] for a model described by `info`:
+/// `out` holds `hidden` values, every token lies in the vocabulary, every probability is finite.
+pub fn check_mixture_args(info: &ModelInfo, probs: &[(u32, f32)], out: &[f32]) -> Result<()> {
+    let (v, d) = (info.vocab_size, info.hidden_size);
+    if out.len() != d {
+        return Err(bad_request(
+            "out",
+            format!("{} values", out.len()),
+            format!("must hold the hidden size {d}"),
+        ));
+    }
+    if let Some(&(t, _)) = probs.iter().find(|&&(t, _)| t as usize >= v) {
+        return Err(bad_request(
+            "probs",
+            t,
+            format!("token outside the vocabulary of {v}"),
+        ));
+    }
+    if let Some(&(t, p)) = probs.iter().find(|&&(_, p)| !p.is_finite()) {
+        return Err(bad_request(
+            "probs",
+            p,
+            format!("probability of token {t} is not finite"),
+        ));
+    }
+    Ok(())
 }

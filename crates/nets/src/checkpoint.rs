@@ -242,7 +242,10 @@ fn tensor_bytes(t: &Tensor) -> Result<(Dtype, Vec<u8>)> {
 }
 
 /// Serialises named tensors to safetensors bytes.
-fn serialize(tensors: &[(String, Tensor)], meta: HashMap<String, String>) -> Result<Vec<u8>> {
+pub(crate) fn serialize(
+    tensors: &[(String, Tensor)],
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let encoded = tensors
         .iter()
         .map(|(n, t)| Ok((n.clone(), tensor_bytes(t)?, t.dims().to_vec())))
@@ -265,7 +268,11 @@ fn serialize(tensors: &[(String, Tensor)], meta: HashMap<String, String>) -> Res
 }
 
 /// Reads a safetensors file into tensors of `dtype` on `device` (stored f32/f64 only).
-fn read_safetensors(path: &Path, dtype: DType, device: &Device) -> Result<Vec<(String, Tensor)>> {
+pub(crate) fn read_safetensors(
+    path: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<Vec<(String, Tensor)>> {
     if !path.exists() {
         return Err(NetsError::MissingFile {
             what: "checkpoint file".into(),

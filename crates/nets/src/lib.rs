@@ -35,6 +35,7 @@ pub mod learned_stage;
 pub mod loss;
 pub mod params;
 pub mod sampler;
+pub mod soft_train;
 pub mod train;
 
 pub use checkpoint::{

@@ -93,6 +93,13 @@ pub enum SamplingError {
     /// No pipeline of that name in the file.
     #[error("no pipeline named `{name}` (available: {available})")]
     NoSuchPipeline { name: String, available: String },
+    /// A soft-sampling parameter (guidance α, α schedule ratios) is out of its valid range.
+    #[error("soft sampling parameter `{param}` = {value}: {reason}")]
+    SoftParam {
+        param: &'static str,
+        value: String,
+        reason: String,
+    },
     /// A flat sampling configuration field is out of range.
     #[error("sampling config field `{field}` = {value}: {reason}")]
     InvalidConfig {

@@ -17,6 +17,7 @@ pub mod rng;
 pub mod row;
 pub mod sample;
 pub mod select;
+pub mod soft;
 pub mod spec;
 pub mod speculative;
 pub mod stage;

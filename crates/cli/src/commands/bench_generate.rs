@@ -60,6 +60,10 @@ pub struct BenchGenerateArgs {
     /// is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Optimal sampling's mixing overhead (θ and teacher = two instances of the model, α by
+    /// kl_symmetry) against the two forwards alone, per batch size; `none` to skip.
+    #[arg(long, default_value = "kl_symmetry")]
+    pub optimal_method: String,
 }
 
 fn chain() -> Pipeline {
@@ -172,6 +176,7 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
             }
         }
     }
+    optimal_rows(a, &mut table)?;
     if let Some(out) = &a.output {
         adasamp_engine::files::write_atomic(out, table.as_bytes())?;
     }
@@ -346,8 +351,54 @@ fn speculative_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// The optimal-sampling rows (see [`crate::optimal_bench`]), on the first backend.
+fn optimal_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
+    if a.optimal_method == "none" {
+        return Ok(());
+    }
+    let method = adasamp_sampling::optimal::AlphaMethod::parse(&a.optimal_method)?;
+    let Some(&backend) = a.backends.first() else {
+        return Ok(());
+    };
+    let opts = adasamp_engine::LoadOptions {
+        max_seq_len: Some(a.max_seq_len),
+        threads: a.threads,
+        max_sequences: a.batch.iter().copied().max(),
+        ..Default::default()
+    };
+    let (name, rows) = crate::optimal_bench::measure(
+        a.model.as_deref(),
+        backend,
+        opts,
+        &a.batch,
+        a.new_tokens,
+        &PROMPTS,
+        &chain(),
+        method,
+    )?;
+    let head = format!(
+        "\n| backend | batch | optimal sampling ({}) s | θ + teacher forwards alone s | mixing overhead (target ≤ 10 %) |\n|---|---:|---:|---:|---:|",
+        a.optimal_method
+    );
+    println!("{head}");
+    writeln!(table, "{head}")?;
+    for r in rows {
+        let line = format!(
+            "| {name} | {} | {:.3} | {:.3} | {:+.1} % ({} tokens) |",
+            r.batch,
+            r.optimal_s,
+            r.forwards_s,
+            r.overhead() * 100.0,
+            r.tokens
+        );
+        println!("{line}");
+        writeln!(table, "{line}")?;
+    }
+    Ok(())
+}
+
 /// A YAML mapping `{id: bias}` for the `logit_bias` stage.
-fn bias_map(pairs: &[(u32, f64)]) -> adasamp_sampling::spec::Value {
+pub(crate) fn bias_map(pairs: &[(u32, f64)]) -> adasamp_sampling::spec::Value {
     let mut m = adasamp_sampling::spec::Mapping::new();
     for &(id, b) in pairs {
         m.insert(

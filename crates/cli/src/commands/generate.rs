@@ -5,6 +5,9 @@
 //! per-step diagnostics under `optimal`. With `--draft`, `--draft-layers` or `--draft-ngram`,
 //! exact speculative decoding (see [`crate::speculative_args`]): the same output distribution,
 //! fewer target forwards; records then carry the drafter and its counts under `speculative`.
+//! With `--soft`, soft sampling: every decode step feeds the embedding mixture of a
+//! distribution instead of the sampled token (see [`crate::soft_args`]); records then carry the
+//! soft pipeline under `soft`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -15,6 +18,7 @@ use adasamp_engine::optimal::{
     check_vocabularies, generate_optimal, OptimalGeneration, OptimalOptions, OptimalRequest,
 };
 use adasamp_engine::record::{resume_jsonl, write_record, CandidateRecord, SamplerInfo};
+use adasamp_engine::soft::{generate_soft, SoftRequest};
 use adasamp_engine::speculative::{check_drafter, generate_speculative};
 use adasamp_engine::{generate, BackendChoice, Generation, GenerationRequest, LoadedModel};
 use adasamp_sampling::optimal::MixSummary;
@@ -26,6 +30,7 @@ use serde::Deserialize;
 
 use crate::optimal_args::{write_diagnostics, TeacherArgs};
 use crate::pipeline_args::PipelineArgs;
+use crate::soft_args::{load_with_head, SoftArgs, SoftMode};
 use crate::speculative_args::{summary_line, DraftArgs};
 
 /// Options of `generate`.
@@ -84,6 +89,8 @@ pub struct GenerateArgs {
     pub optimal: TeacherArgs,
     #[command(flatten)]
     pub draft: DraftArgs,
+    #[command(flatten)]
+    pub soft: SoftArgs,
 }
 
 /// Speculative decoding's drafter: the `--draft` model when one was given.
@@ -113,49 +120,94 @@ struct Job<'a> {
     system: Option<&'a str>,
 }
 
-/// Runs a batch: θ alone, θ and the teacher mixed, or θ verifying drafts.
+/// How a batch is decoded: θ alone, θ and the teacher mixed, θ verifying drafts, or θ fed soft
+/// inputs.
+enum Mode<'t> {
+    Plain,
+    Optimal(&'t mut Teacher),
+    Speculative(&'t mut Speculation),
+    Soft(&'t SoftMode),
+}
+
+impl<'t> Mode<'t> {
+    /// The mode of a teacher (optimal sampling), a drafter (speculative decoding) or a soft
+    /// mode (at most one is given), else plain decoding.
+    fn of(
+        teacher: Option<&'t mut Teacher>,
+        speculation: Option<&'t mut Speculation>,
+        soft: Option<&'t SoftMode>,
+    ) -> Self {
+        match (teacher, speculation, soft) {
+            (Some(t), _, _) => Mode::Optimal(t),
+            (None, Some(s), _) => Mode::Speculative(s),
+            (None, None, Some(s)) => Mode::Soft(s),
+            (None, None, None) => Mode::Plain,
+        }
+    }
+}
+
+/// Runs a batch: θ alone, θ and the teacher mixed, θ verifying drafts, or θ with soft inputs.
 fn run_batch(
     a: &GenerateArgs,
     lm: &mut LoadedModel,
-    teacher: Option<&mut Teacher>,
-    speculation: Option<&mut Speculation>,
+    mode: Mode<'_>,
     jobs: Vec<Job<'_>>,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<Outcome>> {
-    if let Some(s) = speculation {
-        let drafter = a
-            .draft
-            .drafter(s.model.as_mut())
-            .context("speculative decoding without a drafter")?;
-        let reqs = jobs.into_iter().map(|j| j.request).collect();
-        let gens = generate_speculative(
-            lm.model.as_mut(),
-            drafter,
-            &lm.tokenizer,
-            reqs,
-            a.draft.draft_tokens,
-            on_text,
-        )?;
-        return Ok(gens
-            .into_iter()
-            .map(|g| Outcome {
-                generation: g.generation,
-                optimal: None,
-                speculative: Some(g.stats),
-            })
-            .collect());
-    }
-    let Some(t) = teacher else {
-        let reqs = jobs.into_iter().map(|j| j.request).collect();
-        let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
-        return Ok(gens
-            .into_iter()
+    let plain = |gens: Vec<Generation>| -> Vec<Outcome> {
+        gens.into_iter()
             .map(|generation| Outcome {
                 generation,
                 optimal: None,
                 speculative: None,
             })
-            .collect());
+            .collect()
+    };
+    let t = match mode {
+        Mode::Optimal(t) => t,
+        Mode::Speculative(s) => {
+            let drafter = a
+                .draft
+                .drafter(s.model.as_mut())
+                .context("speculative decoding without a drafter")?;
+            let reqs = jobs.into_iter().map(|j| j.request).collect();
+            let gens = generate_speculative(
+                lm.model.as_mut(),
+                drafter,
+                &lm.tokenizer,
+                reqs,
+                a.draft.draft_tokens,
+                on_text,
+            )?;
+            return Ok(gens
+                .into_iter()
+                .map(|g| Outcome {
+                    generation: g.generation,
+                    optimal: None,
+                    speculative: Some(g.stats),
+                })
+                .collect());
+        }
+        Mode::Soft(s) => {
+            let reqs = jobs
+                .into_iter()
+                .map(|j| SoftRequest {
+                    request: j.request,
+                    soft_pipeline: s.pipeline.clone(),
+                })
+                .collect();
+            return Ok(plain(generate_soft(
+                lm.model.as_mut(),
+                &lm.tokenizer,
+                reqs,
+                on_text,
+            )?));
+        }
+        Mode::Plain => {
+            let reqs = jobs.into_iter().map(|j| j.request).collect();
+            let (gens, _) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, on_text)?;
+            return Ok(plain(gens));
+        }
     };
     let reqs = jobs
         .into_iter()
@@ -226,6 +278,7 @@ struct PromptLine {
 #[allow(clippy::too_many_arguments)]
 fn record(
     a: &GenerateArgs,
+    soft: Option<&SoftMode>,
     pipelines: &PipelineSet,
     id: String,
     prompt: &str,
@@ -241,6 +294,12 @@ fn record(
     }
     if let Some(stats) = &o.speculative {
         extra.insert("speculative".into(), a.draft.record_extra(stats));
+    }
+    if let Some(s) = soft {
+        extra.insert("soft".into(), s.record_extra());
+    }
+    if let Some(h) = &a.soft.lm_head {
+        extra.insert("lm_head".into(), h.display().to_string().into());
     }
     Ok(CandidateRecord {
         id: Some(id),
@@ -271,6 +330,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     if a.optimal.teacher.is_some() {
         a.optimal.validate()?;
     }
+    let soft = a.soft.mode()?;
     let mut log = |m: &str| eprintln!("{m}");
     // A single prompt's --n samples decode as one batch; a prompts file in --batch-size chunks.
     let batch = if a.prompt.is_some() {
@@ -290,7 +350,15 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         },
         ..Default::default()
     };
-    let mut lm = adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?;
+    let mut lm = match &a.soft.lm_head {
+        Some(dir) => {
+            if a.backend == BackendChoice::LlamaCpp {
+                bail!("--lm-head runs on candle: leave --backend at auto or candle");
+            }
+            load_with_head(a.model.as_deref(), dir, opts)?
+        }
+        None => adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?,
+    };
     let info = lm.model.info().clone();
     eprintln!(
         "model: {} ({}, {} blocks, vocab {}) on backend {}",
@@ -358,6 +426,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             &mut lm,
             teacher.as_mut(),
             speculation.as_mut(),
+            soft.as_ref(),
             &pipelines,
             p,
         ),
@@ -366,6 +435,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             &mut lm,
             teacher.as_mut(),
             speculation.as_mut(),
+            soft.as_ref(),
             &pipelines,
             file,
         ),
@@ -397,6 +467,7 @@ fn single(
     lm: &mut LoadedModel,
     mut teacher: Option<&mut Teacher>,
     mut speculation: Option<&mut Speculation>,
+    soft: Option<&SoftMode>,
     pipelines: &PipelineSet,
     prompt: &str,
 ) -> Result<()> {
@@ -435,8 +506,7 @@ fn single(
         let g = run_batch(
             a,
             lm,
-            teacher.as_deref_mut(),
-            speculation.as_deref_mut(),
+            Mode::of(teacher.as_deref_mut(), speculation.as_deref_mut(), soft),
             jobs,
             &mut on_text,
         )?;
@@ -498,6 +568,7 @@ fn single(
             let seed = a.seed + k as u64;
             let rec = record(
                 a,
+                soft,
                 pipelines,
                 format!("prompt-s{k}"),
                 prompt,
@@ -560,6 +631,7 @@ fn many(
     lm: &mut LoadedModel,
     mut teacher: Option<&mut Teacher>,
     mut speculation: Option<&mut Speculation>,
+    soft: Option<&SoftMode>,
     pipelines: &PipelineSet,
     file: &Path,
 ) -> Result<()> {
@@ -621,8 +693,7 @@ fn many(
         let gens = run_batch(
             a,
             lm,
-            teacher.as_deref_mut(),
-            speculation.as_deref_mut(),
+            Mode::of(teacher.as_deref_mut(), speculation.as_deref_mut(), soft),
             jobs,
             &mut |_, _| {},
         )?;
@@ -630,6 +701,7 @@ fn many(
             let p = &prompts[*pi].1;
             let rec = record(
                 a,
+                soft,
                 pipelines,
                 rid.clone(),
                 &p.prompt,

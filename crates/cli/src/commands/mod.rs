@@ -24,6 +24,7 @@ pub mod sample;
 pub mod sampler;
 pub mod score;
 pub mod serve;
+pub mod soft_train;
 pub mod stages;
 pub mod train;
 pub mod verify;

@@ -35,12 +35,14 @@ fn simd_friendly(
     Ok(t)
 }
 
-/// Builds the transformer of a GGUF file.
+/// Builds the transformer of a GGUF file; with `dense_f32` every matrix is dequantized to a
+/// dense f32 tensor (an f32 copy of the model, e.g. for training), else kept quantized.
 pub fn load(
     path: &Path,
     device: &Device,
     max_seq_len: Option<usize>,
     requant_q8: bool,
+    dense_f32: bool,
 ) -> Result<(Transformer, Content)> {
     let (ct, mut r) = read_content(path)?;
     let arch_name = architecture(&ct)?;
@@ -93,6 +95,9 @@ pub fn load(
             Some(b) => Some(b.dequantize(device)?),
             None => None,
         };
+        if dense_f32 {
+            return Ok(Linear::Dense(t.dequantize(device)?, bias));
+        }
         if !requant_q8 && device.is_cpu() {
             if let Some(m) = super::q4_1::Q41Matrix::from_qtensor(&t)? {
                 return Ok(Linear::Q41(std::sync::Arc::new(m), bias));

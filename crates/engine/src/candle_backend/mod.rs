@@ -12,9 +12,10 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{bad_request, EngineError, Result};
 use crate::model::{
-    Backend, Feed, ForwardOutput, HiddenState, LanguageModel, Logits, ModelInfo, SeqId,
-    DEFAULT_MAX_SEQUENCES,
+    check_mixture_args, Backend, Feed, ForwardOutput, HiddenState, LanguageModel, Logits,
+    ModelInfo, SeqId, DEFAULT_MAX_SEQUENCES,
 };
+use adasamp_sampling::soft::accumulate_rows;
 use transformer::{KvCache, Transformer};
 
 /// How to open a model on candle.
@@ -26,6 +27,8 @@ pub struct CandleOptions {
     pub requant_q8: bool,
     /// Sequences that can be live at once.
     pub max_sequences: usize,
+    /// GGUF: dequantize every matrix to dense f32 (an f32 copy of the model, e.g. for training).
+    pub dense_f32: bool,
 }
 
 impl Default for CandleOptions {
@@ -34,6 +37,7 @@ impl Default for CandleOptions {
             max_seq_len: None,
             requant_q8: false,
             max_sequences: DEFAULT_MAX_SEQUENCES,
+            dense_f32: false,
         }
     }
 }
@@ -71,7 +75,13 @@ impl CandleModel {
 
     /// Loads a GGUF file; returns the model and the file's metadata (for the tokenizer).
     pub fn from_gguf(path: &Path, opts: CandleOptions) -> Result<(Self, crate::gguf::Content)> {
-        let (t, ct) = gguf::load(path, &Device::Cpu, opts.max_seq_len, opts.requant_q8)?;
+        let (t, ct) = gguf::load(
+            path,
+            &Device::Cpu,
+            opts.max_seq_len,
+            opts.requant_q8,
+            opts.dense_f32,
+        )?;
         let arch = crate::gguf::architecture(&ct)?;
         Ok((Self::new(t, path, &arch, opts.max_sequences), ct))
     }
@@ -85,6 +95,24 @@ impl CandleModel {
     /// The underlying transformer.
     pub fn transformer(&self) -> &Transformer {
         &self.model
+    }
+
+    /// Replaces the LM head with the dense matrix `head` (`[V, hidden]`, no bias), e.g. one
+    /// trained apart from the (then untied) input embeddings. Error: another shape.
+    pub fn set_head(&mut self, head: Tensor) -> Result<()> {
+        let (v, d) = (self.info.vocab_size, self.info.hidden_size);
+        if head.dims() != [v, d] {
+            return Err(bad_request(
+                "head",
+                format!("{:?}", head.dims()),
+                format!("must be [{v}, {d}] (vocabulary × hidden size)"),
+            ));
+        }
+        let head = head
+            .to_device(self.model.device())?
+            .to_dtype(candle_core::DType::F32)?;
+        self.model.w.head = transformer::Linear::Dense(head, None);
+        Ok(())
     }
 
     fn cache(&mut self, seq: SeqId) -> Result<&mut KvCache> {
@@ -264,28 +292,8 @@ impl LanguageModel for CandleModel {
     }
 
     fn embedding_mixture(&self, probs: &[(u32, f32)], out: &mut [f32]) -> Result<()> {
+        check_mixture_args(&self.info, probs, out)?;
         let (v, d) = (self.info.vocab_size, self.info.hidden_size);
-        if out.len() != d {
-            return Err(bad_request(
-                "out",
-                format!("{} values", out.len()),
-                format!("must hold the hidden size {d}"),
-            ));
-        }
-        if let Some(&(t, _)) = probs.iter().find(|&&(t, _)| t as usize >= v) {
-            return Err(bad_request(
-                "probs",
-                t,
-                format!("token outside the vocabulary of {v}"),
-            ));
-        }
-        if let Some(&(t, p)) = probs.iter().find(|&&(_, p)| !p.is_finite()) {
-            return Err(bad_request(
-                "probs",
-                p,
-                format!("probability of token {t} is not finite"),
-            ));
-        }
         out.fill(0.0);
         let embed = &self.model.w.embed;
         let (storage, layout) = embed.storage_and_layout();
@@ -293,12 +301,7 @@ impl LanguageModel for CandleModel {
             (candle_core::Storage::Cpu(cpu), Some((start, _))) => {
                 // Rows read in place: Σ_t p_t · W_E[t].
                 let w = &cpu.as_slice::<f32>()?[start..];
-                for &(t, p) in probs {
-                    let row = &w[t as usize * d..(t as usize + 1) * d];
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o += p * x;
-                    }
-                }
+                accumulate_rows(probs, |t| &w[t as usize * d..(t as usize + 1) * d], out);
             }
             _ => {
                 drop(storage);
