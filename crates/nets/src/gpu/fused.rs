@@ -18,7 +18,7 @@ use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor,
 };
 
-use crate::arch::validate_logits;
+use crate::arch::{logits_dims, validate_logits};
 use crate::config::{DistributionAwareConfig, SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
 use crate::sampler::LearnedSampler;
@@ -230,20 +230,7 @@ impl FusedSampler {
     /// [`crate::LearnedSampler::forward`] (a row with NaN / `+inf` or no finite entry is
     /// reported with its row and token), plus `N ≤` [`MAX_ROWS`].
     pub fn forward(&self, logits: &Tensor) -> Result<Tensor> {
-        let (n, v) = logits.dims2().map_err(|_| {
-            NetsError::shape(
-                "logits",
-                "a [rows, vocabulary] matrix",
-                format!("{:?}", logits.dims()),
-            )
-        })?;
-        if n == 0 || v == 0 {
-            return Err(NetsError::shape(
-                "logits",
-                "at least one row and one column",
-                format!("[{n}, {v}]"),
-            ));
-        }
+        let (n, v) = logits_dims(logits)?;
         if n > MAX_ROWS || v > i32::MAX as usize {
             return Err(NetsError::bad_request(
                 "logits",
