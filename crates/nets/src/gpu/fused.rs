@@ -194,6 +194,11 @@ impl FusedSampler {
             ));
         }
         let params: HashMap<String, Tensor> = sampler.named_parameters().into_iter().collect();
+        let shapes: HashMap<String, Vec<usize>> = sampler
+            .param_specs()?
+            .into_iter()
+            .map(|spec| (spec.name, spec.shape))
+            .collect();
         let flat = order
             .iter()
             .map(|name| {
@@ -202,7 +207,7 @@ impl FusedSampler {
                     .ok_or_else(|| NetsError::MissingParameter {
                         origin: "fused kernel packing".into(),
                         name: name.clone(),
-                        expected: Vec::new(),
+                        expected: shapes.get(name).cloned().unwrap_or_default(),
                         architecture: sampler.config().architecture().into(),
                         hint: String::new(),
                     })?;
