@@ -13,6 +13,8 @@
 //!   with a target pipeline, aggregates, top tokens for plots.
 //! - [`fast`]: [`FastSampler`], the allocation-free single-thread CPU inference path, FLOP
 //!   counts per token, and [`FastGrad`], the fast CPU forward + loss + backward for training.
+//! - `gpu` (feature `cuda`): fused CUDA kernels for the SamplingNetwork's forward and the
+//!   GPU benchmark rows (fused against plain candle).
 //! - [`learned_stage`]: [`LearnedStage`], a learned sampler as a pipeline stage `learned`
 //!   ([`register_learned_stage`]).
 //! - [`checkpoint`]: checkpoint directories (safetensors + JSON), atomic save, checked load,
@@ -30,6 +32,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod fast;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod layers;
 pub mod learned_stage;
 pub mod loss;

@@ -88,9 +88,8 @@ pub struct Prepared {
     pub lp_max: Tensor,
 }
 
-/// Checks `z` (`[N, V]`, N ≥ 1, V ≥ 1, no NaN / `+inf`, at least one finite entry per row). A
-/// bad row is reported by [`adasamp_sampling::row::validate_logits`] (row and token named).
-pub fn validate_logits(z: &Tensor) -> Result<(usize, usize)> {
+/// `(N, V)` of a logits matrix `z: [N, V]` with N ≥ 1 and V ≥ 1, else [`NetsError::BadShape`].
+pub fn logits_dims(z: &Tensor) -> Result<(usize, usize)> {
     let (n, v) = z.dims2().map_err(|_| {
         NetsError::shape(
             "logits",
@@ -105,6 +104,13 @@ pub fn validate_logits(z: &Tensor) -> Result<(usize, usize)> {
             format!("[{n}, {v}]"),
         ));
     }
+    Ok((n, v))
+}
+
+/// Checks `z` (`[N, V]`, N ≥ 1, V ≥ 1, no NaN / `+inf`, at least one finite entry per row). A
+/// bad row is reported by [`adasamp_sampling::row::validate_logits`] (row and token named).
+pub fn validate_logits(z: &Tensor) -> Result<(usize, usize)> {
+    let (n, v) = logits_dims(z)?;
     let bad = (z.ne(z)?.to_dtype(DType::F64)? + z.eq(f64::INFINITY)?.to_dtype(DType::F64)?)?
         .sum_all()?
         .to_scalar::<f64>()?;

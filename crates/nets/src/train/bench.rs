@@ -93,6 +93,31 @@ pub fn positions_per_second(
     steps: u64,
     scratch: &Path,
 ) -> Result<f64> {
+    positions_per_second_on(
+        &Device::Cpu,
+        dataset,
+        config,
+        engine,
+        threads,
+        batch,
+        steps,
+        scratch,
+    )
+}
+
+/// [`positions_per_second`] with the sampler on `device` (the candle engine on a GPU: rows are
+/// copied to it per micro-batch, as `adasamp train --device cuda` does).
+#[allow(clippy::too_many_arguments)]
+pub fn positions_per_second_on(
+    device: &Device,
+    dataset: &Dataset,
+    config: &SamplerConfig,
+    engine: Engine,
+    threads: usize,
+    batch: usize,
+    steps: u64,
+    scratch: &Path,
+) -> Result<f64> {
     if steps == 0 || batch == 0 {
         return Err(NetsError::bad_request(
             "benchmark steps",
@@ -130,7 +155,7 @@ pub fn positions_per_second(
         "benchmark",
         config,
         &cfg,
-        &Device::Cpu,
+        device,
         scratch,
         false,
         &mut clock,

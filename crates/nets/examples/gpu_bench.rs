@@ -1,0 +1,50 @@
+//! Prints the learned-sampler GPU benchmark rows ([`adasamp_nets::gpu::gpu_bench_rows`]) as a
+//! Markdown table, on CUDA device 0 (built with the `cuda` feature):
+//!
+//! ```text
+//! gpu_bench [SAMPLER_YAML] [ITERS]      # defaults: configs/samplers/sampling_network.yaml, 20
+//! ```
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use adasamp_nets::gpu::gpu_bench_rows;
+use adasamp_nets::SamplerConfig;
+use candle_core::Device;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let config = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "configs/samplers/sampling_network.yaml".into()),
+    );
+    let iters: usize = match args.next() {
+        Some(s) => s
+            .parse()
+            .map_err(|e| format!("ITERS = {s:?}: not a count: {e}"))?,
+        None => 20,
+    };
+    let config = SamplerConfig::from_yaml_file(&config)?;
+    let device = Device::new_cuda(0)?;
+    let scratch = tempfile_dir()?;
+    let rows = gpu_bench_rows(&device, &config, iters, &scratch)?;
+    println!("| measurement | unit | fused | reference | reference is | fused speed-up |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        let fused = row.fused.map_or("—".into(), |f| format!("{f:.3}"));
+        let speedup = row.speedup().map_or("—".into(), |s| format!("{s:.1}×"));
+        println!(
+            "| {} | {} | {fused} | {:.3} | {} | {speedup} |",
+            row.what, row.unit, row.reference, row.reference_name
+        );
+    }
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(())
+}
+
+/// A fresh directory under the system temp dir for the training run's files.
+fn tempfile_dir() -> Result<PathBuf, Box<dyn Error>> {
+    let dir = std::env::temp_dir().join(format!("adasamp-gpu-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,472 @@
+//! [`FusedSampler`]: a learned sampler's inference forward (SPEC §2) as fused CUDA kernels
+//! (`fused_samplers.cu`), f32 storage and arithmetic; the result equals
+//! [`crate::LearnedSampler::forward`] up to f32 rounding (summation order).
+//!
+//! - SamplingNetwork (formulas in [`crate::arch::sampling_network`]): `n_blocks + 3` launches —
+//!   one pass for the per-row log-sum-exp, one for the encoder and block 0's attention sums, one
+//!   per block (its attention, LayerNorms and FFN, plus the next block's sums or the mean pool),
+//!   one for the output head and gate.
+//! - SimpleDistributionAwareTransform ([`crate::arch::distribution_aware`]): 2 launches — the
+//!   per-row log-sum-exp with the entropy, then everything per token.
+
+use std::collections::HashMap;
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDevice, WrapErr};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor,
+};
+
+use crate::arch::{logits_dims, validate_logits};
+use crate::config::{DistributionAwareConfig, SamplerConfig, SamplingNetworkConfig};
+use crate::error::{NetsError, Result};
+use crate::sampler::LearnedSampler;
+
+/// PTX of `fused_samplers.cu`, compiled by the crate's build script.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused_samplers.ptx"));
+/// Name the PTX module is cached under in candle's CUDA device.
+const MODULE: &str = "adasamp_nets_fused_samplers";
+/// Floats per row of the row-statistics kernel's output (its `STATS`).
+const STATS: usize = 5;
+/// Threads per block of the per-token kernels (the kernels' `THREADS`).
+const THREADS: u32 = 128;
+/// Threads per block of the row-statistics kernel (one block per row).
+const ROW_THREADS: u32 = 1024;
+/// Largest number of rows in one call: the per-token kernels put rows on the grid's y axis.
+pub const MAX_ROWS: usize = 65_535;
+
+/// The SamplingNetwork shapes `(d_model, n_heads, encoder_hidden, d_ff)` that have compiled fused
+/// kernels (each with and without the scale head): the reference configuration and the tiny one
+/// (`configs/samplers/sampling_network{,_tiny}.yaml`). Mirrors the `SN_CONFIG` lines of
+/// `fused_samplers.cu`.
+pub const COMPILED_CONFIGS: [(usize, usize, usize, usize); 2] = [(32, 4, 32, 64), (16, 2, 32, 32)];
+
+/// The SimpleDistributionAwareTransform hidden widths that have compiled fused kernels (each with
+/// dynamic and static truncation); 64 is `configs/samplers/simple_{dynamic,static}.yaml`.
+/// Mirrors the `SDAT_CONFIG` lines of `fused_samplers.cu`.
+pub const COMPILED_SIMPLE_HIDDEN: [usize; 3] = [64, 32, 16];
+
+/// Which kernels a [`FusedSampler`] runs, with the sizes they need at launch.
+#[derive(Clone, Debug)]
+enum Kind {
+    SamplingNetwork {
+        d_model: usize,
+        n_heads: usize,
+        n_blocks: usize,
+        /// Kernel name suffix `d{D}_h{H}_e{EH}_f{DFF}_s{0|1}`.
+        suffix: String,
+    },
+    Simple {
+        /// Kernel name `sdat_forward_h{HID}_{dyn|static}`.
+        kernel: String,
+    },
+}
+
+/// A learned sampler's weights packed for the fused CUDA kernels, on one CUDA device.
+#[derive(Clone, Debug)]
+pub struct FusedSampler {
+    weights: Tensor,
+    kind: Kind,
+    device: Device,
+    poison: bool,
+}
+
+/// The parameter names of a SamplingNetwork in the order the kernels read the packed buffer:
+/// the encoder, each block (`attn.qkv`, `attn.out`, `ln1`, `ffn`, `ln2`), `transform`, `scale`
+/// (if any), `truncation`; every Linear as weight then bias, every SwiGLU as gate, up, down.
+pub fn packing_order(config: &SamplingNetworkConfig) -> Vec<String> {
+    fn linear(names: &mut Vec<String>, prefix: &str) {
+        names.push(format!("{prefix}.weight"));
+        names.push(format!("{prefix}.bias"));
+    }
+    fn swiglu(names: &mut Vec<String>, prefix: &str) {
+        for part in ["gate", "up", "down"] {
+            linear(names, &format!("{prefix}.{part}"));
+        }
+    }
+    let mut names = Vec::new();
+    swiglu(&mut names, "encoder");
+    for i in 0..config.n_blocks {
+        for part in ["attn.qkv", "attn.out", "ln1"] {
+            linear(&mut names, &format!("blocks.{i}.{part}"));
+        }
+        swiglu(&mut names, &format!("blocks.{i}.ffn"));
+        linear(&mut names, &format!("blocks.{i}.ln2"));
+    }
+    swiglu(&mut names, "transform");
+    if config.scale {
+        swiglu(&mut names, "scale");
+    }
+    swiglu(&mut names, "truncation");
+    names
+}
+
+/// The parameter names of a SimpleDistributionAwareTransform in the kernel's order: `local`,
+/// `mlp` (gate, up, down), then `truncation.{weight, bias}` (dynamic) or
+/// `truncation.{scale_raw, threshold_raw}` (static).
+pub fn simple_packing_order(config: &DistributionAwareConfig) -> Vec<String> {
+    let mut names = vec!["local.weight".to_string(), "local.bias".to_string()];
+    for part in ["gate", "up", "down"] {
+        names.push(format!("mlp.{part}.weight"));
+        names.push(format!("mlp.{part}.bias"));
+    }
+    let truncation = if config.dynamic_truncation {
+        ["weight", "bias"]
+    } else {
+        ["scale_raw", "threshold_raw"]
+    };
+    names.extend(truncation.iter().map(|p| format!("truncation.{p}")));
+    names
+}
+
+/// The kernels and packing order for `config`, or an error naming what has no fused kernel.
+fn kind_of(config: &SamplerConfig) -> Result<(Kind, Vec<String>)> {
+    match config {
+        SamplerConfig::SamplingNetwork(c) => {
+            let shape = (c.d_model, c.n_heads, c.encoder_hidden, c.d_ff);
+            if !COMPILED_CONFIGS.contains(&shape) {
+                return Err(NetsError::bad_request(
+                    "sampling_network shape",
+                    format!(
+                        "d_model {}, n_heads {}, encoder_hidden {}, d_ff {}",
+                        shape.0, shape.1, shape.2, shape.3
+                    ),
+                    format!("no fused kernel is compiled for it (compiled: {COMPILED_CONFIGS:?})"),
+                ));
+            }
+            let suffix = format!(
+                "d{}_h{}_e{}_f{}_s{}",
+                shape.0,
+                shape.1,
+                shape.2,
+                shape.3,
+                u8::from(c.scale)
+            );
+            let kind = Kind::SamplingNetwork {
+                d_model: c.d_model,
+                n_heads: c.n_heads,
+                n_blocks: c.n_blocks,
+                suffix,
+            };
+            Ok((kind, packing_order(c)))
+        }
+        SamplerConfig::SimpleDistributionAwareTransform(c) => {
+            if !COMPILED_SIMPLE_HIDDEN.contains(&c.hidden) {
+                return Err(NetsError::bad_request(
+                    "simple_distribution_aware_transform hidden",
+                    c.hidden,
+                    format!(
+                        "no fused kernel is compiled for it (compiled: {COMPILED_SIMPLE_HIDDEN:?})"
+                    ),
+                ));
+            }
+            let mode = if c.dynamic_truncation {
+                "dyn"
+            } else {
+                "static"
+            };
+            let kernel = format!("sdat_forward_h{}_{mode}", c.hidden);
+            Ok((Kind::Simple { kernel }, simple_packing_order(c)))
+        }
+        SamplerConfig::LocalProbabilityTransform(_) => Err(NetsError::bad_request(
+            "architecture",
+            config.architecture(),
+            "the fused CUDA kernels implement sampling_network and \
+             simple_distribution_aware_transform",
+        )),
+    }
+}
+
+impl FusedSampler {
+    /// Packs the weights of `sampler` (a `sampling_network` of a shape in [`COMPILED_CONFIGS`]
+    /// or a `simple_distribution_aware_transform` of a width in [`COMPILED_SIMPLE_HIDDEN`], on a
+    /// CUDA device) into one f32 buffer on its device. Errors name the architecture, device or
+    /// shape that has no fused kernel.
+    pub fn new(sampler: &LearnedSampler) -> Result<Self> {
+        let (kind, order) = kind_of(sampler.config())?;
+        let device = sampler.device().clone();
+        if !device.is_cuda() {
+            return Err(NetsError::bad_request(
+                "device",
+                format!("{device:?}"),
+                "the fused kernels run on a CUDA device",
+            ));
+        }
+        let params: HashMap<String, Tensor> = sampler.named_parameters().into_iter().collect();
+        let shapes: HashMap<String, Vec<usize>> = sampler
+            .param_specs()?
+            .into_iter()
+            .map(|spec| (spec.name, spec.shape))
+            .collect();
+        let flat = order
+            .iter()
+            .map(|name| {
+                let t = params
+                    .get(name)
+                    .ok_or_else(|| NetsError::MissingParameter {
+                        origin: "fused kernel packing".into(),
+                        name: name.clone(),
+                        expected: shapes.get(name).cloned().unwrap_or_default(),
+                        architecture: sampler.config().architecture().into(),
+                        hint: String::new(),
+                    })?;
+                Ok(t.to_dtype(DType::F32)?.flatten_all()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let weights = Tensor::cat(&flat, 0)?.contiguous()?;
+        Ok(Self {
+            weights,
+            kind,
+            device,
+            poison: false,
+        })
+    }
+
+    /// With `true`, every buffer the kernels write (row statistics, activations, output) is
+    /// filled with NaN before they run, so a value a kernel fails to write shows as NaN (tests).
+    pub fn with_poisoned_outputs(mut self, poison: bool) -> Self {
+        self.poison = poison;
+        self
+    }
+
+    /// Raw logits `z: [N, V]` (any float dtype, any device; `-inf` = masked token) → new logits
+    /// `[N, V]` in the dtype of `z`, on this network's device; the same contract and errors as
+    /// [`crate::LearnedSampler::forward`] (a row with NaN / `+inf` or no finite entry is
+    /// reported with its row and token), plus `N ≤` [`MAX_ROWS`].
+    pub fn forward(&self, logits: &Tensor) -> Result<Tensor> {
+        let (n, v) = logits_dims(logits)?;
+        if n > MAX_ROWS || v > i32::MAX as usize {
+            return Err(NetsError::bad_request(
+                "logits",
+                format!("[{n}, {v}]"),
+                format!(
+                    "the fused kernels take at most {MAX_ROWS} rows of at most 2^31 − 1 tokens"
+                ),
+            ));
+        }
+        let z = logits
+            .to_device(&self.device)?
+            .to_dtype(DType::F32)?
+            .contiguous()?;
+        let stats = z.apply_op1_no_bwd(&RowStats {
+            poison: self.poison,
+        })?;
+        let rows = stats.to_vec2::<f32>()?;
+        // [max z, L, #NaN or +inf, #finite, H] per row
+        if let Some(r) = rows.iter().position(|s| s[2] > 0.0 || s[3] == 0.0) {
+            validate_logits(&z)?;
+            return Err(NetsError::bad_request(
+                "logits",
+                format!("row {r}"),
+                "holds NaN / +inf or no finite entry",
+            ));
+        }
+        let out = z.apply_op3_no_bwd(&stats, &self.weights, &Forward { net: self })?;
+        Ok(out.to_dtype(logits.dtype())?)
+    }
+
+    /// Number of kernel launches of one forward (SamplingNetwork: row statistics, encoder, one
+    /// per block, head; SimpleDistributionAwareTransform: row statistics, per-token pass).
+    pub fn launches(&self) -> usize {
+        match &self.kind {
+            Kind::SamplingNetwork { n_blocks, .. } => n_blocks + 3,
+            Kind::Simple { .. } => 2,
+        }
+    }
+}
+
+/// The contiguous f32 view of a custom op's input.
+fn f32_view<'a>(
+    storage: &'a CudaStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<CudaView<'a, f32>> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused sampler: {what} must be contiguous");
+    };
+    Ok(storage.as_cuda_slice::<f32>()?.slice(start..end))
+}
+
+/// A fresh f32 buffer of `len` elements, NaN-filled when `poison`.
+fn output_buffer(
+    dev: &CudaDevice,
+    len: usize,
+    poison: bool,
+) -> candle_core::Result<CudaSlice<f32>> {
+    // SAFETY: every element is written by the kernels (or by the NaN fill) before it is read.
+    let mut buf = unsafe { dev.alloc::<f32>(len)? };
+    if poison {
+        let func = dev.get_or_load_custom_func("sn_fill", MODULE, PTX)?;
+        let mut b = func.builder();
+        let count = len as u64;
+        let value = f32::NAN;
+        b.arg(&mut buf);
+        b.arg(&count);
+        b.arg(&value);
+        let cfg = LaunchConfig {
+            grid_dim: (1024, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the kernel writes `count` floats of `buf`.
+        unsafe { b.launch(cfg) }.w()?;
+    }
+    Ok(buf)
+}
+
+/// `[N, V]` logits → `[N, 5]` per row: max z, `L = log Σ exp(z − max)`, #NaN or `+inf`,
+/// #finite, entropy `H = −Σ p·lp`.
+struct RowStats {
+    poison: bool,
+}
+
+impl CustomOp1 for RowStats {
+    fn name(&self) -> &'static str {
+        "adasamp-fused-row-stats"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the fused sampler kernels run on CUDA only")
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (n, v) = l.shape().dims2()?;
+        let dev = s.device();
+        let z = f32_view(s, l, "logits")?;
+        let mut stats = output_buffer(dev, STATS * n, self.poison)?;
+        let func = dev.get_or_load_custom_func("sn_row_stats", MODULE, PTX)?;
+        let mut b = func.builder();
+        let vi = v as i32;
+        b.arg(&z);
+        b.arg(&vi);
+        b.arg(&mut stats);
+        let cfg = LaunchConfig {
+            grid_dim: (n as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: one block per row reads its V logits and writes its 4 statistics.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(stats, dev.clone()),
+            Shape::from((n, STATS)),
+        ))
+    }
+}
+
+/// `(z [N, V], row stats [N, 4], packed weights)` → new logits `[N, V]`.
+struct Forward<'a> {
+    net: &'a FusedSampler,
+}
+
+impl CustomOp3 for Forward<'_> {
+    fn name(&self) -> &'static str {
+        "adasamp-fused-sampler"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the fused sampler kernels run on CUDA only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        zs: &CudaStorage,
+        zl: &Layout,
+        ss: &CudaStorage,
+        sl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (n, v) = zl.shape().dims2()?;
+        let dev = zs.device();
+        let z = f32_view(zs, zl, "logits")?;
+        let stats = f32_view(ss, sl, "row statistics")?;
+        let w = f32_view(ws, wl, "weights")?;
+        let mut out = output_buffer(dev, n * v, self.net.poison)?;
+        let cfg = LaunchConfig {
+            grid_dim: ((v as u32).div_ceil(THREADS), n as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let vi = v as i32;
+        match &self.net.kind {
+            Kind::Simple { kernel } => {
+                let func = dev.get_or_load_custom_func(kernel, MODULE, PTX)?;
+                let mut b = func.builder();
+                b.arg(&z);
+                b.arg(&stats);
+                b.arg(&w);
+                b.arg(&mut out);
+                b.arg(&vi);
+                // SAFETY: each thread writes its token's output logit.
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            Kind::SamplingNetwork {
+                d_model,
+                n_heads,
+                n_blocks,
+                suffix,
+            } => {
+                let d = *d_model;
+                let acc_block = d * (d / n_heads) + d;
+                let acc_row = n_blocks * acc_block + d;
+                let mut acc = dev.alloc_zeros::<f32>(n * acc_row)?;
+                let mut xs = output_buffer(dev, n * v * d, self.net.poison)?;
+                let blocks = *n_blocks as i32;
+                let encode =
+                    dev.get_or_load_custom_func(&format!("sn_encode_{suffix}"), MODULE, PTX)?;
+                let mut b = encode.builder();
+                b.arg(&z);
+                b.arg(&stats);
+                b.arg(&w);
+                b.arg(&mut xs);
+                b.arg(&mut acc);
+                b.arg(&vi);
+                b.arg(&blocks);
+                // SAFETY: each thread writes its token's activations and adds to its row's sums.
+                unsafe { b.launch(cfg) }.w()?;
+                let block =
+                    dev.get_or_load_custom_func(&format!("sn_block_{suffix}"), MODULE, PTX)?;
+                for i in 0..blocks {
+                    let mut b = block.builder();
+                    b.arg(&z);
+                    b.arg(&stats);
+                    b.arg(&w);
+                    b.arg(&mut xs);
+                    b.arg(&mut acc);
+                    b.arg(&vi);
+                    b.arg(&blocks);
+                    b.arg(&i);
+                    // SAFETY: as above, in place on each token's activations.
+                    unsafe { b.launch(cfg) }.w()?;
+                }
+                let head =
+                    dev.get_or_load_custom_func(&format!("sn_head_{suffix}"), MODULE, PTX)?;
+                let mut b = head.builder();
+                b.arg(&z);
+                b.arg(&stats);
+                b.arg(&w);
+                b.arg(&xs);
+                b.arg(&acc);
+                b.arg(&mut out);
+                b.arg(&vi);
+                b.arg(&blocks);
+                // SAFETY: each thread writes its token's output logit.
+                unsafe { b.launch(cfg) }.w()?;
+            }
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev.clone()),
+            Shape::from((n, v)),
+        ))
+    }
+}

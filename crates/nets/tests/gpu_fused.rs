@@ -1,0 +1,262 @@
+//! The fused CUDA forward of the SamplingNetwork and the SimpleDistributionAwareTransform
+//! against the plain candle path on the same device.
+//!
+//! Built only with the `cuda` feature (CPU CI never compiles these). The tests that need a GPU
+//! print `SKIPPED (no CUDA device): …` and return when `Device::new_cuda(0)` fails, so a run
+//! without a device proves nothing about the kernels and says so. Inputs are fresh random
+//! logits every run (the seed is printed), weights are the seeded initialisation plus Gaussian
+//! noise (so LayerNorm affine parameters are not 1 / 0), and the fused path NaN-fills every
+//! buffer its kernels write before they run.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use adasamp_nets::gpu::fused::{COMPILED_CONFIGS, COMPILED_SIMPLE_HIDDEN};
+use adasamp_nets::gpu::FusedSampler;
+use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Relative tolerance: `|fused − plain| ≤ TOL · max(|plain|, 1)`.
+const TOL: f32 = 1e-3;
+
+fn cuda_or_skip(test: &str) -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("SKIPPED (no CUDA device): {test}: {e}");
+            None
+        }
+    }
+}
+
+fn fresh_seed(test: &str) -> u64 {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    eprintln!("{test}: seed {seed}");
+    seed
+}
+
+/// Seeded weights plus N(0, 0.1²) noise on every parameter, on `device`.
+fn noisy_sampler(config: &SamplerConfig, seed: u64, device: &Device) -> LearnedSampler {
+    let base = LearnedSampler::seeded(config, seed, DType::F32, device).unwrap();
+    let tensors: HashMap<String, Tensor> = base
+        .named_parameters()
+        .into_iter()
+        .map(|(name, t)| {
+            let noise = (t.randn_like(0.0, 1.0).unwrap() * 0.1).unwrap();
+            (name, (t + noise).unwrap())
+        })
+        .collect();
+    LearnedSampler::from_tensors(config, tensors, DType::F32, device, "noisy test weights").unwrap()
+}
+
+/// LM-like logits `[rows, vocab]`: N(0, σ²) with σ ∈ [1, 4) per row, a few boosted tokens, and
+/// about `masked` of the entries `-inf` (never a whole row).
+fn logits(rows: usize, vocab: usize, masked: f64, rng: &mut ChaCha8Rng, device: &Device) -> Tensor {
+    let mut data = Vec::with_capacity(rows * vocab);
+    for _ in 0..rows {
+        let sigma: f32 = rng.random_range(1.0..4.0);
+        let start = data.len();
+        data.extend((0..vocab).map(|_| {
+            let u1: f32 = rng.random::<f32>().max(1e-12);
+            let u2: f32 = rng.random();
+            sigma * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        }));
+        for _ in 0..8 {
+            let i = rng.random_range(start..start + vocab);
+            data[i] += rng.random_range(3.0..12.0);
+        }
+        for x in &mut data[start + 1..] {
+            if rng.random_bool(masked) {
+                *x = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Tensor::from_vec(data, (rows, vocab), device).unwrap()
+}
+
+fn assert_close(fused: &Tensor, plain: &Tensor, what: &str) {
+    let f = fused.to_vec2::<f32>().unwrap();
+    let p = plain.to_vec2::<f32>().unwrap();
+    let mut worst = 0.0f32;
+    for (r, (fr, pr)) in f.iter().zip(&p).enumerate() {
+        for (t, (&a, &b)) in fr.iter().zip(pr).enumerate() {
+            if b == f32::NEG_INFINITY {
+                assert_eq!(
+                    a,
+                    f32::NEG_INFINITY,
+                    "{what}: row {r} token {t}: masked → {a}"
+                );
+                continue;
+            }
+            assert!(
+                a.is_finite(),
+                "{what}: row {r} token {t}: fused {a}, plain {b}"
+            );
+            let rel = (a - b).abs() / b.abs().max(1.0);
+            assert!(
+                rel <= TOL,
+                "{what}: row {r} token {t}: fused {a}, plain {b}"
+            );
+            worst = worst.max(rel);
+        }
+    }
+    eprintln!("{what}: worst relative difference {worst:.2e}");
+}
+
+fn config(d: usize, heads: usize, d_ff: usize, blocks: usize, scale: bool) -> SamplerConfig {
+    common::sn(d, d_ff, blocks, heads, scale)
+}
+
+#[test]
+fn cuda_fused_forward_equals_plain_candle_for_every_compiled_shape() {
+    let Some(device) = cuda_or_skip("fused forward equality") else {
+        return;
+    };
+    let seed = fresh_seed("fused forward equality");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for (i, &(d, heads, _, d_ff)) in COMPILED_CONFIGS.iter().enumerate() {
+        for scale in [true, false] {
+            for blocks in [1, 4] {
+                let cfg = config(d, heads, d_ff, blocks, scale);
+                let sampler = noisy_sampler(&cfg, seed ^ i as u64, &device);
+                let fused = FusedSampler::new(&sampler)
+                    .unwrap()
+                    .with_poisoned_outputs(true);
+                // V not a multiple of the 128-thread block.
+                let z = logits(3, 5_003, 0.2, &mut rng, &device);
+                let plain = sampler.forward(&z).unwrap();
+                let out = fused.forward(&z).unwrap();
+                assert_eq!(out.dims(), &[3, 5_003]);
+                assert_close(
+                    &out,
+                    &plain,
+                    &format!("d {d} heads {heads} d_ff {d_ff} blocks {blocks} scale {scale}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_fused_simple_transform_equals_plain_candle_for_every_compiled_width() {
+    let Some(device) = cuda_or_skip("fused simple transform equality") else {
+        return;
+    };
+    let seed = fresh_seed("fused simple transform equality");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for &hidden in &COMPILED_SIMPLE_HIDDEN {
+        for dynamic in [true, false] {
+            let cfg = common::simple(hidden, dynamic);
+            let sampler = noisy_sampler(&cfg, seed ^ hidden as u64, &device);
+            let fused = FusedSampler::new(&sampler)
+                .unwrap()
+                .with_poisoned_outputs(true);
+            assert_eq!(fused.launches(), 2);
+            for (rows, vocab, masked) in [(3, 5_003, 0.2), (2, 128_256, 0.0)] {
+                let z = logits(rows, vocab, masked, &mut rng, &device);
+                let what = format!("simple h {hidden} dynamic {dynamic} V {vocab}");
+                assert_close(
+                    &fused.forward(&z).unwrap(),
+                    &sampler.forward(&z).unwrap(),
+                    &what,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
+    let Some(device) = cuda_or_skip("fused forward at V = 128256") else {
+        return;
+    };
+    let seed = fresh_seed("fused forward at V = 128256");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let cfg = common::load_config("sampling_network.yaml");
+    let sampler = noisy_sampler(&cfg, seed, &device);
+    let fused = FusedSampler::new(&sampler)
+        .unwrap()
+        .with_poisoned_outputs(true);
+    let z = logits(4, 128_256, 0.0, &mut rng, &device);
+    assert_close(
+        &fused.forward(&z).unwrap(),
+        &sampler.forward(&z).unwrap(),
+        "reference config, V 128256",
+    );
+    // A row with a single kept token: its output is finite there, -inf elsewhere.
+    let mut row = vec![f32::NEG_INFINITY; 1000];
+    row[17] = 2.5;
+    let z = Tensor::from_vec(row, (1, 1000), &device).unwrap();
+    assert_close(
+        &fused.forward(&z).unwrap(),
+        &sampler.forward(&z).unwrap(),
+        "single kept token",
+    );
+}
+
+#[test]
+fn cuda_fused_forward_rejects_bad_rows_naming_row_and_token() {
+    let Some(device) = cuda_or_skip("fused forward input errors") else {
+        return;
+    };
+    let cfg = common::load_config("sampling_network_tiny.yaml");
+    let sampler = LearnedSampler::seeded(&cfg, 0, DType::F32, &device).unwrap();
+    let fused = FusedSampler::new(&sampler).unwrap();
+    for (bad, name) in [(f32::NAN, "NaN"), (f32::INFINITY, "+inf")] {
+        let mut data = vec![0.5f32; 2 * 300];
+        data[300 + 41] = bad;
+        let z = Tensor::from_vec(data, (2, 300), &device).unwrap();
+        let err = fused.forward(&z).unwrap_err();
+        assert!(
+            matches!(err, NetsError::InvalidLogits { .. }),
+            "{name}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("row 1") && msg.contains("token 41"),
+            "{name}: {msg}"
+        );
+    }
+    let z = Tensor::from_vec(vec![f32::NEG_INFINITY; 50], (1, 50), &device).unwrap();
+    assert!(matches!(
+        fused.forward(&z).unwrap_err(),
+        NetsError::InvalidLogits { .. }
+    ));
+    let z = Tensor::zeros((2, 3, 4), DType::F32, &device).unwrap();
+    assert!(matches!(
+        fused.forward(&z).unwrap_err(),
+        NetsError::BadShape { .. }
+    ));
+}
+
+#[test]
+fn fused_network_names_what_has_no_kernel() {
+    // Runs without a GPU: the checks come before any device work.
+    let cpu = Device::Cpu;
+    let local = LearnedSampler::seeded(&common::local(8), 0, DType::F32, &cpu).unwrap();
+    let err = FusedSampler::new(&local).unwrap_err().to_string();
+    assert!(
+        err.contains("architecture") && err.contains("local_probability_transform"),
+        "{err}"
+    );
+    let odd = LearnedSampler::seeded(&common::simple(40, true), 0, DType::F32, &cpu).unwrap();
+    let err = FusedSampler::new(&odd).unwrap_err().to_string();
+    assert!(err.contains("hidden") && err.contains("40"), "{err}");
+    let sn = LearnedSampler::seeded(&config(32, 4, 64, 1, true), 0, DType::F32, &cpu).unwrap();
+    let err = FusedSampler::new(&sn).unwrap_err().to_string();
+    assert!(err.contains("device") && err.contains("Cpu"), "{err}");
+    let Some(device) = cuda_or_skip("fused shape without a kernel") else {
+        return;
+    };
+    let odd = LearnedSampler::seeded(&config(24, 4, 64, 1, true), 0, DType::F32, &device).unwrap();
+    let err = FusedSampler::new(&odd).unwrap_err().to_string();
+    assert!(err.contains("d_model 24"), "{err}");
+}
