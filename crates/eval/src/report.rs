@@ -346,7 +346,7 @@ impl EvalReport {
                         _ => String::new(),
                     };
                     notes.push(format!(
-                        "`{}` imitates the pipeline {p}: KL and truncated mass are against it{raw}.",
+                        "`{}` imitates {p}: KL and truncated mass are against it{raw}.",
                         c.name
                     ))
                 }
@@ -441,7 +441,7 @@ pub(crate) mod tests {
         );
         learned.kl_to_imitated = Some(0.04);
         learned.truncated_mass = Some(0.01);
-        learned.imitated = Some("`t07`".into());
+        learned.imitated = Some("the pipeline `t07`".into());
         learned.identity_kl = Some(0.19);
         learned.identity_truncated_mass = Some(0.1);
         let contenders = vec![

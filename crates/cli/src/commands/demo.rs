@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// taken in turn) and the judge (the first).
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
+    /// Endpoints: send `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 /// Runs `demo`.
@@ -47,6 +50,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         source: Source {
             model: a.model.clone(),
             endpoints: a.endpoints.clone(),
+            api_key: a.api_key.clone(),
         },
     };
     let mut report = demo::run(&opts, &mut |m: &str| eprintln!("{m}"))?;

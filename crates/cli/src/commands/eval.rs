@@ -79,6 +79,9 @@ pub struct EvalArgs {
     /// Generate on OpenAI-compatible servers instead of the local model (repeatable).
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
+    /// Endpoints (--endpoint and a --judge URL): send `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 impl EvalArgs {
@@ -103,6 +106,7 @@ impl EvalArgs {
             system_prompt: (!self.system.is_empty()).then(|| self.system.clone()),
             embedder: self.embedder.clone(),
             endpoints: self.endpoints.clone(),
+            api_key: self.api_key.clone(),
             ..EvalOptions::new(&self.prompts, contenders, &self.out)
         })
     }
