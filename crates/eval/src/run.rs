@@ -374,7 +374,7 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                         let started = Instant::now();
                         let m = match &target {
                             imitation::Target::Pipeline(spec) => {
-                                let own: Vec<NumberedRecord> = records
+                                let mut own: Vec<NumberedRecord> = records
                                     .iter()
                                     .enumerate()
                                     .filter(|(_, r)| r.sampler_info.name == c.name)
@@ -383,6 +383,9 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                                         record: r.clone(),
                                     })
                                     .collect();
+                                // In id order, not file order: a resumed run writes its records
+                                // in another order, and the means must not depend on it.
+                                own.sort_by(|a, b| a.record.id.cmp(&b.record.id));
                                 let model = match lm.as_mut() {
                                     Some(m) => m,
                                     None => lm.insert(load(opts.model.as_deref(), opts, log)?),
