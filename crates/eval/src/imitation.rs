@@ -33,7 +33,7 @@ use adasamp_engine::record::{read_jsonl, NumberedRecord};
 use adasamp_engine::LoadedModel;
 use adasamp_nets::checkpoint::{TrainingState, TRAINING_STATE_JSON};
 use adasamp_nets::train::{
-    evaluate_fast, replay, replayed_dataset, Dataset, ReplaySettings, RowPrecision,
+    evaluate_fast, replay, replayed_dataset, Dataset, EvalMetrics, ReplaySettings, RowPrecision,
 };
 use adasamp_nets::LearnedSampler;
 use adasamp_sampling::PipelineSpec;
@@ -208,6 +208,20 @@ pub fn describe(spec: &PipelineSpec) -> String {
 }
 
 impl Imitation {
+    /// The values of `m`, measured against `target`.
+    pub fn measured(checkpoint: &Path, target: &Target, m: &EvalMetrics) -> Self {
+        Self {
+            checkpoint: checkpoint.display().to_string(),
+            imitated: Some(target.describe()),
+            absent: None,
+            positions: m.rows,
+            kl: Some(m.kl),
+            truncated_mass: Some(m.truncated_mass),
+            identity_kl: Some(m.identity_kl),
+            identity_truncated_mass: Some(m.identity_truncated_mass),
+        }
+    }
+
     /// The values absent for `why`.
     pub fn absent(checkpoint: &Path, why: String) -> Self {
         Self {
@@ -259,16 +273,11 @@ pub fn measure(
     };
     let rows: Vec<usize> = (0..ds.num_rows()).collect();
     let m = evaluate_fast(&sampler, &ds, &rows, 1, 0)?;
-    Ok(Imitation {
-        checkpoint: checkpoint.display().to_string(),
-        imitated: Some(Target::Pipeline(imitated.clone()).describe()),
-        absent: None,
-        positions: m.rows,
-        kl: Some(m.kl),
-        truncated_mass: Some(m.truncated_mass),
-        identity_kl: Some(m.identity_kl),
-        identity_truncated_mass: Some(m.identity_truncated_mass),
-    })
+    Ok(Imitation::measured(
+        checkpoint,
+        &Target::Pipeline(imitated.clone()),
+        &m,
+    ))
 }
 
 /// Measures the learned sampler of `checkpoint` on the records of its training data that
@@ -309,16 +318,7 @@ pub fn measure_held_out(
         ));
     }
     let m = evaluate_fast(&sampler, ds, &rows, 1, 0)?;
-    Ok(Imitation {
-        checkpoint: checkpoint.display().to_string(),
-        imitated: Some(target.describe()),
-        absent: None,
-        positions: m.rows,
-        kl: Some(m.kl),
-        truncated_mass: Some(m.truncated_mass),
-        identity_kl: Some(m.identity_kl),
-        identity_truncated_mass: Some(m.identity_truncated_mass),
-    })
+    Ok(Imitation::measured(checkpoint, target, &m))
 }
 
 /// The measurements already in `path` (by contender name); a missing file has none.

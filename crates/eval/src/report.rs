@@ -346,7 +346,7 @@ impl EvalReport {
                         _ => String::new(),
                     };
                     notes.push(format!(
-                        "`{}` imitates {p}: KL and truncated mass are against it{raw}.",
+                        "`{}`: KL and truncated mass are against {p}{raw}.",
                         c.name
                     ))
                 }
@@ -539,7 +539,10 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(md.contains("**Verdict:** `learned` won"), "{md}");
-        assert!(md.contains("imitates the pipeline `t07`"), "{md}");
+        assert!(
+            md.contains("KL and truncated mass are against the pipeline `t07`"),
+            "{md}"
+        );
         assert!(
             md.contains("raw logits there: KL 0.1900 nats, truncated mass 10.00 %"),
             "{md}"

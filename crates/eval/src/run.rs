@@ -131,6 +131,7 @@ pub struct EvalOptions {
     /// The sentence embedder's directory (`None`: the default all-MiniLM-L6-v2).
     pub embedder: Option<PathBuf>,
     /// OpenAI-compatible servers to generate on instead of the local model (empty: local).
+    /// Learned contenders always generate on the local model.
     pub endpoints: Vec<String>,
     /// Bearer key sent to the endpoints (generating and judging), as curation's clients send
     /// it (`Authorization: Bearer KEY`; `None`: no header).
@@ -264,19 +265,39 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
             candidates.display()
         ));
     } else {
-        let report = if opts.endpoints.is_empty() {
+        // A learned sampler runs only here (no server runs its network): with endpoints, the
+        // learned contenders generate on the local model and the others on the servers, into
+        // the same file (each run skips what is there).
+        let (here, remote): (Vec<Contender>, Vec<Contender>) = if opts.endpoints.is_empty() {
+            (contenders.clone(), Vec::new())
+        } else {
+            contenders
+                .iter()
+                .cloned()
+                .partition(|c| c.kind == ContenderKind::Learned)
+        };
+        let subset = |cs: &[Contender]| {
+            candidate_set(
+                set.prompts.clone(),
+                cs,
+                opts.seeds,
+                opts.max_new_tokens,
+                opts.system_prompt.clone(),
+            )
+        };
+        if !here.is_empty() {
             let model = lm.insert(load(opts.model.as_deref(), opts, log)?);
             let mut backend = Backend::Local(LocalBackend::new(model, opts.batch_size));
-            generate(&set, &mut backend, &candidates)?
-        } else {
+            log(&generate(&subset(&here)?, &mut backend, &candidates)?.to_string());
+        }
+        if !remote.is_empty() {
             let config = RemoteConfig {
                 api_key: opts.api_key.clone(),
                 ..RemoteConfig::new(opts.endpoints.clone())
             };
             let mut backend = Backend::Remote(RemoteBackend::new(config)?);
-            generate(&set, &mut backend, &candidates)?
-        };
-        log(&report.to_string());
+            log(&generate(&subset(&remote)?, &mut backend, &candidates)?.to_string());
+        }
         log(&took("generation", started));
     }
 

@@ -76,7 +76,8 @@ pub struct EvalArgs {
     /// Sentence-embedder directory for the diversity labels (default: all-MiniLM-L6-v2).
     #[arg(long, value_name = "DIR")]
     pub embedder: Option<PathBuf>,
-    /// Generate on OpenAI-compatible servers instead of the local model (repeatable).
+    /// Generate on OpenAI-compatible servers instead of the local model (repeatable; learned
+    /// samplers still generate locally).
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
     /// Endpoints (--endpoint and a --judge URL): send `Authorization: Bearer KEY`.
