@@ -9,9 +9,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use adasamp_engine::record::{read_jsonl, CandidateRecord};
 
@@ -107,8 +106,8 @@ fn clean_run() -> &'static BTreeMap<String, CandidateRecord> {
     })
 }
 
-/// Runs adasamp with `args` in `dir`; once `out` holds `n` complete lines, calls `meanwhile`
-/// with the running process, then waits for it to end.
+/// Runs `adasamp ARGS` in `dir`, waits until `out` holds `n` complete lines (or the run ended),
+/// then hands the process to `meanwhile` and waits for it.
 fn run_interrupted(
     dir: &Path,
     args: &[String],
@@ -116,33 +115,11 @@ fn run_interrupted(
     n: usize,
     meanwhile: impl FnOnce(&mut Child),
 ) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_lines(out, n, &mut child);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adasamp"));
+    cmd.args(args).current_dir(dir);
+    let mut child = common::spawn_until_lines(&mut cmd, out, n);
     meanwhile(&mut child);
     child.wait_with_output().unwrap()
-}
-
-/// Waits until `path` holds at least `n` complete lines (or `child` ended, or 300 s passed).
-fn wait_for_lines(path: &Path, n: usize, child: &mut Child) {
-    let t0 = Instant::now();
-    loop {
-        let lines = std::fs::read_to_string(path)
-            .map(|t| t.matches('\n').count())
-            .unwrap_or(0);
-        if lines >= n || t0.elapsed() > Duration::from_secs(300) {
-            return;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

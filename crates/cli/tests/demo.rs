@@ -1,13 +1,16 @@
 //! `adasamp demo --fast` end to end on the default model (6 prompts: 4 for training, 2 held
 //! out; 4 grid pipelines × 2 seeds; 16 tokens): every stage's file exists with the record
 //! count the plan implies, the report has its structure (three contenders, the learned sampler
-//! first, a comparison with each other one, a verdict), and a rerun skips every stage.
+//! first, a comparison with each other one, a verdict), and a rerun skips every stage. The
+//! first run is killed (SIGKILL) early and resumed by the second, so the counts also check
+//! that a resumed demo holds every record exactly once.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use adasamp_curate::labels;
 use adasamp_curate::stage::{read_records, CandidateKey};
@@ -60,6 +63,19 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
     }
     let d = common::tmpdir("demo-fast");
     let run = d.join("run");
+    // A first run killed (SIGKILL) a random-ish moment after its first candidates: the next
+    // run resumes it, and every file below must still hold each record exactly once.
+    let mut first = Command::new(env!("CARGO_BIN_EXE_adasamp"));
+    first
+        .args(["demo", "--fast", "--out", run.to_str().unwrap()])
+        .env("OMP_WAIT_POLICY", "PASSIVE");
+    let mut child = common::spawn_until_lines(&mut first, &run.join("candidates.jsonl"), 3);
+    std::thread::sleep(Duration::from_millis(u64::from(std::process::id() % 1000)));
+    let _ = child.kill();
+    let _ = child.wait();
+    let killed_mid_candidates = std::fs::read_to_string(run.join("candidates.jsonl"))
+        .map(|t| t.matches('\n').count() < 32)
+        .unwrap_or(false);
     let o = demo(&["--fast", "--out", run.to_str().unwrap()]);
     let (out, err) = (common::stdout(&o), common::stderr(&o));
     assert!(o.status.success(), "demo --fast failed:\n{out}\n{err}");
@@ -141,6 +157,27 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
         .map(|c| c["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["learned", "pipeline", "preset"]);
+    // The learned sampler against its training data's pipelines, on the records training
+    // held out (each against its own pipeline).
+    let learned = &contenders[0];
+    let pipelines: BTreeSet<&str> = scored
+        .iter()
+        .map(|r| r.sampler_info.name.as_str())
+        .collect();
+    if pipelines.len() >= 2 {
+        let kl = learned["kl_to_imitated"].as_f64().unwrap_or(-1.0);
+        let mass = learned["truncated_mass"].as_f64().unwrap_or(-1.0);
+        assert!(kl >= 0.0 && (0.0..=1.0).contains(&mass), "{learned}");
+        assert!(
+            learned["imitated"]
+                .as_str()
+                .is_some_and(|t| t.contains("held out")),
+            "{learned}"
+        );
+    } else {
+        // one pipeline: measured against it on the eval generations
+        assert!(learned["kl_to_imitated"].as_f64().is_some(), "{learned}");
+    }
     for c in contenders {
         let r = &c["rating"];
         let (v, lo, hi) = (
@@ -174,6 +211,14 @@ fn demo_fast_runs_every_stage_and_a_rerun_skips_them() {
     // demo.json lists the stages and the run directory's files.
     let summary = json(&run.join("demo.json"));
     assert_eq!(summary["stages"].as_array().unwrap().len(), 9);
+    let resumed = summary["stages"][1]["summary"].as_str().unwrap();
+    assert!(resumed.starts_with("32 candidates ("), "{resumed}");
+    if killed_mid_candidates {
+        assert!(
+            !resumed.contains("(0 from an earlier run)"),
+            "the killed run's candidates are kept: {resumed}"
+        );
+    }
     let files: Vec<&str> = summary["files"]
         .as_array()
         .unwrap()

@@ -2,12 +2,15 @@
 //! trained here for a few steps on one pipeline's generations of two training prompts, against
 //! the `balanced` preset, on two held-out prompts (one with a checkable answer) × 2 seeds.
 //! Checks the report's structure and values, the files and plots, that a rerun does nothing
-//! twice, and that overlapping prompts and unknown contenders are refused before anything is
-//! generated.
+//! twice, that a run killed (SIGKILL) and rerun ends with every record once and the
+//! uninterrupted run's report, and that overlapping prompts and unknown contenders are refused
+//! before anything is generated.
 
 mod common;
 
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -257,4 +260,130 @@ fn eval_a_learned_sampler_against_a_preset() {
     assert!(again.contains(verdict), "{again}");
     assert_eq!(lines(&ev.join("candidates.jsonl")), 8);
     assert_eq!(lines(&ev.join("judgements.jsonl")), 4);
+
+    // Killed (SIGKILL) at a random-ish moment after its first generations, then rerun: every
+    // record exactly once, and the same report as the uninterrupted run.
+    let killed_args: Vec<&str> = args
+        .iter()
+        .map(|&a| if a == "ev" { "ev-killed" } else { a })
+        .collect();
+    let ek = d.join("ev-killed");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adasamp"));
+    cmd.args(&killed_args).current_dir(&d);
+    let mut child = common::spawn_until_lines(&mut cmd, &ek.join("candidates.jsonl"), 1);
+    std::thread::sleep(Duration::from_millis(u64::from(std::process::id() % 1500)));
+    let _ = child.kill();
+    let _ = child.wait();
+    run(&d, &killed_args);
+    for f in ["candidates.jsonl", "verified.jsonl", "judgements.jsonl"] {
+        let (whole, resumed) = (records(&ev.join(f)), records(&ek.join(f)));
+        assert_eq!(resumed.len(), whole.len(), "{f}: a record twice or missing");
+        assert_eq!(resumed, whole, "{f}: the resumed run's records differ");
+    }
+    assert_eq!(
+        std::fs::read_to_string(ek.join("report.json")).unwrap(),
+        std::fs::read_to_string(ev.join("report.json")).unwrap(),
+        "the resumed run's report differs from the uninterrupted run's"
+    );
+}
+
+/// The records of a JSONL file, each as its JSON text keyed by its identity (`id`, or a
+/// verdict's prompt, seed and pair), sorted: the content whatever the order of writing. A key
+/// seen twice is kept twice (the caller compares counts).
+fn records(path: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let key = match v.get("id") {
+                Some(id) => id.to_string(),
+                None => format!("{}/{}/{}/{}", v["prompt_id"], v["seed"], v["a"], v["b"]),
+            };
+            (key, l.to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Stops a server started by [`common::start_server`].
+fn stop(mut server: std::process::Child) {
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn eval_on_an_endpoint_that_wants_an_api_key() {
+    if !common::default_model_present("the eval endpoint test") {
+        return;
+    }
+    let embedder = adasamp_curate::diversity::embed::default_embedder_dir();
+    if !embedder.join("model.safetensors").exists() {
+        eprintln!("note: embedder absent; run `adasamp model fetch embedder` to enable the eval endpoint test");
+        return;
+    }
+    let d = common::tmpdir("eval-endpoint");
+    std::fs::write(d.join("held.jsonl"), HELD_OUT).unwrap();
+    let (server, addr) = common::start_server(&[
+        "--max-seq-len",
+        "1024",
+        "--max-running",
+        "4",
+        "--api-key",
+        "eval-key",
+    ]);
+    let url = format!("http://{addr}");
+    let args = |out: &'static str| -> Vec<String> {
+        [
+            "eval",
+            "--prompts",
+            "held.jsonl",
+            "--samplers",
+            "balanced,precise",
+            "--max-new-tokens",
+            "6",
+            "--bootstrap",
+            "50",
+            "--endpoint",
+            url.as_str(),
+            "--judge",
+            url.as_str(),
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Without the key the server refuses, and eval says so.
+    let refused_args = args("refused");
+    let refused: Vec<&str> = refused_args.iter().map(String::as_str).collect();
+    let o = common::adasamp_in(&refused, &d);
+    let mut keyed_args = args("ev");
+    keyed_args.extend(["--api-key".to_string(), "eval-key".to_string()]);
+    let keyed: Vec<&str> = keyed_args.iter().map(String::as_str).collect();
+    let ok = common::adasamp_in(&keyed, &d);
+    stop(server);
+    let e = common::stderr(&o);
+    assert!(!o.status.success() && e.contains("401"), "{e}");
+    assert!(
+        ok.status.success(),
+        "{}\n{}",
+        common::stdout(&ok),
+        common::stderr(&ok)
+    );
+    let ev = d.join("ev");
+    assert_eq!(lines(&ev.join("candidates.jsonl")), 2 * 2 * 2);
+    // 2 prompts × 2 seeds, one pair
+    assert_eq!(lines(&ev.join("judgements.jsonl")), 2 * 2);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(ev.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["judge"].as_str().unwrap().contains(&url),
+        "{}",
+        report["judge"]
+    );
+    assert_eq!(report["contenders"].as_array().unwrap().len(), 2);
 }

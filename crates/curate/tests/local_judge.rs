@@ -1,5 +1,6 @@
 //! The local judge on the default model: its letter probabilities are those of one forward over
-//! the judging prompt (final row, softmax, top 15), and over-long answers are cut to fit.
+//! the judging prompt (final row, softmax, top 15), the same when a call's comparisons start
+//! from each other's prefix cache, and over-long answers are cut to fit.
 
 use adasamp_curate::quality::outcome::{verdict_letter, LetterProbs};
 use adasamp_curate::quality::{Comparison, Judge, LocalJudge};
@@ -86,6 +87,52 @@ fn letter_probabilities_are_those_of_the_final_row() {
             (got.a - want.a).abs() < 1e-4 && (got.b - want.b).abs() < 1e-4,
             "{got:?} vs {want:?}"
         );
+    }
+}
+
+#[test]
+fn a_call_served_from_the_prefix_cache_gives_the_verdicts_of_each_comparison_alone() {
+    let Some(mut judge) = judge(1024) else { return };
+    let questions = ["What is the capital of France?", "Name a prime number."];
+    let answers = [
+        "The capital of France is Paris.",
+        "I think it is Berlin.",
+        "7 is prime.",
+        "Paris, of course; and 7.",
+    ];
+    // 2 questions × 4 ordered pairs = 8 comparisons in one call: with 4 sequences, the second
+    // wave starts from the first wave's caches (template, instructions, question).
+    let mut comparisons = Vec::new();
+    for q in questions {
+        for (a, b) in [(0, 1), (1, 0), (2, 3), (3, 2)] {
+            comparisons.push(Comparison {
+                question: q,
+                answer_a: answers[a],
+                answer_b: answers[b],
+            });
+        }
+    }
+    let together: Vec<LetterProbs> = judge
+        .judge(&comparisons)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.unwrap())
+        .collect();
+    let notes = judge.notes().join("\n");
+    let cached: usize = notes
+        .split(" from the prefix cache")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no prefix-cache count in {notes}"));
+    assert!(cached > 100, "the cache served little: {notes}");
+    for (c, got) in comparisons.iter().zip(&together) {
+        let alone = judge
+            .judge(std::slice::from_ref(c))
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(*got, alone, "{c:?}");
     }
 }
 

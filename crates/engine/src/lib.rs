@@ -26,7 +26,7 @@ pub mod stream;
 pub mod tokenizer;
 
 pub use error::{EngineError, Result};
-pub use generate::generate;
+pub use generate::{generate, generate_with, lane_order};
 pub use load::{
     chat_prompt_text, chat_prompt_tokens, load, BackendChoice, LoadOptions, LoadedModel,
 };

@@ -12,12 +12,17 @@
 //!
 //! averaged over positions, beside the same two numbers for the raw rows (the identity).
 //!
-//! Which pipeline a checkpoint imitates: a training run records the SHA-256 of its data file
+//! What a checkpoint imitates: a training run records the SHA-256 of its data file
 //! (`training_state.json`, `extra.data`); the training file among those given whose content has
 //! that hash is its data, and each of its records' `sampler_info.config` is the target of that
-//! record. When all its records share one pipeline, that pipeline is the one imitated;
-//! otherwise (several pipelines, no training state, no matching file) there is no single
-//! pipeline to compare with and the values are absent, with the reason.
+//! record. When all its records share one pipeline, that pipeline is the one imitated and the
+//! sampler is measured where it generated (above). When they hold several (score-selected data:
+//! each record's target is the pipeline that won it), no single pipeline applies to the eval
+//! generations; the sampler is then measured on the training records the trainer held out
+//! (its `eval_fraction` and seed, recorded in the training state, split the replayed data
+//! exactly as training did), each position against its own record's pipeline — the numbers
+//! `adasamp train` reports for its held-out rows. Without a training state, a matching file or
+//! held-out records the values are absent, with the reason.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +32,9 @@ use adasamp_engine::files::{content_sha256, write_atomic};
 use adasamp_engine::record::{read_jsonl, NumberedRecord};
 use adasamp_engine::LoadedModel;
 use adasamp_nets::checkpoint::{TrainingState, TRAINING_STATE_JSON};
-use adasamp_nets::train::{evaluate_fast, replay, Dataset, RowPrecision};
+use adasamp_nets::train::{
+    evaluate_fast, replay, replayed_dataset, Dataset, EvalMetrics, ReplaySettings, RowPrecision,
+};
 use adasamp_nets::LearnedSampler;
 use adasamp_sampling::PipelineSpec;
 use serde::{Deserialize, Serialize};
@@ -37,11 +44,56 @@ use crate::error::{EvalError, Result};
 /// The imitation file of a run directory.
 pub const IMITATION: &str = "imitation.json";
 
-/// What a checkpoint imitates: the pipeline, or why it cannot be known.
-pub type Imitated = std::result::Result<PipelineSpec, String>;
+/// What a learned sampler is measured against (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The one pipeline of all its training records: measured on its eval generations.
+    Pipeline(PipelineSpec),
+    /// Several pipelines: measured on the training records held out from its training, each
+    /// against its own pipeline.
+    HeldOutRecords {
+        /// The training data file.
+        data: PathBuf,
+        /// The distinct target pipelines' names, in order of first appearance.
+        pipelines: Vec<String>,
+        /// The training run's held-out fraction of records.
+        eval_fraction: f64,
+        /// The training run's seed (it seeds the split).
+        seed: u64,
+    },
+}
 
-/// The pipeline a checkpoint imitates, from its training data among `train_files` (see the
-/// module doc). Only I/O and malformed files are errors; an unknown pipeline is `Ok(Err(why))`.
+impl Target {
+    /// What the sampler is measured against, as a phrase for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Pipeline(spec) => format!("the pipeline {}", describe(spec)),
+            Target::HeldOutRecords {
+                data,
+                pipelines,
+                eval_fraction,
+                seed,
+            } => format!(
+                "the {} target pipelines of its training data {} ({}), each on its own records \
+                 among those training held out (fraction {eval_fraction}, seed {seed})",
+                pipelines.len(),
+                data.display(),
+                pipelines
+                    .iter()
+                    .take(6)
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// What a checkpoint imitates, or why it cannot be known.
+pub type Imitated = std::result::Result<Target, String>;
+
+/// What a checkpoint imitates, from its training data among `train_files` (see the module
+/// doc). Only I/O and malformed files are errors; an unknown target is `Ok(Err(why))`.
 pub fn imitated_pipeline(checkpoint: &Path, train_files: &[PathBuf]) -> Result<Imitated> {
     let state_path = checkpoint.join(TRAINING_STATE_JSON);
     if !state_path.is_file() {
@@ -82,11 +134,21 @@ pub fn imitated_pipeline(checkpoint: &Path, train_files: &[PathBuf]) -> Result<I
             pipelines.push(spec.clone());
         }
     }
+    let eval_fraction = state
+        .extra
+        .get("eval_fraction")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
     match pipelines.len() {
-        0 => Ok(Err(format!("its training data {} holds no record", file.display()))),
-        1 => Ok(Ok(pipelines.remove(0))),
-        n => Ok(Err(format!(
-            "its training data {} has {n} target pipelines ({}): no single pipeline to compare with",
+        0 => Ok(Err(format!(
+            "its training data {} holds no record",
+            file.display()
+        ))),
+        1 => Ok(Ok(Target::Pipeline(pipelines.remove(0)))),
+        n if eval_fraction <= 0.0 => Ok(Err(format!(
+            "its training data {} has {n} target pipelines ({}) and its training held out no \
+             records (eval_fraction {eval_fraction}): no single pipeline for its eval \
+             generations, no held-out record to compare on",
             file.display(),
             pipelines
                 .iter()
@@ -95,6 +157,12 @@ pub fn imitated_pipeline(checkpoint: &Path, train_files: &[PathBuf]) -> Result<I
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
+        _ => Ok(Ok(Target::HeldOutRecords {
+            data: file.clone(),
+            pipelines: pipelines.into_iter().map(|p| p.name).collect(),
+            eval_fraction,
+            seed: state.seed,
+        })),
     }
 }
 
@@ -140,6 +208,20 @@ pub fn describe(spec: &PipelineSpec) -> String {
 }
 
 impl Imitation {
+    /// The values of `m`, measured against `target`.
+    pub fn measured(checkpoint: &Path, target: &Target, m: &EvalMetrics) -> Self {
+        Self {
+            checkpoint: checkpoint.display().to_string(),
+            imitated: Some(target.describe()),
+            absent: None,
+            positions: m.rows,
+            kl: Some(m.kl),
+            truncated_mass: Some(m.truncated_mass),
+            identity_kl: Some(m.identity_kl),
+            identity_truncated_mass: Some(m.identity_truncated_mass),
+        }
+    }
+
     /// The values absent for `why`.
     pub fn absent(checkpoint: &Path, why: String) -> Self {
         Self {
@@ -191,16 +273,52 @@ pub fn measure(
     };
     let rows: Vec<usize> = (0..ds.num_rows()).collect();
     let m = evaluate_fast(&sampler, &ds, &rows, 1, 0)?;
-    Ok(Imitation {
-        checkpoint: checkpoint.display().to_string(),
-        imitated: Some(describe(imitated)),
-        absent: None,
-        positions: m.rows,
-        kl: Some(m.kl),
-        truncated_mass: Some(m.truncated_mass),
-        identity_kl: Some(m.identity_kl),
-        identity_truncated_mass: Some(m.identity_truncated_mass),
-    })
+    Ok(Imitation::measured(
+        checkpoint,
+        &Target::Pipeline(imitated.clone()),
+        &m,
+    ))
+}
+
+/// Measures the learned sampler of `checkpoint` on the records of its training data that
+/// training held out (`target` a [`Target::HeldOutRecords`]), each position against its own
+/// record's pipeline: the data replayed with `settings` (the replay cache's rows, as training
+/// read them), split with the training run's fraction and seed.
+pub fn measure_held_out(
+    checkpoint: &Path,
+    target: &Target,
+    settings: &ReplaySettings,
+    log: &mut dyn FnMut(&str),
+) -> Result<Imitation> {
+    let Target::HeldOutRecords {
+        data,
+        eval_fraction,
+        seed,
+        ..
+    } = target
+    else {
+        return Err(EvalError::bad_parameter(
+            "imitation target",
+            target.describe(),
+            "not a set of held-out training records",
+        ));
+    };
+    let sampler = LearnedSampler::load(
+        checkpoint,
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )?;
+    let replayed = replayed_dataset(data, settings, log, &mut |_, _| {})?;
+    let ds = &replayed.dataset;
+    let (_, rows) = ds.split(*eval_fraction, *seed)?;
+    if rows.is_empty() {
+        return Ok(Imitation::absent(
+            checkpoint,
+            "its held-out training records have no token to measure".into(),
+        ));
+    }
+    let m = evaluate_fast(&sampler, ds, &rows, 1, 0)?;
+    Ok(Imitation::measured(checkpoint, target, &m))
 }
 
 /// The measurements already in `path` (by contender name); a missing file has none.
@@ -275,7 +393,9 @@ mod tests {
 
         let ck = checkpoint_with_data(dir.path(), &single);
         let got = imitated_pipeline(&ck, &[prompts.clone(), single.clone()]).unwrap();
-        let spec = got.unwrap();
+        let Ok(Target::Pipeline(spec)) = got else {
+            panic!("one pipeline expected: {got:?}")
+        };
         assert_eq!(spec.name, "t07");
         assert_eq!(describe(&spec), "`t07` [temperature(temperature=0.7)]");
 
@@ -285,8 +405,37 @@ mod tests {
         assert!(why.contains("none of the training files"), "{why}");
 
         let ck2 = checkpoint_with_data(&dir.path().join("b"), &mixed);
-        let why = imitated_pipeline(&ck2, &[mixed]).unwrap().unwrap_err();
+        let why = imitated_pipeline(&ck2, std::slice::from_ref(&mixed))
+            .unwrap()
+            .unwrap_err();
         assert!(why.contains("2 target pipelines (t07, t10)"), "{why}");
+        assert!(why.contains("held out no records"), "{why}");
+
+        // Several pipelines and records held out: each held-out record against its own.
+        let ck3 = checkpoint_with_data(&dir.path().join("c"), &mixed);
+        let state_path = ck3.join(TRAINING_STATE_JSON);
+        let mut state: TrainingState =
+            serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+        state.seed = 7;
+        state
+            .extra
+            .insert("eval_fraction".into(), serde_json::json!(0.25));
+        std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+        let got = imitated_pipeline(&ck3, std::slice::from_ref(&mixed)).unwrap();
+        assert_eq!(
+            got,
+            Ok(Target::HeldOutRecords {
+                data: mixed.clone(),
+                pipelines: vec!["t07".into(), "t10".into()],
+                eval_fraction: 0.25,
+                seed: 7,
+            })
+        );
+        let text = got.unwrap().describe();
+        assert!(
+            text.contains("2 target pipelines") && text.contains("`t07`, `t10`"),
+            "{text}"
+        );
 
         let bare = dir.path().join("bare");
         std::fs::create_dir_all(&bare).unwrap();

@@ -346,7 +346,7 @@ impl EvalReport {
                         _ => String::new(),
                     };
                     notes.push(format!(
-                        "`{}` imitates the pipeline {p}: KL and truncated mass are against it{raw}.",
+                        "`{}`: KL and truncated mass are against {p}{raw}.",
                         c.name
                     ))
                 }
@@ -441,7 +441,7 @@ pub(crate) mod tests {
         );
         learned.kl_to_imitated = Some(0.04);
         learned.truncated_mass = Some(0.01);
-        learned.imitated = Some("`t07`".into());
+        learned.imitated = Some("the pipeline `t07`".into());
         learned.identity_kl = Some(0.19);
         learned.identity_truncated_mass = Some(0.1);
         let contenders = vec![
@@ -539,7 +539,10 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(md.contains("**Verdict:** `learned` won"), "{md}");
-        assert!(md.contains("imitates the pipeline `t07`"), "{md}");
+        assert!(
+            md.contains("KL and truncated mass are against the pipeline `t07`"),
+            "{md}"
+        );
         assert!(
             md.contains("raw logits there: KL 0.1900 nats, truncated mass 10.00 %"),
             "{md}"

@@ -28,6 +28,7 @@ use adasamp_curate::verifiable::label::label_verified;
 use adasamp_engine::files::write_atomic;
 use adasamp_engine::record::NumberedRecord;
 use adasamp_engine::{BackendChoice, LoadOptions, LoadedModel};
+use adasamp_nets::train::{ReplaySettings, RowPrecision};
 use adasamp_sampling::PipelineSet;
 
 use crate::bootstrap::{bootstrap, weighted_mean, Interval};
@@ -130,7 +131,11 @@ pub struct EvalOptions {
     /// The sentence embedder's directory (`None`: the default all-MiniLM-L6-v2).
     pub embedder: Option<PathBuf>,
     /// OpenAI-compatible servers to generate on instead of the local model (empty: local).
+    /// Learned contenders always generate on the local model.
     pub endpoints: Vec<String>,
+    /// Bearer key sent to the endpoints (generating and judging), as curation's clients send
+    /// it (`Authorization: Bearer KEY`; `None`: no header).
+    pub api_key: Option<String>,
     /// Pairs per judge call (default 8: a call's 16 comparisons fill the default batch of 16
     /// sequences; a kill loses at most one call).
     pub judge_batch: usize,
@@ -160,6 +165,7 @@ impl EvalOptions {
             system_prompt: Some(DEFAULT_SYSTEM_PROMPT.to_string()),
             embedder: None,
             endpoints: Vec::new(),
+            api_key: None,
             judge_batch: 8,
         }
     }
@@ -259,16 +265,39 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
             candidates.display()
         ));
     } else {
-        let report = if opts.endpoints.is_empty() {
+        // A learned sampler runs only here (no server runs its network): with endpoints, the
+        // learned contenders generate on the local model and the others on the servers, into
+        // the same file (each run skips what is there).
+        let (here, remote): (Vec<Contender>, Vec<Contender>) = if opts.endpoints.is_empty() {
+            (contenders.clone(), Vec::new())
+        } else {
+            contenders
+                .iter()
+                .cloned()
+                .partition(|c| c.kind == ContenderKind::Learned)
+        };
+        let subset = |cs: &[Contender]| {
+            candidate_set(
+                set.prompts.clone(),
+                cs,
+                opts.seeds,
+                opts.max_new_tokens,
+                opts.system_prompt.clone(),
+            )
+        };
+        if !here.is_empty() {
             let model = lm.insert(load(opts.model.as_deref(), opts, log)?);
             let mut backend = Backend::Local(LocalBackend::new(model, opts.batch_size));
-            generate(&set, &mut backend, &candidates)?
-        } else {
-            let config = RemoteConfig::new(opts.endpoints.clone());
+            log(&generate(&subset(&here)?, &mut backend, &candidates)?.to_string());
+        }
+        if !remote.is_empty() {
+            let config = RemoteConfig {
+                api_key: opts.api_key.clone(),
+                ..RemoteConfig::new(opts.endpoints.clone())
+            };
             let mut backend = Backend::Remote(RemoteBackend::new(config)?);
-            generate(&set, &mut backend, &candidates)?
-        };
-        log(&report.to_string());
+            log(&generate(&subset(&remote)?, &mut backend, &candidates)?.to_string());
+        }
         log(&took("generation", started));
     }
 
@@ -312,7 +341,7 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                     model.as_deref(),
                     opts.batch_size,
                     HttpOptions::default(),
-                    None,
+                    opts.api_key.as_deref(),
                 )?;
                 rating::judge_all(&todo, &mut judge, &judgements, opts.judge_batch)?
             }
@@ -350,10 +379,10 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
         };
         let result = match imitation::imitated_pipeline(checkpoint, &opts.train_prompts)? {
             Err(why) => Imitation::absent(checkpoint, why),
-            Ok(spec) => {
+            Ok(target) => {
                 let known = imitations.get(&c.name).filter(|m| {
                     m.checkpoint == checkpoint.display().to_string()
-                        && m.imitated.as_deref() == Some(imitation::describe(&spec).as_str())
+                        && m.imitated.as_deref() == Some(target.describe().as_str())
                 });
                 match known {
                     Some(m) => m.clone(),
@@ -361,24 +390,40 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                         log(&format!(
                             "measuring `{}` against {}",
                             c.name,
-                            imitation::describe(&spec)
+                            target.describe()
                         ));
-                        let own: Vec<NumberedRecord> = records
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, r)| r.sampler_info.name == c.name)
-                            .map(|(i, r)| NumberedRecord {
-                                line: i + 1,
-                                record: r.clone(),
-                            })
-                            .collect();
-                        let model = match lm.as_mut() {
-                            Some(m) => m,
-                            None => lm.insert(load(opts.model.as_deref(), opts, log)?),
-                        };
                         let started = Instant::now();
-                        let m =
-                            imitation::measure(model, checkpoint, &spec, &own, opts.max_seq_len)?;
+                        let m = match &target {
+                            imitation::Target::Pipeline(spec) => {
+                                let mut own: Vec<NumberedRecord> = records
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(_, r)| r.sampler_info.name == c.name)
+                                    .map(|(i, r)| NumberedRecord {
+                                        line: i + 1,
+                                        record: r.clone(),
+                                    })
+                                    .collect();
+                                // In id order, not file order: a resumed run writes its records
+                                // in another order, and the means must not depend on it.
+                                own.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+                                let model = match lm.as_mut() {
+                                    Some(m) => m,
+                                    None => lm.insert(load(opts.model.as_deref(), opts, log)?),
+                                };
+                                imitation::measure(model, checkpoint, spec, &own, opts.max_seq_len)?
+                            }
+                            imitation::Target::HeldOutRecords { .. } => {
+                                let settings = ReplaySettings {
+                                    model: opts.model.clone(),
+                                    backend: BackendChoice::Auto,
+                                    cache_root: adasamp_engine::fetch::home().join("replay"),
+                                    precision: RowPrecision::F16,
+                                    max_seq_len: Some(opts.max_seq_len),
+                                };
+                                imitation::measure_held_out(checkpoint, &target, &settings, log)?
+                            }
+                        };
                         log(&took("imitation", started));
                         m
                     }

@@ -23,10 +23,15 @@ pub struct DemoArgs {
     /// Base model (default: the default model); training and evaluation always run it here.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// An OpenAI-compatible server serving the same model, for the candidates (repeatable:
-    /// taken in turn) and the judge (the first).
+    /// An OpenAI-compatible server serving the same model, for the candidates and the eval's
+    /// heuristic generations (repeatable: taken in turn) and the judge (the first). The grid's
+    /// pipelines must be installed on an `adasamp serve` (`adasamp grid --family llama
+    /// --filtered` into its --samplers directory).
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
+    /// Endpoints: send `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 /// Runs `demo`.
@@ -47,6 +52,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         source: Source {
             model: a.model.clone(),
             endpoints: a.endpoints.clone(),
+            api_key: a.api_key.clone(),
         },
     };
     let mut report = demo::run(&opts, &mut |m: &str| eprintln!("{m}"))?;

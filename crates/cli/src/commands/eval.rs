@@ -76,9 +76,13 @@ pub struct EvalArgs {
     /// Sentence-embedder directory for the diversity labels (default: all-MiniLM-L6-v2).
     #[arg(long, value_name = "DIR")]
     pub embedder: Option<PathBuf>,
-    /// Generate on OpenAI-compatible servers instead of the local model (repeatable).
+    /// Generate on OpenAI-compatible servers instead of the local model (repeatable; learned
+    /// samplers still generate locally).
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
+    /// Endpoints (--endpoint and a --judge URL): send `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 impl EvalArgs {
@@ -103,6 +107,7 @@ impl EvalArgs {
             system_prompt: (!self.system.is_empty()).then(|| self.system.clone()),
             embedder: self.embedder.clone(),
             endpoints: self.endpoints.clone(),
+            api_key: self.api_key.clone(),
             ..EvalOptions::new(&self.prompts, contenders, &self.out)
         })
     }

@@ -92,3 +92,27 @@ pub fn start_server(args: &[&str]) -> (Child, String) {
         }
     }
 }
+
+/// Spawns `cmd` (standard output discarded, standard error piped) and returns it once `path`
+/// holds at least `n` complete lines — or once it ended, or 600 s passed — for the caller to
+/// kill or wait for.
+pub fn spawn_until_lines(cmd: &mut Command, path: &Path, n: usize) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run adasamp");
+    let t0 = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(path)
+            .map(|t| t.matches('\n').count())
+            .unwrap_or(0);
+        if lines >= n || t0.elapsed() > std::time::Duration::from_secs(600) {
+            return child;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

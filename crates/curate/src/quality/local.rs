@@ -4,6 +4,12 @@
 //! batch, `max_new_tokens` 1, temperature 1 — an empty pipeline — so the reported top tokens
 //! are those of the model's raw next-token distribution).
 //!
+//! The scheduler runs with its prefix cache ([`generate_with`]): every judging prompt starts
+//! with the same template and instructions, and the comparisons of one question share the
+//! question too, so most of a prompt is already in the KV cache of a comparison judged in the
+//! step before (about half the prompt tokens of a demo tournament round). The verdicts are the
+//! same as from whole prompts (the engine's batch invariance).
+//!
 //! Which tokens are the letters: each top token is decoded alone and counts for `A` (or `B`)
 //! when its text, trimmed, is exactly that letter ([`verdict_letter`]): after SmolLM2's
 //! `<|im_start|>assistant\n` the reply's first token is `A` (id 49) or `B` (id 50), and the
@@ -17,7 +23,9 @@
 use std::time::Instant;
 
 use adasamp_engine::chat::ChatMessage;
-use adasamp_engine::{chat_prompt_tokens, generate, GenerationRequest, LoadedModel};
+use adasamp_engine::{
+    chat_prompt_tokens, generate_with, GenerationRequest, LoadedModel, SchedulerOptions,
+};
 use adasamp_sampling::{Pipeline, PipelineSpec};
 
 use super::judge::{Comparison, Judge, TOP_LOGPROBS};
@@ -34,8 +42,10 @@ pub struct LocalJudge {
     lm: LoadedModel,
     cut: usize,
     judged: usize,
-    /// Prompt tokens run and the time the runs took.
+    /// Prompt tokens of the comparisons, those run (the rest came from the prefix cache) and
+    /// the time the runs took.
     prompt_tokens: usize,
+    prefilled: usize,
     seconds: f64,
 }
 
@@ -55,6 +65,7 @@ impl LocalJudge {
             cut: 0,
             judged: 0,
             prompt_tokens: 0,
+            prefilled: 0,
             seconds: 0.0,
         }
     }
@@ -173,8 +184,19 @@ impl Judge for LocalJudge {
         let tok = &self.lm.tokenizer;
         self.prompt_tokens += requests.iter().map(|r| r.prompt.len()).sum::<usize>();
         let started = Instant::now();
-        let (gens, _) = generate(self.lm.model.as_mut(), tok, requests, &mut |_, _| {})?;
+        let options = SchedulerOptions {
+            prefix_cache: true,
+            prefill_budget: None,
+        };
+        let (gens, timing) = generate_with(
+            self.lm.model.as_mut(),
+            tok,
+            requests,
+            options,
+            &mut |_, _| {},
+        )?;
         self.seconds += started.elapsed().as_secs_f64();
+        self.prefilled += timing.prefill_tokens;
         for (slot, g) in slots.into_iter().zip(gens) {
             let verdict = match g.logprobs.first() {
                 None => Err(CurateError::BadParameter {
@@ -216,10 +238,12 @@ impl Judge for LocalJudge {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = vec![format!(
-            "the judge ran {} prompt tokens in {:.1} s ({:.0} tokens/s)",
+            "the judge ran {} of {} prompt tokens ({} from the prefix cache) in {:.1} s ({:.0} tokens run/s)",
+            self.prefilled,
             self.prompt_tokens,
+            self.prompt_tokens.saturating_sub(self.prefilled),
             self.seconds,
-            self.prompt_tokens as f64 / self.seconds.max(1e-9)
+            self.prefilled as f64 / self.seconds.max(1e-9)
         )];
         if self.cut > 0 {
             notes.push(format!(

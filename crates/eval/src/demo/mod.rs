@@ -125,6 +125,8 @@ pub struct Source {
     /// OpenAI-compatible servers for the candidates (taken in turn) and the judge (the first);
     /// empty: everything runs on the local model.
     pub endpoints: Vec<String>,
+    /// Bearer key sent to the endpoints (`None`: no `Authorization` header).
+    pub api_key: Option<String>,
 }
 
 /// A demo run's options.
@@ -305,11 +307,15 @@ pub fn eval_options(
         None => JudgeChoice::Local(Some(model.to_path_buf())),
     };
     o.endpoints = source.endpoints.clone();
+    o.api_key = source.api_key.clone();
     o.train_prompts = vec![layout.train_prompts(), layout.train_data()];
     o.bootstrap = plan.eval_bootstrap;
     o.seed = plan.seed;
     o.batch_size = plan.batch_size;
     o.max_seq_len = plan.max_seq_len;
+    // Every pair of the evaluation in a few judge calls: the local judge's prefix cache serves
+    // a call's later comparisons from its earlier ones (same template, instructions, question).
+    o.judge_batch = 4 * plan.batch_size;
     o
 }
 

@@ -100,6 +100,10 @@ pub struct Plan {
     pub weights: [f64; 3],
     /// The learned sampler's architecture (sampler YAML).
     pub sampler_yaml: String,
+    /// Fraction of the training records held out from training (at least one record): the
+    /// learned sampler's KL and truncated mass against each one's own target pipeline are
+    /// measured on them.
+    pub train_held_out: f64,
     /// Passes over the training positions.
     pub train_epochs: u64,
     /// Positions per training micro-batch.
@@ -138,6 +142,7 @@ impl Plan {
             judge_extra_rounds: 0,
             weights: [0.1, 0.9, 0.9],
             sampler_yaml: SAMPLER_YAML.into(),
+            train_held_out: 0.15,
             train_epochs: 3,
             train_token_batch: 32,
             train_lr: 1e-3,
@@ -253,6 +258,13 @@ impl Plan {
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "0".into(), "must be ≥ 1");
         }
+        if !(0.0..0.5).contains(&self.train_held_out) {
+            return bad(
+                "train_held_out",
+                self.train_held_out.to_string(),
+                "must be in [0, 0.5): a fraction of the training records",
+            );
+        }
         self.grid().map(|_| ())
     }
 }
@@ -310,5 +322,9 @@ mod tests {
         p.held_out_every = 1;
         let e = p.validate().unwrap_err().to_string();
         assert!(e.contains("held_out_every"), "{e}");
+        let mut p = Plan::for_size(Size::Fast);
+        p.train_held_out = f64::NAN;
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("train_held_out") && e.contains("NaN"), "{e}");
     }
 }

@@ -144,7 +144,10 @@ pub fn generate_candidates(
         let mut backend = Backend::Local(LocalBackend::new(&mut lm, plan.batch_size));
         candidates::run(&set, &mut backend, &layout.candidates())?
     } else {
-        let config = RemoteConfig::new(source.endpoints.clone());
+        let config = RemoteConfig {
+            api_key: source.api_key.clone(),
+            ..RemoteConfig::new(source.endpoints.clone())
+        };
         let mut backend = Backend::Remote(RemoteBackend::new(config)?);
         candidates::run(&set, &mut backend, &layout.candidates())?
     };
@@ -214,14 +217,23 @@ pub fn label_judged(
     source: &Source,
     log: &mut dyn FnMut(&str),
 ) -> Result<String, DemoError> {
+    // Every tournament's round in one judge call (at most one comparison per candidate and
+    // order: pipelines / 2 pairs × 2 orders per group): the local judge's prefix cache serves
+    // most of each judging prompt (template, instructions, question) from the step before.
     let opts = TournamentOptions {
         extra_rounds: plan.judge_extra_rounds,
         seed: plan.seed,
-        ..TournamentOptions::default()
+        batch: plan.candidate_count().max(1),
     };
     let r = match source.endpoints.first() {
         Some(url) => {
-            let mut judge = EndpointJudge::connect(url, None, 8, HttpOptions::default(), None)?;
+            let mut judge = EndpointJudge::connect(
+                url,
+                None,
+                8,
+                HttpOptions::default(),
+                source.api_key.as_deref(),
+            )?;
             label_quality(&layout.diverse(), &layout.labelled(), &mut judge, &opts)?
         }
         None => {
@@ -310,7 +322,7 @@ pub fn train_sampler(
         epochs: plan.train_epochs,
         save_every: 25,
         eval_every: 0,
-        eval_fraction: 0.0,
+        eval_fraction: plan.train_held_out,
         seed: plan.seed,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         engine: Engine::Fast,
