@@ -140,6 +140,9 @@ fn backend_hint(e: &anyhow::Error) -> Option<&'static str> {
         EngineError::BadRequest {
             field: "backend", ..
         } => Some("drop --backend llama.cpp"),
+        EngineError::CudaNotBuilt { .. } => {
+            Some("use --device cpu, or a build with --features cuda")
+        }
         _ => None,
     }
 }

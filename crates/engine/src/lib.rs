@@ -5,6 +5,7 @@
 
 pub mod candle_backend;
 pub mod chat;
+pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod files;
@@ -22,6 +23,7 @@ pub mod stop;
 pub mod stream;
 pub mod tokenizer;
 
+pub use device::ComputeDevice;
 pub use error::{EngineError, Result};
 pub use generate::generate;
 pub use load::{

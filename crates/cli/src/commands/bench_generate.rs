@@ -30,6 +30,9 @@ pub struct BenchGenerateArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the model runs: cpu, cuda or cuda:N (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: adasamp_engine::ComputeDevice,
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -91,6 +94,7 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
             requant_q8: requant,
             threads: a.threads,
             max_sequences: a.batch.iter().copied().max(),
+            device: a.device,
             ..Default::default()
         };
         let mut lm = adasamp_engine::load(a.model.as_deref(), backend, opts, &mut |m: &str| {

@@ -75,6 +75,9 @@ pub struct GenerateArgs {
     /// Cap on prompt + generation length (default: the model's context).
     #[arg(long)]
     pub max_seq_len: Option<usize>,
+    /// Where the model runs: cpu, cuda or cuda:N (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: adasamp_engine::ComputeDevice,
     #[command(flatten)]
     pub optimal: TeacherArgs,
 }
@@ -238,6 +241,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         } else {
             a.batch_size
         }),
+        device: a.device,
         ..Default::default()
     };
     let mut lm = adasamp_engine::load(a.model.as_deref(), a.backend, opts, &mut log)?;
