@@ -16,6 +16,7 @@ pub mod llama_cpp;
 pub mod load;
 pub mod model;
 pub mod optimal;
+pub mod random_model;
 pub mod record;
 pub mod scheduler;
 pub mod sequence;
