@@ -53,7 +53,8 @@ fn chain() -> Pipeline {
     Pipeline::from_spec(spec).expect("valid chain")
 }
 
-fn greedy() -> Pipeline {
+/// The greedy arg-max pipeline.
+pub(crate) fn greedy() -> Pipeline {
     Pipeline::from_spec(PipelineSpec {
         name: "greedy".into(),
         weight: 1.0,
@@ -121,33 +122,7 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
                 ("greedy arg-max", greedy()),
                 ("top_k 40 → top_p 0.95 → min_p 0.05 → T 0.8", chain()),
             ] {
-                let reqs = (0..b)
-                    .map(|i| -> Result<GenerationRequest> {
-                        // Every sequence generates exactly `new_tokens` (no EOS, no stop).
-                        let mut p = pipe.spec().clone();
-                        p.processors.insert(
-                            0,
-                            StageSpec::new("logit_bias", &[]).with(
-                                "bias",
-                                bias_map(
-                                    &lm.tokenizer
-                                        .eos_ids()
-                                        .iter()
-                                        .map(|&e| (e, f64::NEG_INFINITY))
-                                        .collect::<Vec<_>>(),
-                                ),
-                            ),
-                        );
-                        Ok(GenerationRequest {
-                            prompt: lm.prompt_tokens(PROMPTS[i % PROMPTS.len()], None, false)?,
-                            pipeline: Pipeline::from_spec(p)?,
-                            seed: i as u64,
-                            max_new_tokens: a.new_tokens,
-                            stop: vec![],
-                            logprobs: 0,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let reqs = fixed_length_requests(&lm, &pipe, b, a.new_tokens)?;
                 let (gens, t) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, &mut |_, _| {})?;
                 let generated: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
                 let step = (t.decode + t.sampling).as_secs_f64();
@@ -171,6 +146,42 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
         adasamp_engine::files::write_atomic(out, table.as_bytes())?;
     }
     Ok(())
+}
+
+/// `batch` requests over [`PROMPTS`] (seeds 0, 1, …) that each generate exactly `new_tokens`
+/// tokens with `pipe`: EOS is banned (logit bias −∞) and there are no stop strings.
+pub(crate) fn fixed_length_requests(
+    lm: &adasamp_engine::LoadedModel,
+    pipe: &Pipeline,
+    batch: usize,
+    new_tokens: usize,
+) -> Result<Vec<GenerationRequest>> {
+    (0..batch)
+        .map(|i| -> Result<GenerationRequest> {
+            let mut p = pipe.spec().clone();
+            p.processors.insert(
+                0,
+                StageSpec::new("logit_bias", &[]).with(
+                    "bias",
+                    bias_map(
+                        &lm.tokenizer
+                            .eos_ids()
+                            .iter()
+                            .map(|&e| (e, f64::NEG_INFINITY))
+                            .collect::<Vec<_>>(),
+                    ),
+                ),
+            );
+            Ok(GenerationRequest {
+                prompt: lm.prompt_tokens(PROMPTS[i % PROMPTS.len()], None, false)?,
+                pipeline: Pipeline::from_spec(p)?,
+                seed: i as u64,
+                max_new_tokens: new_tokens,
+                stop: vec![],
+                logprobs: 0,
+            })
+        })
+        .collect()
 }
 
 /// A YAML mapping `{id: bias}` for the `logit_bias` stage.
