@@ -8,9 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use adasamp_engine::random_model::{
-    write_random_llama, ModelFormat, Preset, RandomModelSpec, WeightType,
-};
+use adasamp_engine::random_model::{ModelFormat, Preset, RandomModelSpec, WeightType};
 use adasamp_engine::{generate, BackendChoice, ComputeDevice, GenerationRequest, LoadOptions};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -232,18 +230,7 @@ fn model_path(
         ));
         if !path.is_file() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "random weights {bar:30} {pos}/{len} tensors [{elapsed_precise}]",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            write_random_llama(&spec, &path, &|d, t| {
-                bar.set_length(t as u64);
-                bar.set_position(d as u64);
-            })?;
-            bar.finish_and_clear();
+            super::model::write_random_model(&spec, &path)?;
         }
         let label = format!("random {} ({}, V {vocab})", preset.name(), weights.name());
         return Ok((label, Some(path)));

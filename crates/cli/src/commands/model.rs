@@ -111,9 +111,7 @@ pub fn run(a: &ModelArgs) -> Result<()> {
 
 /// Runs `model random`.
 fn random(r: &RandomArgs) -> Result<()> {
-    use adasamp_engine::random_model::{
-        write_random_llama, ModelFormat, Preset, RandomModelSpec, WeightType,
-    };
+    use adasamp_engine::random_model::{ModelFormat, Preset, RandomModelSpec, WeightType};
     if r.arch != "llama" {
         anyhow::bail!("--arch `{}`: only llama is supported", r.arch);
     }
@@ -126,19 +124,8 @@ fn random(r: &RandomArgs) -> Result<()> {
     };
     spec.validate()?;
     let params = spec.preset.shape().parameters(spec.vocab);
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "random weights {bar:30} {pos}/{len} tensors [{elapsed_precise}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let t0 = std::time::Instant::now();
-    write_random_llama(&spec, &r.out, &|done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    write_random_model(&spec, &r.out)?;
     eprintln!(
         "wrote {} ({} parameters, {}, V {}) in {:.1}s",
         r.out.display(),
@@ -148,5 +135,25 @@ fn random(r: &RandomArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     println!("{}", r.out.display());
+    Ok(())
+}
+
+/// Writes the random model `spec` describes to `out` with a progress bar (tensors generated).
+pub(crate) fn write_random_model(
+    spec: &adasamp_engine::random_model::RandomModelSpec,
+    out: &std::path::Path,
+) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "random weights {bar:30} {pos}/{len} tensors [{elapsed_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    adasamp_engine::random_model::write_random_llama(spec, out, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
     Ok(())
 }
