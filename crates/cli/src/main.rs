@@ -55,13 +55,18 @@ enum Command {
     SoftTrain(Box<soft_train::SoftTrainArgs>),
     /// Prefill/decode throughput per backend and batch size, with the sampling share of a step.
     BenchGenerate(bench_generate::BenchGenerateArgs),
+    /// Decode tokens/s at batch 1/8/32 of the default model and random Llama-3.2-1B/3B models on
+    /// each backend, on the GPU of a `cuda` build (or the CPU), each row against a same-run
+    /// reference, with the CPU sampling's and the logits copy's share of a step.
+    BenchGpu(bench_gpu::BenchGpuArgs),
     /// Load an OpenAI-compatible server with concurrent streamed requests: requests/s, generated
     /// tokens/s, time to first token and inter-token latency per concurrency level.
     BenchServe(bench_serve::BenchServeArgs),
     /// Write a model's raw logits for every position of a prompt (teacher-forced) as safetensors
     /// (tensor `logits`, F32 [positions, V]): real rows for `bench-sampling --real` and `apply`.
     Logits(logits::LogitsArgs),
-    /// Manage models: fetch the default model or the sentence embedder, show a model's facts.
+    /// Manage models: fetch the default model or the sentence embedder, show a model's facts,
+    /// write a random Llama-shaped model for benchmarks.
     Model(model::ModelArgs),
     /// Learned samplers: create one with seeded initial weights.
     Sampler(sampler::SamplerArgs),
@@ -145,6 +150,9 @@ fn backend_hint(e: &anyhow::Error) -> Option<&'static str> {
         EngineError::BadRequest {
             field: "backend", ..
         } => Some("drop --backend llama.cpp"),
+        EngineError::CudaNotBuilt { .. } => {
+            Some("use --device cpu, or a build with --features cuda")
+        }
         _ => None,
     }
 }
@@ -164,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(&a),
         Command::SoftTrain(a) => soft_train::run(&a),
         Command::BenchGenerate(a) => bench_generate::run(&a),
+        Command::BenchGpu(a) => bench_gpu::run(&a),
         Command::BenchServe(a) => bench_serve::run(&a),
         Command::Logits(a) => logits::run(&a),
         Command::Model(a) => model::run(&a),

@@ -72,6 +72,9 @@ pub enum EngineError {
     /// The backend was not compiled into this build.
     #[error("this build has no {backend} backend")]
     BackendNotBuilt { backend: Backend },
+    /// A GPU was asked for but this build has no CUDA support (the `cuda` feature).
+    #[error("device cuda:{ordinal}: this build has no CUDA support (build with the `cuda` feature, docs/gpu.md)")]
+    CudaNotBuilt { ordinal: usize },
     /// Two models that must share a vocabulary (optimal sampling) do not.
     #[error("θ's vocabulary has {theta} tokens but the teacher's has {teacher}: the two models must share one vocabulary")]
     VocabMismatch { theta: usize, teacher: usize },

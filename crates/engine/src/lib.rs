@@ -5,6 +5,7 @@
 
 pub mod candle_backend;
 pub mod chat;
+pub mod device;
 pub mod embedding_table;
 pub mod error;
 pub mod fetch;
@@ -16,6 +17,7 @@ pub mod llama_cpp;
 pub mod load;
 pub mod model;
 pub mod optimal;
+pub mod random_model;
 pub mod record;
 pub mod scheduler;
 pub mod sequence;
@@ -25,6 +27,7 @@ pub mod stop;
 pub mod stream;
 pub mod tokenizer;
 
+pub use device::ComputeDevice;
 pub use error::{EngineError, Result};
 pub use generate::{generate, generate_with, lane_order};
 pub use load::{

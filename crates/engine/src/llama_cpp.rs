@@ -58,6 +58,9 @@ pub struct LlamaCppOptions {
     /// on, it skips the masked cells of the 256-cell-padded KV window — faster for short
     /// sequences (see docs/performance.md).
     pub flash_attn: bool,
+    /// The GPU to run on with every layer offloaded (`None`: the CPU). Needs llama.cpp built
+    /// with its CUDA backend (the `cuda` feature).
+    pub gpu: Option<usize>,
 }
 
 impl Default for LlamaCppOptions {
@@ -67,6 +70,7 @@ impl Default for LlamaCppOptions {
             max_sequences: DEFAULT_MAX_SEQUENCES,
             threads: None,
             flash_attn: false,
+            gpu: None,
         }
     }
 }
@@ -340,7 +344,15 @@ impl LlamaCppModel {
             .ok_or_else(|| invalid("the path is not valid UTF-8 without NUL bytes".into()))?;
         // SAFETY: default parameters, a valid C string; a null result is handled.
         let model = unsafe {
-            let params = sys::llama_model_default_params();
+            let mut params = sys::llama_model_default_params();
+            match opts.gpu {
+                Some(n) => {
+                    params.n_gpu_layers = i32::MAX;
+                    params.main_gpu = i32::try_from(n).unwrap_or(i32::MAX);
+                    params.split_mode = sys::LLAMA_SPLIT_MODE_NONE;
+                }
+                None => params.n_gpu_layers = 0,
+            }
             sys::llama_model_load_from_file(cpath.as_ptr(), params)
         };
         let model =
@@ -379,6 +391,9 @@ impl LlamaCppModel {
             p.n_threads = threads;
             p.n_threads_batch = threads;
             p.no_perf = true;
+            // On the CPU nothing goes to a GPU, not even the large-batch matmuls llama.cpp
+            // would otherwise offload when it is built with CUDA.
+            p.op_offload = opts.gpu.is_some();
             // llama.cpp's CPU flash attention works in f16: measured on the default model it moves
             // the logits by KL 0.004 nats from the f32 path (top-1 96.7 %); exactness wins unless
             // asked for.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::candle_backend::{CandleModel, CandleOptions};
 use crate::chat::{ChatMessage, ChatTemplate};
+use crate::device::ComputeDevice;
 use crate::error::{bad_request, EngineError, Result};
 use crate::fetch;
 use crate::model::{Backend, Capabilities, LanguageModel, DEFAULT_MAX_SEQUENCES};
@@ -54,12 +55,20 @@ pub struct LoadOptions {
     /// llama.cpp's flash attention (faster, moves the logits slightly: see
     /// `LlamaCppOptions::flash_attn`); a model that runs on candle refuses it.
     pub flash_attn: bool,
+    /// Where the weights live and the forward passes run (llama.cpp: every layer offloaded to
+    /// the GPU). A GPU on a build without the `cuda` feature is [`EngineError::CudaNotBuilt`].
+    pub device: ComputeDevice,
+    /// candle: precision of dense (safetensors) weights and activations (default f32; see
+    /// [`CandleOptions::dtype`]). llama.cpp runs the file's own types and ignores it.
+    pub dtype: Option<candle_core::DType>,
 }
 
 impl LoadOptions {
     /// The candle backend's share of these options.
     pub fn candle(&self) -> CandleOptions {
         CandleOptions {
+            device: self.device,
+            dtype: self.dtype,
             max_seq_len: self.max_seq_len,
             requant_q8: self.requant_q8,
             max_sequences: self.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
@@ -175,6 +184,7 @@ pub fn load(
     opts: LoadOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<LoadedModel> {
+    opts.device.check_built()?;
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => fetch::ensure_default_model(log)?,
@@ -227,11 +237,12 @@ pub fn load(
     refuse_flash_attn_on_candle(&opts)?;
     let (model, tokenizer, chat) = load_candle(&path, opts.candle())?;
     log(&format!(
-        "loaded {} ({}, {} blocks) on {}",
+        "loaded {} ({}, {} blocks) on {}, {}",
         path.display(),
         model.info().arch,
         model.info().n_layers,
-        Backend::Candle
+        Backend::Candle,
+        opts.device
     ));
     Ok(LoadedModel {
         model: Box::new(model),
@@ -302,14 +313,19 @@ fn load_llama_cpp(
             max_sequences: opts.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
             threads: opts.threads,
             flash_attn: opts.flash_attn,
+            gpu: match opts.device {
+                ComputeDevice::Cpu => None,
+                ComputeDevice::Cuda(n) => Some(n),
+            },
         },
     )?;
     log(&format!(
-        "loaded {} ({}, {} blocks) on {}",
+        "loaded {} ({}, {} blocks) on {}, {}",
         path.display(),
         model.info().arch,
         model.info().n_layers,
-        Backend::LlamaCpp
+        Backend::LlamaCpp,
+        opts.device
     ));
     Ok(LoadedModel {
         model: Box::new(model),

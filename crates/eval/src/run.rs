@@ -420,6 +420,7 @@ pub fn run_with_log(opts: &EvalOptions, log: &mut dyn FnMut(&str)) -> Result<Eva
                                     cache_root: adasamp_engine::fetch::home().join("replay"),
                                     precision: RowPrecision::F16,
                                     max_seq_len: Some(opts.max_seq_len),
+                                    device: adasamp_engine::ComputeDevice::Cpu,
                                 };
                                 imitation::measure_held_out(checkpoint, &target, &settings, log)?
                             }

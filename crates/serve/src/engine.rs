@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use adasamp_engine::chat::ChatTemplate;
 use adasamp_engine::tokenizer::TextTokenizer;
 use adasamp_engine::{
-    BackendChoice, EngineError, Generation, GenerationRequest, LoadOptions, LoadedModel, ModelInfo,
-    RequestId, Scheduler, SchedulerOptions,
+    BackendChoice, ComputeDevice, EngineError, Generation, GenerationRequest, LoadOptions,
+    LoadedModel, ModelInfo, RequestId, Scheduler, SchedulerOptions,
 };
 use adasamp_sampling::Sample;
 use tokio::sync::mpsc::UnboundedSender;
@@ -153,6 +153,8 @@ pub struct ModelSpec {
     pub threads: Option<usize>,
     /// llama.cpp's flash attention (faster; moves the logits slightly).
     pub flash_attn: bool,
+    /// Where the model runs (the CPU or a GPU).
+    pub device: ComputeDevice,
 }
 
 /// A running engine thread.
@@ -183,6 +185,7 @@ impl Engine {
                     max_sequences: Some(max_running),
                     threads: spec.threads,
                     flash_attn: spec.flash_attn,
+                    device: spec.device,
                     ..Default::default()
                 };
                 let lm = match adasamp_engine::load(

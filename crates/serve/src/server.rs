@@ -263,6 +263,7 @@ mod tests {
             max_seq_len: None,
             threads: None,
             flash_attn: false,
+            device: adasamp_engine::ComputeDevice::Cpu,
         })
     }
 

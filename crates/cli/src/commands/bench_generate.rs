@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use adasamp_engine::speculative::{generate_speculative, Drafter};
-use adasamp_engine::{generate, BackendChoice, GenerationRequest, LoadedModel};
+use adasamp_engine::{generate, BackendChoice, GenerationRequest};
 use adasamp_sampling::speculative::SpeculationStats;
 use adasamp_sampling::{Pipeline, PipelineSpec, StageSpec};
 use anyhow::{bail, Result};
@@ -36,6 +36,9 @@ pub struct BenchGenerateArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the model runs: cpu, cuda or cuda:N (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: adasamp_engine::ComputeDevice,
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -81,7 +84,8 @@ fn chain() -> Pipeline {
     Pipeline::from_spec(spec).expect("valid chain")
 }
 
-fn greedy() -> Pipeline {
+/// The greedy arg-max pipeline.
+pub(crate) fn greedy() -> Pipeline {
     Pipeline::from_spec(PipelineSpec {
         name: "greedy".into(),
         weight: 1.0,
@@ -129,6 +133,7 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
             requant_q8: requant,
             threads: a.threads,
             max_sequences: a.batch.iter().copied().max(),
+            device: a.device,
             ..Default::default()
         };
         let mut lm = adasamp_engine::load(a.model.as_deref(), backend, opts, &mut |m: &str| {
@@ -155,8 +160,7 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
                 ("greedy arg-max", greedy()),
                 ("top_k 40 → top_p 0.95 → min_p 0.05 → T 0.8", chain()),
             ] {
-                // Every sequence generates exactly `new_tokens` (no EOS, no stop).
-                let reqs = bench_requests(&lm, &pipe, b, a.new_tokens)?;
+                let reqs = fixed_length_requests(&lm, &pipe, b, a.new_tokens)?;
                 let (gens, t) = generate(lm.model.as_mut(), &lm.tokenizer, reqs, &mut |_, _| {})?;
                 let generated: usize = gens.iter().map(|g| g.usage.completion_tokens).sum();
                 let step = (t.decode + t.sampling).as_secs_f64();
@@ -183,25 +187,29 @@ pub fn run(a: &BenchGenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The requests of one measurement: `b` prompts, `new_tokens` each (EOS banned), `pipe`.
-fn bench_requests(
-    lm: &LoadedModel,
+/// `batch` requests over [`PROMPTS`] (seeds 0, 1, …) that each generate exactly `new_tokens`
+/// tokens with `pipe`: EOS is banned (logit bias −∞) and there are no stop strings.
+pub(crate) fn fixed_length_requests(
+    lm: &adasamp_engine::LoadedModel,
     pipe: &Pipeline,
-    b: usize,
+    batch: usize,
     new_tokens: usize,
 ) -> Result<Vec<GenerationRequest>> {
-    (0..b)
+    (0..batch)
         .map(|i| -> Result<GenerationRequest> {
             let mut p = pipe.spec().clone();
-            let bans: Vec<(u32, f64)> = lm
-                .tokenizer
-                .eos_ids()
-                .iter()
-                .map(|&e| (e, f64::NEG_INFINITY))
-                .collect();
             p.processors.insert(
                 0,
-                StageSpec::new("logit_bias", &[]).with("bias", bias_map(&bans)),
+                StageSpec::new("logit_bias", &[]).with(
+                    "bias",
+                    bias_map(
+                        &lm.tokenizer
+                            .eos_ids()
+                            .iter()
+                            .map(|&e| (e, f64::NEG_INFINITY))
+                            .collect::<Vec<_>>(),
+                    ),
+                ),
             );
             Ok(GenerationRequest {
                 prompt: lm.prompt_tokens(PROMPTS[i % PROMPTS.len()], None, false)?,
@@ -221,8 +229,8 @@ fn bench_requests(
 fn speculative_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
     let head = "| backend | batch | sampler | drafter | G | tok/s (wall, prefill incl.) | acceptance | tokens / target forward | speedup vs plain |";
     let rule = "|---|---:|---|---|---:|---:|---:|---:|---:|";
-    println!("{head}\n{rule}");
-    writeln!(table, "{head}\n{rule}")?;
+    println!("{head}\\n{rule}");
+    writeln!(table, "{head}\\n{rule}")?;
     let batch_max = a.batch.iter().copied().max().unwrap_or(1);
     for &backend in &a.backends {
         let opts = adasamp_engine::LoadOptions {
@@ -245,14 +253,14 @@ fn speculative_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
             .draft_layers
             .unwrap_or(lm.model.info().n_layers / 2)
             .max(1);
-        let warm = bench_requests(&lm, &greedy(), 1, 4)?;
+        let warm = fixed_length_requests(&lm, &greedy(), 1, 4)?;
         generate(lm.model.as_mut(), &lm.tokenizer, warm, &mut |_, _| {})?;
         for &b in &a.batch {
             for (label, pipe) in [
                 ("greedy arg-max", greedy()),
                 ("top_k 40 → top_p 0.95 → min_p 0.05 → T 0.8", chain()),
             ] {
-                let reqs = bench_requests(&lm, &pipe, b, a.new_tokens)?;
+                let reqs = fixed_length_requests(&lm, &pipe, b, a.new_tokens)?;
                 let second = match backend {
                     BackendChoice::LlamaCpp => format!(
                         "model {}",
@@ -377,7 +385,7 @@ fn optimal_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
         method,
     )?;
     let head = format!(
-        "\n| backend | batch | optimal sampling ({}) s | θ + teacher forwards alone s | mixing overhead (target ≤ 10 %) |\n|---|---:|---:|---:|---:|",
+        "\\n| backend | batch | optimal sampling ({}) s | θ + teacher forwards alone s | mixing overhead (target ≤ 10 %) |\\n|---|---:|---:|---:|---:|",
         a.optimal_method
     );
     println!("{head}");

@@ -85,6 +85,9 @@ pub struct GenerateArgs {
     /// Cap on prompt + generation length (default: the model's context).
     #[arg(long)]
     pub max_seq_len: Option<usize>,
+    /// Where the model runs: cpu, cuda or cuda:N (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: adasamp_engine::ComputeDevice,
     #[command(flatten)]
     pub optimal: TeacherArgs,
     #[command(flatten)]
@@ -348,6 +351,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             early_exit,
             ..Default::default()
         },
+        device: a.device,
         ..Default::default()
     };
     let mut lm = match &a.soft.lm_head {

@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod apply;
 pub mod bench_alpha;
 pub mod bench_generate;
+pub mod bench_gpu;
 pub mod bench_index;
 pub mod bench_sampler;
 pub mod bench_sampling;

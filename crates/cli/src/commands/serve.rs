@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// logits slightly (off by default).
     #[arg(long)]
     pub flash_attn: bool,
+    /// Where the model runs: cpu, cuda or cuda:N (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: adasamp_engine::ComputeDevice,
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -83,6 +86,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
             max_seq_len: a.max_seq_len,
             threads: a.threads,
             flash_attn: a.flash_attn,
+            device: a.device,
         })
     };
     let server = Server::start(config)?;

@@ -7,7 +7,6 @@ use adasamp_engine::BackendChoice;
 use adasamp_nets::train::{self, Engine, ReplaySettings, RowPrecision, ScheduleKind, TrainConfig};
 use adasamp_nets::SamplerConfig;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use clap::Args;
 
 /// Arguments of `adasamp train`.
@@ -91,9 +90,10 @@ pub struct TrainArgs {
     /// continues exactly).
     #[arg(long, value_name = "N")]
     pub stop_after: Option<u64>,
-    /// Compute device: cpu or cuda (GPU 0; needs a build with `--features cuda`, docs/gpu.md).
+    /// Compute device of the sampler's training and the base model's replay: cpu, cuda or
+    /// cuda:N (GPU N; needs a build with `--features cuda`, docs/gpu.md).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: adasamp_engine::ComputeDevice,
     /// Gradient engine: fast (hand-written CPU forward + backward, CPU only) or candle
     /// (autograd, any device). Default: fast on the CPU, candle on CUDA. A run may switch
     /// engines between checkpoints (`--resume`).
@@ -101,22 +101,13 @@ pub struct TrainArgs {
     pub engine: Option<String>,
 }
 
-fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if !cfg!(feature = "cuda") => bail!(
-            "--device cuda: this adasamp was built without the `cuda` feature \
-             (build with `--features cuda`, see docs/gpu.md)"
-        ),
-        "cuda" => Device::new_cuda(0).context("--device cuda (GPU 0)"),
-        other => bail!("--device `{other}`: expected cpu or cuda"),
-    }
-}
-
 /// Runs `train`.
 pub fn run(a: &TrainArgs) -> Result<()> {
     let config = SamplerConfig::from_yaml_file(&a.sampler)?;
-    let device = device(&a.device)?;
+    let device = a
+        .device
+        .candle()
+        .with_context(|| format!("--device {}", a.device))?;
     let engine = match &a.engine {
         Some(e) => Engine::parse(e)?,
         None => Engine::default_for(&device),
@@ -160,6 +151,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             .unwrap_or_else(|| adasamp_engine::fetch::home().join("replay")),
         precision: RowPrecision::parse(&a.cache_precision)?,
         max_seq_len: a.max_seq_len,
+        device: a.device,
     };
     let replay_bar = indicatif::ProgressBar::hidden();
     let t0 = std::time::Instant::now();

@@ -8,8 +8,9 @@ pub mod transformer;
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
 
+use crate::device::ComputeDevice;
 use crate::error::{bad_request, EngineError, Result};
 use crate::model::{
     check_mixture_args, Backend, Feed, ForwardOutput, HiddenState, LanguageModel, Logits,
@@ -21,6 +22,11 @@ use transformer::{KvCache, Transformer};
 /// How to open a model on candle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CandleOptions {
+    /// Where the weights live and the forward passes run.
+    pub device: ComputeDevice,
+    /// Precision of dense (safetensors) weights and activations (default f32). GGUF models run
+    /// in f32: candle's quantized matmuls take f32 activations.
+    pub dtype: Option<DType>,
     /// Cap on the sequence length (default: the model's context).
     pub max_seq_len: Option<usize>,
     /// GGUF: re-quantize Q4_1/Q5_x weights to Q8_0 in memory (see [`gguf`]).
@@ -34,6 +40,8 @@ pub struct CandleOptions {
 impl Default for CandleOptions {
     fn default() -> Self {
         Self {
+            device: ComputeDevice::Cpu,
+            dtype: None,
             max_seq_len: None,
             requant_q8: false,
             max_sequences: DEFAULT_MAX_SEQUENCES,
@@ -75,9 +83,17 @@ impl CandleModel {
 
     /// Loads a GGUF file; returns the model and the file's metadata (for the tokenizer).
     pub fn from_gguf(path: &Path, opts: CandleOptions) -> Result<(Self, crate::gguf::Content)> {
+        if let Some(d) = opts.dtype.filter(|&d| d != DType::F32) {
+            return Err(bad_request(
+                "dtype",
+                d.as_str(),
+                "GGUF models run in f32 on candle (its quantized matmuls take f32 activations)",
+            ));
+        }
+        let device = opts.device.candle()?;
         let (t, ct) = gguf::load(
             path,
-            &Device::Cpu,
+            &device,
             opts.max_seq_len,
             opts.requant_q8,
             opts.dense_f32,
@@ -88,7 +104,16 @@ impl CandleModel {
 
     /// Loads a Hugging Face model directory.
     pub fn from_hf_dir(dir: &Path, opts: CandleOptions) -> Result<Self> {
-        let (t, hf) = safetensors::load(dir, &Device::Cpu, opts.max_seq_len)?;
+        let device = opts.device.candle()?;
+        let dtype = opts.dtype.unwrap_or(DType::F32);
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(bad_request(
+                "dtype",
+                dtype.as_str(),
+                "dense weights run in f32, f16 or bf16",
+            ));
+        }
+        let (t, hf) = safetensors::load(dir, &device, dtype, opts.max_seq_len)?;
         Ok(Self::new(t, dir, &hf.model_type, opts.max_sequences))
     }
 
@@ -196,7 +221,7 @@ fn hidden_states(hidden: Vec<Vec<(usize, Tensor)>>) -> Result<Vec<Vec<HiddenStat
                     Ok(HiddenState {
                         block,
                         rows: t.dims2()?.0,
-                        data: t.flatten_all()?.to_vec1::<f32>()?,
+                        data: t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
                     })
                 })
                 .collect()

@@ -85,6 +85,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 pub fn load(
     dir: &Path,
     device: &Device,
+    dtype: DType,
     max_seq_len: Option<usize>,
 ) -> Result<(Transformer, HfConfig)> {
     let hf = read_config(dir)?;
@@ -109,7 +110,7 @@ pub fn load(
                 path: dir.into(),
                 reason: format!("missing tensor `{name}`"),
             })?;
-        Ok(t.to_dtype(DType::F32)?)
+        Ok(t.to_dtype(dtype)?)
     };
     let n_heads = hf.num_attention_heads;
     let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / n_heads.max(1));

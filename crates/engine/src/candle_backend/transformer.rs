@@ -257,6 +257,7 @@ pub struct Transformer {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    dtype: DType,
 }
 
 impl Transformer {
@@ -303,12 +304,15 @@ impl Transformer {
             .to_dtype(DType::F32)?
             .reshape((cfg.max_seq_len, 1))?;
         let freqs = pos.matmul(&inv)?;
+        // Activations run in the dtype of the norms (f32 for GGUF; the loading dtype for dense).
+        let dtype = w.norm.weight.dtype();
         Ok(Self {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
             cfg,
             w,
             device: device.clone(),
+            dtype,
         })
     }
 
@@ -406,6 +410,9 @@ impl Transformer {
             1 => xs.swap_remove(0),
             _ => Tensor::cat(&xs, 0)?,
         };
+        if x.dtype() != self.dtype {
+            x = x.to_dtype(self.dtype)?;
+        }
         let mut hidden: Vec<Vec<(usize, Tensor)>> = vec![Vec::new(); batch.len()];
         for (li, block) in self.w.blocks.iter().take(depth).enumerate() {
             let h = block.attn_norm.forward(&x)?;
@@ -539,7 +546,9 @@ impl Transformer {
         let att = (q.matmul(&k.t()?)? / (c.head_dim as f64).sqrt())?;
         let att = if n > 1 {
             let mask = causal_mask(n, pos, &self.device)?;
-            let neg = Tensor::new(f32::NEG_INFINITY, &self.device)?.broadcast_as(att.shape())?;
+            let neg = Tensor::new(f32::NEG_INFINITY, &self.device)?
+                .to_dtype(att.dtype())?
+                .broadcast_as(att.shape())?;
             mask.broadcast_as(att.shape())?.where_cond(&neg, &att)?
         } else {
             att

@@ -131,7 +131,7 @@ impl Plan {
         let base = Plan {
             size,
             prompt_set: "mix".into(),
-            prompts: 18,
+            prompts: 24,
             prompt_seed: 0,
             held_out_every: 3,
             pipelines: names(&DEFAULT_PIPELINES),

@@ -304,6 +304,7 @@ pub fn train_sampler(
         cache_root: layout.replay(),
         precision: RowPrecision::F16,
         max_seq_len: Some(plan.max_seq_len),
+        device: adasamp_engine::ComputeDevice::Cpu,
     };
     let replay_bar = adasamp_curate::stage::progress(0, "records replayed");
     let replayed = train::replayed_dataset(&layout.train_data(), &settings, log, &mut |d, t| {

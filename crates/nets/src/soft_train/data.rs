@@ -101,6 +101,7 @@ pub fn load_train_model(path: &Path, sequences: usize, max_len: usize) -> Result
         requant_q8: false,
         max_sequences: sequences,
         dense_f32: true,
+        ..Default::default()
     };
     let (model, tokenizer, chat) = adasamp_engine::load::load_candle(path, opts)
         .map_err(|e| NetsError::model(format!("loading {}", path.display()), e))?;

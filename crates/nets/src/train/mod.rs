@@ -22,7 +22,7 @@ pub mod trainer;
 use std::path::{Path, PathBuf};
 
 use adasamp_engine::files::content_sha256;
-use adasamp_engine::{BackendChoice, LoadOptions};
+use adasamp_engine::{BackendChoice, ComputeDevice, LoadOptions};
 
 pub use adasamp_engine::record::{CandidateRecord, NumberedRecord};
 pub use cache::{CacheIndex, CacheKey};
@@ -51,6 +51,9 @@ pub struct ReplaySettings {
     /// Cap on prompt + generation tokens (`None`: the model's context; required to key the
     /// cache, so it is resolved to the model's length when absent).
     pub max_seq_len: Option<usize>,
+    /// Where the base model runs for the replay (the rows are the same up to the device's
+    /// rounding, so the cache is not keyed by it).
+    pub device: ComputeDevice,
 }
 
 /// A replayed training set with where it came from.
@@ -109,7 +112,10 @@ pub fn replayed_dataset(
             let mut lm = adasamp_engine::load(
                 Some(&model_path),
                 s.backend,
-                LoadOptions::with_max_seq_len(s.max_seq_len),
+                LoadOptions {
+                    device: s.device,
+                    ..LoadOptions::with_max_seq_len(s.max_seq_len)
+                },
                 &mut |m: &str| log(m),
             )
             .map_err(|e| NetsError::model("loading the model", e))?;

@@ -32,6 +32,7 @@ pub fn config(model: PathBuf) -> ServerConfig {
             max_seq_len: Some(2048),
             threads: None,
             flash_attn: false,
+            device: adasamp_engine::ComputeDevice::Cpu,
         })
     }
 }
