@@ -46,6 +46,10 @@ pub struct BenchGpuArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Timed calls per learned-sampler measurement (the SamplingNetwork's fused kernels against
+    /// plain candle, on a GPU of a `cuda` build; 0 skips them).
+    #[arg(long, default_value_t = 5)]
+    pub sampler_iters: usize,
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -189,19 +193,70 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
             bar.finish_and_clear();
         }
     }
-    // Learned-sampler rows (fused kernels vs plain candle, training positions/s) join these as
-    // further `BenchRow`s with their own same-run references.
-    let rows = decode_rows(&decodes, device);
+    let mut rows = decode_rows(&decodes, device);
+    let (sampler, notes) = sampler_rows(device, a.sampler_iters)?;
+    rows.extend(sampler);
     let mut table = String::new();
     writeln!(table, "{TABLE_HEADER}")?;
     for r in &rows {
         writeln!(table, "{}", r.markdown())?;
+    }
+    for n in notes {
+        writeln!(table, "\n{n}")?;
     }
     print!("{table}");
     if let Some(out) = &a.output {
         adasamp_engine::files::write_atomic(out, table.as_bytes())?;
     }
     Ok(())
+}
+
+/// The learned-sampler rows on a GPU: the reference SamplingNetwork's forward at V = 128,256
+/// (batch 1 / 16 / 64), fused kernels against plain candle on the same device in the same run,
+/// plus notes for what has no fused figure (the training step). Empty on the CPU or for
+/// `iters` = 0.
+#[cfg(feature = "cuda")]
+fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
+    use adasamp_nets::gpu::bench::FORWARD_BATCHES;
+    if iters == 0 || device == ComputeDevice::Cpu {
+        return Ok((vec![], vec![]));
+    }
+    let (name, config) = super::bench_train::default_configs()?
+        .into_iter()
+        .find(|(n, _)| n == "sampling_network")
+        .context("the built-in sampling_network configuration")?;
+    let scratch = adasamp_engine::fetch::home().join("bench-gpu-scratch");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let measured = adasamp_nets::gpu::gpu_bench_rows(&device.candle()?, &config, iters, &scratch)?;
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut batches = FORWARD_BATCHES.iter();
+    for r in measured {
+        match r.fused {
+            Some(fused) => rows.push(BenchRow {
+                measure: format!("learned sampler, {} (lower is better)", r.unit),
+                model: format!("{name}: {}", r.what),
+                backend: "fused kernels".into(),
+                batch: batches.next().copied().unwrap_or(0),
+                value: fused,
+                reference: r.reference_name.into(),
+                reference_value: r.reference,
+                sampling_share: None,
+                copy_share: None,
+            }),
+            None => notes.push(format!(
+                "{name}: {}: {} {:.1} {} (no fused implementation to compare)",
+                r.what, r.reference_name, r.reference, r.unit
+            )),
+        }
+    }
+    Ok((rows, notes))
+}
+
+/// Without the `cuda` feature there are no fused kernels to measure.
+#[cfg(not(feature = "cuda"))]
+fn sampler_rows(_device: ComputeDevice, _iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
+    Ok((vec![], vec![]))
 }
 
 /// The label and path of a `--models` entry; random presets are written into `dir` on first use.

@@ -74,7 +74,7 @@ pub struct BenchTrainArgs {
 }
 
 /// The built-in configurations (names as in configs/samplers).
-fn default_configs() -> Result<Vec<(String, SamplerConfig)>> {
+pub(crate) fn default_configs() -> Result<Vec<(String, SamplerConfig)>> {
     let builtin = [
         ("local", "architecture: local_probability_transform\nhidden: 64\n"),
         (
