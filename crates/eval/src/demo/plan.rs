@@ -291,11 +291,11 @@ mod tests {
     #[test]
     fn the_split_is_disjoint_and_covers_every_prompt() {
         let p = Plan::for_size(Size::Default);
-        assert_eq!(p.held_out_count(), 6);
-        assert_eq!(p.train_count(), 12);
-        assert_eq!(p.candidate_count(), 12 * 8 * 2);
+        assert_eq!(p.held_out_count(), 8);
+        assert_eq!(p.train_count(), 16);
+        assert_eq!(p.candidate_count(), 16 * 8 * 2);
         let held: Vec<usize> = (0..p.prompts).filter(|&i| p.is_held_out(i)).collect();
-        assert_eq!(held, vec![2, 5, 8, 11, 14, 17]);
+        assert_eq!(held, vec![2, 5, 8, 11, 14, 17, 20, 23]);
         // The mixture interleaves 4 sources: both sides get every source.
         let mut held_per_source = [0; 4];
         let mut train_per_source = [0; 4];
@@ -306,8 +306,8 @@ mod tests {
                 train_per_source[i % 4] += 1;
             }
         }
-        assert_eq!(held_per_source, [1, 2, 2, 1]);
-        assert_eq!(train_per_source, [4, 3, 2, 3]);
+        assert_eq!(held_per_source, [2, 2, 2, 2]);
+        assert_eq!(train_per_source, [4, 4, 4, 4]);
         let fast = Plan::for_size(Size::Fast);
         assert_eq!((fast.train_count(), fast.held_out_count()), (4, 2));
     }
