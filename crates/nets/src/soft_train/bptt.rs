@@ -51,9 +51,59 @@ fn dense<'a>(l: &'a Linear, what: &str) -> Result<(&'a Tensor, Option<&'a Tensor
     }
 }
 
+/// `x·M` for a constant `M` (`[k, n]`), differentiable in `x` only: `∂/∂x = grad·Mᵀ`. Candle's
+/// own matmul also computes the gradient of its other operand, a `[k, n]` product per position
+/// that nothing here uses.
+struct ConstRight {
+    m: Tensor,
+}
+
+impl candle_core::CustomOp1 for ConstRight {
+    fn name(&self) -> &'static str {
+        "const-right-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("const-right-matmul: strided input".into()))?;
+        let data = match storage {
+            candle_core::CpuStorage::F32(v) => v[start..end].to_vec(),
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "const-right-matmul: f32 only".into(),
+                ))
+            }
+        };
+        let x = Tensor::from_vec(data, layout.shape(), &Device::Cpu)?;
+        let y = x.matmul(&self.m)?;
+        let shape = y.shape().clone();
+        let out = y.flatten_all()?.to_vec1::<f32>()?;
+        Ok((candle_core::CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad_res.matmul(&self.m.t()?)?))
+    }
+}
+
+/// `x·M` (`x` `[n, k]`), differentiable in `x` only.
+fn const_matmul(x: &Tensor, m: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1(ConstRight { m: m.clone() })?)
+}
+
 fn linear(l: &Linear, x: &Tensor) -> Result<Tensor> {
     let (w, b) = dense(l, "a block matrix")?;
-    let y = x.matmul(&w.t()?)?;
+    let y = const_matmul(x, &w.t()?)?;
     Ok(match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,
@@ -251,7 +301,7 @@ pub fn soft_logits(
             sampler.accept(truth);
             let p_c = Tensor::from_slice(&dense_p, (1, v), &dev)?;
             let p = differentiable_distribution(&p_c, &logits, temperature)?;
-            let soft_e = p.matmul(w_e)?;
+            let soft_e = const_matmul(&p, w_e)?;
             let idx = Tensor::from_slice(&[truth], 1, &dev)?;
             let gt = w_e.index_select(&idx, 0)?;
             e = ((gt * alpha)? + (soft_e * (1.0 - alpha))?)?;
