@@ -35,6 +35,21 @@ fn tiny(name: &str) -> (PathBuf, TrainModel) {
     (d, tm)
 }
 
+/// Runs `f` on the tiny model with its head scaled by `head_scale` (the head passed to `f`).
+fn with_tiny(name: &str, head_scale: f64, f: impl FnOnce(&mut SoftTrainModel<'_>, &Tensor)) {
+    let (dir, tm) = tiny(name);
+    let head0 = (&tm.head * head_scale).unwrap();
+    let mut lm = tm.lm;
+    let mut m = SoftTrainModel {
+        model: lm.model.as_mut(),
+        norm: tm.norm.clone(),
+        frozen: tm.frozen.clone(),
+        initial_head: head0.clone(),
+    };
+    f(&mut m, &head0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn batch() -> Vec<TrainSequence> {
     vec![
         TrainSequence {
@@ -92,125 +107,99 @@ fn direction(head: &Tensor, seed: u64) -> Tensor {
 
 #[test]
 fn head_gradient_matches_finite_differences_through_the_mixtures() {
-    let (dir, tm) = tiny("fd");
     // A head 8× the random one: peaked distributions, whose mixtures move with the head.
-    let head0 = (&tm.head * 8.0).unwrap();
-    let mut lm = tm.lm;
-    let mut m = SoftTrainModel {
-        model: lm.model.as_mut(),
-        norm: tm.norm.clone(),
-        frozen: tm.frozen.clone(),
-        initial_head: head0.clone(),
-    };
-    for (alpha, t) in [(0.0, 1.0), (0.3, 0.7)] {
-        let soft = tempered(t);
-        let var = Var::from_tensor(&head0).unwrap();
-        let (l, _) = batch_loss(&mut m, var.as_tensor(), &soft, &batch(), alpha).unwrap();
-        let g = l.backward().unwrap().get(var.as_tensor()).unwrap().clone();
-        // The stop-gradient objective of before: the mixtures computed from a detached head.
-        let var_old = Var::from_tensor(&head0).unwrap();
-        let inputs =
-            objective::soft_inputs(m.model, &m.norm, &head0, &soft, &batch(), alpha).unwrap();
-        let l_old = objective::head_loss(var_old.as_tensor(), &inputs).unwrap();
-        // Same value of the loss, whichever way it is computed.
-        let (a, b) = (
-            l.to_scalar::<f32>().unwrap(),
-            l_old.to_scalar::<f32>().unwrap(),
-        );
-        assert!((a - b).abs() < 1e-4, "α {alpha}: {a} vs {b}");
-        let g_old = l_old
-            .backward()
-            .unwrap()
-            .get(var_old.as_tensor())
-            .unwrap()
-            .clone();
-        for seed in 0..3 {
-            let u = direction(&head0, seed);
-            let eps = 1e-2;
-            let plus = loss(
-                &mut m,
-                &(&head0 + (&u * eps).unwrap()).unwrap(),
-                &soft,
-                alpha,
+    with_tiny("fd", 8.0, |m, head0| {
+        for (alpha, t) in [(0.0, 1.0), (0.3, 0.7)] {
+            let soft = tempered(t);
+            let var = Var::from_tensor(head0).unwrap();
+            let (l, _) = batch_loss(m, var.as_tensor(), &soft, &batch(), alpha).unwrap();
+            let g = l.backward().unwrap().get(var.as_tensor()).unwrap().clone();
+            // The stop-gradient objective of before: the mixtures computed from a detached head.
+            let var_old = Var::from_tensor(head0).unwrap();
+            let inputs =
+                objective::soft_inputs(m.model, &m.norm, head0, &soft, &batch(), alpha).unwrap();
+            let l_old = objective::head_loss(var_old.as_tensor(), &inputs).unwrap();
+            // Same value of the loss, whichever way it is computed.
+            let (a, b) = (
+                l.to_scalar::<f32>().unwrap(),
+                l_old.to_scalar::<f32>().unwrap(),
             );
-            let minus = loss(
-                &mut m,
-                &(&head0 - (&u * eps).unwrap()).unwrap(),
-                &soft,
-                alpha,
-            );
-            let fd = (plus - minus) / (2.0 * eps);
-            let (exact, old) = (dot(&g, &u), dot(&g_old, &u));
-            eprintln!(
+            assert!((a - b).abs() < 1e-4, "α {alpha}: {a} vs {b}");
+            let g_old = l_old
+                .backward()
+                .unwrap()
+                .get(var_old.as_tensor())
+                .unwrap()
+                .clone();
+            for seed in 0..3 {
+                let u = direction(head0, seed);
+                let eps = 1e-2;
+                let plus = loss(m, &(head0 + (&u * eps).unwrap()).unwrap(), &soft, alpha);
+                let minus = loss(m, &(head0 - (&u * eps).unwrap()).unwrap(), &soft, alpha);
+                let fd = (plus - minus) / (2.0 * eps);
+                let (exact, old) = (dot(&g, &u), dot(&g_old, &u));
+                eprintln!(
                 "α {alpha} T {t} direction {seed}: finite difference {fd:.6}, gradient {exact:.6}, stop-gradient {old:.6}"
             );
-            assert!(
-                (fd - exact).abs() <= 2e-3 * fd.abs().max(1e-2),
-                "α {alpha} direction {seed}: finite difference {fd} vs gradient {exact}"
-            );
-            assert!(
-                (fd - old).abs() > 10.0 * (fd - exact).abs().max(1e-5),
-                "α {alpha} direction {seed}: the stop-gradient {old} should miss {fd}"
-            );
+                assert!(
+                    (fd - exact).abs() <= 2e-3 * fd.abs().max(1e-2),
+                    "α {alpha} direction {seed}: finite difference {fd} vs gradient {exact}"
+                );
+                assert!(
+                    (fd - old).abs() > 10.0 * (fd - exact).abs().max(1e-5),
+                    "α {alpha} direction {seed}: the stop-gradient {old} should miss {fd}"
+                );
+            }
         }
-    }
-    std::fs::remove_dir_all(&dir).ok();
+    });
 }
 
 #[test]
 fn alpha_one_is_teacher_forcing_with_the_same_gradient() {
-    let (dir, tm) = tiny("tf");
-    let head0 = tm.head.clone();
-    let mut lm = tm.lm;
-    let mut m = SoftTrainModel {
-        model: lm.model.as_mut(),
-        norm: tm.norm.clone(),
-        frozen: tm.frozen.clone(),
-        initial_head: head0.clone(),
-    };
-    let soft = tempered(0.8);
-    let var = Var::from_tensor(&head0).unwrap();
-    // Teacher forcing (batch_loss at α = 1 feeds the batch in one forward).
-    let (l_tf, n) = batch_loss(&mut m, var.as_tensor(), &soft, &batch(), 1.0).unwrap();
-    let g_tf = l_tf
-        .backward()
-        .unwrap()
-        .get(var.as_tensor())
-        .unwrap()
-        .clone();
-    // The differentiable one-position-per-step loop at α = 1.
-    let (logits, targets) = bptt::soft_logits(
-        &m.frozen,
-        &m.norm,
-        var.as_tensor(),
-        &soft,
-        0.8,
-        &batch(),
-        1.0,
-    )
-    .unwrap();
-    assert_eq!(targets.len(), n);
-    let t = Tensor::from_vec(targets, n, &Device::Cpu).unwrap();
-    let l_loop = candle_nn::loss::cross_entropy(&logits, &t).unwrap();
-    let g_loop = l_loop
-        .backward()
-        .unwrap()
-        .get(var.as_tensor())
-        .unwrap()
-        .clone();
-    let (a, b) = (
-        l_tf.to_scalar::<f32>().unwrap(),
-        l_loop.to_scalar::<f32>().unwrap(),
-    );
-    assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-    let diff = (&g_tf - &g_loop)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
+    with_tiny("tf", 1.0, |m, head0| {
+        let soft = tempered(0.8);
+        let var = Var::from_tensor(head0).unwrap();
+        // Teacher forcing (batch_loss at α = 1 feeds the batch in one forward).
+        let (l_tf, n) = batch_loss(m, var.as_tensor(), &soft, &batch(), 1.0).unwrap();
+        let g_tf = l_tf
+            .backward()
+            .unwrap()
+            .get(var.as_tensor())
+            .unwrap()
+            .clone();
+        // The differentiable one-position-per-step loop at α = 1.
+        let (logits, targets) = bptt::soft_logits(
+            &m.frozen,
+            &m.norm,
+            var.as_tensor(),
+            &soft,
+            0.8,
+            &batch(),
+            1.0,
+        )
         .unwrap();
-    assert!(diff < 1e-5, "gradients differ by {diff}");
-    std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(targets.len(), n);
+        let t = Tensor::from_vec(targets, n, &Device::Cpu).unwrap();
+        let l_loop = candle_nn::loss::cross_entropy(&logits, &t).unwrap();
+        let g_loop = l_loop
+            .backward()
+            .unwrap()
+            .get(var.as_tensor())
+            .unwrap()
+            .clone();
+        let (a, b) = (
+            l_tf.to_scalar::<f32>().unwrap(),
+            l_loop.to_scalar::<f32>().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        let diff = (&g_tf - &g_loop)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+    });
 }

@@ -118,7 +118,6 @@ fn rms(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
 impl FrozenTransformer {
     /// Wraps `t` (every matrix dense, f32) with its RoPE tables.
     pub fn new(t: &Transformer) -> Result<Self> {
-        let c = &t.cfg;
         for b in &t.w.blocks {
             for l in [&b.wq, &b.wk, &b.wv, &b.wo, &b.gate, &b.up, &b.down] {
                 dense(l, "a block matrix")?;
@@ -131,20 +130,11 @@ impl FrozenTransformer {
                 "soft-sampling training needs an f32 model",
             ));
         }
-        let half = c.head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f32 / c.head_dim as f32))
-            .collect();
-        let dev = t.device();
-        let inv = Tensor::from_vec(inv, (1, half), dev)?;
-        let pos = Tensor::arange(0u32, c.max_seq_len as u32, dev)?
-            .to_dtype(DType::F32)?
-            .reshape((c.max_seq_len, 1))?;
-        let freqs = pos.matmul(&inv)?;
+        let (cos, sin) = t.rope_tables();
         Ok(Self {
             t: t.clone(),
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos: cos.clone(),
+            sin: sin.clone(),
         })
     }
 
