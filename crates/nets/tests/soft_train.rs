@@ -99,6 +99,7 @@ fn alpha_one_is_teacher_forcing() {
     let mut m = SoftTrainModel {
         model: tm.lm.model.as_mut(),
         norm: tm.norm.clone(),
+        frozen: tm.frozen.clone(),
         initial_head: head.clone(),
     };
     let (l_soft, positions) = batch_loss(&mut m, &head, &soft, &seqs, 0.3).unwrap();
@@ -143,6 +144,7 @@ fn resume_is_exact() {
     let mut m = SoftTrainModel {
         model: tm.lm.model.as_mut(),
         norm: tm.norm.clone(),
+        frozen: tm.frozen.clone(),
         initial_head: tm.head.clone(),
     };
     let (a, b) = (d.join("a"), d.join("b"));

@@ -126,6 +126,7 @@ pub fn run(a: &SoftTrainArgs) -> Result<()> {
     let mut m = SoftTrainModel {
         model: tm.lm.model.as_mut(),
         norm: tm.norm.clone(),
+        frozen: tm.frozen.clone(),
         initial_head: tm.head.clone(),
     };
     let out = soft_train::train(&mut m, &data, &config, &a.output, None, &mut |l| {

@@ -325,6 +325,12 @@ impl Transformer {
         }
     }
 
+    /// The RoPE tables `(cos, sin)`, `[max_seq_len, head_dim / 2]` each: row `p`, column `i` is
+    /// `cos`/`sin` of `p · θ^(−2i/head_dim)`.
+    pub fn rope_tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -91,6 +91,8 @@ pub struct TrainModel {
     pub norm: FinalNorm,
     /// The LM head as loaded, `[V, hidden]`.
     pub head: Tensor,
+    /// The frozen transformer as differentiable operations.
+    pub frozen: super::FrozenTransformer,
 }
 
 /// Loads `path` (`.gguf` or a Hugging Face directory) on candle with every matrix dense f32,
@@ -105,6 +107,7 @@ pub fn load_train_model(path: &Path, sequences: usize, max_len: usize) -> Result
     };
     let (model, tokenizer, chat) = adasamp_engine::load::load_candle(path, opts)
         .map_err(|e| NetsError::model(format!("loading {}", path.display()), e))?;
+    let frozen = super::FrozenTransformer::new(model.transformer())?;
     let w = &model.transformer().w;
     let norm = FinalNorm {
         weight: w.norm.weight.to_dtype(DType::F32)?,
@@ -136,5 +139,6 @@ pub fn load_train_model(path: &Path, sequences: usize, max_len: usize) -> Result
         },
         norm,
         head,
+        frozen,
     })
 }

@@ -9,6 +9,7 @@
 //! step depends on — head, AdamW moments and step count — is in the checkpoint, so a run killed
 //! at any point and started again continues exactly where its last checkpoint left it.
 
+pub mod bptt;
 pub mod data;
 pub mod objective;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{read_safetensors, serialize, AdamWState, OptimizerMoments};
 use crate::error::{NetsError, Result};
 use crate::train::optim::AdamW;
+pub use bptt::FrozenTransformer;
 pub use data::{load_train_model, read_sequences, TrainModel};
 pub use objective::{FinalNorm, HeadInputs, TrainSequence};
 
@@ -159,6 +161,9 @@ pub struct SoftTrainModel<'m> {
     pub model: &'m mut dyn LanguageModel,
     /// Its final norm.
     pub norm: FinalNorm,
+    /// The same frozen transformer as differentiable operations (the α < 1 loss and its
+    /// back-propagation through the fed mixtures).
+    pub frozen: FrozenTransformer,
     /// Its LM head as loaded, `[V, hidden]` (the start of training; for a tied model a copy of
     /// the input embeddings).
     pub initial_head: Tensor,
@@ -187,8 +192,10 @@ pub fn batch_indices(n: usize, batch_size: usize, seed: u64, step: usize) -> Vec
     out
 }
 
-/// The loss of one batch at guidance `alpha` (teacher-forced in one forward at α = 1), as a
-/// tensor differentiable in `head`, and its number of positions.
+/// The loss of one batch at guidance `alpha`, as a tensor differentiable in `head`, and its
+/// number of positions. At α = 1 the batch is fed teacher-forced in one forward; at α < 1 the
+/// loss is built by [`bptt::soft_logits`], so its gradient flows through every fed mixture
+/// `p_tᵀW_E` back to the head (the exact gradient of the seed's objective).
 pub fn batch_loss(
     m: &mut SoftTrainModel<'_>,
     head: &Tensor,
@@ -196,14 +203,20 @@ pub fn batch_loss(
     batch: &[TrainSequence],
     alpha: f64,
 ) -> Result<(Tensor, usize)> {
-    let inputs = if alpha >= 1.0 {
-        objective::teacher_forced_inputs(m.model, &m.norm, batch)?
-    } else {
-        let detached = head.detach();
-        objective::soft_inputs(m.model, &m.norm, &detached, soft, batch, alpha)?
-    };
-    let n = inputs.targets.len();
-    Ok((objective::head_loss(head, &inputs)?, n))
+    if alpha >= 1.0 {
+        let inputs = objective::teacher_forced_inputs(m.model, &m.norm, batch)?;
+        let n = inputs.targets.len();
+        return Ok((objective::head_loss(head, &inputs)?, n));
+    }
+    objective::check_batch(batch, m.model.info().vocab_size)?;
+    adasamp_sampling::soft::check_alpha("alpha", alpha)
+        .map_err(|e| NetsError::bad_request("alpha", alpha, e.to_string()))?;
+    let temperature = bptt::pipeline_temperature(soft.spec())?;
+    let (logits, targets) =
+        bptt::soft_logits(&m.frozen, &m.norm, head, soft, temperature, batch, alpha)?;
+    let n = targets.len();
+    let targets = Tensor::from_vec(targets, n, &Device::Cpu)?;
+    Ok((candle_nn::loss::cross_entropy(&logits, &targets)?, n))
 }
 
 /// Writes the checkpoint `dir` (head, moments, state) atomically.

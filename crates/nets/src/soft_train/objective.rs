@@ -8,9 +8,11 @@
 //! `L = (1/N)·Σ_{sequences} Σ_{t=1}^{L−1} −log softmax(W_head·h_{t−1})[x_t]`, `N` the number of
 //! predicted positions (sequences are fed one position per step each, so there is no padding).
 //!
-//! Only the head is trained; the gradient stops at the fed mixtures (they are inputs, as in
-//! scheduled sampling), so it is exact for α = 1 (teacher forcing) and the head's direct term
-//! otherwise. The input embeddings `W_E` used for mixtures stay frozen: a tied head is untied.
+//! Only the head is trained. The functions here run the engine's (non-differentiable) forward:
+//! [`teacher_forced_inputs`] gives the α = 1 loss with its exact gradient; [`soft_inputs`] gives
+//! the α < 1 loss's value with the mixtures as constants (the head's direct term of the gradient
+//! only — the exact gradient, through the mixtures, is [`super::bptt`]'s). The input embeddings
+//! `W_E` used for mixtures stay frozen: a tied head is untied.
 
 use adasamp_engine::{Feed, LanguageModel, SeqId};
 use adasamp_sampling::soft::{distribution_weights, guided_weights};
@@ -79,7 +81,7 @@ impl Drop for Sequences<'_> {
     }
 }
 
-fn check_batch(batch: &[TrainSequence], vocab: usize) -> Result<()> {
+pub(crate) fn check_batch(batch: &[TrainSequence], vocab: usize) -> Result<()> {
     if batch.is_empty() {
         return Err(NetsError::NoData {
             what: "sequences in the batch".into(),
