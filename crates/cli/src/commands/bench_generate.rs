@@ -229,8 +229,8 @@ pub(crate) fn fixed_length_requests(
 fn speculative_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
     let head = "| backend | batch | sampler | drafter | G | tok/s (wall, prefill incl.) | acceptance | tokens / target forward | speedup vs plain |";
     let rule = "|---|---:|---|---|---:|---:|---:|---:|---:|";
-    println!("{head}\\n{rule}");
-    writeln!(table, "{head}\\n{rule}")?;
+    println!("{head}\n{rule}");
+    writeln!(table, "{head}\n{rule}")?;
     let batch_max = a.batch.iter().copied().max().unwrap_or(1);
     for &backend in &a.backends {
         let opts = adasamp_engine::LoadOptions {
@@ -385,7 +385,7 @@ fn optimal_rows(a: &BenchGenerateArgs, table: &mut String) -> Result<()> {
         method,
     )?;
     let head = format!(
-        "\\n| backend | batch | optimal sampling ({}) s | θ + teacher forwards alone s | mixing overhead (target ≤ 10 %) |\\n|---|---:|---:|---:|---:|",
+        "\n| backend | batch | optimal sampling ({}) s | θ + teacher forwards alone s | mixing overhead (target ≤ 10 %) |\n|---|---:|---:|---:|---:|",
         a.optimal_method
     );
     println!("{head}");
