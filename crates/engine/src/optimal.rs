@@ -9,6 +9,7 @@
 //! each step one forward per model.
 
 use adasamp_sampling::optimal::{MixOptions, MixStep, MixSummary, Mixer};
+use rayon::prelude::*;
 
 use crate::error::{bad_request, EngineError, Result};
 use crate::model::{Feed, LanguageModel, SeqId};
@@ -76,13 +77,16 @@ pub fn generate_optimal(
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<OptimalGeneration>> {
     check_vocabularies(theta.info().vocab_size, teacher.info().vocab_size)?;
-    let mut mixer = Mixer::new(options.mix.clone())?;
+    options.mix.validate()?;
+    // One mixer and q* row per running sequence: the rows of a step are mixed in parallel (the
+    // models' threads wait meanwhile), each exactly as alone.
+    let mut mixers: Vec<Mixer> = Vec::new();
+    let mut q_rows: Vec<Vec<f32>> = Vec::new();
     let cap = theta.max_sequences().min(teacher.max_sequences()).max(1);
     let n = requests.len();
     let mut out: Vec<Option<OptimalGeneration>> = (0..n).map(|_| None).collect();
     let mut pending = requests.into_iter().enumerate();
     let mut running: Vec<Running> = Vec::new();
-    let mut q_row = Vec::new();
     let result = (|| -> Result<()> {
         loop {
             while running.len() < cap {
@@ -133,17 +137,33 @@ pub fn generate_optimal(
                 .collect();
             let out_theta = theta.forward(&feeds_theta)?;
             let out_teacher = teacher.forward(&feeds_teacher)?;
-            for (row, r) in running.iter_mut().enumerate() {
+            let rows = running.len();
+            while mixers.len() < rows {
+                mixers.push(Mixer::new(options.mix.clone())?);
+                q_rows.push(Vec::new());
+            }
+            let firsts: Vec<bool> = running
+                .iter()
+                .map(|r| r.steps.is_empty() && options.force_teacher_first)
+                .collect();
+            let mixed: Vec<adasamp_sampling::Result<MixStep>> = mixers[..rows]
+                .par_iter_mut()
+                .zip(q_rows[..rows].par_iter_mut())
+                .enumerate()
+                .map(|(row, (mixer, q_row))| {
+                    mixer.mix(
+                        out_theta.last_row(row),
+                        out_teacher.last_row(row),
+                        row,
+                        firsts[row],
+                        q_row,
+                    )
+                })
+                .collect();
+            for ((row, r), step) in running.iter_mut().enumerate().zip(mixed) {
                 r.fed = (r.state.history().len(), r.teacher_history.len());
-                let first = r.steps.is_empty() && options.force_teacher_first;
-                let step = mixer.mix(
-                    out_theta.last_row(row),
-                    out_teacher.last_row(row),
-                    row,
-                    first,
-                    &mut q_row,
-                )?;
-                let adv = r.state.decode(&q_row, row, tok)?;
+                let step = step?;
+                let adv = r.state.decode(&q_rows[row], row, tok)?;
                 r.teacher_history.push(adv.token);
                 r.steps.push(step);
                 r.summary.add(&step);
