@@ -1,6 +1,7 @@
 //! Decoding algorithms through the binary, on the default model (skipped when absent):
 //! `generate --soft` (one-hot soft inputs reproduce plain greedy decoding; records say so) and
-//! `generate --teacher` (α = 0 reproduces θ alone, α = 1 the teacher alone).
+//! `generate --teacher` (α = 0 reproduces θ alone, α = 1 the teacher alone), `soft-train`
+//! (checkpoints, resume, a run killed with SIGKILL and rerun equal to an uninterrupted one).
 
 mod common;
 
@@ -181,31 +182,7 @@ fn soft_train_checkpoints_resumes_and_feeds_generate() {
     )
     .unwrap();
     let ck = d.join("ck");
-    let train = |steps: &str| {
-        adasamp(&[
-            "soft-train",
-            "--data",
-            data.to_str().unwrap(),
-            "--output",
-            ck.to_str().unwrap(),
-            "--steps",
-            steps,
-            "--batch-size",
-            "2",
-            "--max-len",
-            "10",
-            "--lr",
-            "1e-3",
-            "--delay-ratio",
-            "0.5",
-            "--warmup-ratio",
-            "0.5",
-            "--alpha-min",
-            "0.5",
-            "--checkpoint-every",
-            "1",
-        ])
-    };
+    let train = |steps: &str| adasamp(&soft_train_args(&data, &ck, steps));
     let o = train("2");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -254,4 +231,100 @@ fn soft_train_checkpoints_resumes_and_feeds_generate() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("alpha_min"), "{}", stderr(&o));
+}
+
+/// `soft-train` over `data` into `ck` for `steps` steps, a checkpoint after every step, with the
+/// α schedule passing through its three phases in a few steps.
+fn soft_train_args<'a>(
+    data: &'a std::path::Path,
+    ck: &'a std::path::Path,
+    steps: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "soft-train",
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        ck.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--batch-size",
+        "2",
+        "--max-len",
+        "10",
+        "--lr",
+        "1e-3",
+        "--delay-ratio",
+        "0.5",
+        "--warmup-ratio",
+        "0.5",
+        "--alpha-min",
+        "0.5",
+        "--checkpoint-every",
+        "1",
+    ]
+}
+
+/// The step a `soft-train` checkpoint directory holds (0 when none is readable yet).
+fn checkpoint_step(ck: &std::path::Path) -> u64 {
+    std::fs::read_to_string(ck.join("soft_train.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn soft_train_killed_and_rerun_equals_an_uninterrupted_run() {
+    if !default_model_present("the soft-training kill test") {
+        return;
+    }
+    let d = tmpdir("soft-train-kill");
+    let data = d.join("data.jsonl");
+    std::fs::write(
+        &data,
+        "{\"text\": \"The cat sat on the mat.\"}\n{\"text\": \"Paris is the capital of France.\"}\n\
+         {\"text\": \"Two and two make four.\"}\n",
+    )
+    .unwrap();
+    let whole = d.join("whole");
+    let o = adasamp(&soft_train_args(&data, &whole, "4"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Kill (SIGKILL) once a checkpoint past step 1 is on disk, then rerun the same command.
+    let killed = d.join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_adasamp"))
+        .args(soft_train_args(&data, &killed, "4"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run adasamp");
+    let t0 = std::time::Instant::now();
+    while checkpoint_step(&killed) < 2 && t0.elapsed() < std::time::Duration::from_secs(600) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let at_kill = checkpoint_step(&killed);
+    assert!(
+        at_kill >= 2,
+        "killed before a second checkpoint (step {at_kill})"
+    );
+    let o = adasamp(&soft_train_args(&data, &killed, "4"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Same head bits and the same per-step log (each step once) as the uninterrupted run.
+    assert_eq!(
+        std::fs::read(killed.join("head.safetensors")).unwrap(),
+        std::fs::read(whole.join("head.safetensors")).unwrap(),
+        "resumed from step {at_kill}"
+    );
+    let state = |ck: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(ck.join("soft_train.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (state(&killed), state(&whole));
+    assert_eq!(a["step"], 4);
+    assert_eq!(a["log"], b["log"], "resumed from step {at_kill}");
+    assert_eq!(a["log"].as_array().unwrap().len(), 4);
 }
