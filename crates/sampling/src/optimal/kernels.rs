@@ -7,6 +7,8 @@
 //! Each pass computes its exponentials for a chunk of [`EXP_CHUNK`] entries into a stack buffer
 //! in one plain loop (which LLVM vectorises and interleaves), then sums over the chunk.
 
+use wide::f64x4;
+
 use crate::math;
 
 /// Entries whose exponentials are computed into a stack buffer before they are summed.
@@ -286,6 +288,70 @@ pub(crate) fn two_tilts(lp: &[f64], d: &[f64], b: f64, c: f64, sb: f64, sc: f64)
         total[5] += mv[2];
     }
     total
+}
+
+/// Exponents of [`ess_pass`] are raised to this. With `|2d − gap| ≤` [`ESS_RATIO_MAX`] on every
+/// entry, a raised token's weights are below `e^{-390+300} = e^-90` both before and after (its
+/// error summed over 2^17 tokens is below `e^-78`, relative `1e-14` to the smallest sum a pass
+/// accepts, `1e-20`), and the smallest product `e^{-390-300}` is still a normal f64.
+const ESS_FLOOR: f64 = -390.0;
+
+/// Largest `|2d_i − gap|` of a row for which [`ess_pass`] is used (see [`ESS_FLOOR`]).
+pub(crate) const ESS_RATIO_MAX: f64 = 300.0;
+
+/// Lanes `k..k + 4` of a chunk.
+#[inline(always)]
+fn lanes(c: &[f64], k: usize) -> f64x4 {
+    f64x4::new([c[k], c[k + 1], c[k + 2], c[k + 3]])
+}
+
+/// `ratio_i = e^{2d_i − gap}` (in f64, see [`math::exp_f64x4`]) for every entry, the factor
+/// that turns one ESS tilt's weight into the other's: with `gap = sb − sc`,
+/// `e^{lp + (2−α)d − sb} = e^{lp − αd − sc} · ratio`. Returns `max_i |2d_i − gap|` (the ratios
+/// serve [`ess_pass`] only when it is at most [`ESS_RATIO_MAX`]). Lengths a multiple of 4.
+pub(crate) fn ess_ratio(d: &[f64], gap: f64, ratio: &mut [f64]) -> f64 {
+    let mut mx = f64x4::splat(0.0);
+    let (two, gap) = (f64x4::splat(2.0), f64x4::splat(gap));
+    for (dc, rc) in d.chunks_exact(4).zip(ratio.chunks_exact_mut(4)) {
+        let g = two.mul_sub(lanes(dc, 0), gap);
+        mx = mx.fast_max(g.abs());
+        rc.copy_from_slice(&math::exp_f64x4(g).to_array());
+    }
+    mx.to_array().into_iter().fold(0.0, f64::max)
+}
+
+/// The two ESS tilts at α from one exponential per entry: with
+/// `v_i = e^{max(lp_i − α·d_i − sc, ESS_FLOOR)}` and `u_i = v_i · ratio_i` (`ratio` from
+/// [`ess_ratio`] with `gap = sb − sc`, so `u_i = e^{lp_i + (2−α)·d_i − sb}`):
+/// `[Σu, Σu·d, Σv, Σv·d]`, in f64 throughout (each weight within `2·EXP_F64_REL_ERR`, relative,
+/// of its exact value). Lengths a multiple of 8.
+pub(crate) fn ess_pass(lp: &[f64], d: &[f64], ratio: &[f64], alpha: f64, sc: f64) -> [f64; 4] {
+    let mut acc = [f64x4::splat(0.0); 8];
+    let (na, sc, floor) = (
+        f64x4::splat(-alpha),
+        f64x4::splat(sc),
+        f64x4::splat(ESS_FLOOR),
+    );
+    let chunks = lp
+        .chunks_exact(8)
+        .zip(d.chunks_exact(8))
+        .zip(ratio.chunks_exact(8));
+    for ((lc, dc), rc) in chunks {
+        // Two independent vectors per iteration: two exponentials' dependency chains overlap.
+        for (h, a) in acc.chunks_exact_mut(4).enumerate() {
+            let k = 4 * h;
+            let dv = lanes(dc, k);
+            let x = (na.mul_add(dv, lanes(lc, k)) - sc).fast_max(floor);
+            let v = math::exp_f64x4(x);
+            let u = v * lanes(rc, k);
+            a[0] += u;
+            a[1] = u.mul_add(dv, a[1]);
+            a[2] += v;
+            a[3] = v.mul_add(dv, a[3]);
+        }
+    }
+    let s = |k: usize| (acc[k] + acc[k + 4]).reduce_add();
+    [s(0), s(1), s(2), s(3)]
 }
 
 /// The q* logits row: `(1−α)·zθ + α·zt` (in f64, rounded once) on the support (`zt ≥ tau`, both

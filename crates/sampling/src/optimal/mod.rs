@@ -43,6 +43,12 @@ const MIN_TOTAL: f64 = 1e-20;
 /// of the passes' rounding (calibrated by the property tests' substitution checks).
 const WEIGHT_EPS: f64 = 1.5e-7;
 
+/// Bound of the rounding in `ln Σu − ln Σv` of one f64 ESS pass ([`kernels::ess_pass`]): each
+/// weight is within `3e-12` (relative) of its exact value (two [`crate::math::exp_f64`] at
+/// ≤ 1e-12 each, and the exponents' rounding, ≤ 400 ulp of 1), and each lane sum of ≤ 2^15
+/// terms within `2^15·ε ≈ 7e-12`: ≤ 2e-11 for both logarithms together, taken with margin.
+const F64_PASS_NOISE: f64 = 1e-10;
+
 /// How α (the teacher's weight) is chosen at each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -290,8 +296,6 @@ struct Tilt {
     var: f64,
     /// Bound of the f32 weights' rounding in `mean` (0 with f64 weights).
     noise: f64,
-    /// Bound of the f32 weights' rounding in `log_z`.
-    log_z_noise: f64,
 }
 
 /// `ln Σ π_θ·e^{(2−α)d}` and `ln Σ π_θ·e^{−αd}` with the means of `d` under both tilts.
@@ -304,19 +308,6 @@ struct EssTilts {
     mean_theta: f64,
     /// Bound of the f32 weights' rounding in `l_teacher − l_theta` (0 with f64 weights).
     noise: f64,
-}
-
-/// The ESS residual's point at an end from its two tilts: `ln Σ π_θ·e^{(2−α)d}` with the mean of
-/// `d` under it, and `ln Σ π_θ·e^{−αd}` with its mean.
-fn end_point(t: &Tilt, alpha: f64, mean_theta: f64, mean_teacher: f64) -> Point {
-    // The other tilt is π_θ (α = 0) or π_t (α = 1): ln Σ = 0.
-    let value = if alpha == 0.0 { t.log_z } else { -t.log_z };
-    Point {
-        alpha,
-        value,
-        slope: mean_theta - mean_teacher,
-        noise: t.log_z_noise,
-    }
 }
 
 /// Mixes θ's and the teacher's logits rows into q*, row after row, reusing its buffers.
@@ -335,6 +326,11 @@ pub struct Mixer {
     /// tilts (the maximum is convex in `b`, so on `[−1, 0]` and `[1, 2]` it is at most the
     /// larger end's).
     tilt_max: [f64; 4],
+    /// `e^{2d − gap}` per entry for the one-exponential ESS pass ([`kernels::ess_ratio`]).
+    ratio: Vec<f64>,
+    /// Whether `ratio` is computed for the current row (`None`: not yet) and within the range
+    /// the one-exponential pass allows.
+    ratio_ok: Option<bool>,
 }
 
 impl Mixer {
@@ -351,6 +347,8 @@ impl Mixer {
             passes: 0,
             exact: false,
             tilt_max: [0.0; 4],
+            ratio: Vec::new(),
+            ratio_ok: None,
         })
     }
 
@@ -467,6 +465,7 @@ impl Mixer {
         let (e0, e1) = (m[0] / zx, m[2] / zy);
         self.passes = 0;
         self.tilt_max = tilt_max;
+        self.ratio_ok = None;
         Ok(Prepared {
             tau,
             support,
@@ -553,6 +552,7 @@ impl Mixer {
                 *dv -= b - a;
             }
         }
+        self.ratio_ok = None;
         let (c, _) = kernels::log_norms_exact(&self.lp, &self.d);
         debug_assert!(c.abs() < 1e-12);
         let m = kernels::end_moments_exact(&self.lp, &self.d);
@@ -657,24 +657,8 @@ impl Mixer {
                         noise: e.noise + nk,
                     }
                 };
-                // At α = 0 one tilt is π_θ itself (ln Σ π_θ = 0, mean E_θ[d]) and at α = 1 the
-                // other is π_t (mean E_t[d]): the ends of [0, 1] take one exponential each.
-                let lo_p = if lo == 0.0 {
-                    let t = self.tilt_shifted(2.0, self.tilt_max[3]);
-                    let mut e = end_point(&t, 0.0, p.e0, t.mean);
-                    e.noise += nk;
-                    e
-                } else {
-                    at(self, lo)
-                };
-                let hi_p = if hi == 1.0 {
-                    let t = self.tilt_shifted(-1.0, self.tilt_max[0]);
-                    let mut e = end_point(&t, 1.0, t.mean, p.e1);
-                    e.noise += nk;
-                    e
-                } else {
-                    at(self, hi)
-                };
+                let lo_p = at(self, lo);
+                let hi_p = at(self, hi);
                 let out = find_root(lo_p, hi_p, tol, |a| at(self, a));
                 let sol = AlphaSolution {
                     alpha: out.alpha,
@@ -689,13 +673,8 @@ impl Mixer {
 
     /// `A(α)`, `E_q[d]`, `Var_q[d]` in one pass (two if the weights underflow unshifted).
     fn tilt(&mut self, alpha: f64) -> Tilt {
-        self.tilt_shifted(alpha, 0.0)
-    }
-
-    /// [`Mixer::tilt`] with the exponents shifted by `shift` (an upper bound of their maximum).
-    fn tilt_shifted(&mut self, alpha: f64, shift: f64) -> Tilt {
         self.passes += 1;
-        let mut shift = shift;
+        let mut shift = 0.0;
         let moments = if self.exact {
             kernels::moments_exact
         } else {
@@ -721,17 +700,43 @@ impl Mixer {
                     .max(0.0)
                     .sqrt()
                 / s[0],
-            log_z_noise: WEIGHT_EPS * s[4].sqrt() / s[0],
         }
     }
 
-    /// The two tilts of the ESS terms at α in one pass (two exponentials per entry), shifted by
-    /// the bounds of the preparation pass (by exact maxima, in two more passes, if the weights
-    /// underflow under them).
+    /// Whether the row's ESS ratios for `gap = sb − sc` allow the one-exponential pass,
+    /// computing them (one pass) at the row's first call.
+    fn ratio_usable(&mut self, gap: f64) -> bool {
+        if self.ratio_ok.is_none() {
+            self.ratio.resize(self.d.len(), 0.0);
+            let g = kernels::ess_ratio(&self.d, gap, &mut self.ratio);
+            self.passes += 1;
+            self.ratio_ok = Some(g <= kernels::ESS_RATIO_MAX);
+        }
+        self.ratio_ok == Some(true)
+    }
+
+    /// The two tilts of the ESS terms at α in one pass, shifted by the bounds of the preparation
+    /// pass: one f64 exponential per entry and the row's ratios ([`kernels::ess_pass`]) where
+    /// their range allows, else two f32 exponentials per entry (by exact maxima, in two more
+    /// passes, if the weights underflow under the bounds).
     fn ess_tilts(&mut self, alpha: f64) -> EssTilts {
         let [m_neg1, m0, m1, m2] = self.tilt_max;
         let (b, c) = (2.0 - alpha, -alpha);
         let (mut sb, mut sc) = (m1.max(m2), m_neg1.max(m0));
+        if !self.exact && self.ratio_usable(sb - sc) {
+            self.passes += 1;
+            let s = kernels::ess_pass(&self.lp, &self.d, &self.ratio, alpha, sc);
+            if s[0] > MIN_TOTAL && s[2] > MIN_TOTAL {
+                return EssTilts {
+                    alpha,
+                    l_teacher: sb + s[0].ln(),
+                    l_theta: sc + s[2].ln(),
+                    mean_teacher: s[1] / s[0],
+                    mean_theta: s[3] / s[2],
+                    noise: F64_PASS_NOISE,
+                };
+            }
+        }
         self.passes += 1;
         let tilts = if self.exact {
             kernels::two_tilts_exact
