@@ -1,6 +1,8 @@
-//! A safeguarded Newton root finder on a bracket: Newton steps where they stay inside the
-//! bracket and shrink the residual fast enough, bisection otherwise; the bracket always keeps a
-//! sign change, so it converges whenever the ends have opposite signs.
+//! A safeguarded root finder on a bracket that uses the residual's derivative: each step goes to
+//! the root of the cubic Hermite interpolant (values and slopes) of the last two points, else of
+//! the bracket's ends, where that stays inside the bracket and the last step made progress
+//! (halved |g| or its own length), bisection otherwise; the bracket always keeps a sign change,
+//! so it converges whenever the ends have opposite signs.
 
 use super::AlphaStatus;
 
@@ -89,8 +91,8 @@ pub(crate) fn find_root(
         hi
     };
     // The last two evaluated points (the ends at first) and the step that led to the last: a
-    // step that does not halve the one before (convergence slower than bisection's) is
-    // replaced by bisection.
+    // step after one that halved neither |g| nor the step before it (convergence slower than
+    // bisection's) is replaced by bisection.
     let (mut last, mut prev) = if best.alpha == lo.alpha {
         (lo, hi)
     } else {
@@ -107,8 +109,12 @@ pub(crate) fn find_root(
         if w <= 4.0 * f64::EPSILON * b.alpha.abs().max(1e-300) {
             break;
         }
-        let inside = |x: f64| x > a.alpha && x < b.alpha;
-        let guarded = |x: f64| inside(x) && (x - last.alpha).abs() <= 0.5 * last_step;
+        // A step is taken when it stays inside the bracket and the last one made progress:
+        // it halved |g| or its length.
+        let progress = last.value.abs() <= 0.5 * prev.value.abs();
+        let guarded = |x: f64| {
+            x > a.alpha && x < b.alpha && (progress || (x - last.alpha).abs() <= 0.5 * last_step)
+        };
         // The cubic through the last two points near the last, else the cubic on the bracket.
         let mut x = hermite_near(&prev, &last);
         if !guarded(x) {
