@@ -286,16 +286,37 @@ fn lanes(c: &[f64], k: usize) -> f64x4 {
 /// `ratio_i = e^{2d_i − gap}` (in f64, see [`math::exp_f64x4`]) for every entry, the factor
 /// that turns one ESS tilt's weight into the other's: with `gap = sb − sc`,
 /// `e^{lp + (2−α)d − sb} = e^{lp − αd − sc} · ratio`. Returns `max_i |2d_i − gap|` (the ratios
-/// serve [`ess_pass`] only when it is at most [`ESS_RATIO_MAX`]). Lengths a multiple of 4.
-pub(crate) fn ess_ratio(d: &[f64], gap: f64, ratio: &mut [f64]) -> f64 {
+/// serve [`ess_pass`] only when it is at most [`ESS_RATIO_MAX`]) and, from the preparation's
+/// weights `ex = e^x`, `ey = e^y`, the sums the ESS tilts at α = 0 and 1 need:
+/// `[Σex·ratio, Σex·ratio·d, Σey/ratio, Σ(ey/ratio)·d]`. Lengths a multiple of 4.
+pub(crate) fn ess_ratio(
+    d: &[f64],
+    ex: &[f64],
+    ey: &[f64],
+    gap: f64,
+    ratio: &mut [f64],
+) -> (f64, [f64; 4]) {
     let mut mx = f64x4::splat(0.0);
+    let mut acc = [f64x4::splat(0.0); 4];
     let (two, gap) = (f64x4::splat(2.0), f64x4::splat(gap));
-    for (dc, rc) in d.chunks_exact(4).zip(ratio.chunks_exact_mut(4)) {
-        let g = two.mul_sub(lanes(dc, 0), gap);
+    let chunks = d
+        .chunks_exact(4)
+        .zip(ratio.chunks_exact_mut(4))
+        .zip(ex.chunks_exact(4).zip(ey.chunks_exact(4)));
+    for ((dc, rc), (xc, yc)) in chunks {
+        let dv = lanes(dc, 0);
+        let g = two.mul_sub(dv, gap);
         mx = mx.fast_max(g.abs());
-        rc.copy_from_slice(&math::exp_f64x4(g).to_array());
+        let r = math::exp_f64x4(g);
+        rc.copy_from_slice(&r.to_array());
+        let (u, v) = (lanes(xc, 0) * r, lanes(yc, 0) / r);
+        acc[0] += u;
+        acc[1] = u.mul_add(dv, acc[1]);
+        acc[2] += v;
+        acc[3] = v.mul_add(dv, acc[3]);
     }
-    mx.to_array().into_iter().fold(0.0, f64::max)
+    let m = mx.to_array().into_iter().fold(0.0, f64::max);
+    (m, acc.map(|a| a.reduce_add()))
 }
 
 /// The two ESS tilts at α from one exponential per entry: with

@@ -276,6 +276,9 @@ pub struct MixStep {
 struct Prepared {
     /// Support threshold on the teacher's logits (`-inf`: none).
     tau: f32,
+    /// `ln Σ e^x` and `ln Σ e^y`: `lp = x − c_theta`, `lp + d = y − c_teacher`.
+    c_theta: f64,
+    c_teacher: f64,
     support: usize,
     h_theta: f64,
     h_teacher: f64,
@@ -336,6 +339,9 @@ pub struct Mixer {
     /// Whether `ratio` is computed for the current row (`None`: not yet) and within the range
     /// the one-exponential pass allows.
     ratio_ok: Option<bool>,
+    /// The sums of the ESS tilts at α = 0 and 1 from the ratio pass (see
+    /// [`kernels::ess_ratio`]).
+    ratio_ends: [f64; 4],
 }
 
 impl Mixer {
@@ -354,6 +360,7 @@ impl Mixer {
             tilt_max: [0.0; 4],
             ratio: Vec::new(),
             ratio_ok: None,
+            ratio_ends: [0.0; 4],
         })
     }
 
@@ -483,6 +490,8 @@ impl Mixer {
         self.ratio_ok = None;
         Ok(Prepared {
             tau,
+            c_theta,
+            c_teacher,
             support,
             h_theta: (c_theta - zxx / zx).max(0.0),
             h_teacher: (c_teacher - zyy / zy).max(0.0),
@@ -673,8 +682,36 @@ impl Mixer {
                         noise: e.noise + nk,
                     }
                 };
-                let lo_p = at(self, lo);
-                let hi_p = at(self, hi);
+                // The ends α = 0 and 1 come with the ratio pass: there one tilt is π_θ or π_t
+                // itself (ln Σ = 0, mean E_θ[d] or E_t[d]), the other the preparation's weights
+                // times the ratios (α = 0: e^{lp+2d} = e^x·ratio·e^{gap−c_θ}) or divided by them
+                // (α = 1: e^{lp−d} = e^y/ratio·e^{−gap−c_t}).
+                let (sb, sc) = self.ess_shifts();
+                let gap = sb - sc;
+                let ends = (!self.exact && self.ratio_usable(gap)).then_some(self.ratio_ends);
+                let noise = self.ess_noise() + nk;
+                let end = |a: f64| {
+                    let [u0, u0d, v1, v1d] = ends?;
+                    let (value, slope) = if a == 0.0 {
+                        (gap - p.c_theta + u0.ln(), p.e0 - u0d / u0)
+                    } else {
+                        (p.c_teacher + gap - v1.ln(), v1d / v1 - p.e1)
+                    };
+                    (value.is_finite() && slope.is_finite()).then_some(Point {
+                        alpha: a,
+                        value,
+                        slope,
+                        noise,
+                    })
+                };
+                let lo_p = match (lo == 0.0).then(|| end(0.0)).flatten() {
+                    Some(e) => e,
+                    None => at(self, lo),
+                };
+                let hi_p = match (hi == 1.0).then(|| end(1.0)).flatten() {
+                    Some(e) => e,
+                    None => at(self, hi),
+                };
                 let out = find_root(lo_p, hi_p, tol, |a| at(self, a));
                 let sol = AlphaSolution {
                     alpha: out.alpha,
@@ -726,11 +763,25 @@ impl Mixer {
     fn ratio_usable(&mut self, gap: f64) -> bool {
         if self.ratio_ok.is_none() {
             self.ratio.resize(self.d.len(), 0.0);
-            let g = kernels::ess_ratio(&self.d, gap, &mut self.ratio);
+            let (g, ends) = kernels::ess_ratio(&self.d, &self.ex, &self.ey, gap, &mut self.ratio);
             self.passes += 1;
             self.ratio_ok = Some(g <= kernels::ESS_RATIO_MAX);
+            self.ratio_ends = ends;
         }
         self.ratio_ok == Some(true)
+    }
+
+    /// The ESS tilts' shifts `(sb, sc)`: bounds of `max_i (lp_i + b·d_i)` for `b` in `[1, 2]`
+    /// and in `[−1, 0]`.
+    fn ess_shifts(&self) -> (f64, f64) {
+        let [m_neg1, m0, m1, m2] = self.tilt_max;
+        (m1.max(m2), m_neg1.max(m0))
+    }
+
+    /// Bound of the rounding in `ln Σu − ln Σv` of an f64 ESS pass: v within 2·EXP_F64_REL_ERR
+    /// (its exponential and the exponent's rounding), u = v·ratio within 4·EXP_F64_REL_ERR.
+    fn ess_noise(&self) -> f64 {
+        sum_err(4.0 * EXP_F64_REL_ERR, self.d.len()) + sum_err(2.0 * EXP_F64_REL_ERR, self.d.len())
     }
 
     /// The two tilts of the ESS terms at α in one pass, shifted by the bounds of the preparation
@@ -738,9 +789,8 @@ impl Mixer {
     /// their range allows, else two f32 exponentials per entry (by exact maxima, in two more
     /// passes, if the weights underflow under the bounds).
     fn ess_tilts(&mut self, alpha: f64) -> EssTilts {
-        let [m_neg1, m0, m1, m2] = self.tilt_max;
         let (b, c) = (2.0 - alpha, -alpha);
-        let (mut sb, mut sc) = (m1.max(m2), m_neg1.max(m0));
+        let (mut sb, mut sc) = self.ess_shifts();
         if !self.exact && self.ratio_usable(sb - sc) {
             self.passes += 1;
             let s = kernels::ess_pass(&self.lp, &self.d, &self.ratio, alpha, sc);
@@ -751,10 +801,7 @@ impl Mixer {
                     l_theta: sc + s[2].ln(),
                     mean_teacher: s[1] / s[0],
                     mean_theta: s[3] / s[2],
-                    // ln Σu and ln Σv: v within 2·EXP_F64_REL_ERR (its exponential and the
-                    // exponent's rounding), u = v·ratio within 4·EXP_F64_REL_ERR.
-                    noise: sum_err(4.0 * EXP_F64_REL_ERR, self.d.len())
-                        + sum_err(2.0 * EXP_F64_REL_ERR, self.d.len()),
+                    noise: self.ess_noise(),
                 };
             }
         }

@@ -151,9 +151,31 @@ fn the_one_exponential_ess_pass_matches_the_exact_two_exponential_one() {
         let [m_neg1, m0, m1, m2] = m.tilt_max;
         let (sb, sc) = (m1.max(m2), m_neg1.max(m0));
         let mut ratio = vec![0.0; m.d.len()];
-        let g = kernels::ess_ratio(&m.d, sb - sc, &mut ratio);
+        let gap = sb - sc;
+        let (g, [u0, u0d, v1, v1d]) = kernels::ess_ratio(&m.d, &m.ex, &m.ey, gap, &mut ratio);
         assert!(g <= kernels::ESS_RATIO_MAX, "row {r}: {g}");
         let rel = |x: f64, y: f64| ((x - y) / y).abs();
+        // The ends from the ratio pass: Δ and its slope at α = 0 and 1 as full passes give them.
+        let (c_theta, c_teacher) = (m.ex.iter().sum::<f64>().ln(), m.ey.iter().sum::<f64>().ln());
+        let (e0, e1) = (
+            kernels::moments_exact(&m.lp, &m.d, 0.0, 0.0),
+            kernels::moments_exact(&m.lp, &m.d, 1.0, 0.0),
+        );
+        for (a, value, slope) in [
+            (0.0, gap - c_theta + u0.ln(), e0[1] / e0[0] - u0d / u0),
+            (1.0, c_teacher + gap - v1.ln(), v1d / v1 - e1[1] / e1[0]),
+        ] {
+            let t = kernels::two_tilts_exact(&m.lp, &m.d, 2.0 - a, -a, sb, sc);
+            let (want, want_slope) = (
+                (sb + t[0].ln()) - (sc + t[2].ln()),
+                t[3] / t[2] - t[1] / t[0],
+            );
+            assert!(
+                (value - want).abs() < 1e-10,
+                "row {r} α={a}: {value} {want}"
+            );
+            assert!((slope - want_slope).abs() < 1e-9 * want_slope.abs().max(1.0));
+        }
         for a in [0.0, 0.3, 0.77, 1.0] {
             let fast = kernels::ess_pass(&m.lp, &m.d, &ratio, a, sc);
             let exact = kernels::two_tilts_exact(&m.lp, &m.d, 2.0 - a, -a, sb, sc);
