@@ -34,8 +34,9 @@ const MAX_ITER: usize = 100;
 ///   the bracket ([`AlphaStatus::Equal`]) if it is within `tol` too;
 /// - an end within `tol`: that end ([`AlphaStatus::Root`]);
 /// - no sign change: the end with the smaller `|g|` ([`AlphaStatus::BracketEnd`]);
-/// - else safeguarded Newton until `|g| ≤ tol` ([`AlphaStatus::Root`]), or, if the bracket
-///   shrinks to nothing first, the point with the smallest `|g|` ([`AlphaStatus::Unconverged`]).
+/// - else Hermite steps under the bisection safeguard (see the module doc) until `|g| ≤ tol`
+///   ([`AlphaStatus::Root`]), or, if the bracket shrinks to nothing first, the point with the
+///   smallest `|g|` ([`AlphaStatus::Unconverged`]).
 pub(crate) fn find_root(
     lo: Point,
     hi: Point,
