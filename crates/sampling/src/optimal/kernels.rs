@@ -2,7 +2,7 @@
 //! `d = log π_t − log π_θ` are kept in f64 (computed exactly from the f32 logits, up to the
 //! normalising constants). The preparation passes, the tilts of `kl_symmetry` ([`moments`]) and
 //! the ESS pass ([`ess_pass`]) compute their exponentials in f64 on 4 lanes
-//! ([`math::exp_f64x4`], relative error ≤ 1e-12) and sum them in f64 lanes; the fallback ESS
+//! ([`math::exp_f64x4`], relative error ≤ 5e-10) and sum them in f64 lanes; the fallback ESS
 //! pass for rows with extreme log-ratios ([`two_tilts`]) computes f32 exponentials with
 //! [`math::exp`] (≤ 2 ulp) from the f64 exponent. Buffers are padded to a multiple of 8 with
 //! `lp = -inf`, `d = 0` (weight 0, or `e^-700` where an f64 exponential is clamped).

@@ -155,6 +155,8 @@ fn the_one_exponential_ess_pass_matches_the_exact_two_exponential_one() {
         let (g, [u0, u0d, v1, v1d]) = kernels::ess_ratio(&m.d, &m.ex, &m.ey, gap, &mut ratio);
         assert!(g <= kernels::ESS_RATIO_MAX, "row {r}: {g}");
         let rel = |x: f64, y: f64| ((x - y) / y).abs();
+        // Each weight within 4·EXP_F64_REL_ERR (two exponentials), the sums' rounding aside.
+        let tol = 4.0 * EXP_F64_REL_ERR + 1e-12;
         // The ends from the ratio pass: Δ and its slope at α = 0 and 1 as full passes give them.
         let (c_theta, c_teacher) = (m.ex.iter().sum::<f64>().ln(), m.ey.iter().sum::<f64>().ln());
         let (e0, e1) = (
@@ -174,24 +176,24 @@ fn the_one_exponential_ess_pass_matches_the_exact_two_exponential_one() {
                 (value - want).abs() < 1e-10,
                 "row {r} α={a}: {value} {want}"
             );
-            assert!((slope - want_slope).abs() < 1e-9 * want_slope.abs().max(1.0));
+            assert!((slope - want_slope).abs() < 1e-8 * want_slope.abs().max(1.0));
         }
         for a in [0.0, 0.3, 0.77, 1.0] {
             let fast = kernels::ess_pass(&m.lp, &m.d, &ratio, a, sc);
             let exact = kernels::two_tilts_exact(&m.lp, &m.d, 2.0 - a, -a, sb, sc);
             // Sums within the pass's bound; the means (Δ's slope) as closely.
             assert!(
-                rel(fast[0], exact[0]) < 1e-11,
+                rel(fast[0], exact[0]) < tol,
                 "row {r} α={a}: {fast:?} {exact:?}"
             );
             assert!(
-                rel(fast[2], exact[2]) < 1e-11,
+                rel(fast[2], exact[2]) < tol,
                 "row {r} α={a}: {fast:?} {exact:?}"
             );
             let (mf, me) = (fast[1] / fast[0], exact[1] / exact[0]);
-            assert!((mf - me).abs() < 1e-9 * me.abs().max(1.0), "{mf} {me}");
+            assert!((mf - me).abs() < 1e-8 * me.abs().max(1.0), "{mf} {me}");
             let (mf, me) = (fast[3] / fast[2], exact[3] / exact[2]);
-            assert!((mf - me).abs() < 1e-9 * me.abs().max(1.0), "{mf} {me}");
+            assert!((mf - me).abs() < 1e-8 * me.abs().max(1.0), "{mf} {me}");
         }
         // The solver takes the one-exponential pass on such rows.
         m.alpha(theta, teacher, r).unwrap();
