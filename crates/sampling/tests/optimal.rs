@@ -76,6 +76,27 @@ proptest! {
     }
 
     #[test]
+    fn roots_on_the_whole_bracket_check_by_substitution(
+        (theta, teacher) in rows(),
+        method in prop::sample::select(vec![AlphaMethod::KlSymmetry, AlphaMethod::EssBalance]),
+        top_k in prop::option::of(1usize..12),
+    ) {
+        // [0, 1]: the ends come from the preparation (kl_symmetry) or the ratio pass
+        // (ess_balance), and a root always exists unless the distributions agree.
+        let mut m = Mixer::new(MixOptions {
+            method,
+            teacher_top_k: top_k,
+            ..MixOptions::default()
+        }).unwrap();
+        let s = m.alpha(&theta, &teacher, 0).unwrap();
+        let keep = teacher_support(&teacher, top_k, None);
+        let truth = Pair::new(&theta, &teacher, Some(&keep)).residual(method, s.alpha);
+        prop_assert!(matches!(s.status, AlphaStatus::Root | AlphaStatus::Equal), "{s:?}");
+        prop_assert!(truth.abs() <= 1e-6, "{s:?} Δ={truth}");
+        prop_assert!((s.residual - truth).abs() <= 1e-6, "{s:?} Δ={truth}");
+    }
+
+    #[test]
     fn the_kl_residual_increases_in_alpha((theta, teacher) in rows(), a in 0.0f64..1.0, b in 0.0f64..1.0) {
         let pair = Pair::new(&theta, &teacher, None);
         let (lo, hi) = (a.min(b), a.max(b));

@@ -1,11 +1,16 @@
 //! The fused passes of the α solvers over a (θ, teacher) pair. `log π_θ` and the log-ratio
 //! `d = log π_t − log π_θ` are kept in f64 (computed exactly from the f32 logits, up to the
-//! normalising constants), exponentials are computed in f32 with [`math::exp`] (≤ 2 ulp) from
-//! the f64 exponent, and every sum is accumulated in f64 lanes. Buffers are padded to a
-//! multiple of 8 with `lp = -inf`, `d = 0` (weight 0).
+//! normalising constants). The preparation passes, the tilts of `kl_symmetry` ([`moments`]) and
+//! the ESS pass ([`ess_pass`]) compute their exponentials in f64 on 4 lanes
+//! ([`math::exp_f64x4`], relative error ≤ 5e-10) and sum them in f64 lanes; the fallback ESS
+//! pass for rows with extreme log-ratios ([`two_tilts`]) computes f32 exponentials with
+//! [`math::exp`] (≤ 2 ulp) from the f64 exponent. Buffers are padded to a multiple of 8 with
+//! `lp = -inf`, `d = 0` (weight 0, or `e^-700` where an f64 exponential is clamped).
 //!
-//! Each pass computes its exponentials for a chunk of [`EXP_CHUNK`] entries into a stack buffer
-//! in one plain loop (which LLVM vectorises and interleaves), then sums over the chunk.
+//! [`two_tilts`] computes its exponentials for a chunk of [`EXP_CHUNK`] entries into a stack
+//! buffer in one plain loop (which LLVM vectorises and interleaves), then sums over the chunk.
+
+use wide::{f64x4, CmpGe, CmpGt};
 
 use crate::math;
 
@@ -46,26 +51,6 @@ fn hsum(a: [f64; 4]) -> f64 {
     (a[0] + a[1]) + (a[2] + a[3])
 }
 
-/// `[Σ w, Σ w·d, Σ w·d², Σ (w·d)², Σ w², Σ w²·d]` of one chunk, in 4 f64 lanes each (lengths
-/// a multiple of 4).
-#[inline(always)]
-fn chunk_moments(w: &[f32], d: &[f64]) -> [f64; 6] {
-    let mut acc = [[0.0f64; 4]; 6];
-    for (wc, dc) in w.chunks_exact(4).zip(d.chunks_exact(4)) {
-        for l in 0..4 {
-            let wv = wc[l] as f64;
-            let wd = wv * dc[l];
-            acc[0][l] += wv;
-            acc[1][l] += wd;
-            acc[2][l] += wd * dc[l];
-            acc[3][l] += wd * wd;
-            acc[4][l] += wv * wv;
-            acc[5][l] += wd * wv;
-        }
-    }
-    acc.map(hsum)
-}
-
 /// `[Σ w, Σ w·d, Σ w²]` of one chunk, in 4 f64 lanes each (lengths a multiple of 4).
 #[inline(always)]
 fn chunk_sums(w: &[f32], d: &[f64]) -> [f64; 3] {
@@ -102,12 +87,44 @@ pub(crate) fn masked_max(theta: &[f32], teacher: &[f32], tau: f32) -> f32 {
     m
 }
 
-/// Pass A. For the kept entries (`zt ≥ tau`, both finite): `x = zθ − mθ`, `y = zt − mt` (exact
-/// in f64) and their weights `e^x`, `e^y`; removed entries get `x = -inf`, weight 0. Writes `x`
-/// into `lp`, `y − x` (0 off the support) into `d`, the weights into `ex`, `ey` (each of length
-/// `padded(V)`, the padding removed entries) and returns `[Σex, Σey, Σex·x, Σey·y]`, the
-/// rounding bounds `[Σex², Σey², Σ(ex·x)², Σ(ey·y)²]` (over the weights that are not exactly 1)
-/// and the number of kept entries.
+/// Pass A on 4 entries (see [`prepare`]): writes `lp`, `d`, `ex`, `ey` and adds
+/// `[ex, ey, ex·x, ey·y]` and the kept count into the accumulators.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn prepare4(
+    zq: f64x4,
+    zt: f64x4,
+    [t, mq, mt]: [f64x4; 3],
+    lp: &mut [f64],
+    d: &mut [f64],
+    ex: &mut [f64],
+    ey: &mut [f64],
+    acc: &mut [f64x4; 5],
+) {
+    let ninf = f64x4::splat(f64::NEG_INFINITY);
+    let zero = f64x4::splat(0.0);
+    let kept = zt.cmp_ge(t) & zq.cmp_gt(ninf);
+    let (x, y) = (kept.blend(zq - mq, zero), kept.blend(zt - mt, zero));
+    let (wx, wy) = (
+        kept.blend(math::exp_f64x4(x), zero),
+        kept.blend(math::exp_f64x4(y), zero),
+    );
+    lp.copy_from_slice(&kept.blend(x, ninf).to_array());
+    d.copy_from_slice(&(y - x).to_array());
+    ex.copy_from_slice(&wx.to_array());
+    ey.copy_from_slice(&wy.to_array());
+    acc[0] += wx;
+    acc[1] += wy;
+    acc[2] = wx.mul_add(x, acc[2]);
+    acc[3] = wy.mul_add(y, acc[3]);
+    acc[4] += kept & f64x4::splat(1.0);
+}
+
+/// Pass A. For the kept entries (`zt ≥ tau`, both finite): `x = zθ − mθ`, `y = zt − mt` (in
+/// f64) and their weights `e^x`, `e^y` ([`math::exp_f64x4`]); removed entries get `x = -inf`,
+/// weight 0. Writes `x` into `lp`, `y − x` (0 off the support) into `d`, the weights into `ex`,
+/// `ey` (each of length `padded(V)`, the padding removed entries) and returns
+/// `[Σex, Σey, Σex·x, Σey·y]` and the number of kept entries.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare(
     theta: &[f32],
@@ -117,122 +134,83 @@ pub(crate) fn prepare(
     m_teacher: f32,
     lp: &mut [f64],
     d: &mut [f64],
-    ex: &mut [f32],
-    ey: &mut [f32],
-) -> ([f64; 8], usize) {
-    let v = theta.len();
-    let t = tau.max(f32::MIN);
-    let (mq, mt) = (m_theta as f64, m_teacher as f64);
-    let mut kept_n = 0usize;
-    for (((((l, dd), wx), wy), &zq), &zt) in lp[..v]
-        .iter_mut()
-        .zip(d[..v].iter_mut())
-        .zip(ex[..v].iter_mut())
-        .zip(ey[..v].iter_mut())
-        .zip(theta)
-        .zip(teacher)
-    {
-        let kept = zt >= t && zq > f32::NEG_INFINITY;
-        kept_n += kept as usize;
-        let (x, y) = (zq as f64 - mq, zt as f64 - mt);
-        *l = if kept { x } else { f64::NEG_INFINITY };
-        *dd = if kept { y - x } else { 0.0 };
-        // Exponents for the weights below (-inf: weight 0).
-        *wx = if kept { x as f32 } else { f32::NEG_INFINITY };
-        *wy = if kept { y as f32 } else { f32::NEG_INFINITY };
-    }
-    lp[v..].fill(f64::NEG_INFINITY);
-    d[v..].fill(0.0);
-    ex[v..].fill(f32::NEG_INFINITY);
-    ey[v..].fill(f32::NEG_INFINITY);
-    for w in ex.iter_mut() {
-        *w = exp_floored(*w);
-    }
-    for w in ey.iter_mut() {
-        *w = exp_floored(*w);
-    }
-    let mut acc = [[0.0f64; 4]; 8];
-    let lanes = lp
+    ex: &mut [f64],
+    ey: &mut [f64],
+) -> ([f64; 4], usize) {
+    let v = theta.len().min(teacher.len());
+    let consts = [
+        f64x4::splat(tau.max(f32::MIN) as f64),
+        f64x4::splat(m_theta as f64),
+        f64x4::splat(m_teacher as f64),
+    ];
+    let wide = |z: &[f32]| f64x4::new([z[0] as f64, z[1] as f64, z[2] as f64, z[3] as f64]);
+    let mut acc = [f64x4::splat(0.0); 5];
+    let whole = v / 4 * 4;
+    let rows = theta[..whole]
         .chunks_exact(4)
-        .zip(d.chunks_exact(4))
+        .zip(teacher[..whole].chunks_exact(4));
+    let outs = lp
+        .chunks_exact_mut(4)
+        .zip(d.chunks_exact_mut(4))
         .zip(ex.chunks_exact_mut(4).zip(ey.chunks_exact_mut(4)));
-    for ((lc, dc), (xc, yc)) in lanes {
-        for l in 0..4 {
-            // Removed entries (x = -inf) are skipped.
-            let kept = lc[l] > f64::NEG_INFINITY;
-            let (x, y) = (lc[l], dc[l] + lc[l]);
-            // First-order correction of the exponents' rounding to f32 (see `exp_f64_arg`).
-            let fx = if kept {
-                1.0 + (x - x as f32 as f64)
-            } else {
-                0.0
-            };
-            let fy = if kept {
-                1.0 + (y - y as f32 as f64)
-            } else {
-                0.0
-            };
-            let (wx, wy) = (xc[l] as f64 * fx, yc[l] as f64 * fy);
-            xc[l] = wx as f32;
-            yc[l] = wy as f32;
-            acc[0][l] += wx;
-            acc[1][l] += wy;
-            acc[2][l] += if kept { wx * x } else { 0.0 };
-            acc[3][l] += if kept { wy * y } else { 0.0 };
-            // Rounding bounds: the weight of a maximum (exponent 0) is exactly 1.
-            let (rx, ry) = (
-                if x != 0.0 { wx } else { 0.0 },
-                if y != 0.0 { wy } else { 0.0 },
-            );
-            acc[4][l] += rx * rx;
-            acc[5][l] += ry * ry;
-            acc[6][l] += if kept { (rx * x) * (rx * x) } else { 0.0 };
-            acc[7][l] += if kept { (ry * y) * (ry * y) } else { 0.0 };
-        }
+    let mut outs = outs.into_iter();
+    for ((q, t), ((l, dd), (wx, wy))) in rows.zip(outs.by_ref()) {
+        prepare4(wide(q), wide(t), consts, l, dd, wx, wy, &mut acc);
     }
-    (acc.map(hsum), kept_n)
+    // The partial chunk and the padding: removed entries (θ's logit -inf).
+    for (j, ((l, dd), (wx, wy))) in outs.enumerate() {
+        let (mut q, mut t) = ([f32::NEG_INFINITY; 4], [f32::NEG_INFINITY; 4]);
+        for k in 0..4 {
+            if let (Some(&a), Some(&b)) =
+                (theta.get(whole + 4 * j + k), teacher.get(whole + 4 * j + k))
+            {
+                (q[k], t[k]) = (a, b);
+            }
+        }
+        prepare4(wide(&q), wide(&t), consts, l, dd, wx, wy, &mut acc);
+    }
+    let s = acc.map(|a| a.reduce_add());
+    ([s[0], s[1], s[2], s[3]], s[4] as usize)
 }
 
 /// Pass B: `lp = x − c` (`log π_θ` on the support) and `d = (y − x) − k` (`log π_t − log π_θ`,
 /// 0 off the support), for `c = ln Σ e^x` and `k = c_t − c_θ`. Returns
-/// `[Σex·d, Σex·d², Σey·d, Σey·d², Σ(ex·d)², Σ(ey·d)²]` and `max_i (lp_i + b·d_i)` for
-/// `b = −1, 0, 1, 2`.
+/// `[Σex·d, Σex·d², Σey·d, Σey·d²]` and `max_i (lp_i + b·d_i)` for `b = −1, 0, 1, 2`.
 pub(crate) fn finish(
     c: f64,
     k: f64,
     lp: &mut [f64],
     d: &mut [f64],
-    ex: &[f32],
-    ey: &[f32],
-) -> ([f64; 6], [f64; 4]) {
-    let mut acc = [[0.0f64; 4]; 6];
-    let mut mx = [[f64::NEG_INFINITY; 4]; 4];
-    let lanes = lp
+    ex: &[f64],
+    ey: &[f64],
+) -> ([f64; 4], [f64; 4]) {
+    let mut acc = [f64x4::splat(0.0); 4];
+    let mut mx = [f64x4::splat(f64::NEG_INFINITY); 4];
+    let (c, k) = (f64x4::splat(c), f64x4::splat(k));
+    let (ninf, zero) = (f64x4::splat(f64::NEG_INFINITY), f64x4::splat(0.0));
+    let lanes_mut = lp
         .chunks_exact_mut(4)
         .zip(d.chunks_exact_mut(4))
         .zip(ex.chunks_exact(4).zip(ey.chunks_exact(4)));
-    for ((lc, dc), (xc, yc)) in lanes {
-        for l in 0..4 {
-            let kept = lc[l] > f64::NEG_INFINITY;
-            let lv = lc[l] - c;
-            let dv = if kept { dc[l] - k } else { 0.0 };
-            lc[l] = lv;
-            dc[l] = dv;
-            let (xd, yd) = (xc[l] as f64 * dv, yc[l] as f64 * dv);
-            acc[0][l] += xd;
-            acc[1][l] += xd * dv;
-            acc[2][l] += yd;
-            acc[3][l] += yd * dv;
-            acc[4][l] += xd * xd;
-            acc[5][l] += yd * yd;
-            for (b, m) in mx.iter_mut().enumerate() {
-                let v = lv + (b as f64 - 1.0) * dv;
-                m[l] = if v > m[l] { v } else { m[l] };
-            }
-        }
+    for ((lc, dc), (xc, yc)) in lanes_mut {
+        let l0 = lanes(lc, 0);
+        let kept = l0.cmp_gt(ninf);
+        let lv = l0 - c;
+        let dv = kept.blend(lanes(dc, 0) - k, zero);
+        lc.copy_from_slice(&lv.to_array());
+        dc.copy_from_slice(&dv.to_array());
+        let (xd, yd) = (lanes(xc, 0) * dv, lanes(yc, 0) * dv);
+        acc[0] += xd;
+        acc[1] = xd.mul_add(dv, acc[1]);
+        acc[2] += yd;
+        acc[3] = yd.mul_add(dv, acc[3]);
+        mx[0] = mx[0].fast_max(lv - dv);
+        mx[1] = mx[1].fast_max(lv);
+        mx[2] = mx[2].fast_max(lv + dv);
+        mx[3] = mx[3].fast_max(dv.mul_add(f64x4::splat(2.0), lv));
     }
-    let m = mx.map(|m| m.into_iter().fold(f64::NEG_INFINITY, f64::max));
-    (acc.map(hsum), m)
+    let m = mx.map(|m| m.to_array().into_iter().fold(f64::NEG_INFINITY, f64::max));
+    (acc.map(|a| a.reduce_add()), m)
 }
 
 /// `max_i (lp_i + a·d_i)`.
@@ -247,22 +225,24 @@ pub(crate) fn max_tilted(lp: &[f64], d: &[f64], a: f64) -> f64 {
     acc.into_iter().fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// With `w_i = exp(lp_i + a·d_i − shift)`: `[Σw, Σw·d, Σw·d², Σ(w·d)², Σw², Σw²·d]` (the last
-/// three bound the effect of the weights' f32 rounding on the mean of `d` and on `Σw`).
-pub(crate) fn moments(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 6] {
-    let mut total = [0.0f64; 6];
-    let mut w = [0.0f32; EXP_CHUNK];
-    for (lb, db) in lp.chunks(EXP_CHUNK).zip(d.chunks(EXP_CHUNK)) {
-        let wb = &mut w[..lb.len()];
-        for ((o, &l), &dv) in wb.iter_mut().zip(lb).zip(db) {
-            *o = exp_f64_arg(dv.mul_add(a, l) - shift);
-        }
-        let m = chunk_moments(wb, db);
-        for (t, v) in total.iter_mut().zip(m) {
-            *t += v;
+/// With `w_i = e^{lp_i + a·d_i − shift}` (in f64, [`math::exp_f64x4`]): `[Σw, Σw·d, Σw·d²]`
+/// (lengths a multiple of 8).
+pub(crate) fn moments(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 3] {
+    let mut acc = [f64x4::splat(0.0); 6];
+    let (a, shift) = (f64x4::splat(a), f64x4::splat(shift));
+    for (lc, dc) in lp.chunks_exact(8).zip(d.chunks_exact(8)) {
+        // Two independent vectors per iteration: two exponentials' dependency chains overlap.
+        for (h, acc) in acc.chunks_exact_mut(3).enumerate() {
+            let dv = lanes(dc, 4 * h);
+            let w = math::exp_f64x4(a.mul_add(dv, lanes(lc, 4 * h)) - shift);
+            let wd = w * dv;
+            acc[0] += w;
+            acc[1] += wd;
+            acc[2] = wd.mul_add(dv, acc[2]);
         }
     }
-    total
+    let s = |k: usize| (acc[k] + acc[k + 3]).reduce_add();
+    [s(0), s(1), s(2)]
 }
 
 /// With `u_i = exp(lp_i + b·d_i − sb)` and `v_i = exp(lp_i + c·d_i − sc)`:
@@ -288,6 +268,91 @@ pub(crate) fn two_tilts(lp: &[f64], d: &[f64], b: f64, c: f64, sb: f64, sc: f64)
     total
 }
 
+/// Exponents of [`ess_pass`] are raised to this. With `|2d − gap| ≤` [`ESS_RATIO_MAX`] on every
+/// entry, a raised token's weights are below `e^{-390+300} = e^-90` both before and after (its
+/// error summed over 2^17 tokens is below `e^-78`, relative `1e-14` to the smallest sum a pass
+/// accepts, `1e-20`), and the smallest product `e^{-390-300}` is still a normal f64.
+const ESS_FLOOR: f64 = -390.0;
+
+/// Largest `|2d_i − gap|` of a row for which [`ess_pass`] is used (see [`ESS_FLOOR`]).
+pub(crate) const ESS_RATIO_MAX: f64 = 300.0;
+
+/// Lanes `k..k + 4` of a chunk.
+#[inline(always)]
+fn lanes(c: &[f64], k: usize) -> f64x4 {
+    f64x4::new([c[k], c[k + 1], c[k + 2], c[k + 3]])
+}
+
+/// `ratio_i = e^{2d_i − gap}` (in f64, see [`math::exp_f64x4`]) for every entry, the factor
+/// that turns one ESS tilt's weight into the other's: with `gap = sb − sc`,
+/// `e^{lp + (2−α)d − sb} = e^{lp − αd − sc} · ratio`. Returns `max_i |2d_i − gap|` (the ratios
+/// serve [`ess_pass`] only when it is at most [`ESS_RATIO_MAX`]) and, from the preparation's
+/// weights `ex = e^x`, `ey = e^y`, the sums the ESS tilts at α = 0 and 1 need:
+/// `[Σex·ratio, Σex·ratio·d, Σey/ratio, Σ(ey/ratio)·d]`. Lengths a multiple of 4.
+pub(crate) fn ess_ratio(
+    d: &[f64],
+    ex: &[f64],
+    ey: &[f64],
+    gap: f64,
+    ratio: &mut [f64],
+) -> (f64, [f64; 4]) {
+    let mut mx = f64x4::splat(0.0);
+    let mut acc = [f64x4::splat(0.0); 4];
+    let (two, gap) = (f64x4::splat(2.0), f64x4::splat(gap));
+    let chunks = d
+        .chunks_exact(4)
+        .zip(ratio.chunks_exact_mut(4))
+        .zip(ex.chunks_exact(4).zip(ey.chunks_exact(4)));
+    for ((dc, rc), (xc, yc)) in chunks {
+        let dv = lanes(dc, 0);
+        let g = two.mul_sub(dv, gap);
+        mx = mx.fast_max(g.abs());
+        let r = math::exp_f64x4(g);
+        rc.copy_from_slice(&r.to_array());
+        let (u, v) = (lanes(xc, 0) * r, lanes(yc, 0) / r);
+        acc[0] += u;
+        acc[1] = u.mul_add(dv, acc[1]);
+        acc[2] += v;
+        acc[3] = v.mul_add(dv, acc[3]);
+    }
+    let m = mx.to_array().into_iter().fold(0.0, f64::max);
+    (m, acc.map(|a| a.reduce_add()))
+}
+
+/// The two ESS tilts at α from one exponential per entry: with
+/// `v_i = e^{max(lp_i − α·d_i − sc, ESS_FLOOR)}` and `u_i = v_i · ratio_i` (`ratio` from
+/// [`ess_ratio`] with `gap = sb − sc`, so `u_i = e^{lp_i + (2−α)·d_i − sb}`):
+/// `[Σu, Σu·d, Σv, Σv·d]`, in f64 throughout (each weight within `2·EXP_F64_REL_ERR`, relative,
+/// of its exact value). Lengths a multiple of 8.
+pub(crate) fn ess_pass(lp: &[f64], d: &[f64], ratio: &[f64], alpha: f64, sc: f64) -> [f64; 4] {
+    let mut acc = [f64x4::splat(0.0); 8];
+    let (na, sc, floor) = (
+        f64x4::splat(-alpha),
+        f64x4::splat(sc),
+        f64x4::splat(ESS_FLOOR),
+    );
+    let chunks = lp
+        .chunks_exact(8)
+        .zip(d.chunks_exact(8))
+        .zip(ratio.chunks_exact(8));
+    for ((lc, dc), rc) in chunks {
+        // Two independent vectors per iteration: two exponentials' dependency chains overlap.
+        for (h, a) in acc.chunks_exact_mut(4).enumerate() {
+            let k = 4 * h;
+            let dv = lanes(dc, k);
+            let x = (na.mul_add(dv, lanes(lc, k)) - sc).fast_max(floor);
+            let v = math::exp_f64x4(x);
+            let u = v * lanes(rc, k);
+            a[0] += u;
+            a[1] = u.mul_add(dv, a[1]);
+            a[2] += v;
+            a[3] = v.mul_add(dv, a[3]);
+        }
+    }
+    let s = |k: usize| (acc[k] + acc[k + 4]).reduce_add();
+    [s(0), s(1), s(2), s(3)]
+}
+
 /// The q* logits row: `(1−α)·zθ + α·zt` (in f64, rounded once) on the support (`zt ≥ tau`, both
 /// finite), `-inf` elsewhere. At α = 0 (1) it is θ's (the teacher's) row exactly, restricted to
 /// the support.
@@ -305,8 +370,8 @@ pub(crate) fn write_mix(theta: &[f32], teacher: &[f32], tau: f32, alpha: f64, ou
 
 /// [`moments`] with f64 exponentials (libm): for rows whose residual is so steep that f32
 /// weights cannot resolve the tolerance.
-pub(crate) fn moments_exact(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 6] {
-    let mut t = [0.0f64; 6];
+pub(crate) fn moments_exact(lp: &[f64], d: &[f64], a: f64, shift: f64) -> [f64; 3] {
+    let mut t = [0.0f64; 3];
     for (&l, &dv) in lp.iter().zip(d) {
         let w = (dv.mul_add(a, l) - shift).exp();
         t[0] += w;

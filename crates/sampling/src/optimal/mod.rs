@@ -15,9 +15,10 @@
 //! Each root method stops at `|Δ(α)| ≤ tolerance` (default 1e-6), or returns the bracket end
 //! nearer to a root when `Δ` does not change sign on the bracket, and says which
 //! ([`AlphaStatus`]). Two distributions that agree (|Δ| within tolerance at both ends) give 0.5
-//! clamped into the bracket. The root search is safeguarded Newton ([`solve`]); each evaluation
-//! is one fused pass over the row ([`kernels`]), and a [`Mixer`] reuses its buffers from row to
-//! row, so nothing is allocated per iteration (nor per row once warm).
+//! clamped into the bracket. The root search steps to the roots of cubic Hermite interpolants
+//! of Δ and Δ' under a bisection safeguard ([`solve`]); each evaluation is one fused pass over
+//! the row with one f64 exponential per token ([`kernels`]), and a [`Mixer`] reuses its buffers
+//! from row to row, so nothing is allocated per iteration (nor per row once warm).
 
 mod kernels;
 pub mod reference;
@@ -29,19 +30,28 @@ pub use summary::MixSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SamplingError};
+use crate::math::EXP_F64_REL_ERR;
 use crate::row::{checked_max, Row};
 use kernels::padded;
 use solve::{find_root, Point};
 
 /// A pass whose weights sum to less than this under a bounding shift is redone with the exact
-/// maximum as the shift: the weights' floor (`e^-80` per token, see the kernels) must stay
-/// negligible against the sum (`e^-46`: a relative 2e-15 per token).
+/// maximum as the shift: the weights' floor (`e^-80` per token in the f32 passes, less in the
+/// f64 ones, see the kernels) must stay negligible against the sum (`e^-46`: a relative 2e-15
+/// per token).
 const MIN_TOTAL: f64 = 1e-20;
 
 /// Scale of one f32 weight's relative rounding (`exp` is within 2 ulp, typically well under 1;
 /// the exponent's rounding to f32 is corrected to first order), used in root-sum-square bounds
-/// of the passes' rounding (calibrated by the property tests' substitution checks).
+/// of the f32 ESS pass's rounding (calibrated by the property tests' substitution checks).
 const WEIGHT_EPS: f64 = 1.5e-7;
+
+/// Bound of the relative error of a sum of `n` nonnegative f64 terms accumulated in 4 lanes,
+/// each term within `term_err` (relative) of its exact value: `term_err` plus the additions'
+/// rounding, `(n/4 + 4)·ε`.
+fn sum_err(term_err: f64, n: usize) -> f64 {
+    term_err + (n as f64 / 4.0 + 4.0) * f64::EPSILON
+}
 
 /// How α (the teacher's weight) is chosen at each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -266,6 +276,9 @@ pub struct MixStep {
 struct Prepared {
     /// Support threshold on the teacher's logits (`-inf`: none).
     tau: f32,
+    /// `ln Σ e^x` and `ln Σ e^y`: `lp = x − c_theta`, `lp + d = y − c_teacher`.
+    c_theta: f64,
+    c_teacher: f64,
     support: usize,
     h_theta: f64,
     h_teacher: f64,
@@ -274,10 +287,10 @@ struct Prepared {
     v0: f64,
     e1: f64,
     v1: f64,
-    /// Bound of the f32 weights' rounding in the log-ratio's constant `ln Σe^y − ln Σe^x`, which
+    /// Bound of the weights' rounding in the log-ratio's constant `ln Σe^y − ln Σe^x`, which
     /// shifts every `d` alike (0 once renormalised exactly).
     noise_k: f64,
-    /// Bound of the f32 weights' rounding in the entropies and `E_θ[d]`, `E_t[d]` together.
+    /// Bound of the weights' rounding in the entropies and `E_θ[d]`, `E_t[d]` together.
     noise_moments: f64,
 }
 
@@ -288,10 +301,8 @@ struct Tilt {
     log_z: f64,
     mean: f64,
     var: f64,
-    /// Bound of the f32 weights' rounding in `mean` (0 with f64 weights).
+    /// Bound of the weights' rounding in `mean` (0 with libm weights).
     noise: f64,
-    /// Bound of the f32 weights' rounding in `log_z`.
-    log_z_noise: f64,
 }
 
 /// `ln Σ π_θ·e^{(2−α)d}` and `ln Σ π_θ·e^{−αd}` with the means of `d` under both tilts.
@@ -302,21 +313,8 @@ struct EssTilts {
     l_theta: f64,
     mean_teacher: f64,
     mean_theta: f64,
-    /// Bound of the f32 weights' rounding in `l_teacher − l_theta` (0 with f64 weights).
+    /// Bound of the weights' rounding in `l_teacher − l_theta` (0 with libm weights).
     noise: f64,
-}
-
-/// The ESS residual's point at an end from its two tilts: `ln Σ π_θ·e^{(2−α)d}` with the mean of
-/// `d` under it, and `ln Σ π_θ·e^{−αd}` with its mean.
-fn end_point(t: &Tilt, alpha: f64, mean_theta: f64, mean_teacher: f64) -> Point {
-    // The other tilt is π_θ (α = 0) or π_t (α = 1): ln Σ = 0.
-    let value = if alpha == 0.0 { t.log_z } else { -t.log_z };
-    Point {
-        alpha,
-        value,
-        slope: mean_theta - mean_teacher,
-        noise: t.log_z_noise,
-    }
 }
 
 /// Mixes θ's and the teacher's logits rows into q*, row after row, reusing its buffers.
@@ -325,16 +323,25 @@ pub struct Mixer {
     options: MixOptions,
     lp: Vec<f64>,
     d: Vec<f64>,
-    ex: Vec<f32>,
-    ey: Vec<f32>,
+    ex: Vec<f64>,
+    ey: Vec<f64>,
     teacher_row: Row,
     passes: usize,
-    /// Evaluate with f64 exponentials (the retry of a search the f32 weights could not finish).
+    /// Evaluate with libm f64 exponentials (the retry of a search whose rounding bounds could
+    /// not certify the tolerance).
     exact: bool,
     /// `max_i (lp_i + b·d_i)` for `b = −1, 0, 1, 2` of the current row: shifts for the ESS
     /// tilts (the maximum is convex in `b`, so on `[−1, 0]` and `[1, 2]` it is at most the
     /// larger end's).
     tilt_max: [f64; 4],
+    /// `e^{2d − gap}` per entry for the one-exponential ESS pass ([`kernels::ess_ratio`]).
+    ratio: Vec<f64>,
+    /// Whether `ratio` is computed for the current row (`None`: not yet) and within the range
+    /// the one-exponential pass allows.
+    ratio_ok: Option<bool>,
+    /// The sums of the ESS tilts at α = 0 and 1 from the ratio pass (see
+    /// [`kernels::ess_ratio`]).
+    ratio_ends: [f64; 4],
 }
 
 impl Mixer {
@@ -351,6 +358,9 @@ impl Mixer {
             passes: 0,
             exact: false,
             tilt_max: [0.0; 4],
+            ratio: Vec::new(),
+            ratio_ok: None,
+            ratio_ends: [0.0; 4],
         })
     }
 
@@ -420,7 +430,7 @@ impl Mixer {
             status: sol.status,
             residual: sol.residual,
             passes: sol.passes,
-            // ≤ 1 by Cauchy–Schwarz; f32 weights can round just above it.
+            // ≤ 1 by Cauchy–Schwarz; rounded weights can land just above it.
             ess_theta: ln_ess_theta.exp().min(1.0),
             ess_teacher: ln_ess_teacher.exp().min(1.0),
             ess_ratio: (ln_ess_theta - ln_ess_teacher).exp(),
@@ -456,7 +466,7 @@ impl Mixer {
             &mut self.ex,
             &mut self.ey,
         );
-        let [zx, zy, zxx, zyy, zx2, zy2, zxx2, zyy2] = s;
+        let [zx, zy, zxx, zyy] = s;
         if support == 0 || !(zx > 0.0 && zy > 0.0) {
             return Err(SamplingError::DisjointSupports { row });
         }
@@ -465,20 +475,34 @@ impl Mixer {
         let (m, tilt_max) =
             kernels::finish(c_theta, k, &mut self.lp, &mut self.d, &self.ex, &self.ey);
         let (e0, e1) = (m[0] / zx, m[2] / zy);
+        let (v0, v1) = (
+            (m[1] / zx - e0 * e0).max(0.0),
+            (m[3] / zy - e1 * e1).max(0.0),
+        );
+        // Each weight within 2·EXP_F64_REL_ERR of its exact value (its exponential, and the
+        // exponent's rounding); the normalising constants within `err`, relative, and so
+        // `k` within 2·err. The entropies' `Σ w·x / Σ w` (one-signed terms) within 2·err of
+        // theirs, the means of d within 2·err·√E[d²] (Cauchy–Schwarz on Σ w·|d|).
+        let err = sum_err(2.0 * EXP_F64_REL_ERR, n);
+        let (rms0, rms1) = ((v0 + e0 * e0).sqrt(), (v1 + e1 * e1).sqrt());
         self.passes = 0;
         self.tilt_max = tilt_max;
+        self.ratio_ok = None;
         Ok(Prepared {
             tau,
+            c_theta,
+            c_teacher,
             support,
             h_theta: (c_theta - zxx / zx).max(0.0),
             h_teacher: (c_teacher - zyy / zy).max(0.0),
             e0,
-            v0: (m[1] / zx - e0 * e0).max(0.0),
+            v0,
             e1,
-            v1: (m[3] / zy - e1 * e1).max(0.0),
-            noise_k: WEIGHT_EPS * (zx2.sqrt() / zx + zy2.sqrt() / zy),
-            noise_moments: WEIGHT_EPS
-                * (zxx2.sqrt() / zx + zyy2.sqrt() / zy + m[4].sqrt() / zx + m[5].sqrt() / zy),
+            v1,
+            noise_k: 2.0 * err,
+            // Twice the sum of the bounds of h_θ, h_t, E_θ[d] and E_t[d]: margin for the
+            // closed form's combination of them.
+            noise_moments: 4.0 * err * (2.0 + zxx.abs() / zx + zyy.abs() / zy + rms0 + rms1),
         })
     }
 
@@ -522,9 +546,9 @@ impl Mixer {
         Ok(tau)
     }
 
-    /// α by the configured method. A search whose f32 weights cannot resolve the tolerance (a
-    /// residual so steep that one f32 rounding of a weight moves it by more) is run again with
-    /// f64 exponentials.
+    /// α by the configured method. A search whose weights cannot resolve the tolerance (a
+    /// residual so steep that the bound of the weights' rounding exceeds it: f32 weights of the
+    /// fallback ESS pass) is run again with libm f64 exponentials.
     fn solve(&mut self, p: &Prepared) -> (AlphaSolution, Option<Tilt>, Option<EssTilts>) {
         let first = self.solve_once(p);
         if first.0.status != AlphaStatus::Unconverged {
@@ -534,7 +558,7 @@ impl Mixer {
         let exact = self.renormalize_exact(p);
         let mut retry = self.solve_once(&exact);
         self.exact = false;
-        // Later diagnostics passes are f32 again: drop the cached f64 evaluations.
+        // Later diagnostics passes are the fast ones again: drop the cached libm evaluations.
         retry.1 = None;
         retry.2 = None;
         retry
@@ -553,6 +577,7 @@ impl Mixer {
                 *dv -= b - a;
             }
         }
+        self.ratio_ok = None;
         let (c, _) = kernels::log_norms_exact(&self.lp, &self.d);
         debug_assert!(c.abs() < 1e-12);
         let m = kernels::end_moments_exact(&self.lp, &self.d);
@@ -592,7 +617,7 @@ impl Mixer {
                 // Δ(α) = c0 + α·c1, c1 = −(KL(θ‖t) + KL(t‖θ)) ≤ 0.
                 let c0 = p.h_teacher - p.h_theta + p.e1;
                 let c1 = p.e0 - p.e1;
-                // The entropies and means come from f32 weights too.
+                // The entropies and means come from rounded weights too.
                 let noise = 2.0 * p.noise_k + p.noise_moments;
                 let at = |a: f64| Point {
                     alpha: a,
@@ -657,23 +682,35 @@ impl Mixer {
                         noise: e.noise + nk,
                     }
                 };
-                // At α = 0 one tilt is π_θ itself (ln Σ π_θ = 0, mean E_θ[d]) and at α = 1 the
-                // other is π_t (mean E_t[d]): the ends of [0, 1] take one exponential each.
-                let lo_p = if lo == 0.0 {
-                    let t = self.tilt_shifted(2.0, self.tilt_max[3]);
-                    let mut e = end_point(&t, 0.0, p.e0, t.mean);
-                    e.noise += nk;
-                    e
-                } else {
-                    at(self, lo)
+                // The ends α = 0 and 1 come with the ratio pass: there one tilt is π_θ or π_t
+                // itself (ln Σ = 0, mean E_θ[d] or E_t[d]), the other the preparation's weights
+                // times the ratios (α = 0: e^{lp+2d} = e^x·ratio·e^{gap−c_θ}) or divided by them
+                // (α = 1: e^{lp−d} = e^y/ratio·e^{−gap−c_t}).
+                let (sb, sc) = self.ess_shifts();
+                let gap = sb - sc;
+                let ends = (!self.exact && self.ratio_usable(gap)).then_some(self.ratio_ends);
+                let noise = self.ess_noise() + nk;
+                let end = |a: f64| {
+                    let [u0, u0d, v1, v1d] = ends?;
+                    let (value, slope) = if a == 0.0 {
+                        (gap - p.c_theta + u0.ln(), p.e0 - u0d / u0)
+                    } else {
+                        (p.c_teacher + gap - v1.ln(), v1d / v1 - p.e1)
+                    };
+                    (value.is_finite() && slope.is_finite()).then_some(Point {
+                        alpha: a,
+                        value,
+                        slope,
+                        noise,
+                    })
                 };
-                let hi_p = if hi == 1.0 {
-                    let t = self.tilt_shifted(-1.0, self.tilt_max[0]);
-                    let mut e = end_point(&t, 1.0, t.mean, p.e1);
-                    e.noise += nk;
-                    e
-                } else {
-                    at(self, hi)
+                let lo_p = match (lo == 0.0).then(|| end(0.0)).flatten() {
+                    Some(e) => e,
+                    None => at(self, lo),
+                };
+                let hi_p = match (hi == 1.0).then(|| end(1.0)).flatten() {
+                    Some(e) => e,
+                    None => at(self, hi),
                 };
                 let out = find_root(lo_p, hi_p, tol, |a| at(self, a));
                 let sol = AlphaSolution {
@@ -689,13 +726,8 @@ impl Mixer {
 
     /// `A(α)`, `E_q[d]`, `Var_q[d]` in one pass (two if the weights underflow unshifted).
     fn tilt(&mut self, alpha: f64) -> Tilt {
-        self.tilt_shifted(alpha, 0.0)
-    }
-
-    /// [`Mixer::tilt`] with the exponents shifted by `shift` (an upper bound of their maximum).
-    fn tilt_shifted(&mut self, alpha: f64, shift: f64) -> Tilt {
         self.passes += 1;
-        let mut shift = shift;
+        let mut shift = 0.0;
         let moments = if self.exact {
             kernels::moments_exact
         } else {
@@ -708,30 +740,71 @@ impl Mixer {
             self.passes += 1;
         }
         let mean = s[1] / s[0];
+        let var = (s[2] / s[0] - mean * mean).max(0.0);
+        // Each weight within 2·EXP_F64_REL_ERR of its exact value (its exponential and the
+        // exponent's rounding): the mean moves by at most that times E_q|d − mean| ≤ √Var,
+        // and the sums' rounding by (n/4 + 4)·ε times E_q|d| ≤ √E_q[d²]; 0 for libm passes.
+        let noise = if self.exact {
+            0.0
+        } else {
+            2.0 * sum_err(2.0 * EXP_F64_REL_ERR, self.d.len()) * (var + mean * mean).sqrt()
+        };
         Tilt {
             alpha,
             log_z: shift + s[0].ln(),
             mean,
-            var: (s[2] / s[0] - mean * mean).max(0.0),
-            // Each f32 weight is within ~3e-7 (relative) of its exact value; the errors of many
-            // tokens average out, those of a few heavy ones with large |d| do not.
-            // Σ w²(d − mean)², from the pass's sums.
-            noise: WEIGHT_EPS
-                * (s[3] - 2.0 * mean * s[5] + mean * mean * s[4])
-                    .max(0.0)
-                    .sqrt()
-                / s[0],
-            log_z_noise: WEIGHT_EPS * s[4].sqrt() / s[0],
+            var,
+            noise,
         }
     }
 
-    /// The two tilts of the ESS terms at α in one pass (two exponentials per entry), shifted by
-    /// the bounds of the preparation pass (by exact maxima, in two more passes, if the weights
-    /// underflow under them).
-    fn ess_tilts(&mut self, alpha: f64) -> EssTilts {
+    /// Whether the row's ESS ratios for `gap = sb − sc` allow the one-exponential pass,
+    /// computing them (one pass) at the row's first call.
+    fn ratio_usable(&mut self, gap: f64) -> bool {
+        if self.ratio_ok.is_none() {
+            self.ratio.resize(self.d.len(), 0.0);
+            let (g, ends) = kernels::ess_ratio(&self.d, &self.ex, &self.ey, gap, &mut self.ratio);
+            self.passes += 1;
+            self.ratio_ok = Some(g <= kernels::ESS_RATIO_MAX);
+            self.ratio_ends = ends;
+        }
+        self.ratio_ok == Some(true)
+    }
+
+    /// The ESS tilts' shifts `(sb, sc)`: bounds of `max_i (lp_i + b·d_i)` for `b` in `[1, 2]`
+    /// and in `[−1, 0]`.
+    fn ess_shifts(&self) -> (f64, f64) {
         let [m_neg1, m0, m1, m2] = self.tilt_max;
+        (m1.max(m2), m_neg1.max(m0))
+    }
+
+    /// Bound of the rounding in `ln Σu − ln Σv` of an f64 ESS pass: v within 2·EXP_F64_REL_ERR
+    /// (its exponential and the exponent's rounding), u = v·ratio within 4·EXP_F64_REL_ERR.
+    fn ess_noise(&self) -> f64 {
+        sum_err(4.0 * EXP_F64_REL_ERR, self.d.len()) + sum_err(2.0 * EXP_F64_REL_ERR, self.d.len())
+    }
+
+    /// The two tilts of the ESS terms at α in one pass, shifted by the bounds of the preparation
+    /// pass: one f64 exponential per entry and the row's ratios ([`kernels::ess_pass`]) where
+    /// their range allows, else two f32 exponentials per entry (by exact maxima, in two more
+    /// passes, if the weights underflow under the bounds).
+    fn ess_tilts(&mut self, alpha: f64) -> EssTilts {
         let (b, c) = (2.0 - alpha, -alpha);
-        let (mut sb, mut sc) = (m1.max(m2), m_neg1.max(m0));
+        let (mut sb, mut sc) = self.ess_shifts();
+        if !self.exact && self.ratio_usable(sb - sc) {
+            self.passes += 1;
+            let s = kernels::ess_pass(&self.lp, &self.d, &self.ratio, alpha, sc);
+            if s[0] > MIN_TOTAL && s[2] > MIN_TOTAL {
+                return EssTilts {
+                    alpha,
+                    l_teacher: sb + s[0].ln(),
+                    l_theta: sc + s[2].ln(),
+                    mean_teacher: s[1] / s[0],
+                    mean_theta: s[3] / s[2],
+                    noise: self.ess_noise(),
+                };
+            }
+        }
         self.passes += 1;
         let tilts = if self.exact {
             kernels::two_tilts_exact

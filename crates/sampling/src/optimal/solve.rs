@@ -1,6 +1,8 @@
-//! A safeguarded Newton root finder on a bracket: Newton steps where they stay inside the
-//! bracket and shrink the residual fast enough, bisection otherwise; the bracket always keeps a
-//! sign change, so it converges whenever the ends have opposite signs.
+//! A safeguarded root finder on a bracket that uses the residual's derivative: each step goes to
+//! the root of the cubic Hermite interpolant (values and slopes) of the last two points, else of
+//! the bracket's ends, where that stays inside the bracket and the last step made progress
+//! (halved |g| or its own length), bisection otherwise; the bracket always keeps a sign change,
+//! so it converges whenever the ends have opposite signs.
 
 use super::AlphaStatus;
 
@@ -32,8 +34,9 @@ const MAX_ITER: usize = 100;
 ///   the bracket ([`AlphaStatus::Equal`]) if it is within `tol` too;
 /// - an end within `tol`: that end ([`AlphaStatus::Root`]);
 /// - no sign change: the end with the smaller `|g|` ([`AlphaStatus::BracketEnd`]);
-/// - else safeguarded Newton until `|g| ≤ tol` ([`AlphaStatus::Root`]), or, if the bracket
-///   shrinks to nothing first, the point with the smallest `|g|` ([`AlphaStatus::Unconverged`]).
+/// - else Hermite steps under the bisection safeguard (see the module doc) until `|g| ≤ tol`
+///   ([`AlphaStatus::Root`]), or, if the bracket shrinks to nothing first, the point with the
+///   smallest `|g|` ([`AlphaStatus::Unconverged`]).
 pub(crate) fn find_root(
     lo: Point,
     hi: Point,
@@ -88,26 +91,40 @@ pub(crate) fn find_root(
     } else {
         hi
     };
-    // Start with the Newton step from the steeper end (for a convex or concave residual it
-    // does not overshoot the root), else the secant of the two ends, else the middle.
-    let steep = if hi.slope.abs() >= lo.slope.abs() {
-        hi
+    // The last two evaluated points (the ends at first) and the step that led to the last: a
+    // step after one that halved neither |g| nor the step before it (convergence slower than
+    // bisection's) is replaced by bisection.
+    let (mut last, mut prev) = if best.alpha == lo.alpha {
+        (lo, hi)
     } else {
-        lo
+        (hi, lo)
     };
-    let inside = |x: f64| x > lo.alpha && x < hi.alpha;
-    let mut x = steep.alpha - steep.value / steep.slope;
-    if !inside(x) {
-        x = lo.alpha - lo.value * (hi.alpha - lo.alpha) / (hi.value - lo.value);
-    }
-    if !inside(x) {
-        x = 0.5 * (lo.alpha + hi.alpha);
-    }
-    let mut last_step = hi.alpha - lo.alpha;
-    // Illinois weights of the two ends' values for false position (halved when an end is kept
-    // twice in a row, so false position does not stall at one end).
-    let (mut w_neg, mut w_pos) = (1.0f64, 1.0f64);
+    let mut last_step = f64::INFINITY;
     for _ in 0..MAX_ITER {
+        let (a, b) = if neg.alpha < pos.alpha {
+            (neg, pos)
+        } else {
+            (pos, neg)
+        };
+        let w = b.alpha - a.alpha;
+        if w <= 4.0 * f64::EPSILON * b.alpha.abs().max(1e-300) {
+            break;
+        }
+        // A step is taken when it stays inside the bracket and the last one made progress:
+        // it halved |g| or its length.
+        let progress = last.value.abs() <= 0.5 * prev.value.abs();
+        let guarded = |x: f64| {
+            x > a.alpha && x < b.alpha && (progress || (x - last.alpha).abs() <= 0.5 * last_step)
+        };
+        // The cubic through the last two points near the last, else the cubic on the bracket.
+        let mut x = hermite_near(&prev, &last);
+        if !guarded(x) {
+            x = a.alpha + hermite_root(a.value, a.slope * w, b.value, b.slope * w) * w;
+        }
+        if !guarded(x) {
+            x = 0.5 * (a.alpha + b.alpha);
+        }
+        last_step = (x - last.alpha).abs();
         let p = eval(x);
         if p.value.abs() < best.value.abs() {
             best = p;
@@ -117,35 +134,76 @@ pub(crate) fn find_root(
         }
         if p.value < 0.0 {
             neg = p;
-            w_neg = 1.0;
-            w_pos *= 0.5;
         } else {
             pos = p;
-            w_pos = 1.0;
-            w_neg *= 0.5;
         }
-        let (a, b) = if neg.alpha < pos.alpha {
-            (neg.alpha, pos.alpha)
-        } else {
-            (pos.alpha, neg.alpha)
-        };
-        if b - a <= 4.0 * f64::EPSILON * b.abs().max(1e-300) {
-            break;
-        }
-        let newton = x - p.value / p.slope;
-        let step = (newton - x).abs();
-        let (vn, vp) = (neg.value * w_neg, pos.value * w_pos);
-        let false_position = neg.alpha - vn * (pos.alpha - neg.alpha) / (vp - vn);
-        x = if newton.is_finite() && newton > a && newton < b && step <= 0.5 * last_step {
-            newton
-        } else if false_position > a && false_position < b {
-            false_position
-        } else {
-            0.5 * (a + b)
-        };
-        last_step = (x - p.alpha).abs();
+        (prev, last) = (last, p);
     }
     done(best, AlphaStatus::Unconverged)
+}
+
+/// The root nearest to `p` of the cubic Hermite interpolant through `q` and `p` (values and
+/// slopes), by Newton on the cubic from `p` (NaN when it does not converge).
+fn hermite_near(q: &Point, p: &Point) -> f64 {
+    let w = p.alpha - q.alpha;
+    let (f0, m0, f1, m1) = (q.value, q.slope * w, p.value, p.slope * w);
+    // H(t) = f0 + m0·t + c2·t² + c3·t³ with t = (x − q.alpha) / w.
+    let c2 = 3.0 * (f1 - f0) - 2.0 * m0 - m1;
+    let c3 = 2.0 * (f0 - f1) + m0 + m1;
+    let mut t = 1.0f64;
+    for _ in 0..32 {
+        let h = t.mul_add(t.mul_add(t.mul_add(c3, c2), m0), f0);
+        let dh = t.mul_add(t.mul_add(3.0 * c3, 2.0 * c2), m0);
+        let step = h / dh;
+        t -= step;
+        if !t.is_finite() {
+            return f64::NAN;
+        }
+        if step.abs() <= 1e-15 * t.abs().max(1.0) {
+            return q.alpha + t * w;
+        }
+    }
+    f64::NAN
+}
+
+/// The root in (0, 1) of the cubic Hermite interpolant `H` with `H(0) = f0`, `H'(0) = m0`,
+/// `H(1) = f1`, `H'(1) = m1`, for `f0`, `f1` of opposite signs (a root exists): Newton on `H`
+/// kept inside a bracket of its sign change, bisection where Newton leaves it. Slopes that are
+/// not finite give the secant's root.
+fn hermite_root(f0: f64, m0: f64, f1: f64, m1: f64) -> f64 {
+    let secant = f0 / (f0 - f1);
+    if !(m0.is_finite() && m1.is_finite()) {
+        return secant;
+    }
+    // H(t) = f0 + m0·t + c2·t² + c3·t³.
+    let c2 = 3.0 * (f1 - f0) - 2.0 * m0 - m1;
+    let c3 = 2.0 * (f0 - f1) + m0 + m1;
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    let mut t = secant;
+    for _ in 0..64 {
+        let h = t.mul_add(t.mul_add(t.mul_add(c3, c2), m0), f0);
+        if h == 0.0 {
+            break;
+        }
+        if (h > 0.0) == (f0 > 0.0) {
+            lo = t;
+        } else {
+            hi = t;
+        }
+        let dh = t.mul_add(t.mul_add(3.0 * c3, 2.0 * c2), m0);
+        let next = t - h / dh;
+        let next = if next > lo && next < hi {
+            next
+        } else {
+            0.5 * (lo + hi)
+        };
+        if (next - t).abs() <= 1e-15 || hi - lo <= 1e-15 {
+            t = next;
+            break;
+        }
+        t = next;
+    }
+    t
 }
 
 #[cfg(test)]

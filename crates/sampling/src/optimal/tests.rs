@@ -144,6 +144,80 @@ fn newton_takes_few_passes() {
 }
 
 #[test]
+fn the_one_exponential_ess_pass_matches_the_exact_two_exponential_one() {
+    for (r, (theta, teacher)) in pairs(4096, 3).iter().enumerate() {
+        let mut m = mixer(AlphaMethod::EssBalance);
+        m.prepare(theta, teacher, r).unwrap();
+        let [m_neg1, m0, m1, m2] = m.tilt_max;
+        let (sb, sc) = (m1.max(m2), m_neg1.max(m0));
+        let mut ratio = vec![0.0; m.d.len()];
+        let gap = sb - sc;
+        let (g, [u0, u0d, v1, v1d]) = kernels::ess_ratio(&m.d, &m.ex, &m.ey, gap, &mut ratio);
+        assert!(g <= kernels::ESS_RATIO_MAX, "row {r}: {g}");
+        let rel = |x: f64, y: f64| ((x - y) / y).abs();
+        // Each weight within 4·EXP_F64_REL_ERR (two exponentials), the sums' rounding aside.
+        let tol = 4.0 * EXP_F64_REL_ERR + 1e-12;
+        // The ends from the ratio pass: Δ and its slope at α = 0 and 1 as full passes give them.
+        let (c_theta, c_teacher) = (m.ex.iter().sum::<f64>().ln(), m.ey.iter().sum::<f64>().ln());
+        let (e0, e1) = (
+            kernels::moments_exact(&m.lp, &m.d, 0.0, 0.0),
+            kernels::moments_exact(&m.lp, &m.d, 1.0, 0.0),
+        );
+        for (a, value, slope) in [
+            (0.0, gap - c_theta + u0.ln(), e0[1] / e0[0] - u0d / u0),
+            (1.0, c_teacher + gap - v1.ln(), v1d / v1 - e1[1] / e1[0]),
+        ] {
+            let t = kernels::two_tilts_exact(&m.lp, &m.d, 2.0 - a, -a, sb, sc);
+            let (want, want_slope) = (
+                (sb + t[0].ln()) - (sc + t[2].ln()),
+                t[3] / t[2] - t[1] / t[0],
+            );
+            assert!(
+                (value - want).abs() < 1e-10,
+                "row {r} α={a}: {value} {want}"
+            );
+            assert!((slope - want_slope).abs() < 1e-8 * want_slope.abs().max(1.0));
+        }
+        for a in [0.0, 0.3, 0.77, 1.0] {
+            let fast = kernels::ess_pass(&m.lp, &m.d, &ratio, a, sc);
+            let exact = kernels::two_tilts_exact(&m.lp, &m.d, 2.0 - a, -a, sb, sc);
+            // Sums within the pass's bound; the means (Δ's slope) as closely.
+            assert!(
+                rel(fast[0], exact[0]) < tol,
+                "row {r} α={a}: {fast:?} {exact:?}"
+            );
+            assert!(
+                rel(fast[2], exact[2]) < tol,
+                "row {r} α={a}: {fast:?} {exact:?}"
+            );
+            let (mf, me) = (fast[1] / fast[0], exact[1] / exact[0]);
+            assert!((mf - me).abs() < 1e-8 * me.abs().max(1.0), "{mf} {me}");
+            let (mf, me) = (fast[3] / fast[2], exact[3] / exact[2]);
+            assert!((mf - me).abs() < 1e-8 * me.abs().max(1.0), "{mf} {me}");
+        }
+        // The solver takes the one-exponential pass on such rows.
+        m.alpha(theta, teacher, r).unwrap();
+        assert_eq!(m.ratio_ok, Some(true), "row {r}");
+    }
+}
+
+#[test]
+fn ess_rows_with_huge_log_ratios_fall_back_and_still_solve() {
+    // Two tokens whose log-ratios are ±200 (|2d| beyond the one-exponential pass's range): the
+    // two-exponential pass takes over, and the root still checks by substitution.
+    let mut theta: Vec<f32> = (0..64).map(|i| -((i % 7) as f32)).collect();
+    let mut teacher: Vec<f32> = (0..64).map(|i| -((i % 5) as f32) * 0.8).collect();
+    (theta[0], teacher[0]) = (0.0, -200.0);
+    (theta[1], teacher[1]) = (-200.0, 0.0);
+    let mut m = mixer(AlphaMethod::EssBalance);
+    let s = m.alpha(&theta, &teacher, 0).unwrap();
+    assert_ne!(m.ratio_ok, Some(true));
+    let truth = Pair::new(&theta, &teacher, None).residual(AlphaMethod::EssBalance, s.alpha);
+    assert_eq!(s.status, AlphaStatus::Root, "{s:?}");
+    assert!(truth.abs() <= 1e-6, "{s:?} Δ={truth}");
+}
+
+#[test]
 fn the_derivative_is_the_variance_of_the_log_ratio() {
     let (theta, teacher) = &pairs(2000, 1)[0];
     let mut m = mixer(AlphaMethod::KlSymmetry);
