@@ -174,13 +174,7 @@ fn step_row(
     use crate::loss::TruncatedLogitsLoss;
     use candle_nn::VarMap;
 
-    let z = (Tensor::randn(0f32, 1f32, (TRAIN_POSITIONS, TRAIN_VOCAB), device)? * 3.0)?;
-    let t = (&z / 0.8)?;
-    let floor = t
-        .max_keepdim(1)?
-        .broadcast_add(&Tensor::new(0.1f32.ln(), device)?)?;
-    let keep = t.broadcast_ge(&floor)?;
-    let target = keep.where_cond(&t, &t.ones_like()?.affine(0.0, f64::NEG_INFINITY)?)?;
+    let (z, target) = step_inputs(device)?;
     let params = sampler.named_parameters();
     let scale = 1.0 / TRAIN_POSITIONS as f64;
     let trainer = FusedTrainer::new(config, device)?;
@@ -210,4 +204,33 @@ fn step_row(
         reference: rate(plain),
         reference_name: "plain candle autograd",
     })
+}
+
+/// [`TRAIN_POSITIONS`] rows of random logits at V = [`TRAIN_VOCAB`] on `device` and their
+/// targets (temperature 0.8 → min_p 0.1).
+fn step_inputs(device: &Device) -> Result<(Tensor, Tensor)> {
+    let z = (Tensor::randn(0f32, 1f32, (TRAIN_POSITIONS, TRAIN_VOCAB), device)? * 3.0)?;
+    let t = (&z / 0.8)?;
+    let floor = t
+        .max_keepdim(1)?
+        .broadcast_add(&Tensor::new(0.1f32.ln(), device)?)?;
+    let keep = t.broadcast_ge(&floor)?;
+    let target = keep.where_cond(&t, &t.ones_like()?.affine(0.0, f64::NEG_INFINITY)?)?;
+    Ok((z, target))
+}
+
+/// Where the time of one fused training step goes ([`crate::gpu::FusedStep::phases`]): the
+/// inputs of the step row ([`TRAIN_POSITIONS`] positions at V = [`TRAIN_VOCAB`]) with seeded
+/// weights, after one untimed step; the device is synchronised between phases.
+pub fn fused_step_phases(
+    device: &Device,
+    config: &SamplerConfig,
+) -> Result<Vec<(&'static str, f64)>> {
+    let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
+    let params = sampler.named_parameters();
+    let (z, target) = step_inputs(device)?;
+    let trainer = FusedTrainer::new(config, device)?.with_phase_times(true);
+    let scale = 1.0 / TRAIN_POSITIONS as f64;
+    trainer.step(&params, &z, &target, 1.0, scale)?;
+    Ok(trainer.step(&params, &z, &target, 1.0, scale)?.phases)
 }

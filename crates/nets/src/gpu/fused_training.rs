@@ -22,8 +22,9 @@
 //! as in [`crate::fast::FastGrad`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
-use candle_core::backend::BackendStorage;
+use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::cuda_backend::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
@@ -97,6 +98,43 @@ pub struct FusedStep {
     pub penalty: f64,
     /// `scale · Σ_rows ∂(KL + γ·penalty)/∂θ` by parameter name, f32 on the step's device.
     pub grads: BTreeMap<String, Tensor>,
+    /// Wall time in seconds per phase of the step (name, seconds), in order of first use; empty
+    /// unless [`FusedTrainer::with_phase_times`] is on.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// Per-phase wall times of a step: with `on`, each [`Phases::mark`] synchronises the device and
+/// adds the time since the previous mark to the named phase.
+struct Phases {
+    on: bool,
+    last: Instant,
+    times: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            last: Instant::now(),
+            times: Vec::new(),
+        }
+    }
+
+    /// Ends the current phase, charging it to `name`.
+    fn mark(&mut self, cuda: &CudaDevice, name: &'static str) -> Result<()> {
+        if !self.on {
+            return Ok(());
+        }
+        cuda.synchronize()?;
+        let now = Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        match self.times.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, t)) => *t += secs,
+            None => self.times.push((name, secs)),
+        }
+        Ok(())
+    }
 }
 
 /// The fused training step of one SamplingNetwork configuration on one CUDA device.
@@ -107,6 +145,7 @@ pub struct FusedTrainer {
     suffix: String,
     cuda: CudaDevice,
     poison: bool,
+    phase_times: bool,
 }
 
 /// Widths of one configuration.
@@ -197,6 +236,7 @@ impl FusedTrainer {
             config: c.clone(),
             cuda: cuda.clone(),
             poison: false,
+            phase_times: false,
         })
     }
 
@@ -210,6 +250,13 @@ impl FusedTrainer {
     /// filled with NaN first, so a value they fail to write shows as NaN (tests).
     pub fn with_poisoned_buffers(mut self, poison: bool) -> Self {
         self.poison = poison;
+        self
+    }
+
+    /// With `true`, [`FusedTrainer::step`] synchronises the device between its phases and
+    /// reports their wall times in [`FusedStep::phases`] (benchmarks; slower).
+    pub fn with_phase_times(mut self, on: bool) -> Self {
+        self.phase_times = on;
         self
     }
 
@@ -256,6 +303,7 @@ impl FusedTrainer {
                 ),
             ));
         }
+        let mut ph = Phases::new(self.phase_times);
         let dims = Dims::of(&self.config);
         let params: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
         let dev = &self.cuda;
@@ -276,6 +324,7 @@ impl FusedTrainer {
         let ts_host = dev.clone_dtoh(&ts)?;
         check_rows(&zs_host, logits, "input logits")?;
         check_rows(&ts_host, target, "target")?;
+        ph.mark(dev, "inputs, weights, row statistics")?;
 
         // Forward: x_0 .. x_B (slots of D + 1 channels, the last ones) and the per-row sums.
         let slot = (dims.d + 1) * t;
@@ -289,6 +338,7 @@ impl FusedTrainer {
         for i in 0..blocks {
             launch!(self, &format!("tr_block_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
         }
+        ph.mark(dev, "forward: encoder and blocks")?;
         let acc_host = dev.clone_dtoh(&acc)?;
         let kept: Vec<f64> = (0..n).map(|r| zs_host[STATS * r + 3] as f64).collect();
         let c: Vec<f64> = (0..n)
@@ -303,6 +353,7 @@ impl FusedTrainer {
         let heads = RowHeads::forward(&self.config, &params, c, n)?;
         let mut rows = self.buffer(n * dims.row())?;
         dev.memcpy_htod(&heads.rows_f32()?, &mut rows)?;
+        ph.mark(dev, "per-row heads (host, f64)")?;
         let mut out = self.buffer(t)?;
         launch!(self, &format!("tr_head_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &rows, &mut out, &vi, &blocks);
         let mut loss = self.buffer(LOSS * n)?;
@@ -315,6 +366,7 @@ impl FusedTrainer {
         let mut pgrad = dev.alloc_zeros::<f32>(dims.pg_len())?;
         let (g32, s32) = (gamma as f32, scale as f32);
         launch!(self, &format!("tr_head_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &tgt, &ts, &loss, &w, &xs, &rows, &mut dx, &mut dgu_t, &mut rowgrad, &mut pgrad, &vi, &blocks, &g32, &s32);
+        ph.mark(dev, "head, loss, head backward")?;
         let loss_host = dev.clone_dtoh(&loss)?;
         let rowgrad_host = dev.clone_dtoh(&rowgrad)?;
         let kl: f64 = (0..n).map(|r| loss_host[LOSS * r + 1] as f64).sum();
@@ -327,10 +379,12 @@ impl FusedTrainer {
             .collect();
         let mut dcu_dev = self.buffer(n * dims.d)?;
         dev.memcpy_htod(&dcu, &mut dcu_dev)?;
+        ph.mark(dev, "per-row heads (host, f64)")?;
         // The transform's per-token columns: d(gate | up) · x_Bᵀ.
         let xb = xs.slice(dims.blocks * slot..dims.blocks * slot + dims.d * t);
         let gu = self.weight_grad(&dgu_t.slice(..), &xb, 2 * dims.ft, dims.d, t)?;
         let gu = wrap(gu, dev, (2 * dims.ft, dims.d));
+        ph.mark(dev, "weight-gradient GEMMs")?;
         for (k, part) in ["gate", "up"].iter().enumerate() {
             let token_part = gu.narrow(0, k * dims.ft, dims.ft)?;
             let full = Tensor::cat(&[&token_part, &token_part.zeros_like()?], 1)?;
@@ -358,6 +412,7 @@ impl FusedTrainer {
             self.fill(&mut dacc, 0, len, 0.0)?;
             launch!(self, &format!("tr_block_bwd_a_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &acc, &dcu_dev, &dx, &mut a_buf, &mut y1_buf, &mut hf_buf, &mut dy2, &mut dgu, &mut dy1, &mut dqkv, &mut dacc, &mut pgrad, &vi, &blocks, &bi, &pool);
             launch!(self, &format!("tr_block_bwd_b_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &dacc, &dy1, &mut dqkv, &mut dx, &vi, &blocks, &bi);
+            ph.mark(dev, "block backward kernels")?;
             let (d, ff) = (dims.d, dims.ff);
             let pre = format!("blocks.{b}");
             let x_b = xs.slice(b * slot..(b + 1) * slot);
@@ -383,12 +438,14 @@ impl FusedTrainer {
                 &format!("{pre}.ffn.down"),
                 wrap(dn, dev, (d, ff + 1)),
             )?;
+            ph.mark(dev, "weight-gradient GEMMs")?;
         }
 
         // Encoder.
         let mut h_buf = ch(dims.fe + 1)?;
         self.fill(&mut h_buf, dims.fe * t, t, 1.0)?;
         launch!(self, &format!("tr_encode_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &dx, &mut h_buf, &mut pgrad, &vi);
+        ph.mark(dev, "encoder backward")?;
         let e = self.weight_grad(&dx.slice(..), &h_buf.slice(..), dims.d, dims.fe + 1, t)?;
         split_linear(
             &mut grads,
@@ -396,6 +453,7 @@ impl FusedTrainer {
             wrap(e, dev, (dims.d, dims.fe + 1)),
         )?;
 
+        ph.mark(dev, "weight-gradient GEMMs")?;
         // In-kernel sums.
         let pg = wrap(pgrad, dev, dims.pg_len());
         let fe = dims.fe;
@@ -452,10 +510,12 @@ impl FusedTrainer {
                 })?;
             all.insert(name, g.contiguous()?);
         }
+        ph.mark(dev, "gradient assembly")?;
         Ok(FusedStep {
             kl,
             penalty,
             grads: all,
+            phases: ph.times,
         })
     }
 
