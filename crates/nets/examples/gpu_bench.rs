@@ -38,6 +38,20 @@ fn main() -> Result<(), Box<dyn Error>> {
             row.what, row.unit, row.reference, row.reference_name
         );
     }
+    if adasamp_nets::gpu::FusedTrainer::supports(&config) {
+        let phases = adasamp_nets::gpu::bench::fused_step_phases(&device, &config)?;
+        let total: f64 = phases.iter().map(|(_, s)| s).sum();
+        println!("\nOne fused training step ({total:.4} s, device synchronised between phases):\n");
+        println!("| phase | ms | share |");
+        println!("|---|---:|---:|");
+        for (name, secs) in phases {
+            println!(
+                "| {name} | {:.2} | {:.0} % |",
+                secs * 1e3,
+                100.0 * secs / total
+            );
+        }
+    }
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
 }

@@ -649,3 +649,72 @@ fn replay_rate_counts_every_position_on_default_model() {
     assert_eq!((capped.positions, capped.fed_tokens), (2, prompt.len() + 1));
     assert!(train::bench::synthetic_records(1, 0, vocab, 5).is_err());
 }
+
+/// Keeps the observer's messages.
+struct Messages(Vec<String>);
+
+impl train::TrainObserver for Messages {
+    fn message(&mut self, text: &str) {
+        self.0.push(text.to_string());
+    }
+}
+
+#[test]
+fn fused_engine_falls_back_to_candle_where_it_cannot_run_and_says_so() {
+    assert_eq!(Engine::parse("fused").unwrap(), Engine::Fused);
+    assert_eq!(Engine::Fused.name(), "fused");
+    assert!(Engine::parse("gpu")
+        .unwrap_err()
+        .to_string()
+        .contains("fused"));
+    assert_eq!(Engine::default_for(&Device::Cpu), Engine::Fast);
+    let ds = synthetic(64, 6, 12, RowPrecision::F16);
+    let cfg = TrainConfig {
+        epochs: 1,
+        grad_accum: 1,
+        threads: 1,
+        engine: Engine::Fused,
+        ..base_cfg()
+    };
+    let run = |engine: Engine, out: &std::path::Path| {
+        let mut seen = Messages(Vec::new());
+        let report = train::train(
+            &ds,
+            "synthetic",
+            &tiny_config(),
+            &TrainConfig {
+                engine,
+                ..cfg.clone()
+            },
+            &Device::Cpu,
+            out,
+            false,
+            &mut seen,
+        )
+        .unwrap();
+        (report, seen.0)
+    };
+    let (a, b) = (scratch("fused-fallback"), scratch("fused-candle"));
+    let (fused, lines) = run(Engine::Fused, &a);
+    // On the CPU (and for this architecture) the fused engine is candle, and the run says why.
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("gradient engine:"))
+        .expect("an engine line");
+    assert!(
+        line.contains("plain candle autograd (no fused training:"),
+        "{line}"
+    );
+    let (candle, lines) = run(Engine::Candle, &b);
+    assert!(lines
+        .iter()
+        .any(|l| l == "gradient engine: plain candle autograd"));
+    assert_eq!(fused.last_step, candle.last_step);
+    assert_close_weights(
+        "fused fallback vs candle",
+        &a.join("final"),
+        &b.join("final"),
+    );
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+}

@@ -212,12 +212,12 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
 }
 
 /// The learned-sampler rows on a GPU: the reference SamplingNetwork's forward at V = 128,256
-/// (batch 1 / 16 / 64), fused kernels against plain candle on the same device in the same run,
-/// plus notes for what has no fused figure (the training step). Empty on the CPU or for
-/// `iters` = 0.
+/// (batch 1 / 16 / 64) and its training step at V = 49,152 with 32 positions, fused kernels
+/// against plain candle on the same device in the same run, plus notes for what has no fused
+/// figure. Empty on the CPU or for `iters` = 0.
 #[cfg(feature = "cuda")]
 fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
-    use adasamp_nets::gpu::bench::FORWARD_BATCHES;
+    use adasamp_nets::gpu::bench::{FORWARD_BATCHES, TRAIN_POSITIONS};
     if iters == 0 || device == ComputeDevice::Cpu {
         return Ok((vec![], vec![]));
     }
@@ -234,10 +234,18 @@ fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, V
     for r in measured {
         match r.fused {
             Some(fused) => rows.push(BenchRow {
-                measure: format!("learned sampler, {} (lower is better)", r.unit),
+                measure: format!(
+                    "learned sampler, {} ({} is better)",
+                    r.unit,
+                    if r.unit == "ms" { "lower" } else { "higher" }
+                ),
                 model: format!("{name}: {}", r.what),
                 backend: "fused kernels".into(),
-                batch: batches.next().copied().unwrap_or(0),
+                batch: if r.unit == "ms" {
+                    batches.next().copied().unwrap_or(0)
+                } else {
+                    TRAIN_POSITIONS
+                },
                 value: fused,
                 reference: r.reference_name.into(),
                 reference_value: r.reference,

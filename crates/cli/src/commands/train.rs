@@ -94,10 +94,11 @@ pub struct TrainArgs {
     /// cuda:N (GPU N; needs a build with `--features cuda`, docs/gpu.md).
     #[arg(long, default_value = "cpu")]
     pub device: adasamp_engine::ComputeDevice,
-    /// Gradient engine: fast (hand-written CPU forward + backward, CPU only) or candle
-    /// (autograd, any device). Default: fast on the CPU, candle on CUDA. A run may switch
-    /// engines between checkpoints (`--resume`).
-    #[arg(long, value_name = "fast|candle")]
+    /// Gradient engine: fast (hand-written CPU forward + backward, CPU only), candle
+    /// (autograd, any device) or fused (the fused CUDA kernels of a `cuda` build for the
+    /// SamplingNetwork shapes that have them, candle otherwise; the run says which). Default:
+    /// fast on the CPU, fused on CUDA. A run may switch engines between checkpoints (`--resume`).
+    #[arg(long, value_name = "fast|candle|fused")]
     pub engine: Option<String>,
 }
 
@@ -114,7 +115,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     };
     if engine == Engine::Fast && !device.is_cpu() {
         bail!(
-            "--engine fast runs on the CPU only (use --engine candle with --device {})",
+            "--engine fast runs on the CPU only (use --engine fused or candle with --device {})",
             a.device
         );
     }

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
 use crate::gpu::fused::FusedSampler;
+use crate::gpu::fused_training::FusedTrainer;
 use crate::sampler::LearnedSampler;
 use crate::train::bench::{positions_per_second_on, synthetic_dataset};
 use crate::train::data::RowPrecision;
@@ -35,8 +36,8 @@ pub struct GpuBenchRow {
     /// Unit of [`Self::fused`] and [`Self::reference`]: `ms` (lower is better) or `positions/s`
     /// (higher is better).
     pub unit: &'static str,
-    /// The fused kernels' figure; `None` where there is no fused implementation (training:
-    /// the fused backward is not built yet).
+    /// The fused kernels' figure; `None` where there is no fused implementation (a
+    /// configuration without compiled training kernels).
     pub fused: Option<f64>,
     /// The reference's figure, measured in the same run on the same device.
     pub reference: f64,
@@ -78,8 +79,8 @@ fn median_ms(device: &Device, iters: usize, mut f: impl FnMut() -> Result<Tensor
 /// Measures, on `device` (a CUDA device), a `sampling_network` `config` with seeded weights:
 /// the forward at V = [`FORWARD_VOCAB`] for every batch of [`FORWARD_BATCHES`] (median of
 /// `iters` calls, fused vs plain candle, on the same random logits), and the training rate at
-/// V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions per step (`iters` steps of the trainer's
-/// candle engine; scratch files in `scratch`). Shows a progress bar.
+/// V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions per step (`iters` steps of the trainer,
+/// fused engine against the candle engine; scratch files in `scratch`). Shows a progress bar.
 pub fn gpu_bench_rows(
     device: &Device,
     config: &SamplerConfig,
@@ -95,7 +96,7 @@ pub fn gpu_bench_rows(
     }
     let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
     let fused = FusedSampler::new(&sampler)?;
-    let bar = ProgressBar::new(FORWARD_BATCHES.len() as u64 + 1).with_style(
+    let bar = ProgressBar::new(FORWARD_BATCHES.len() as u64 + 2).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
             .map_err(|e| NetsError::bad_request("progress template", e, "invalid"))?,
     );
@@ -117,6 +118,10 @@ pub fn gpu_bench_rows(
         });
         bar.inc(1);
     }
+    bar.set_message("training step");
+    if FusedTrainer::supports(config) {
+        rows.push(step_row(device, config, &sampler, iters)?);
+    }
     bar.set_message("training");
     let dataset = synthetic_dataset(
         TRAIN_VOCAB,
@@ -124,26 +129,108 @@ pub fn gpu_bench_rows(
         7,
         RowPrecision::F16,
     )?;
-    let rate = positions_per_second_on(
-        device,
-        &dataset,
-        config,
-        Engine::Candle,
-        1,
-        TRAIN_POSITIONS,
-        iters as u64,
-        scratch,
-    )?;
+    let rate = |engine| {
+        positions_per_second_on(
+            device,
+            &dataset,
+            config,
+            engine,
+            1,
+            TRAIN_POSITIONS,
+            iters as u64,
+            scratch,
+        )
+    };
+    let plain = rate(Engine::Candle)?;
+    let fused = if FusedTrainer::supports(config) {
+        Some(rate(Engine::Fused)?)
+    } else {
+        None
+    };
     rows.push(GpuBenchRow {
         what: format!(
             "{} training step, V = {TRAIN_VOCAB}, {TRAIN_POSITIONS} positions",
             config.architecture()
         ),
         unit: "positions/s",
-        fused: None,
-        reference: rate,
+        fused,
+        reference: plain,
         reference_name: "plain candle (trainer)",
     });
     bar.finish_and_clear();
     Ok(rows)
+}
+
+/// The training step alone on inputs already on the GPU — forward, loss and backward of
+/// [`TRAIN_POSITIONS`] rows at V = [`TRAIN_VOCAB`] (random logits, targets temperature 0.8 →
+/// min_p 0.1 of them), no optimizer and no host data: [`FusedTrainer::step`] against candle's
+/// autograd of the same loss, in positions/s (median of `iters` steps each).
+fn step_row(
+    device: &Device,
+    config: &SamplerConfig,
+    sampler: &LearnedSampler,
+    iters: usize,
+) -> Result<GpuBenchRow> {
+    use crate::loss::TruncatedLogitsLoss;
+    use candle_nn::VarMap;
+
+    let (z, target) = step_inputs(device)?;
+    let params = sampler.named_parameters();
+    let scale = 1.0 / TRAIN_POSITIONS as f64;
+    let trainer = FusedTrainer::new(config, device)?;
+    let fused = median_ms(device, iters, || {
+        let step = trainer.step(&params, &z, &target, 1.0, scale)?;
+        Ok(step.grads.into_values().next().unwrap_or_else(|| z.clone()))
+    })?;
+    let varmap = VarMap::new();
+    let trainable = LearnedSampler::trainable_from(config, params, &varmap, DType::F32, device)?;
+    let loss = TruncatedLogitsLoss::new(1.0)?;
+    let plain = median_ms(device, iters, || {
+        let pred = trainable.forward(&z)?;
+        let (kl, pen) = loss.per_row(&pred, &target)?;
+        let total = ((kl + pen)?.sum_all()? * scale)?;
+        let grads = total.backward()?;
+        Ok(grads.get(&pred).cloned().unwrap_or(total))
+    })?;
+    let rate = |ms: f64| TRAIN_POSITIONS as f64 / (ms / 1e3);
+    Ok(GpuBenchRow {
+        what: format!(
+            "{} forward + loss + backward (inputs on the GPU, no optimizer), V = {TRAIN_VOCAB}, \
+             {TRAIN_POSITIONS} positions",
+            config.architecture()
+        ),
+        unit: "positions/s",
+        fused: Some(rate(fused)),
+        reference: rate(plain),
+        reference_name: "plain candle autograd",
+    })
+}
+
+/// [`TRAIN_POSITIONS`] rows of random logits at V = [`TRAIN_VOCAB`] on `device` and their
+/// targets (temperature 0.8 → min_p 0.1).
+fn step_inputs(device: &Device) -> Result<(Tensor, Tensor)> {
+    let z = (Tensor::randn(0f32, 1f32, (TRAIN_POSITIONS, TRAIN_VOCAB), device)? * 3.0)?;
+    let t = (&z / 0.8)?;
+    let floor = t
+        .max_keepdim(1)?
+        .broadcast_add(&Tensor::new(0.1f32.ln(), device)?)?;
+    let keep = t.broadcast_ge(&floor)?;
+    let target = keep.where_cond(&t, &t.ones_like()?.affine(0.0, f64::NEG_INFINITY)?)?;
+    Ok((z, target))
+}
+
+/// Where the time of one fused training step goes ([`crate::gpu::FusedStep::phases`]): the
+/// inputs of the step row ([`TRAIN_POSITIONS`] positions at V = [`TRAIN_VOCAB`]) with seeded
+/// weights, after one untimed step; the device is synchronised between phases.
+pub fn fused_step_phases(
+    device: &Device,
+    config: &SamplerConfig,
+) -> Result<Vec<(&'static str, f64)>> {
+    let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
+    let params = sampler.named_parameters();
+    let (z, target) = step_inputs(device)?;
+    let trainer = FusedTrainer::new(config, device)?.with_phase_times(true);
+    let scale = 1.0 / TRAIN_POSITIONS as f64;
+    trainer.step(&params, &z, &target, 1.0, scale)?;
+    Ok(trainer.step(&params, &z, &target, 1.0, scale)?.phases)
 }

@@ -4,11 +4,16 @@
 //! - [`fused`]: [`FusedSampler`], the inference forward of the SamplingNetwork (`n_blocks + 3`
 //!   kernel launches) and of the SimpleDistributionAwareTransform (2 launches), equal to
 //!   [`crate::LearnedSampler::forward`] up to f32 rounding.
+//! - [`fused_training`]: [`FusedTrainer`], a SamplingNetwork's training step (forward, loss,
+//!   backward: the loss sums and every parameter's gradient) as fused kernels plus one cuBLAS
+//!   GEMM per Linear layer, equal to candle's autograd up to f32 rounding.
 //! - [`bench`]: [`gpu_bench_rows`], the learned-sampler rows of `adasamp bench-gpu` (fused
 //!   against plain candle, measured in the same run).
 
 pub mod bench;
 pub mod fused;
+pub mod fused_training;
 
 pub use bench::{gpu_bench_rows, GpuBenchRow};
 pub use fused::FusedSampler;
+pub use fused_training::{FusedStep, FusedTrainer};

@@ -17,11 +17,15 @@
 //! candle's autograd on the [`Device`] passed in: a micro-batch is split into `threads`
 //! contiguous chunks whose forward + backward run on their own threads (candle's CPU
 //! elementwise kernels are single-threaded; its matmuls use its own pool), chunk gradients
-//! summed in chunk order, deterministic for a given `threads`. Both engines feed the same AdamW,
+//! summed in chunk order, deterministic for a given `threads`. [`Engine::Fused`] (the default
+//! on a GPU) runs the fused CUDA training step of a `cuda` build on a micro-batch (in passes of
+//! a bounded number of tokens) where the configuration has compiled kernels, candle otherwise;
+//! the run's first message says which. Its f32 atomics make it reproducible to rounding, not
+//! bit for bit. All engines feed the same AdamW,
 //! schedule and checkpoints (the weights stay candle variables), so a run may switch engines
 //! between checkpoints; their gradients agree to f32 rounding, not bit for bit. Evaluation runs
-//! on the engine's forward ([`crate::FastSampler`] or candle). A resumed run on the same engine
-//! and `threads` repeats the uninterrupted run bit for bit.
+//! on the engine's forward ([`crate::FastSampler`] or candle). A resumed run on the fast or
+//! candle engine with the same `threads` repeats the uninterrupted run bit for bit.
 //!
 //! # Output directory
 //! `metrics.csv` (appended on resume), `checkpoints/step-NNNNNNNN/` (weights + training state, see
@@ -60,37 +64,107 @@ pub enum Engine {
     Fast,
     /// candle's autograd and forward, on any device.
     Candle,
+    /// The fused CUDA training step (`crate::gpu::FusedTrainer`, a `cuda` build) where it
+    /// runs — a `sampling_network` of a shape with compiled kernels on a CUDA device — and
+    /// [`Engine::Candle`] otherwise (the run says which, and why); evaluation on candle.
+    Fused,
 }
 
 impl Engine {
-    /// `fast` or `candle`.
+    /// `fast`, `candle` or `fused`.
     pub fn name(self) -> &'static str {
         match self {
             Engine::Fast => "fast",
             Engine::Candle => "candle",
+            Engine::Fused => "fused",
         }
     }
 
-    /// Parses `fast` / `candle`.
+    /// Parses `fast` / `candle` / `fused`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "fast" => Ok(Engine::Fast),
             "candle" => Ok(Engine::Candle),
+            "fused" => Ok(Engine::Fused),
             other => Err(NetsError::bad_request(
                 "engine",
                 other,
-                "expected fast or candle",
+                "expected fast, candle or fused",
             )),
         }
     }
 
-    /// The default for `device`: fast on the CPU, candle elsewhere.
+    /// The default for `device`: fast on the CPU, fused (candle where it does not run)
+    /// elsewhere.
     pub fn default_for(device: &Device) -> Self {
         if device.is_cpu() {
             Engine::Fast
         } else {
-            Engine::Candle
+            Engine::Fused
         }
+    }
+}
+
+/// The gradient computation a run uses, resolved from its [`Engine`].
+enum Gradients {
+    Fast(Box<FastGrad>),
+    Candle,
+    #[cfg(feature = "cuda")]
+    Fused(Box<crate::gpu::FusedTrainer>),
+}
+
+impl Gradients {
+    /// Resolves `engine` for `config` on `device`, with a line saying what runs (and why the
+    /// fused engine does not, when it falls back to candle).
+    fn resolve(
+        engine: Engine,
+        config: &SamplerConfig,
+        device: &Device,
+        threads: usize,
+    ) -> Result<(Self, String)> {
+        match engine {
+            Engine::Fast if !device.is_cpu() => Err(NetsError::config(
+                "engine",
+                "fast",
+                "runs on the CPU only; use the candle or fused engine on other devices",
+            )),
+            Engine::Fast => Ok((
+                Gradients::Fast(Box::new(FastGrad::new(config, threads)?)),
+                "gradient engine: fast (hand-written CPU forward + backward)".into(),
+            )),
+            Engine::Candle => Ok((
+                Gradients::Candle,
+                "gradient engine: plain candle autograd".into(),
+            )),
+            Engine::Fused => Ok(Self::fused(config, device)),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn fused(config: &SamplerConfig, device: &Device) -> (Self, String) {
+        match crate::gpu::FusedTrainer::new(config, device) {
+            Ok(f) => (
+                Gradients::Fused(Box::new(f)),
+                format!(
+                    "gradient engine: fused CUDA kernels ({})",
+                    config.architecture()
+                ),
+            ),
+            Err(e) => (
+                Gradients::Candle,
+                format!("gradient engine: plain candle autograd (no fused training: {e})"),
+            ),
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn fused(_config: &SamplerConfig, _device: &Device) -> (Self, String) {
+        (
+            Gradients::Candle,
+            "gradient engine: plain candle autograd (no fused training: a build without the \
+             `cuda` feature)"
+                .into(),
+        )
     }
 }
 
@@ -648,6 +722,40 @@ fn fast_step_grads(
     Ok((kl, pen, grads))
 }
 
+/// Tokens per pass of the fused step: a micro-batch is split into passes of at most
+/// `FUSED_PASS_TOKENS / V` rows (≥ 1), so its activations (≈ 600 f32 per token for the reference
+/// SamplingNetwork) stay near 10 GB. Depends only on V, so a resumed run splits identically.
+#[cfg(feature = "cuda")]
+const FUSED_PASS_TOKENS: usize = 1 << 22;
+
+/// The fused engine's gradients of one optimizer step (`micro` batches, each row's loss
+/// weighted by `1 / denom`): `(Σ KL, Σ penalty, gradients by name on `device`)`.
+#[cfg(feature = "cuda")]
+fn fused_step_grads(
+    fused: &crate::gpu::FusedTrainer,
+    sampler: &LearnedSampler,
+    ds: &Dataset,
+    micro: &[Vec<usize>],
+    gamma: f64,
+    denom: usize,
+    device: &Device,
+) -> Result<(f64, f64, BTreeMap<String, Tensor>)> {
+    let params = sampler.named_parameters();
+    let pass = (FUSED_PASS_TOKENS / ds.vocab().max(1)).max(1);
+    let mut acc = BTreeMap::new();
+    let (mut kl, mut pen) = (0f64, 0f64);
+    for rows in micro {
+        for part in rows.chunks(pass) {
+            let (raw, tgt) = batch_tensors(ds, part, device)?;
+            let step = fused.step(&params, &raw, &tgt, gamma, 1.0 / denom as f64)?;
+            kl += step.kl;
+            pen += step.penalty;
+            add_grads(&mut acc, step.grads)?;
+        }
+    }
+    Ok((kl, pen, acc))
+}
+
 const CSV_HEADER: &str =
     "kind,step,epoch,lr,loss,kl,truncated_mass,identity_kl,identity_truncated_mass,rows,elapsed_s";
 
@@ -694,17 +802,7 @@ pub fn train(
     cfg.validate()?;
     config.validate()?;
     let loss = TruncatedLogitsLoss::new(cfg.gamma)?;
-    let mut fast = match cfg.engine {
-        Engine::Fast if !device.is_cpu() => {
-            return Err(NetsError::config(
-                "engine",
-                "fast",
-                "runs on the CPU only; use the candle engine on other devices",
-            ))
-        }
-        Engine::Fast => Some(FastGrad::new(config, cfg.threads)?),
-        Engine::Candle => None,
-    };
+    let (mut gradients, engine_line) = Gradients::resolve(cfg.engine, config, device, cfg.threads)?;
     let ck_root = out.join("checkpoints");
     fs::create_dir_all(&ck_root).map_err(|e| NetsError::io("cannot create", &ck_root, e))?;
     let (mut train_rows, eval_rows) = dataset.split(cfg.eval_fraction, cfg.seed)?;
@@ -827,6 +925,7 @@ pub fn train(
 
     let stop_at = cfg.stop_after.unwrap_or(total_steps).min(total_steps);
     observer.start(state.step, total_steps);
+    observer.message(&engine_line);
     observer.message(&format!(
         "{} training rows, {} held-out rows, B {b}, A {}, {bpe} micro-batches/epoch, {total_steps} steps",
         train_rows.len(),
@@ -850,7 +949,9 @@ pub fn train(
         }
         Ok(Some(match cfg.engine {
             Engine::Fast => evaluate_fast(&model.sampler, dataset, &eval_rows, cfg.threads, step)?,
-            Engine::Candle => evaluate(&model.sampler, dataset, &eval_rows, b, cfg.threads, step)?,
+            Engine::Candle | Engine::Fused => {
+                evaluate(&model.sampler, dataset, &eval_rows, b, cfg.threads, step)?
+            }
         }))
     };
 
@@ -871,8 +972,8 @@ pub fn train(
         }
         let denom: usize = micro.iter().map(|m| m.len()).sum();
         let n_rows = denom;
-        let (kl_sum, pen_sum, acc) = match &mut fast {
-            Some(fast) => fast_step_grads(
+        let (kl_sum, pen_sum, acc) = match &mut gradients {
+            Gradients::Fast(fast) => fast_step_grads(
                 fast,
                 &model.sampler,
                 dataset,
@@ -881,7 +982,17 @@ pub fn train(
                 denom,
                 device,
             )?,
-            None => {
+            #[cfg(feature = "cuda")]
+            Gradients::Fused(fused) => fused_step_grads(
+                fused,
+                &model.sampler,
+                dataset,
+                &micro,
+                cfg.gamma,
+                denom,
+                device,
+            )?,
+            Gradients::Candle => {
                 let mut acc = BTreeMap::new();
                 let (mut kl_sum, mut pen_sum) = (0f64, 0f64);
                 for rows in &micro {

@@ -1,0 +1,775 @@
+//! [`FusedTrainer`]: one training step of a SamplingNetwork — forward, [`crate::TruncatedLogitsLoss`]
+//! and backward — as fused CUDA kernels (`fused_training.cu`), f32 storage and arithmetic,
+//! giving the loss sums and the gradient of every parameter; equal to candle's autograd of
+//! [`crate::LearnedSampler::forward`] + [`crate::TruncatedLogitsLoss::per_row`] up to f32
+//! rounding (summation order).
+//!
+//! A step over `N` rows of `V` tokens (`T = N·V` tokens in all):
+//! - per-token work runs one thread per token, fused per layer group: the encoder, each block
+//!   (forward), the output head, the head's backward with the loss gradient, each block's
+//!   backward in two launches (the second needs the block's vocabulary-wide `dS`, `ds`), the
+//!   encoder's backward — `2B + 6` launches plus two per-row reductions (row statistics, loss);
+//! - the vocabulary-wide sums the network itself needs (attention sums, pool, their backward)
+//!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
+//!   transform's context part, a few thousand flops per row) run on the host in f64 with candle's
+//!   autograd;
+//! - the weight gradients of the per-token Linear layers are `dY·Xᵀ` over the `T` tokens: one
+//!   cuBLAS GEMM per layer (`4B + 2`), on operands the kernels write channel-major (`[C][T]`),
+//!   each input with a channel of ones whose column of the product is the bias gradient; the
+//!   LayerNorm, encoder gate/up and transform down-projection gradients are in-kernel sums.
+//!
+//! Rows whose KL is infinite (the input masks a token the target keeps) contribute no gradient,
+//! as in [`crate::fast::FastGrad`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::cuda_backend::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDevice, WrapErr};
+use candle_core::op::BackpropOp;
+use candle_core::{CudaStorage, DType, Device, Storage, Tensor, Var};
+
+use crate::arch::{logits_dims, validate_logits};
+use crate::config::{SamplerConfig, SamplingNetworkConfig};
+use crate::error::{NetsError, Result};
+use crate::gpu::fused::packing_order;
+use crate::layers::SwiGlu;
+
+/// PTX of `fused_training.cu`, compiled by the crate's build script.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused_training.ptx"));
+/// Name the PTX module is cached under in candle's CUDA device.
+const MODULE: &str = "adasamp_nets_fused_training";
+/// Floats per row of the row-statistics and loss kernels (their `STATS`, `LOSS`).
+const STATS: usize = 4;
+const LOSS: usize = 4;
+/// Threads per block of the per-token kernels (the kernels' `THREADS`).
+const THREADS: u32 = 128;
+/// Threads per block of the per-row kernels (one block per row).
+const ROW_THREADS: u32 = 1024;
+/// Largest number of rows in one step: the per-token kernels put rows on the grid's y axis.
+pub const MAX_ROWS: usize = 65_535;
+
+/// The SamplingNetwork shapes `(d_model, n_heads, encoder_hidden, d_ff)` with compiled training
+/// kernels (each with and without the scale head): the reference configuration and the tiny
+/// one. Mirrors the `TR_CONFIG` lines of `fused_training.cu`.
+pub const TRAINING_CONFIGS: [(usize, usize, usize, usize); 2] = [(32, 4, 32, 64), (16, 2, 32, 32)];
+
+/// Launches CUDA kernel `$name` of the training module with launch configuration `$cfg` and the
+/// given arguments (buffers as `&` / `&mut` CUDA slices, scalars as `&` values).
+macro_rules! launch {
+    ($self:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+        let func = $self.cuda.get_or_load_custom_func($name, MODULE, PTX)?;
+        let mut b = func.builder();
+        $( b.arg($arg); )*
+        // SAFETY: the per-token kernels read and write their own token's channels of the
+        // [C][N][V] buffers (sized by the step for N·V tokens) and add to per-row and
+        // per-parameter sums with atomics; the per-row kernels read their row of V floats and
+        // write their row's few outputs.
+        unsafe { b.launch($cfg) }.w()?;
+    }};
+}
+
+/// One block of [`ROW_THREADS`] per row.
+fn row_cfg(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (ROW_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One thread per token: `[V / THREADS, N]` blocks of [`THREADS`].
+fn token_cfg(rows: usize, vocab: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((vocab as u32).div_ceil(THREADS), rows as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// What one [`FusedTrainer::step`] returns.
+#[derive(Clone, Debug)]
+pub struct FusedStep {
+    /// `Σ_rows KL` (`+inf` if a row's prediction excludes a token its target keeps).
+    pub kl: f64,
+    /// `Σ_rows penalty`.
+    pub penalty: f64,
+    /// `scale · Σ_rows ∂(KL + γ·penalty)/∂θ` by parameter name, f32 on the step's device.
+    pub grads: BTreeMap<String, Tensor>,
+    /// Wall time in seconds per phase of the step (name, seconds), in order of first use; empty
+    /// unless [`FusedTrainer::with_phase_times`] is on.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// Per-phase wall times of a step: with `on`, each [`Phases::mark`] synchronises the device and
+/// adds the time since the previous mark to the named phase.
+struct Phases {
+    on: bool,
+    last: Instant,
+    times: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            last: Instant::now(),
+            times: Vec::new(),
+        }
+    }
+
+    /// Ends the current phase, charging it to `name`.
+    fn mark(&mut self, cuda: &CudaDevice, name: &'static str) -> Result<()> {
+        if !self.on {
+            return Ok(());
+        }
+        cuda.synchronize()?;
+        let now = Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        match self.times.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, t)) => *t += secs,
+            None => self.times.push((name, secs)),
+        }
+        Ok(())
+    }
+}
+
+/// The fused training step of one SamplingNetwork configuration on one CUDA device.
+#[derive(Clone, Debug)]
+pub struct FusedTrainer {
+    config: SamplingNetworkConfig,
+    /// Kernel name suffix `d{D}_h{H}_e{EH}_f{DFF}_s{0|1}`.
+    suffix: String,
+    cuda: CudaDevice,
+    poison: bool,
+    phase_times: bool,
+}
+
+/// Widths of one configuration.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    d: usize,
+    blocks: usize,
+    fe: usize,
+    ff: usize,
+    ft: usize,
+    hw: usize,
+}
+
+impl Dims {
+    fn of(c: &SamplingNetworkConfig) -> Self {
+        Self {
+            d: c.d_model,
+            blocks: c.n_blocks,
+            fe: SwiGlu::hidden_width(c.encoder_hidden),
+            ff: SwiGlu::hidden_width(c.d_ff),
+            ft: SwiGlu::hidden_width(c.d_model),
+            hw: c.d_model / c.n_heads,
+        }
+    }
+    /// Floats of one block's forward sums (`S`, `s`) or their backward (`dS`, `ds`).
+    fn acc_block(&self) -> usize {
+        self.d * self.hw + self.d
+    }
+    fn acc_row(&self) -> usize {
+        self.blocks * self.acc_block() + self.d
+    }
+    /// Floats per row of the per-row data / gradient: `mult, s, τ, ctx_g [FT], ctx_u [FT]`.
+    fn row(&self) -> usize {
+        3 + 2 * self.ft
+    }
+    fn pg_block(&self, b: usize) -> usize {
+        4 * self.fe + b * 4 * self.d
+    }
+    fn pg_head(&self) -> usize {
+        self.pg_block(self.blocks)
+    }
+    fn pg_len(&self) -> usize {
+        self.pg_head() + self.ft + 1
+    }
+}
+
+impl FusedTrainer {
+    /// A trainer for `config` (a `sampling_network` of a shape in [`TRAINING_CONFIGS`]) on
+    /// `device` (CUDA). Errors name the architecture, shape or device without kernels.
+    pub fn new(config: &SamplerConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let SamplerConfig::SamplingNetwork(c) = config else {
+            return Err(NetsError::bad_request(
+                "architecture",
+                config.architecture(),
+                "the fused training kernels implement sampling_network",
+            ));
+        };
+        let shape = (c.d_model, c.n_heads, c.encoder_hidden, c.d_ff);
+        if !TRAINING_CONFIGS.contains(&shape) {
+            return Err(NetsError::bad_request(
+                "sampling_network shape",
+                format!(
+                    "d_model {}, n_heads {}, encoder_hidden {}, d_ff {}",
+                    shape.0, shape.1, shape.2, shape.3
+                ),
+                format!(
+                    "no fused training kernel is compiled for it (compiled: {TRAINING_CONFIGS:?})"
+                ),
+            ));
+        }
+        let Device::Cuda(cuda) = device else {
+            return Err(NetsError::bad_request(
+                "device",
+                format!("{device:?}"),
+                "the fused training kernels run on a CUDA device",
+            ));
+        };
+        Ok(Self {
+            suffix: format!(
+                "d{}_h{}_e{}_f{}_s{}",
+                shape.0,
+                shape.1,
+                shape.2,
+                shape.3,
+                u8::from(c.scale)
+            ),
+            config: c.clone(),
+            cuda: cuda.clone(),
+            poison: false,
+            phase_times: false,
+        })
+    }
+
+    /// Whether `config` has fused training kernels (the trainer's choice of engine).
+    pub fn supports(config: &SamplerConfig) -> bool {
+        matches!(config, SamplerConfig::SamplingNetwork(c)
+            if TRAINING_CONFIGS.contains(&(c.d_model, c.n_heads, c.encoder_hidden, c.d_ff)))
+    }
+
+    /// With `true`, every activation, output and gradient buffer the kernels and GEMMs write is
+    /// filled with NaN first, so a value they fail to write shows as NaN (tests).
+    pub fn with_poisoned_buffers(mut self, poison: bool) -> Self {
+        self.poison = poison;
+        self
+    }
+
+    /// With `true`, [`FusedTrainer::step`] synchronises the device between its phases and
+    /// reports their wall times in [`FusedStep::phases`] (benchmarks; slower).
+    pub fn with_phase_times(mut self, on: bool) -> Self {
+        self.phase_times = on;
+        self
+    }
+
+    /// Number of kernel launches of one step (row statistics ×2, encoder, blocks, head, loss,
+    /// head backward, two per block backward, encoder backward), GEMMs not counted.
+    pub fn launches(&self) -> usize {
+        3 * self.config.n_blocks + 7
+    }
+
+    /// One step on raw logits `z: [N, V]` (`-inf` = masked token) and targets `[N, V]` (the
+    /// pipeline's output logits, `-inf` at removed tokens), both on this trainer's device or
+    /// copied there: `Σ KL`, `Σ penalty` and `scale · Σ_rows ∂(KL + γ·penalty)/∂θ` for every
+    /// parameter in `params` (all of the configuration's, by name). Errors on NaN / `+inf` or
+    /// rows without a finite entry (naming the row and token), shape mismatches, `N >`
+    /// [`MAX_ROWS`], a non-finite or negative `gamma`, a non-finite `scale`.
+    pub fn step(
+        &self,
+        params: &[(String, Tensor)],
+        logits: &Tensor,
+        target: &Tensor,
+        gamma: f64,
+        scale: f64,
+    ) -> Result<FusedStep> {
+        if !gamma.is_finite() || gamma < 0.0 {
+            return Err(NetsError::config("gamma", gamma, "must be finite and ≥ 0"));
+        }
+        if !scale.is_finite() {
+            return Err(NetsError::config("scale", scale, "must be finite"));
+        }
+        let (n, v) = logits_dims(logits)?;
+        if target.dims() != logits.dims() {
+            return Err(NetsError::shape(
+                "target",
+                format!("{:?} (the logits' shape)", logits.dims()),
+                format!("{:?}", target.dims()),
+            ));
+        }
+        if n > MAX_ROWS || n * v > i32::MAX as usize {
+            return Err(NetsError::bad_request(
+                "logits",
+                format!("[{n}, {v}]"),
+                format!(
+                    "the fused training step takes at most {MAX_ROWS} rows and 2^31 − 1 tokens"
+                ),
+            ));
+        }
+        let mut ph = Phases::new(self.phase_times);
+        let dims = Dims::of(&self.config);
+        let params: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        let dev = &self.cuda;
+        let device = Device::Cuda(dev.clone());
+        let z = to_slice(logits, &device)?;
+        let tgt = to_slice(target, &device)?;
+        let w = self.pack(&params, &device)?;
+        let t = n * v;
+        let vi = v as i32;
+        let blocks = dims.blocks as i32;
+
+        // Row statistics of the input and the target, checked on the host.
+        let mut zs = self.buffer(STATS * n)?;
+        launch!(self, "tr_row_stats", row_cfg(n); &z, &vi, &mut zs);
+        let mut ts = self.buffer(STATS * n)?;
+        launch!(self, "tr_row_stats", row_cfg(n); &tgt, &vi, &mut ts);
+        let zs_host = dev.clone_dtoh(&zs)?;
+        let ts_host = dev.clone_dtoh(&ts)?;
+        check_rows(&zs_host, logits, "input logits")?;
+        check_rows(&ts_host, target, "target")?;
+        ph.mark(dev, "inputs, weights, row statistics")?;
+
+        // Forward: x_0 .. x_B (slots of D + 1 channels, the last ones) and the per-row sums.
+        let slot = (dims.d + 1) * t;
+        let mut xs = self.buffer((dims.blocks + 1) * slot)?;
+        for b in 0..=dims.blocks {
+            let off = b * slot + dims.d * t;
+            self.fill(&mut xs, off, t, 1.0)?;
+        }
+        let mut acc = dev.alloc_zeros::<f32>(n * dims.acc_row())?;
+        launch!(self, &format!("tr_encode_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks);
+        for i in 0..blocks {
+            launch!(self, &format!("tr_block_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
+        }
+        ph.mark(dev, "forward: encoder and blocks")?;
+        let acc_host = dev.clone_dtoh(&acc)?;
+        let kept: Vec<f64> = (0..n).map(|r| zs_host[STATS * r + 3] as f64).collect();
+        let c: Vec<f64> = (0..n)
+            .flat_map(|r| {
+                let pool = r * dims.acc_row() + dims.blocks * dims.acc_block();
+                let k = kept[r];
+                acc_host[pool..pool + dims.d]
+                    .iter()
+                    .map(move |&s| s as f64 / k)
+            })
+            .collect();
+        let heads = RowHeads::forward(&self.config, &params, c, n)?;
+        let mut rows = self.buffer(n * dims.row())?;
+        dev.memcpy_htod(&heads.rows_f32()?, &mut rows)?;
+        ph.mark(dev, "per-row heads (host, f64)")?;
+        let mut out = self.buffer(t)?;
+        launch!(self, &format!("tr_head_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &rows, &mut out, &vi, &blocks);
+        let mut loss = self.buffer(LOSS * n)?;
+        launch!(self, "tr_loss", row_cfg(n); &out, &tgt, &ts, &vi, &mut loss);
+
+        // Backward of the head and the loss.
+        let mut dx = self.buffer(dims.d * t)?;
+        let mut dgu_t = self.buffer(2 * dims.ft * t)?;
+        let mut rowgrad = dev.alloc_zeros::<f32>(n * dims.row())?;
+        let mut pgrad = dev.alloc_zeros::<f32>(dims.pg_len())?;
+        let (g32, s32) = (gamma as f32, scale as f32);
+        launch!(self, &format!("tr_head_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &tgt, &ts, &loss, &w, &xs, &rows, &mut dx, &mut dgu_t, &mut rowgrad, &mut pgrad, &vi, &blocks, &g32, &s32);
+        ph.mark(dev, "head, loss, head backward")?;
+        let loss_host = dev.clone_dtoh(&loss)?;
+        let rowgrad_host = dev.clone_dtoh(&rowgrad)?;
+        let kl: f64 = (0..n).map(|r| loss_host[LOSS * r + 1] as f64).sum();
+        let penalty: f64 = (0..n).map(|r| loss_host[LOSS * r + 2] as f64).sum();
+        let (mut grads, dc) = heads.backward(&rowgrad_host, &device)?;
+        let dcu: Vec<f32> = dc
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| (g / kept[i / dims.d]) as f32)
+            .collect();
+        let mut dcu_dev = self.buffer(n * dims.d)?;
+        dev.memcpy_htod(&dcu, &mut dcu_dev)?;
+        ph.mark(dev, "per-row heads (host, f64)")?;
+        // The transform's per-token columns: d(gate | up) · x_Bᵀ.
+        let xb = xs.slice(dims.blocks * slot..dims.blocks * slot + dims.d * t);
+        let gu = self.weight_grad(&dgu_t.slice(..), &xb, 2 * dims.ft, dims.d, t)?;
+        let gu = wrap(gu, dev, (2 * dims.ft, dims.d));
+        ph.mark(dev, "weight-gradient GEMMs")?;
+        for (k, part) in ["gate", "up"].iter().enumerate() {
+            let token_part = gu.narrow(0, k * dims.ft, dims.ft)?;
+            let full = Tensor::cat(&[&token_part, &token_part.zeros_like()?], 1)?;
+            add_grad(&mut grads, &format!("transform.{part}.weight"), full)?;
+        }
+
+        // Blocks, last first.
+        let ch = |c: usize| -> Result<CudaSlice<f32>> { self.buffer(c * t) };
+        let (mut a_buf, mut y1_buf, mut hf_buf) =
+            (ch(dims.d + 1)?, ch(dims.d + 1)?, ch(dims.ff + 1)?);
+        for (buf, k) in [
+            (&mut a_buf, dims.d),
+            (&mut y1_buf, dims.d),
+            (&mut hf_buf, dims.ff),
+        ] {
+            self.fill(buf, k * t, t, 1.0)?;
+        }
+        let (mut dy2, mut dgu, mut dy1) = (ch(dims.d)?, ch(2 * dims.ff)?, ch(dims.d)?);
+        let mut dqkv = ch(3 * dims.d)?;
+        let mut dacc = dev.alloc_zeros::<f32>(n * dims.acc_block())?;
+        for b in (0..dims.blocks).rev() {
+            let bi = b as i32;
+            let pool = i32::from(b + 1 == dims.blocks);
+            let len = dacc.len();
+            self.fill(&mut dacc, 0, len, 0.0)?;
+            launch!(self, &format!("tr_block_bwd_a_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &acc, &dcu_dev, &dx, &mut a_buf, &mut y1_buf, &mut hf_buf, &mut dy2, &mut dgu, &mut dy1, &mut dqkv, &mut dacc, &mut pgrad, &vi, &blocks, &bi, &pool);
+            launch!(self, &format!("tr_block_bwd_b_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &dacc, &dy1, &mut dqkv, &mut dx, &vi, &blocks, &bi);
+            ph.mark(dev, "block backward kernels")?;
+            let (d, ff) = (dims.d, dims.ff);
+            let pre = format!("blocks.{b}");
+            let x_b = xs.slice(b * slot..(b + 1) * slot);
+            let qkv = self.weight_grad(&dqkv.slice(..), &x_b, 3 * d, d + 1, t)?;
+            split_linear(
+                &mut grads,
+                &format!("{pre}.attn.qkv"),
+                wrap(qkv, dev, (3 * d, d + 1)),
+            )?;
+            let o = self.weight_grad(&dy1.slice(..), &a_buf.slice(..), d, d + 1, t)?;
+            split_linear(
+                &mut grads,
+                &format!("{pre}.attn.out"),
+                wrap(o, dev, (d, d + 1)),
+            )?;
+            let gu = self.weight_grad(&dgu.slice(..), &y1_buf.slice(..), 2 * ff, d + 1, t)?;
+            let gu = wrap(gu, dev, (2 * ff, d + 1));
+            split_linear(&mut grads, &format!("{pre}.ffn.gate"), gu.narrow(0, 0, ff)?)?;
+            split_linear(&mut grads, &format!("{pre}.ffn.up"), gu.narrow(0, ff, ff)?)?;
+            let dn = self.weight_grad(&dy2.slice(..), &hf_buf.slice(..), d, ff + 1, t)?;
+            split_linear(
+                &mut grads,
+                &format!("{pre}.ffn.down"),
+                wrap(dn, dev, (d, ff + 1)),
+            )?;
+            ph.mark(dev, "weight-gradient GEMMs")?;
+        }
+
+        // Encoder.
+        let mut h_buf = ch(dims.fe + 1)?;
+        self.fill(&mut h_buf, dims.fe * t, t, 1.0)?;
+        launch!(self, &format!("tr_encode_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &dx, &mut h_buf, &mut pgrad, &vi);
+        ph.mark(dev, "encoder backward")?;
+        let e = self.weight_grad(&dx.slice(..), &h_buf.slice(..), dims.d, dims.fe + 1, t)?;
+        split_linear(
+            &mut grads,
+            "encoder.down",
+            wrap(e, dev, (dims.d, dims.fe + 1)),
+        )?;
+
+        ph.mark(dev, "weight-gradient GEMMs")?;
+        // In-kernel sums.
+        let pg = wrap(pgrad, dev, dims.pg_len());
+        let fe = dims.fe;
+        for (k, name) in ["gate.weight", "gate.bias", "up.weight", "up.bias"]
+            .iter()
+            .enumerate()
+        {
+            let g = pg.narrow(0, k * fe, fe)?;
+            let g = if name.ends_with("weight") {
+                g.reshape((fe, 1))?
+            } else {
+                g
+            };
+            add_grad(&mut grads, &format!("encoder.{name}"), g)?;
+        }
+        for b in 0..dims.blocks {
+            let off = dims.pg_block(b);
+            for (k, name) in ["ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias"]
+                .iter()
+                .enumerate()
+            {
+                add_grad(
+                    &mut grads,
+                    &format!("blocks.{b}.{name}"),
+                    pg.narrow(0, off + k * dims.d, dims.d)?,
+                )?;
+            }
+        }
+        let off = dims.pg_head();
+        add_grad(
+            &mut grads,
+            "transform.down.weight",
+            pg.narrow(0, off, dims.ft)?.reshape((1, dims.ft))?,
+        )?;
+        add_grad(
+            &mut grads,
+            "transform.down.bias",
+            pg.narrow(0, off + dims.ft, 1)?,
+        )?;
+
+        let mut all = BTreeMap::new();
+        for name in packing_order(&self.config) {
+            let g = grads
+                .remove(&name)
+                .ok_or_else(|| NetsError::MissingParameter {
+                    origin: "fused training step".into(),
+                    name: name.clone(),
+                    expected: params
+                        .get(name.as_str())
+                        .map(|t| t.dims().to_vec())
+                        .unwrap_or_default(),
+                    architecture: "sampling_network".into(),
+                    hint: "no gradient was formed for it".into(),
+                })?;
+            all.insert(name, g.contiguous()?);
+        }
+        ph.mark(dev, "gradient assembly")?;
+        Ok(FusedStep {
+            kl,
+            penalty,
+            grads: all,
+            phases: ph.times,
+        })
+    }
+
+    /// The parameters packed in [`packing_order`] as one f32 buffer on the device.
+    fn pack(&self, params: &HashMap<&str, &Tensor>, device: &Device) -> Result<CudaSlice<f32>> {
+        let flat = packing_order(&self.config)
+            .iter()
+            .map(|name| {
+                let t = params
+                    .get(name.as_str())
+                    .ok_or_else(|| NetsError::MissingParameter {
+                        origin: "fused training step".into(),
+                        name: name.clone(),
+                        expected: vec![],
+                        architecture: "sampling_network".into(),
+                        hint: String::new(),
+                    })?;
+                Ok(t.to_device(device)?.to_dtype(DType::F32)?.flatten_all()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        to_slice(&Tensor::cat(&flat, 0)?, device)
+    }
+
+    /// A fresh f32 buffer of `len` elements, NaN-filled when poisoning.
+    fn buffer(&self, len: usize) -> Result<CudaSlice<f32>> {
+        // SAFETY: every element is written (by the kernels, a GEMM or the NaN fill) before it
+        // is read.
+        let mut buf = unsafe { self.cuda.alloc::<f32>(len.max(1))? };
+        if self.poison {
+            let len = buf.len();
+            self.fill(&mut buf, 0, len, f32::NAN)?;
+        }
+        Ok(buf)
+    }
+
+    /// `buf[off .. off + len] = value`.
+    fn fill(&self, buf: &mut CudaSlice<f32>, off: usize, len: usize, value: f32) -> Result<()> {
+        let func = self.cuda.get_or_load_custom_func("tr_fill", MODULE, PTX)?;
+        let mut view = buf.slice_mut(off..off + len);
+        let count = len as u64;
+        let mut b = func.builder();
+        b.arg(&mut view).arg(&count).arg(&value);
+        let cfg = LaunchConfig {
+            grid_dim: (1024, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the kernel writes `count` floats of the view.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(())
+    }
+
+    /// `dW [m, k] = dY [m, T] · X [k, T]ᵀ` (both channel-major over the `T` tokens), by cuBLAS.
+    fn weight_grad(
+        &self,
+        dy: &CudaView<'_, f32>,
+        x: &CudaView<'_, f32>,
+        m: usize,
+        k: usize,
+        t: usize,
+    ) -> Result<CudaSlice<f32>> {
+        let mut out = self.buffer(m * k)?;
+        // Column-major: C (k × m, ldc k) = Aᵀ (A = X as T × k) · B (B = dY as T × m).
+        let cfg = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: k as i32,
+            n: m as i32,
+            k: t as i32,
+            alpha: 1.0f32,
+            lda: t as i32,
+            ldb: t as i32,
+            beta: 0.0f32,
+            ldc: k as i32,
+        };
+        // SAFETY: x holds k·T floats, dy m·T, out m·k, as the configuration says.
+        unsafe { self.cuda.cublas_handle().gemm(cfg, x, dy, &mut out) }.w()?;
+        Ok(out)
+    }
+}
+
+/// Errors for a row whose statistics (`[max, lse, #NaN/+inf, #finite]`) show NaN / `+inf` or no
+/// finite entry, naming the row and token (`what`: input logits or target).
+fn check_rows(stats: &[f32], x: &Tensor, what: &str) -> Result<()> {
+    let bad = stats.chunks(STATS).position(|s| s[2] > 0.0 || s[3] == 0.0);
+    let Some(r) = bad else { return Ok(()) };
+    validate_logits(x).map_err(|e| match e {
+        NetsError::InvalidLogits { source, .. } => NetsError::logits(what, *source),
+        other => other,
+    })?;
+    Err(NetsError::bad_request(
+        what,
+        format!("row {r}"),
+        "holds NaN / +inf or no finite entry",
+    ))
+}
+
+/// A contiguous f32 copy of `t` on `device`, as a raw CUDA buffer.
+fn to_slice(t: &Tensor, device: &Device) -> Result<CudaSlice<f32>> {
+    let t = t.to_device(device)?.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cuda(cs) = &*storage else {
+        return Err(NetsError::bad_request(
+            "device",
+            format!("{:?}", t.device()),
+            "the fused training kernels run on a CUDA device",
+        ));
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(NetsError::bad_request(
+            "tensor layout",
+            "strided",
+            "must be contiguous",
+        ));
+    };
+    let src = cs.as_cuda_slice::<f32>()?.slice(start..end);
+    let dev = cs.device();
+    // SAFETY: fully written by the copy below.
+    let mut dst = unsafe { dev.alloc::<f32>((end - start).max(1))? };
+    dev.memcpy_dtod(&src, &mut dst.slice_mut(..end - start))?;
+    Ok(dst)
+}
+
+/// A raw CUDA buffer as a tensor of `shape` (no copy).
+fn wrap(slice: CudaSlice<f32>, dev: &CudaDevice, shape: impl Into<candle_core::Shape>) -> Tensor {
+    Tensor::from_storage(
+        Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone())),
+        shape,
+        BackpropOp::none(),
+        false,
+    )
+}
+
+/// Adds `g` to the gradient of `name`.
+fn add_grad(grads: &mut BTreeMap<String, Tensor>, name: &str, g: Tensor) -> Result<()> {
+    let sum = match grads.remove(name) {
+        Some(a) => (a + g)?,
+        None => g,
+    };
+    grads.insert(name.to_string(), sum);
+    Ok(())
+}
+
+/// A Linear layer's `[out, in + 1]` GEMM result (the last column from the ones channel) as its
+/// `weight` and `bias` gradients.
+fn split_linear(grads: &mut BTreeMap<String, Tensor>, prefix: &str, g: Tensor) -> Result<()> {
+    let (_, k1) = g.dims2()?;
+    add_grad(
+        grads,
+        &format!("{prefix}.weight"),
+        g.narrow(1, 0, k1 - 1)?.contiguous()?,
+    )?;
+    add_grad(
+        grads,
+        &format!("{prefix}.bias"),
+        g.narrow(1, k1 - 1, 1)?.flatten_all()?,
+    )
+}
+
+/// The per-row part of the network (SPEC §2) on the host in f64 with candle's autograd:
+/// from the pooled `c [N, D]`, `mult = softplus(scale(c))` (1 without the scale head),
+/// `(s, τ) = softplus(truncation(c))` and the transform's context part
+/// `ctx = W_ctx·c + b` of its gate and up units.
+struct RowHeads {
+    /// The variables: head parameters by name and `c`.
+    vars: Vec<(String, Var)>,
+    c: Var,
+    /// `[N, 3 + 2·FT]`: `mult, s, τ, ctx_g, ctx_u` per row.
+    rows: Tensor,
+}
+
+impl RowHeads {
+    fn forward(
+        config: &SamplingNetworkConfig,
+        params: &HashMap<&str, &Tensor>,
+        c: Vec<f64>,
+        n: usize,
+    ) -> Result<Self> {
+        let d = config.d_model;
+        let cpu = Device::Cpu;
+        let mut vars = Vec::new();
+        let mut var = |name: &str| -> Result<Tensor> {
+            let t = params
+                .get(name)
+                .ok_or_else(|| NetsError::MissingParameter {
+                    origin: "fused training step".into(),
+                    name: name.into(),
+                    expected: vec![],
+                    architecture: "sampling_network".into(),
+                    hint: String::new(),
+                })?;
+            let v = Var::from_tensor(&t.to_device(&cpu)?.to_dtype(DType::F64)?)?;
+            let t = v.as_tensor().clone();
+            vars.push((name.to_string(), v));
+            Ok(t)
+        };
+        let c = Var::from_tensor(&Tensor::from_vec(c, (n, d), &cpu)?)?;
+        let ct = c.as_tensor();
+        let mut swiglu = |prefix: &str| -> Result<Tensor> {
+            let mut lin = |x: &Tensor, part: &str| -> Result<Tensor> {
+                let w = var(&format!("{prefix}.{part}.weight"))?;
+                let b = var(&format!("{prefix}.{part}.bias"))?;
+                Ok(x.matmul(&w.t()?)?.broadcast_add(&b)?)
+            };
+            let h = (lin(ct, "gate")?.silu()? * lin(ct, "up")?)?;
+            lin(&h, "down")
+        };
+        let mult = if config.scale {
+            crate::layers::softplus(&swiglu("scale")?)?
+        } else {
+            Tensor::ones((n, 1), DType::F64, &cpu)?
+        };
+        let st = crate::layers::softplus(&swiglu("truncation")?)?;
+        let mut ctx = Vec::new();
+        for part in ["gate", "up"] {
+            let w = var(&format!("transform.{part}.weight"))?;
+            let b = var(&format!("transform.{part}.bias"))?;
+            ctx.push(ct.matmul(&w.narrow(1, d, d)?.t()?)?.broadcast_add(&b)?);
+        }
+        let rows = Tensor::cat(&[&mult, &st, &ctx[0], &ctx[1]], 1)?;
+        Ok(Self { vars, c, rows })
+    }
+
+    /// The rows as f32, row-major.
+    fn rows_f32(&self) -> Result<Vec<f32>> {
+        Ok(self.rows.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// From the per-row gradient sums (same layout as the rows), the head parameters' gradients
+    /// (f32 on `device`) and `∂/∂c` (row-major `[N, D]`, f64).
+    fn backward(
+        &self,
+        rowgrad: &[f32],
+        device: &Device,
+    ) -> Result<(BTreeMap<String, Tensor>, Vec<f64>)> {
+        let g: Vec<f64> = rowgrad.iter().map(|&x| x as f64).collect();
+        let g = Tensor::from_vec(g, self.rows.dims(), &Device::Cpu)?;
+        let store = (&self.rows * g)?.sum_all()?.backward()?;
+        let mut grads = BTreeMap::new();
+        for (name, v) in &self.vars {
+            let gt = match store.get(v.as_tensor()) {
+                Some(t) => t.clone(),
+                None => v.as_tensor().zeros_like()?,
+            };
+            add_grad(
+                &mut grads,
+                name,
+                gt.to_dtype(DType::F32)?.to_device(device)?,
+            )?;
+        }
+        let dc = match store.get(self.c.as_tensor()) {
+            Some(t) => t.flatten_all()?.to_vec1::<f64>()?,
+            None => vec![0.0; self.c.as_tensor().elem_count()],
+        };
+        Ok((grads, dc))
+    }
+}
