@@ -217,7 +217,6 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
 /// `iters` = 0.
 #[cfg(feature = "cuda")]
 fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
-    use adasamp_nets::gpu::bench::FORWARD_BATCHES;
     if iters == 0 || device == ComputeDevice::Cpu {
         return Ok((vec![], vec![]));
     }
@@ -230,14 +229,13 @@ fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, V
     let measured = adasamp_nets::gpu::gpu_bench_rows(&device.candle()?, &config, iters, &scratch)?;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let mut batches = FORWARD_BATCHES.iter();
     for r in measured {
         match r.fused {
             Some(fused) => rows.push(BenchRow {
                 measure: format!("learned sampler, {} (lower is better)", r.unit),
                 model: format!("{name}: {}", r.what),
                 backend: "fused kernels".into(),
-                batch: batches.next().copied().unwrap_or(0),
+                batch: r.batch.unwrap_or(0),
                 value: fused,
                 reference: r.reference_name.into(),
                 reference_value: r.reference,
