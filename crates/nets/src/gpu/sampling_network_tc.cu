@@ -9,8 +9,9 @@
 //          + a_hi.w_lo, three mmas per product, about f32 accuracy (~22 bits).
 // Activations whose range is not bounded by a LayerNorm (the encoder's hidden units, the
 // block input, phi(q), the attention output) are scaled per token, phi(k) and v (the sums'
-// operands) per 16-token tile, by a power of two before the f16 conversion (the products are
-// scaled back in f32), so large |log-probabilities| cannot overflow f16.
+// operands) per channel over a 16-token tile, the attention sums per head, by a power of two
+// before the f16 conversion (the products are scaled back in f32), so large
+// |log-probabilities| cannot overflow f16; values under 2^10 are never rescaled.
 //
 // Passes (one launch each) over every (row n, token t), for B blocks:
 //   snt_pass (p = 0)        encoder(lp) -> block 0's sums S = sum phi(k) v^T, s = sum phi(k)
@@ -216,6 +217,7 @@ struct Net {
   static constexpr int O_DN = O_U + M_U, O_ATT = O_DN + M_DN, O_KV = O_ATT + M_ATT, HALVES = O_KV + M_KV;
   // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 2 scalars
   static constexpr int SMEM_BYTES = 2 * HALVES * 2 + (2 * ACC_BLOCK + 4) * 4;
+  static_assert(H <= 4, "one shared scale slot per head, 4 slots");
   static_assert(SMEM_BYTES <= TC_SMEM_BYTES, "shared memory over TC_SMEM_BYTES");
 };
 
@@ -307,10 +309,10 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* __
 
 // One block on the tile: x = LN2(y + FFN(y)), y = LN1(x + out(attention(x))).
 // `att` holds the row's sums as the B operand [q channel][D numerators + H denominators],
-// scaled by 1 / att_scale; `eps` = ATTENTION_EPS / att_scale.
+// head h's entries scaled by 1 / att_scale[h]; `eps[h]` = ATTENTION_EPS / att_scale[h].
 template <class C, int P>
 __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restrict__ Wb, SMat q, SMat out, SMat gate,
-                                      SMat up, SMat down, SMat att, float eps, int lane) {
+                                      SMat up, SMat down, SMat att, const float (&eps)[C::H], int lane) {
   const int t = lane & 3;
   // phi(q)
   float sx[2];
@@ -334,7 +336,6 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restr
   zero(nd);
   linear<C::KD, C::NA, P, C::LDD>(nd, qa, att, lane);
   // numerators and denominators of a token carry its phi(q) scale: so must the epsilon
-  const float eps0 = eps * sq[0], eps1 = eps * sq[1];
   float a[C::ND][4];
 #pragma unroll
   for (int h = 0; h < C::H; ++h) {
@@ -342,7 +343,7 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restr
     const int src = (lane & ~3) | (h >> 1);
     const float d0 = __shfl_sync(0xffffffffu, nd[C::ND][h & 1], src);
     const float d1 = __shfl_sync(0xffffffffu, nd[C::ND][2 + (h & 1)], src);
-    const float i0 = 1.0f / (d0 + eps0), i1 = 1.0f / (d1 + eps1);
+    const float i0 = 1.0f / (d0 + eps[h] * sq[0]), i1 = 1.0f / (d1 + eps[h] * sq[1]);
     a[h][0] = nd[h][0] * i0;
     a[h][1] = nd[h][1] * i0;
     a[h][2] = nd[h][2] * i1;
@@ -462,43 +463,47 @@ __device__ __forceinline__ void add_kv(float (&S)[C::H][4], float (&s)[C::KD][4]
       }
     }
   }
-  // A = phi(k)^T per m-tile (channels x 16 tokens), B = v (tokens x a head's 8 channels)
-  float mk = 0.0f, mv = 0.0f;
+  // A = phi(k)^T per m-tile (channels x 16 tokens), B = v (tokens x a head's 8 channels).
+  // Scale factors per channel (over the tile's 16 tokens): a channel is a row of A (an output
+  // row of S) or a column of B (an output column), so each is undone on the f32 products.
+  // chs[m][r]: channel 16 m + g + 8 r of [k; v] (a quad holds a channel's tokens).
+  float chs[2 * C::KD][2];
 #pragma unroll
   for (int m = 0; m < 2 * C::KD; ++m)
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (m < C::KD) mk = fmaxf(mk, fabsf(kvt[m][j][e]));
-        else mv = fmaxf(mv, fabsf(kvt[m][j][e]));
-      }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    mk = fmaxf(mk, __shfl_xor_sync(0xffffffffu, mk, o));
-    mv = fmaxf(mv, __shfl_xor_sync(0xffffffffu, mv, o));
-  }
-  const float sk = scale_for(mk), sv = scale_for(mv);
+    for (int r = 0; r < 2; ++r) {
+      float mx = fmaxf(fmaxf(fabsf(kvt[m][0][2 * r]), fabsf(kvt[m][0][2 * r + 1])),
+                       fmaxf(fabsf(kvt[m][1][2 * r]), fabsf(kvt[m][1][2 * r + 1])));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      chs[m][r] = scale_for(mx);
+    }
   AFrag ka[C::KD];
 #pragma unroll
   for (int m = 0; m < C::KD; ++m) {
-    split2<P>(kvt[m][0][0] * sk, kvt[m][0][1] * sk, ka[m].h[0], ka[m].l[0]);
-    split2<P>(kvt[m][0][2] * sk, kvt[m][0][3] * sk, ka[m].h[1], ka[m].l[1]);
-    split2<P>(kvt[m][1][0] * sk, kvt[m][1][1] * sk, ka[m].h[2], ka[m].l[2]);
-    split2<P>(kvt[m][1][2] * sk, kvt[m][1][3] * sk, ka[m].h[3], ka[m].l[3]);
+    split2<P>(kvt[m][0][0] * chs[m][0], kvt[m][0][1] * chs[m][0], ka[m].h[0], ka[m].l[0]);
+    split2<P>(kvt[m][0][2] * chs[m][1], kvt[m][0][3] * chs[m][1], ka[m].h[1], ka[m].l[1]);
+    split2<P>(kvt[m][1][0] * chs[m][0], kvt[m][1][1] * chs[m][0], ka[m].h[2], ka[m].l[2]);
+    split2<P>(kvt[m][1][2] * chs[m][1], kvt[m][1][3] * chs[m][1], ka[m].h[3], ka[m].l[3]);
   }
-  const float inv_kv = 1.0f / (sk * sv), inv_k = 1.0f / sk;
 #pragma unroll
   for (int h = 0; h < C::H; ++h) {
     // v channel 8 h + g: row 8 (h % 2) + g of v m-tile KD + h / 2 -> elements 2 (h % 2) + 0/1
     const int mv_tile = C::KD + h / 2, e0 = 2 * (h & 1);
+    const float sv = chs[mv_tile][h & 1];
     uint32_t bh0, bl0, bh1, bl1;
     split2<P>(kvt[mv_tile][0][e0] * sv, kvt[mv_tile][0][e0 + 1] * sv, bh0, bl0);
     split2<P>(kvt[mv_tile][1][e0] * sv, kvt[mv_tile][1][e0 + 1] * sv, bh1, bl1);
     float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     mma_p<P>(tmp, ka[h / 2], bh0, bh1, bl0, bl1);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) S[h][e] = fmaf(tmp[e], inv_kv, S[h][e]);
+    // output column 2 t + c is v channel 8 h + 2 t + c, whose factor quad 2 t + c holds
+    const float iv0 = 1.0f / __shfl_sync(0xffffffffu, sv, 4 * (2 * t));
+    const float iv1 = 1.0f / __shfl_sync(0xffffffffu, sv, 4 * (2 * t + 1));
+    const float ik0 = 1.0f / chs[h / 2][0], ik1 = 1.0f / chs[h / 2][1];
+    S[h][0] = fmaf(tmp[0], ik0 * iv0, S[h][0]);
+    S[h][1] = fmaf(tmp[1], ik0 * iv1, S[h][1]);
+    S[h][2] = fmaf(tmp[2], ik1 * iv0, S[h][2]);
+    S[h][3] = fmaf(tmp[3], ik1 * iv1, S[h][3]);
   }
   const uint32_t ones = g == 0 ? pack(__floats2half2_rn(1.0f, 1.0f)) : 0u;
 #pragma unroll
@@ -507,7 +512,7 @@ __device__ __forceinline__ void add_kv(float (&S)[C::H][4], float (&s)[C::KD][4]
     mma(tmp, ka[m].h, ones, ones);
     if (P >= 1) mma(tmp, ka[m].l, ones, ones);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s[m][e] = fmaf(tmp[e], inv_k, s[m][e]);
+    for (int e = 0; e < 4; ++e) s[m][e] = fmaf(tmp[e], 1.0f / chs[m][e >> 1], s[m][e]);
   }
 }
 
@@ -550,7 +555,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   const float* Wb = W + C::ENC_SIZE + (p - 1) * C::BLOCK_SIZE;  // block p-1 (if any)
   const float* Wn = W + C::ENC_SIZE + p * C::BLOCK_SIZE;        // block p (if any)
   for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) sums[i] = 0.0f;
-  if (threadIdx.x == 0) scal[0] = 0.0f;
+  if (threadIdx.x < 4) scal[threadIdx.x] = 0.0f;
   __syncthreads();
   if (from_encoder) stage<P, C::LDE>(hi + C::O_ENC, lo + C::O_ENC, W + C::ENC_DW, C::D, C::FE, C::D, 16 * C::KE);
   if (has_block) {
@@ -559,24 +564,31 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     stage<P, C::LDD>(hi + C::O_G, lo + C::O_G, Wb + C::FG_W, C::FF, C::D, 16 * C::KF, C::D);
     stage<P, C::LDD>(hi + C::O_U, lo + C::O_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
     stage<P, C::LDF>(hi + C::O_DN, lo + C::O_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
-    // the attention B operand from block p-1's sums / #kept, then scaled to max |.| < 2^8
+    // the attention B operand from block p-1's sums / #kept, then each head's entries scaled
+    // to max |.| in [2^7, 2^8) (a head's numerators and denominator share the factor, so its
+    // ratio is unchanged; one factor for all heads would push a head with small sums into
+    // f16's subnormals when another head's are huge)
     const float* in = row_acc + (p - 1) * C::ACC_BLOCK;
     const float kept = fmaxf(st[3], 1.0f);
     for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) {
       const float v = in[i] / kept;
       stage_att[i] = v;
-      atomicMax(reinterpret_cast<int*>(scal), __float_as_int(fabsf(v)));
+      const int head = i < C::D * 8 ? i / 64 : (i - C::D * 8) / 8;
+      atomicMax(reinterpret_cast<int*>(scal + head), __float_as_int(fabsf(v)));
     }
   }
   if (has_next) stage<P, C::LDD>(hi + C::O_KV, lo + C::O_KV, Wn + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
   __syncthreads();
-  float eps = 0.0f;
-  if (has_block) {
-    const float m = scal[0];
+  float eps[C::H], sc[C::H];
+#pragma unroll
+  for (int h = 0; h < C::H; ++h) {
+    const float m = scal[h];
     int e = 0;
     if (m > 0.0f) frexpf(m, &e);
-    const float sc = m > 0.0f ? exp2f((float)(8 - e)) : 1.0f;
-    eps = TC_ATTENTION_EPS / fmaxf(st[3], 1.0f) * sc;
+    sc[h] = m > 0.0f ? exp2f((float)(8 - e)) : 1.0f;
+    eps[h] = TC_ATTENTION_EPS / fmaxf(st[3], 1.0f) * sc[h];
+  }
+  if (has_block) {
     for (int i = threadIdx.x; i < 8 * C::NA * C::D; i += blockDim.x) {
       const int r = i / C::D, c = i % C::D;  // r: output column (numerator 8h+j or denominator D+h)
       const int head = c / 8;
@@ -586,7 +598,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       } else if (r - C::D == head) {
         v = stage_att[C::D * 8 + c];
       }
-      v *= sc;
+      v *= sc[head];
       const __half h = __float2half_rn(v);
       hi[C::O_ATT + r * C::LDD + c] = h;
       if (P >= 2) lo[C::O_ATT + r * C::LDD + c] = __float2half_rn(v - __half2float(h));
