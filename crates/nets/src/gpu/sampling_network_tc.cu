@@ -166,6 +166,20 @@ __device__ __forceinline__ void rescale_bias(float (&c)[NT][4], const float (&s)
   }
 }
 
+// out = W in + bias (bias entries >= count read as 0) on tensor cores, `in` (C tiles of 2 KC
+// n-tiles) scaled per token (row_scales) for its f16 conversion and the products scaled back.
+template <int KC, int NT, int P, int LD>
+__device__ __forceinline__ void scaled_linear(float (&out)[NT][4], const float (&in)[2 * KC][4], SMat w,
+                                              const float* __restrict__ bias, int count, int lane) {
+  float s[2];
+  row_scales(in, s);
+  AFrag a[KC];
+  to_frags<KC, P>(a, in, s);
+  zero(out);
+  linear<KC, NT, P, LD>(out, a, w, lane);
+  rescale_bias(out, s, bias, count, lane);
+}
+
 // Stages W [rows][cols] (row-major f32 at `src`) as f16 hi / lo [prows][LD] (zero padding).
 template <int P, int LD>
 __device__ void stage(__half* hi, __half* lo, const float* __restrict__ src, int rows, int cols, int prows,
@@ -265,13 +279,7 @@ __device__ __forceinline__ void encoder(float (&x)[C::ND][4], const float (&lp)[
       h[n][e] = v;
     }
   }
-  float s[2];
-  row_scales(h, s);
-  AFrag a[C::KE];
-  to_frags<C::KE, P>(a, h, s);
-  zero(x);
-  linear<C::KE, C::ND, P, C::LDE>(x, a, enc, lane);
-  rescale_bias(x, s, W + C::ENC_DB, C::D, lane);
+  scaled_linear<C::KE, C::ND, P, C::LDE>(x, h, enc, W + C::ENC_DB, C::D, lane);
 }
 
 // LayerNorm over the D channels of rows g and g+8 (a quad holds a row).
@@ -315,14 +323,8 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restr
                                       SMat up, SMat down, SMat att, const float (&eps)[C::H], int lane) {
   const int t = lane & 3;
   // phi(q)
-  float sx[2];
-  row_scales(x, sx);
-  AFrag xa[C::KD];
-  to_frags<C::KD, P>(xa, x, sx);
   float qc[C::ND][4];
-  zero(qc);
-  linear<C::KD, C::ND, P, C::LDD>(qc, xa, q, lane);
-  rescale_bias(qc, sx, Wb + C::QKV_B, C::D, lane);
+  scaled_linear<C::KD, C::ND, P, C::LDD>(qc, x, q, Wb + C::QKV_B, C::D, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
@@ -350,14 +352,8 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restr
     a[h][3] = nd[h][3] * i1;
   }
   // y = LN1(x + out(a))
-  float sa[2];
-  row_scales(a, sa);
-  AFrag aa[C::KD];
-  to_frags<C::KD, P>(aa, a, sa);
   float y[C::ND][4];
-  zero(y);
-  linear<C::KD, C::ND, P, C::LDD>(y, aa, out, lane);
-  rescale_bias(y, sa, Wb + C::OUT_B, C::D, lane);
+  scaled_linear<C::KD, C::ND, P, C::LDD>(y, a, out, Wb + C::OUT_B, C::D, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
