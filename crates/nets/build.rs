@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The kernel sources, each compiled to `$OUT_DIR/<stem>.ptx`.
-const KERNELS: [&str; 2] = ["fused_samplers", "fused_training"];
+const KERNELS: [&str; 3] = ["fused_samplers", "fused_training", "sampling_network_tc"];
 
 fn main() -> Result<(), String> {
     println!("cargo::rerun-if-changed=build.rs");

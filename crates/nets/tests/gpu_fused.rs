@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use adasamp_nets::gpu::fused::{COMPILED_CONFIGS, COMPILED_SIMPLE_HIDDEN};
-use adasamp_nets::gpu::FusedSampler;
+use adasamp_nets::gpu::{FusedPrecision, FusedSampler};
 use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -23,6 +23,15 @@ use rand_chacha::ChaCha8Rng;
 
 /// Relative tolerance: `|fused − plain| ≤ TOL · max(|plain|, 1)`.
 const TOL: f32 = 1e-3;
+/// The same bound for the SamplingNetwork at [`FusedPrecision::F16`] (one f16 product per
+/// matrix product, ~11 bits; measured worst 5.4e-4 on an H100): a documented, looser bound.
+const TOL_F16: f32 = 2e-3;
+
+/// Each precision with its tolerance.
+const PRECISIONS: [(FusedPrecision, f32); 2] = [
+    (FusedPrecision::SplitF16, TOL),
+    (FusedPrecision::F16, TOL_F16),
+];
 
 fn cuda_or_skip(test: &str) -> Option<Device> {
     match Device::new_cuda(0) {
@@ -83,6 +92,10 @@ fn logits(rows: usize, vocab: usize, masked: f64, rng: &mut ChaCha8Rng, device: 
 }
 
 fn assert_close(fused: &Tensor, plain: &Tensor, what: &str) {
+    assert_close_within(fused, plain, what, TOL);
+}
+
+fn assert_close_within(fused: &Tensor, plain: &Tensor, what: &str, tol: f32) {
     let f = fused.to_vec2::<f32>().unwrap();
     let p = plain.to_vec2::<f32>().unwrap();
     let mut worst = 0.0f32;
@@ -102,13 +115,24 @@ fn assert_close(fused: &Tensor, plain: &Tensor, what: &str) {
             );
             let rel = (a - b).abs() / b.abs().max(1.0);
             assert!(
-                rel <= TOL,
-                "{what}: row {r} token {t}: fused {a}, plain {b}"
+                rel <= tol,
+                "{what}: row {r} token {t}: fused {a}, plain {b} (tolerance {tol:e})"
             );
             worst = worst.max(rel);
         }
     }
     eprintln!("{what}: worst relative difference {worst:.2e}");
+}
+
+/// The device, a seeded generator (seed printed) and the reference SamplingNetwork with noisy
+/// weights; `None` (test skipped) without a CUDA device.
+fn reference_network(test: &str) -> Option<(Device, ChaCha8Rng, LearnedSampler)> {
+    let device = cuda_or_skip(test)?;
+    let seed = fresh_seed(test);
+    let rng = ChaCha8Rng::seed_from_u64(seed);
+    let cfg = common::load_config("sampling_network.yaml");
+    let sampler = noisy_sampler(&cfg, seed, &device);
+    Some((device, rng, sampler))
 }
 
 fn config(d: usize, heads: usize, d_ff: usize, blocks: usize, scale: bool) -> SamplerConfig {
@@ -127,19 +151,27 @@ fn cuda_fused_forward_equals_plain_candle_for_every_compiled_shape() {
             for blocks in [1, 4] {
                 let cfg = config(d, heads, d_ff, blocks, scale);
                 let sampler = noisy_sampler(&cfg, seed ^ i as u64, &device);
-                let fused = FusedSampler::new(&sampler)
-                    .unwrap()
-                    .with_poisoned_outputs(true);
-                // V not a multiple of the 128-thread block.
+                // V not a multiple of the 16-token tile.
                 let z = logits(3, 5_003, 0.2, &mut rng, &device);
                 let plain = sampler.forward(&z).unwrap();
-                let out = fused.forward(&z).unwrap();
-                assert_eq!(out.dims(), &[3, 5_003]);
-                assert_close(
-                    &out,
-                    &plain,
-                    &format!("d {d} heads {heads} d_ff {d_ff} blocks {blocks} scale {scale}"),
-                );
+                for (precision, tol) in PRECISIONS {
+                    let fused = FusedSampler::new(&sampler)
+                        .unwrap()
+                        .with_poisoned_outputs(true)
+                        .with_precision(precision);
+                    assert_eq!(fused.launches(), blocks + 4);
+                    let out = fused.forward(&z).unwrap();
+                    assert_eq!(out.dims(), &[3, 5_003]);
+                    assert_close_within(
+                        &out,
+                        &plain,
+                        &format!(
+                            "d {d} heads {heads} d_ff {d_ff} blocks {blocks} scale {scale} \
+                             {precision:?}"
+                        ),
+                        tol,
+                    );
+                }
             }
         }
     }
@@ -175,21 +207,33 @@ fn cuda_fused_simple_transform_equals_plain_candle_for_every_compiled_width() {
 
 #[test]
 fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
-    let Some(device) = cuda_or_skip("fused forward at V = 128256") else {
+    let Some((device, mut rng, sampler)) = reference_network("fused forward at V = 128256") else {
         return;
     };
-    let seed = fresh_seed("fused forward at V = 128256");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let cfg = common::load_config("sampling_network.yaml");
-    let sampler = noisy_sampler(&cfg, seed, &device);
+    let z = logits(4, 128_256, 0.0, &mut rng, &device);
+    let plain = sampler.forward(&z).unwrap();
+    for (precision, tol) in PRECISIONS {
+        let fused = FusedSampler::new(&sampler)
+            .unwrap()
+            .with_poisoned_outputs(true)
+            .with_precision(precision);
+        assert_close_within(
+            &fused.forward(&z).unwrap(),
+            &plain,
+            &format!("reference config, V 128256, {precision:?}"),
+            tol,
+        );
+    }
+    // One network for the two calls below: the first allocates its activation buffer, the
+    // smaller one after it reuses that buffer (NaN-filled again first).
     let fused = FusedSampler::new(&sampler)
         .unwrap()
         .with_poisoned_outputs(true);
-    let z = logits(4, 128_256, 0.0, &mut rng, &device);
+    let z = logits(3, 30_000, 0.1, &mut rng, &device);
     assert_close(
         &fused.forward(&z).unwrap(),
         &sampler.forward(&z).unwrap(),
-        "reference config, V 128256",
+        "reference config, V 30000 (activation buffer allocated)",
     );
     // A row with a single kept token: its output is finite there, -inf elsewhere.
     let mut row = vec![f32::NEG_INFINITY; 1000];
@@ -199,6 +243,43 @@ fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
         &fused.forward(&z).unwrap(),
         &sampler.forward(&z).unwrap(),
         "single kept token",
+    );
+}
+
+/// Open limitation (docs/gpu.md, "Fused learned-sampler kernels"): rows whose finite logits lie
+/// ~1e4 below the maximum (a "soft mask") make the encoder's hidden units ~1e7, past f16's
+/// range; the kernels rescale by powers of two, but on an H100 the split-f16 output still
+/// differed from plain candle by 2.2e-3 relative at the first token of the second row (the
+/// first row within 1e-3; the check stops at the first miss). Kept as the reproducer:
+/// `--ignored` runs it.
+#[test]
+#[ignore = "open limitation: split-f16 deviates ~2e-3 from plain candle on soft-masked logits (docs/gpu.md)"]
+fn cuda_fused_forward_on_soft_masked_logits() {
+    let Some((device, mut rng, sampler)) = reference_network("fused forward on soft-masked logits")
+    else {
+        return;
+    };
+    let fused = FusedSampler::new(&sampler)
+        .unwrap()
+        .with_poisoned_outputs(true);
+    // Finite logits far below the row's maximum (a -1e4 "soft mask", as some models write):
+    // |lp| ~ 1e4 makes the encoder's hidden units ~1e7, past f16's range unless the kernels
+    // rescale them.
+    let mut data = logits(2, 20_000, 0.1, &mut rng, &device)
+        .to_vec2::<f32>()
+        .unwrap();
+    for row in &mut data {
+        for x in row.iter_mut().step_by(7).skip(1) {
+            if x.is_finite() {
+                *x -= 1.0e4;
+            }
+        }
+    }
+    let z = Tensor::from_vec(data.concat(), (2, 20_000), &device).unwrap();
+    assert_close(
+        &fused.forward(&z).unwrap(),
+        &sampler.forward(&z).unwrap(),
+        "soft-masked logits at -1e4",
     );
 }
 

@@ -217,7 +217,7 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
 /// figure. Empty on the CPU or for `iters` = 0.
 #[cfg(feature = "cuda")]
 fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
-    use adasamp_nets::gpu::bench::{FORWARD_BATCHES, TRAIN_POSITIONS};
+    use adasamp_nets::gpu::bench::TRAIN_POSITIONS;
     if iters == 0 || device == ComputeDevice::Cpu {
         return Ok((vec![], vec![]));
     }
@@ -230,7 +230,6 @@ fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, V
     let measured = adasamp_nets::gpu::gpu_bench_rows(&device.candle()?, &config, iters, &scratch)?;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let mut batches = FORWARD_BATCHES.iter();
     for r in measured {
         match r.fused {
             Some(fused) => rows.push(BenchRow {
@@ -241,11 +240,7 @@ fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, V
                 ),
                 model: format!("{name}: {}", r.what),
                 backend: "fused kernels".into(),
-                batch: if r.unit == "ms" {
-                    batches.next().copied().unwrap_or(0)
-                } else {
-                    TRAIN_POSITIONS
-                },
+                batch: r.batch.unwrap_or(TRAIN_POSITIONS),
                 value: fused,
                 reference: r.reference_name.into(),
                 reference_value: r.reference,

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::SamplerConfig;
 use crate::error::{NetsError, Result};
-use crate::gpu::fused::FusedSampler;
+use crate::gpu::fused::{FusedPrecision, FusedSampler};
 use crate::gpu::fused_training::FusedTrainer;
 use crate::sampler::LearnedSampler;
 use crate::train::bench::{positions_per_second_on, synthetic_dataset};
@@ -31,8 +31,10 @@ const WARMUP: usize = 2;
 /// One measured row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuBenchRow {
-    /// What is measured, e.g. `SamplingNetwork forward, V = 128256, batch 16`.
+    /// What is measured, e.g. `sampling_network forward (split f16), V = 128256, batch 16`.
     pub what: String,
+    /// The batch (rows) of a forward row; `None` for the training row.
+    pub batch: Option<usize>,
     /// Unit of [`Self::fused`] and [`Self::reference`]: `ms` (lower is better) or `positions/s`
     /// (higher is better).
     pub unit: &'static str,
@@ -76,11 +78,19 @@ fn median_ms(device: &Device, iters: usize, mut f: impl FnMut() -> Result<Tensor
     Ok(times[times.len() / 2])
 }
 
+/// The fused forward's variants measured by [`gpu_bench_rows`], with their labels.
+pub const FORWARD_PRECISIONS: [(FusedPrecision, &str); 2] = [
+    (FusedPrecision::SplitF16, "split f16"),
+    (FusedPrecision::F16, "f16"),
+];
+
 /// Measures, on `device` (a CUDA device), a `sampling_network` `config` with seeded weights:
 /// the forward at V = [`FORWARD_VOCAB`] for every batch of [`FORWARD_BATCHES`] (median of
-/// `iters` calls, fused vs plain candle, on the same random logits), and the training rate at
-/// V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions per step (`iters` steps of the trainer,
-/// fused engine against the candle engine; scratch files in `scratch`). Shows a progress bar.
+/// `iters` calls, plain candle and the fused kernels at each of [`FORWARD_PRECISIONS`], on the
+/// same random logits; one row per precision and batch), the fused training step alone against
+/// candle's autograd, and the training rate at V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions
+/// per step (`iters` steps of the trainer, fused engine against the candle engine; scratch files
+/// in `scratch`). Shows a progress bar.
 pub fn gpu_bench_rows(
     device: &Device,
     config: &SamplerConfig,
@@ -95,7 +105,10 @@ pub fn gpu_bench_rows(
         ));
     }
     let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
-    let fused = FusedSampler::new(&sampler)?;
+    let fused = FORWARD_PRECISIONS
+        .iter()
+        .map(|&(p, label)| Ok((FusedSampler::new(&sampler)?.with_precision(p), label)))
+        .collect::<Result<Vec<_>>>()?;
     let bar = ProgressBar::new(FORWARD_BATCHES.len() as u64 + 2).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
             .map_err(|e| NetsError::bad_request("progress template", e, "invalid"))?,
@@ -105,17 +118,20 @@ pub fn gpu_bench_rows(
         bar.set_message(format!("forward batch {batch}"));
         let logits = (Tensor::randn(0f32, 1f32, (batch, FORWARD_VOCAB), device)? * 3.0)?;
         let plain = median_ms(device, iters, || sampler.forward(&logits))?;
-        let fast = median_ms(device, iters, || fused.forward(&logits))?;
-        rows.push(GpuBenchRow {
-            what: format!(
-                "{} forward, V = {FORWARD_VOCAB}, batch {batch}",
-                config.architecture()
-            ),
-            unit: "ms",
-            fused: Some(fast),
-            reference: plain,
-            reference_name: "plain candle",
-        });
+        for (net, label) in &fused {
+            let fast = median_ms(device, iters, || net.forward(&logits))?;
+            rows.push(GpuBenchRow {
+                what: format!(
+                    "{} forward ({label}), V = {FORWARD_VOCAB}, batch {batch}",
+                    config.architecture()
+                ),
+                batch: Some(batch),
+                unit: "ms",
+                fused: Some(fast),
+                reference: plain,
+                reference_name: "plain candle",
+            });
+        }
         bar.inc(1);
     }
     bar.set_message("training step");
@@ -152,6 +168,7 @@ pub fn gpu_bench_rows(
             "{} training step, V = {TRAIN_VOCAB}, {TRAIN_POSITIONS} positions",
             config.architecture()
         ),
+        batch: None,
         unit: "positions/s",
         fused,
         reference: plain,
@@ -199,6 +216,7 @@ fn step_row(
              {TRAIN_POSITIONS} positions",
             config.architecture()
         ),
+        batch: None,
         unit: "positions/s",
         fused: Some(rate(fused)),
         reference: rate(plain),

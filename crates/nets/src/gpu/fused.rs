@@ -1,18 +1,24 @@
-//! [`FusedSampler`]: a learned sampler's inference forward (SPEC §2) as fused CUDA kernels
-//! (`fused_samplers.cu`), f32 storage and arithmetic; the result equals
-//! [`crate::LearnedSampler::forward`] up to f32 rounding (summation order).
+//! [`FusedSampler`]: a learned sampler's inference forward (SPEC §2) as fused CUDA kernels; the
+//! result equals [`crate::LearnedSampler::forward`] up to rounding.
 //!
-//! - SamplingNetwork (formulas in [`crate::arch::sampling_network`]): `n_blocks + 3` launches —
-//!   one pass for the per-row log-sum-exp, one for the encoder and block 0's attention sums, one
-//!   per block (its attention, LayerNorms and FFN, plus the next block's sums or the mean pool),
-//!   one for the output head and gate.
-//! - SimpleDistributionAwareTransform ([`crate::arch::distribution_aware`]): 2 launches — the
-//!   per-row log-sum-exp with the entropy, then everything per token.
+//! - SamplingNetwork (formulas in [`crate::arch::sampling_network`],
+//!   `sampling_network_tc.cu`): the per-token matrix products on tensor cores (f16 inputs, f32
+//!   accumulation; [`FusedPrecision`] says how the f32 values are split into f16), the rest f32;
+//!   `n_blocks + 4` launches — the per-row log-sum-exp, the encoder and block 0's attention sums,
+//!   one per block (its attention, LayerNorms and FFN, plus the next block's sums or the mean
+//!   pool), the per-row head context, the output head and gate.
+//! - SimpleDistributionAwareTransform ([`crate::arch::distribution_aware`],
+//!   `fused_samplers.cu`, f32): 2 launches — the per-row log-sum-exp with the entropy, then
+//!   everything per token.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, CudaView, LaunchConfig, PushKernelArg,
+};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor,
@@ -27,6 +33,18 @@ use crate::sampler::LearnedSampler;
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused_samplers.ptx"));
 /// Name the PTX module is cached under in candle's CUDA device.
 const MODULE: &str = "adasamp_nets_fused_samplers";
+/// PTX of `sampling_network_tc.cu` (the SamplingNetwork's tensor-core kernels).
+const PTX_TC: &str = include_str!(concat!(env!("OUT_DIR"), "/sampling_network_tc.ptx"));
+/// Name the tensor-core PTX module is cached under.
+const MODULE_TC: &str = "adasamp_nets_sampling_network_tc";
+/// Threads per block of the SamplingNetwork's per-token kernels (the `.cu`'s `TC_THREADS`).
+const TC_THREADS: u32 = 256;
+/// 16-token tiles per thread block of those kernels at once (one per warp, `TC_WARPS`).
+const TC_WARPS: usize = 8;
+/// Dynamic shared memory of the pass kernels (the `.cu`'s `TC_SMEM_BYTES`).
+const TC_SMEM_BYTES: u32 = 65_536;
+/// Threads per block of the per-row head-context kernel.
+const TC_CTX_THREADS: u32 = 128;
 /// Floats per row of the row-statistics kernel's output (its `STATS`).
 const STATS: usize = 5;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
@@ -47,12 +65,33 @@ pub const COMPILED_CONFIGS: [(usize, usize, usize, usize); 2] = [(32, 4, 32, 64)
 /// Mirrors the `SDAT_CONFIG` lines of `fused_samplers.cu`.
 pub const COMPILED_SIMPLE_HIDDEN: [usize; 3] = [64, 32, 16];
 
+/// How the SamplingNetwork's tensor-core products round their f32 operands to f16 (the
+/// accumulation is f32 either way; the SimpleDistributionAwareTransform is f32 throughout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FusedPrecision {
+    /// Each operand split into two f16 parts, `a = a_hi + a_lo`, and `a·w ≈ a_hi·w_hi +
+    /// a_lo·w_hi + a_hi·w_lo` (three products): about f32 accuracy (~22 bits).
+    #[default]
+    SplitF16,
+    /// One f16 product (activations and weights rounded to f16, ~11 bits): the fastest.
+    F16,
+}
+
+impl FusedPrecision {
+    /// The kernel name suffix (`_p2` / `_p0`, the `.cu`'s precision parameter).
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::SplitF16 => "p2",
+            Self::F16 => "p0",
+        }
+    }
+}
+
 /// Which kernels a [`FusedSampler`] runs, with the sizes they need at launch.
 #[derive(Clone, Debug)]
 enum Kind {
     SamplingNetwork {
         d_model: usize,
-        n_heads: usize,
         n_blocks: usize,
         /// Kernel name suffix `d{D}_h{H}_e{EH}_f{DFF}_s{0|1}`.
         suffix: String,
@@ -70,6 +109,8 @@ pub struct FusedSampler {
     kind: Kind,
     device: Device,
     poison: bool,
+    precision: FusedPrecision,
+    scratch: Scratch,
 }
 
 /// The parameter names of a SamplingNetwork in the order the kernels read the packed buffer:
@@ -145,7 +186,6 @@ fn kind_of(config: &SamplerConfig) -> Result<(Kind, Vec<String>)> {
             );
             let kind = Kind::SamplingNetwork {
                 d_model: c.d_model,
-                n_heads: c.n_heads,
                 n_blocks: c.n_blocks,
                 suffix,
             };
@@ -220,7 +260,16 @@ impl FusedSampler {
             kind,
             device,
             poison: false,
+            precision: FusedPrecision::default(),
+            scratch: Scratch::default(),
         })
+    }
+
+    /// The SamplingNetwork's tensor-core rounding (default [`FusedPrecision::SplitF16`]); no
+    /// effect on the SimpleDistributionAwareTransform.
+    pub fn with_precision(mut self, precision: FusedPrecision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// With `true`, every buffer the kernels write (row statistics, activations, output) is
@@ -267,10 +316,11 @@ impl FusedSampler {
     }
 
     /// Number of kernel launches of one forward (SamplingNetwork: row statistics, encoder, one
-    /// per block, head; SimpleDistributionAwareTransform: row statistics, per-token pass).
+    /// per block, head context, head; SimpleDistributionAwareTransform: row statistics,
+    /// per-token pass).
     pub fn launches(&self) -> usize {
         match &self.kind {
-            Kind::SamplingNetwork { n_blocks, .. } => n_blocks + 3,
+            Kind::SamplingNetwork { n_blocks, .. } => n_blocks + 4,
             Kind::Simple { .. } => 2,
         }
     }
@@ -288,6 +338,28 @@ fn f32_view<'a>(
     Ok(storage.as_cuda_slice::<f32>()?.slice(start..end))
 }
 
+/// Thread blocks per row for the SamplingNetwork's per-token kernels: as many as fill the
+/// device once (multiprocessors × resident blocks of `func`) shared by the `rows` rows, at least
+/// one, at most one per warp-sized group of the row's 16-token tiles.
+fn blocks_per_row(
+    dev: &CudaDevice,
+    func: &CudaFunction,
+    rows: usize,
+    vocab: usize,
+) -> candle_core::Result<u32> {
+    let sms = dev
+        .cuda_stream()
+        .context()
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .w()?;
+    let resident = func
+        .occupancy_max_active_blocks_per_multiprocessor(TC_THREADS, TC_SMEM_BYTES as usize, None)
+        .w()?;
+    let slots = (sms.max(1) as usize) * (resident.max(1) as usize);
+    let tiles = vocab.div_ceil(16).div_ceil(TC_WARPS);
+    Ok((slots / rows.max(1)).clamp(1, tiles.max(1)) as u32)
+}
+
 /// A fresh f32 buffer of `len` elements, NaN-filled when `poison`.
 fn output_buffer(
     dev: &CudaDevice,
@@ -297,22 +369,41 @@ fn output_buffer(
     // SAFETY: every element is written by the kernels (or by the NaN fill) before it is read.
     let mut buf = unsafe { dev.alloc::<f32>(len)? };
     if poison {
-        let func = dev.get_or_load_custom_func("sn_fill", MODULE, PTX)?;
-        let mut b = func.builder();
-        let count = len as u64;
-        let value = f32::NAN;
-        b.arg(&mut buf);
-        b.arg(&count);
-        b.arg(&value);
-        let cfg = LaunchConfig {
-            grid_dim: (1024, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the kernel writes `count` floats of `buf`.
-        unsafe { b.launch(cfg) }.w()?;
+        fill_nan(dev, &mut buf)?;
     }
     Ok(buf)
+}
+
+/// Fills all of `buf` with NaN (on the device's stream).
+fn fill_nan(dev: &CudaDevice, buf: &mut CudaSlice<f32>) -> candle_core::Result<()> {
+    let func = dev.get_or_load_custom_func("sn_fill", MODULE, PTX)?;
+    let mut b = func.builder();
+    let count = buf.len() as u64;
+    let value = f32::NAN;
+    b.arg(buf);
+    b.arg(&count);
+    b.arg(&value);
+    let cfg = LaunchConfig {
+        grid_dim: (1024, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: the kernel writes `count` floats of `buf`.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(())
+}
+
+/// The SamplingNetwork's activation buffer (`[N, V, d]` f32), kept between forwards so a call
+/// does not allocate (and the driver map) up to a gigabyte afresh: grown when a call needs more.
+/// The lock is held while a forward queues its kernels, so two forwards' kernels never
+/// interleave on the stream.
+#[derive(Clone, Default)]
+struct Scratch(Arc<Mutex<Option<CudaSlice<f32>>>>);
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
 }
 
 /// `[N, V]` logits → `[N, 5]` per row: max z, `L = log Σ exp(z − max)`, #NaN or `+inf`,
@@ -412,56 +503,99 @@ impl CustomOp3 for Forward<'_> {
             }
             Kind::SamplingNetwork {
                 d_model,
-                n_heads,
                 n_blocks,
                 suffix,
             } => {
                 let d = *d_model;
-                let acc_block = d * (d / n_heads) + d;
-                let acc_row = n_blocks * acc_block + d;
+                // per block S [d][8] + s [d], then the pool [d] (heads of width 8)
+                let acc_row = n_blocks * (d * 8 + d) + d;
                 let mut acc = dev.alloc_zeros::<f32>(n * acc_row)?;
-                let mut xs = output_buffer(dev, n * v * d, self.net.poison)?;
+                let mut scratch = self.net.scratch.0.lock().map_err(|_| {
+                    candle_core::Error::Msg("fused sampler: scratch lock poisoned".into())
+                })?;
+                let need = n * v * d;
+                let xs = match scratch.take() {
+                    Some(mut buf) if buf.len() >= need => {
+                        if self.net.poison {
+                            fill_nan(dev, &mut buf)?;
+                        }
+                        buf
+                    }
+                    _ => output_buffer(dev, need, self.net.poison)?,
+                };
+                let xs = scratch.insert(xs);
+                let ctx_len = 2 * (2 * d / 3) + 3;
+                let mut ctx = output_buffer(dev, n * ctx_len, self.net.poison)?;
                 let blocks = *n_blocks as i32;
-                let encode =
-                    dev.get_or_load_custom_func(&format!("sn_encode_{suffix}"), MODULE, PTX)?;
-                let mut b = encode.builder();
-                b.arg(&z);
-                b.arg(&stats);
-                b.arg(&w);
-                b.arg(&mut xs);
-                b.arg(&mut acc);
-                b.arg(&vi);
-                b.arg(&blocks);
-                // SAFETY: each thread writes its token's activations and adds to its row's sums.
-                unsafe { b.launch(cfg) }.w()?;
-                let block =
-                    dev.get_or_load_custom_func(&format!("sn_block_{suffix}"), MODULE, PTX)?;
-                for i in 0..blocks {
-                    let mut b = block.builder();
+                let precision = self.net.precision.suffix();
+                let pass = dev.get_or_load_custom_func(
+                    &format!("snt_pass_{suffix}_{precision}"),
+                    MODULE_TC,
+                    PTX_TC,
+                )?;
+                pass.set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    TC_SMEM_BYTES as i32,
+                )
+                .w()?;
+                let per_row = blocks_per_row(dev, &pass, n, v)?;
+                let tiles_cfg = LaunchConfig {
+                    grid_dim: (per_row, n as u32, 1),
+                    block_dim: (TC_THREADS, 1, 1),
+                    shared_mem_bytes: TC_SMEM_BYTES,
+                };
+                for p in 0..=blocks {
+                    let mut b = pass.builder();
                     b.arg(&z);
                     b.arg(&stats);
                     b.arg(&w);
-                    b.arg(&mut xs);
+                    b.arg(&mut *xs);
                     b.arg(&mut acc);
                     b.arg(&vi);
                     b.arg(&blocks);
-                    b.arg(&i);
-                    // SAFETY: as above, in place on each token's activations.
-                    unsafe { b.launch(cfg) }.w()?;
+                    b.arg(&p);
+                    // SAFETY: each warp reads and writes its own tokens' activations and adds to
+                    // its row's sums; the buffers have the sizes the kernel indexes.
+                    unsafe { b.launch(tiles_cfg) }.w()?;
                 }
-                let head =
-                    dev.get_or_load_custom_func(&format!("sn_head_{suffix}"), MODULE, PTX)?;
+                let head_ctx = dev.get_or_load_custom_func(
+                    &format!("snt_head_ctx_{suffix}"),
+                    MODULE_TC,
+                    PTX_TC,
+                )?;
+                let mut b = head_ctx.builder();
+                b.arg(&stats);
+                b.arg(&w);
+                b.arg(&acc);
+                b.arg(&mut ctx);
+                b.arg(&blocks);
+                let row_cfg = LaunchConfig {
+                    grid_dim: (n as u32, 1, 1),
+                    block_dim: (TC_CTX_THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: one block per row writes that row's context.
+                unsafe { b.launch(row_cfg) }.w()?;
+                let head = dev.get_or_load_custom_func(
+                    &format!("snt_head_{suffix}_{precision}"),
+                    MODULE_TC,
+                    PTX_TC,
+                )?;
                 let mut b = head.builder();
                 b.arg(&z);
                 b.arg(&stats);
                 b.arg(&w);
-                b.arg(&xs);
-                b.arg(&acc);
+                b.arg(&*xs);
+                b.arg(&ctx);
                 b.arg(&mut out);
                 b.arg(&vi);
                 b.arg(&blocks);
-                // SAFETY: each thread writes its token's output logit.
-                unsafe { b.launch(cfg) }.w()?;
+                let head_cfg = LaunchConfig {
+                    shared_mem_bytes: 0,
+                    ..tiles_cfg
+                };
+                // SAFETY: each warp writes its own tokens' output logits.
+                unsafe { b.launch(head_cfg) }.w()?;
             }
         }
         Ok((

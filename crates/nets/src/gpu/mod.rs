@@ -1,9 +1,10 @@
 //! Learned samplers on an NVIDIA GPU with fused CUDA kernels (the `cuda` feature; the kernels'
 //! PTX is built by the crate's build script with nvcc, see docs/gpu.md).
 //!
-//! - [`fused`]: [`FusedSampler`], the inference forward of the SamplingNetwork (`n_blocks + 3`
-//!   kernel launches) and of the SimpleDistributionAwareTransform (2 launches), equal to
-//!   [`crate::LearnedSampler::forward`] up to f32 rounding.
+//! - [`fused`]: [`FusedSampler`], the inference forward of the SamplingNetwork (`n_blocks + 4`
+//!   kernel launches, matrix products on tensor cores at a [`FusedPrecision`]) and of the
+//!   SimpleDistributionAwareTransform (2 launches, f32), equal to
+//!   [`crate::LearnedSampler::forward`] up to rounding.
 //! - [`fused_training`]: [`FusedTrainer`], a SamplingNetwork's training step (forward, loss,
 //!   backward: the loss sums and every parameter's gradient) as fused kernels plus one cuBLAS
 //!   GEMM per Linear layer, equal to candle's autograd up to f32 rounding.
@@ -15,5 +16,5 @@ pub mod fused;
 pub mod fused_training;
 
 pub use bench::{gpu_bench_rows, GpuBenchRow};
-pub use fused::FusedSampler;
+pub use fused::{FusedPrecision, FusedSampler};
 pub use fused_training::{FusedStep, FusedTrainer};
