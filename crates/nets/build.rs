@@ -1,6 +1,7 @@
-//! With the `cuda` feature: compiles the fused learned-sampler kernels (`src/gpu/*.cu`) to PTX
-//! with nvcc (`$CUDA_ROOT/bin/nvcc`, else `nvcc` on `PATH`) for `compute_$CUDA_COMPUTE_CAP`
-//! (default 80: PTX is JIT-compiled for any newer GPU at load). Without the feature: nothing.
+//! With the `cuda` feature: compiles the fused learned-sampler kernels (`src/gpu/*.cu`, which
+//! share the device helpers of `src/gpu/common.cuh`) to PTX with nvcc (`$CUDA_ROOT/bin/nvcc`,
+//! else `nvcc` on `PATH`) for `compute_$CUDA_COMPUTE_CAP` (default 80: PTX is JIT-compiled for
+//! any newer GPU at load). Without the feature: nothing.
 
 use std::env;
 use std::path::PathBuf;
@@ -8,6 +9,10 @@ use std::process::Command;
 
 /// The kernel sources, each compiled to `$OUT_DIR/<stem>.ptx`.
 const KERNELS: [&str; 3] = ["fused_samplers", "fused_training", "sampling_network_tc"];
+/// The folder of the kernel sources and of the device helpers they share.
+const KERNEL_DIR: &str = "src/gpu";
+/// Headers included by every kernel source (from [`KERNEL_DIR`]).
+const HEADERS: [&str; 1] = ["common.cuh"];
 
 fn main() -> Result<(), String> {
     println!("cargo::rerun-if-changed=build.rs");
@@ -22,8 +27,11 @@ fn main() -> Result<(), String> {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("nvcc"));
     let cap = env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
+    for header in HEADERS {
+        println!("cargo::rerun-if-changed={KERNEL_DIR}/{header}");
+    }
     for stem in KERNELS {
-        let source = format!("src/gpu/{stem}.cu");
+        let source = format!("{KERNEL_DIR}/{stem}.cu");
         println!("cargo::rerun-if-changed={source}");
         let ptx = out_dir.join(format!("{stem}.ptx"));
         let status = Command::new(&nvcc)
@@ -32,6 +40,8 @@ fn main() -> Result<(), String> {
                 &format!("-arch=compute_{cap}"),
                 "-O3",
                 "-std=c++17",
+                "-I",
+                KERNEL_DIR,
             ])
             .arg(&source)
             .arg("-o")

@@ -10,34 +10,13 @@
 // (every Linear as weight [out, in] row-major followed by bias [out]). Masked tokens (z = -inf)
 // use lp = 0 (MASKED_LP_SENTINEL) and get -inf out, exactly as `arch::prepare` / `arch::finish`.
 
-#define NEG_INF __int_as_float(0xff800000)
-#define POS_INF __int_as_float(0x7f800000)
+#include "common.cuh"
+
 #define THREADS 128
 
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplus(float x) {
-  return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
-}
-__device__ __forceinline__ float logsigmoid(float x) { return -softplus(-x); }
-
-// Online (max m, s = sum exp(x - m), w = sum exp(x - m) x) combination; an empty side has
-// m = -inf, s = w = 0.
-__device__ __forceinline__ void lse_merge(float& m, float& s, float& w, float m2, float s2, float w2) {
-  if (m2 == NEG_INF) return;
-  if (m == NEG_INF) { m = m2; s = s2; w = w2; return; }
-  if (m2 > m) {
-    const float r = expf(m - m2);
-    s = s * r + s2; w = w * r + w2; m = m2;
-  } else {
-    const float r = expf(m2 - m);
-    s += s2 * r; w += w2 * r;
-  }
-}
-
-// Per row (STATS floats): {max z, L = log sum exp(z - max z), #NaN or +inf entries,
+// Per row (SN_STATS floats): {max z, L = log sum exp(z - max z), #NaN or +inf entries,
 // #finite entries, H = -sum p lp = max z + L - sum exp(z - max z) z / exp(L)}.
 // One block of 1024 threads per row.
-#define STATS 5
 extern "C" __global__ void sn_row_stats(const float* __restrict__ z, int V, float* __restrict__ stats) {
   __shared__ float sm[32], ss[32], sw[32], sb[32], sk[32];
   const int n = blockIdx.x;
@@ -67,7 +46,7 @@ extern "C" __global__ void sn_row_stats(const float* __restrict__ z, int V, floa
     m = NEG_INF; s = 0.0f; w = 0.0f; bad = 0.0f; kept = 0.0f;
     for (int i = 0; i < warps; ++i) { lse_merge(m, s, w, sm[i], ss[i], sw[i]); bad += sb[i]; kept += sk[i]; }
     const float L = logf(s);
-    float* out = stats + STATS * n;
+    float* out = stats + SN_STATS * n;
     out[0] = m;
     out[1] = L;
     out[2] = bad;
@@ -78,12 +57,10 @@ extern "C" __global__ void sn_row_stats(const float* __restrict__ z, int V, floa
 
 // p[0..count) = value (grid-stride); used to poison buffers in tests.
 extern "C" __global__ void sn_fill(float* p, unsigned long long count, float value) {
-  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride)
-    p[i] = value;
+  fill_grid_stride(p, count, value);
 }
 
-__device__ __forceinline__ const float* row_stats(const float* stats, int n) { return stats + STATS * n; }
+__device__ __forceinline__ const float* row_stats(const float* stats, int n) { return stats + SN_STATS * n; }
 
 // lp and keep of token t of row n (t < V): lp = z - max - lse, or the sentinel 0 when masked.
 __device__ __forceinline__ void token_lp(const float* __restrict__ z, const float* st, int V, int n, int t,

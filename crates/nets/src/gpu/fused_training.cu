@@ -29,32 +29,18 @@
 // The weights are one packed f32 buffer in the order of `gpu::fused::packing_order` (every
 // Linear as weight [out, in] row-major followed by bias [out]).
 
-#define NEG_INF __int_as_float(0xff800000)
-#define POS_INF __int_as_float(0x7f800000)
+#include "common.cuh"
+
 #define THREADS 128
-#define ATTENTION_EPS 1e-6f
-#define LAYER_NORM_EPS 1e-5f
 // floats per row of tr_row_stats and of tr_loss
 #define STATS 4
 #define LOSS 4
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
-__device__ __forceinline__ float logsigmoid(float x) { return -softplus(-x); }
-__device__ __forceinline__ float elu_plus_one(float x) { return x > 0.0f ? x + 1.0f : expf(x); }
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
-}
-
-// Online (max m, s = sum exp(x - m)) combination; an empty side has m = -inf, s = 0.
-__device__ __forceinline__ void lse_merge(float& m, float& s, float m2, float s2) {
-  if (m2 == NEG_INF) return;
-  if (m == NEG_INF) { m = m2; s = s2; return; }
-  if (m2 > m) { s = s * expf(m - m2) + s2; m = m2; }
-  else { s += s2 * expf(m2 - m); }
 }
 
 // Block-wide (m, s) merge; every thread gets the result.
@@ -99,9 +85,7 @@ __device__ float block_sum(float v) {
 
 // p[0..count) = value (grid-stride).
 extern "C" __global__ void tr_fill(float* p, unsigned long long count, float value) {
-  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride)
-    p[i] = value;
+  fill_grid_stride(p, count, value);
 }
 
 // Per row: {max x, log sum exp(x - max) over the finite entries, #NaN or +inf, #finite}.
@@ -170,29 +154,13 @@ extern "C" __global__ void tr_loss(const float* __restrict__ out, const float* _
   }
 }
 
+// The packed-weight layout and the forward sums' layout (common.cuh; the per-row scale and
+// truncation heads after the transform are evaluated by the host). The backward's per-row sums
+// dS, ds of one block have the forward sums' layout (ACC_BLOCK floats).
 template <int D_, int H_, int EH_, int DFF_, bool SCALE_>
-struct Net {
-  static constexpr int D = D_, H = H_, HW = D_ / H_;
-  static constexpr int FE = 2 * EH_ / 3, FF = 2 * DFF_ / 3, FT = 2 * D_ / 3;
-  static constexpr bool SCALE = SCALE_;
-  // encoder SwiGLU(1, EH, D)
-  static constexpr int ENC_GW = 0, ENC_GB = FE, ENC_UW = 2 * FE, ENC_UB = 3 * FE;
-  static constexpr int ENC_DW = 4 * FE, ENC_DB = ENC_DW + D * FE, ENC_SIZE = ENC_DB + D;
-  // one block, offsets from its start
-  static constexpr int QKV_W = 0, QKV_B = 3 * D * D, OUT_W = QKV_B + 3 * D, OUT_B = OUT_W + D * D;
-  static constexpr int LN1_W = OUT_B + D, LN1_B = LN1_W + D;
-  static constexpr int FG_W = LN1_B + D, FG_B = FG_W + FF * D, FU_W = FG_B + FF, FU_B = FU_W + FF * D;
-  static constexpr int FD_W = FU_B + FF, FD_B = FD_W + D * FF, LN2_W = FD_B + D, LN2_B = LN2_W + D;
-  static constexpr int BLOCK_SIZE = LN2_B + D;
-  // the transform SwiGLU(2D, D, 1), offsets from the end of the blocks (the per-row scale and
-  // truncation heads follow; the host evaluates them)
-  static constexpr int TG_W = 0, TG_B = FT * 2 * D, TU_W = TG_B + FT, TU_B = TU_W + FT * 2 * D;
-  static constexpr int TD_W = TU_B + FT, TD_B = TD_W + FT;
-  // forward sums per row: per block S [D][HW] (row = channel of phi(k), column = channel of v
-  // within the head) then s [D]; after the blocks the pool sum [D]. The backward's per-row sums
-  // dS, ds of one block have the same layout (ACC_BLOCK floats).
-  static constexpr int ACC_BLOCK = D * HW + D;
-  static __host__ __device__ int acc_row(int blocks) { return blocks * ACC_BLOCK + D; }
+struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
+  using L = SnLayout<D_, H_, EH_, DFF_, SCALE_>;
+  using L::D, L::FE, L::FT;
   // per-row data from the host: mult, s, tau, ctx_g [FT], ctx_u [FT]; the per-row gradient
   // sums have the same layout
   static constexpr int ROW = 3 + 2 * FT;
@@ -843,9 +811,5 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
     encode_backward<Net_##NAME>(z, zs, W, dx, h_buf, pgrad, V);                                          \
   }
 
-// configs/samplers/sampling_network.yaml (the reference) and sampling_network_tiny.yaml, with
-// and without the scale head; keep in sync with gpu::fused_training::TRAINING_CONFIGS.
-TR_CONFIG(d32_h4_e32_f64_s1, 32, 4, 32, 64, true)
-TR_CONFIG(d32_h4_e32_f64_s0, 32, 4, 32, 64, false)
-TR_CONFIG(d16_h2_e32_f32_s1, 16, 2, 32, 32, true)
-TR_CONFIG(d16_h2_e32_f32_s0, 16, 2, 32, 32, false)
+// The compiled shapes (common.cuh, gpu::fused::COMPILED_CONFIGS).
+SN_COMPILED_SHAPES(TR_CONFIG)

@@ -21,7 +21,7 @@
 //   snt_head                per token: the transform head and the soft truncation gate
 // Each thread block works on one row (grid.y = row); its 8 warps loop over that row's 16-token
 // tiles; the sums go warp registers -> shared memory -> global atomics (the `acc` layout of
-// fused_samplers.cu: per block S [D][8] then s [D]; after the blocks the pool [D]).
+// common.cuh's SnLayout: per block S [D][8] then s [D]; after the blocks the pool [D]).
 // Activations between passes: f32, token-major [N][V][D].
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
@@ -33,21 +33,14 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
-#define TC_NEG_INF __int_as_float(0xff800000)
+#include "common.cuh"
+
 #define TC_WARPS 8
 #define TC_THREADS (TC_WARPS * 32)
 // Dynamic shared memory every pass kernel is launched with (gpu::fused::TC_SMEM_BYTES).
 #define TC_SMEM_BYTES 65536
-#define TC_ATTENTION_EPS 1e-6f
-#define TC_LAYER_NORM_EPS 1e-5f
-#define TC_STATS 5
 
 namespace tc {
-
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
-__device__ __forceinline__ float logsigmoid(float x) { return -softplus(-x); }
-__device__ __forceinline__ float elu_plus_one(float x) { return x > 0.0f ? x + 1.0f : expf(x); }
 
 __device__ __forceinline__ uint32_t pack(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
@@ -193,29 +186,13 @@ __device__ void stage(__half* hi, __half* lo, const float* __restrict__ src, int
   }
 }
 
+// The packed-weight layout (common.cuh) plus the tensor-core tiling and shared-memory plan.
 template <int D_, int H_, int EH_, int DFF_, bool SCALE_>
-struct Net {
-  static constexpr int D = D_, H = H_, HW = D_ / H_;
+struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
+  using L = SnLayout<D_, H_, EH_, DFF_, SCALE_>;
+  using L::D, L::H, L::HW, L::FE, L::FF, L::FT, L::ACC_BLOCK;
   static_assert(HW == 8, "the tensor-core kernels take heads of width 8");
   static_assert(D % 16 == 0, "d_model must be a multiple of 16");
-  static constexpr int FE = 2 * EH_ / 3, FF = 2 * DFF_ / 3, FT = 2 * D_ / 3, FS = 2 * (D_ / 2) / 3;
-  static constexpr bool SCALE = SCALE_;
-  // the same packed-weight offsets as fused_samplers.cu (gpu::fused::packing_order)
-  static constexpr int ENC_GW = 0, ENC_GB = FE, ENC_UW = 2 * FE, ENC_UB = 3 * FE;
-  static constexpr int ENC_DW = 4 * FE, ENC_DB = ENC_DW + D * FE, ENC_SIZE = ENC_DB + D;
-  static constexpr int QKV_W = 0, QKV_B = 3 * D * D, OUT_W = QKV_B + 3 * D, OUT_B = OUT_W + D * D;
-  static constexpr int LN1_W = OUT_B + D, LN1_B = LN1_W + D;
-  static constexpr int FG_W = LN1_B + D, FG_B = FG_W + FF * D, FU_W = FG_B + FF, FU_B = FU_W + FF * D;
-  static constexpr int FD_W = FU_B + FF, FD_B = FD_W + D * FF, LN2_W = FD_B + D, LN2_B = LN2_W + D;
-  static constexpr int BLOCK_SIZE = LN2_B + D;
-  static constexpr int TG_W = 0, TG_B = FT * 2 * D, TU_W = TG_B + FT, TU_B = TU_W + FT * 2 * D;
-  static constexpr int TD_W = TU_B + FT, TD_B = TD_W + FT, T_END = TD_B + 1;
-  static constexpr int SG_W = T_END, SG_B = SG_W + FS * D, SU_W = SG_B + FS, SU_B = SU_W + FS * D;
-  static constexpr int SD_W = SU_B + FS, SD_B = SD_W + FS, S_END = SCALE ? SD_B + 1 : T_END;
-  static constexpr int RG_W = S_END, RG_B = RG_W + FS * D, RU_W = RG_B + FS, RU_B = RU_W + FS * D;
-  static constexpr int RD_W = RU_B + FS, RD_B = RD_W + 2 * FS, HEAD_SIZE = RD_B + 2;
-  static constexpr int ACC_BLOCK = D * HW + D;
-  static __host__ __device__ int acc_row(int blocks) { return blocks * ACC_BLOCK + D; }
 
   // tensor-core shapes: k-chunks (16 channels) and n-tiles (8 channels)
   static constexpr int KD = D / 16, ND = D / 8;          // d_model
@@ -252,7 +229,7 @@ __device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, const fl
     keep[r] = 0.0f;
     if (t < V) {
       const float z = zrow[t];
-      if (z != TC_NEG_INF) { lp[r] = z - st[0] - st[1]; keep[r] = 1.0f; }
+      if (z != NEG_INF) { lp[r] = z - st[0] - st[1]; keep[r] = 1.0f; }
     }
   }
 }
@@ -305,7 +282,7 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* __
     }
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     v += __shfl_xor_sync(0xffffffffu, v, 2);
-    const float inv = rsqrtf(v * (1.0f / C::D) + TC_LAYER_NORM_EPS);
+    const float inv = rsqrtf(v * (1.0f / C::D) + LAYER_NORM_EPS);
 #pragma unroll
     for (int n = 0; n < C::ND; ++n) {
       const int ch = 8 * n + 2 * t;
@@ -544,7 +521,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   float* stage_att = sums + C::ACC_BLOCK;
   float* scal = stage_att + C::ACC_BLOCK;
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float* st = stats + TC_STATS * n;
+  const float* st = stats + SN_STATS * n;
   const float* zrow = z + (size_t)n * V;
   float* row_acc = acc + (size_t)n * C::acc_row(blocks);
   const bool has_block = p >= 1, has_next = p < blocks, from_encoder = p <= 1;
@@ -582,7 +559,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     int e = 0;
     if (m > 0.0f) frexpf(m, &e);
     sc[h] = m > 0.0f ? exp2f((float)(8 - e)) : 1.0f;
-    eps[h] = TC_ATTENTION_EPS / fmaxf(st[3], 1.0f) * sc[h];
+    eps[h] = ATTENTION_EPS / fmaxf(st[3], 1.0f) * sc[h];
   }
   if (has_block) {
     for (int i = threadIdx.x; i < 8 * C::NA * C::D; i += blockDim.x) {
@@ -683,7 +660,7 @@ __device__ void head_ctx(const float* __restrict__ stats, const float* __restric
   __shared__ float c[C::D];
   __shared__ float hidden[2 * C::FS];
   const int n = blockIdx.x, tid = threadIdx.x;
-  const float* st = stats + TC_STATS * n;
+  const float* st = stats + SN_STATS * n;
   const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
   const float* pool = acc + (size_t)n * C::acc_row(blocks) + blocks * C::ACC_BLOCK;
   float* o = ctx_out + (size_t)n * (2 * C::FT + 3);
@@ -746,7 +723,7 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
   __shared__ __align__(16) __half wlo[2][ROWS * C::LDD];
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const float* st = stats + TC_STATS * n;
+  const float* st = stats + SN_STATS * n;
   const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
   const float* cx = ctx + (size_t)n * (2 * C::FT + 3);
   // the x columns of the transform's gate and up weights ([FT][2D], x first)
@@ -810,7 +787,7 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
         const float l_mod = part[t] + __ldg(Wh + C::TD_B);
         const size_t idx = (size_t)n * V + tok;
         if (keep[t] == 0.0f) {
-          out[idx] = TC_NEG_INF;
+          out[idx] = NEG_INF;
         } else {
           const float l = (lp[t] + l_mod) * mult;
           out[idx] = l + logsigmoid(fmaf(gs, l, gt));
@@ -841,8 +818,5 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
     tc::head_ctx<tc::Net<D, H, EH, DFF, SC>>(stats, W, acc, ctx, blocks);                               \
   }
 
-// The same shapes as fused_samplers.cu's SN_CONFIG lines (gpu::fused::COMPILED_CONFIGS).
-SNT_CONFIG(d32_h4_e32_f64_s1, 32, 4, 32, 64, true)
-SNT_CONFIG(d32_h4_e32_f64_s0, 32, 4, 32, 64, false)
-SNT_CONFIG(d16_h2_e32_f32_s1, 16, 2, 32, 32, true)
-SNT_CONFIG(d16_h2_e32_f32_s0, 16, 2, 32, 32, false)
+// The compiled shapes (common.cuh, gpu::fused::COMPILED_CONFIGS).
+SN_COMPILED_SHAPES(SNT_CONFIG)
