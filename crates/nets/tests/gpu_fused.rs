@@ -10,15 +10,13 @@
 #![cfg(feature = "cuda")]
 
 mod common;
-
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+mod gpu_common;
 
 use adasamp_nets::gpu::fused::{COMPILED_CONFIGS, COMPILED_SIMPLE_HIDDEN};
 use adasamp_nets::gpu::{FusedPrecision, FusedSampler};
 use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
-use rand::{Rng, SeedableRng};
+use gpu_common::{cuda_and_rng, cuda_or_skip, lm_logits, noisy_params};
 use rand_chacha::ChaCha8Rng;
 
 /// Relative tolerance: `|fused − plain| ≤ TOL · max(|plain|, 1)`.
@@ -33,62 +31,15 @@ const PRECISIONS: [(FusedPrecision, f32); 2] = [
     (FusedPrecision::F16, TOL_F16),
 ];
 
-fn cuda_or_skip(test: &str) -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("SKIPPED (no CUDA device): {test}: {e}");
-            None
-        }
-    }
-}
-
-fn fresh_seed(test: &str) -> u64 {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    eprintln!("{test}: seed {seed}");
-    seed
-}
-
-/// Seeded weights plus N(0, 0.1²) noise on every parameter, on `device`.
+/// A sampler with [`noisy_params`] weights, on `device`.
 fn noisy_sampler(config: &SamplerConfig, seed: u64, device: &Device) -> LearnedSampler {
-    let base = LearnedSampler::seeded(config, seed, DType::F32, device).unwrap();
-    let tensors: HashMap<String, Tensor> = base
-        .named_parameters()
-        .into_iter()
-        .map(|(name, t)| {
-            let noise = (t.randn_like(0.0, 1.0).unwrap() * 0.1).unwrap();
-            (name, (t + noise).unwrap())
-        })
-        .collect();
+    let tensors = noisy_params(config, seed, device).into_iter().collect();
     LearnedSampler::from_tensors(config, tensors, DType::F32, device, "noisy test weights").unwrap()
 }
 
-/// LM-like logits `[rows, vocab]`: N(0, σ²) with σ ∈ [1, 4) per row, a few boosted tokens, and
-/// about `masked` of the entries `-inf` (never a whole row).
+/// [`lm_logits`] as a `[rows, vocab]` tensor on `device`.
 fn logits(rows: usize, vocab: usize, masked: f64, rng: &mut ChaCha8Rng, device: &Device) -> Tensor {
-    let mut data = Vec::with_capacity(rows * vocab);
-    for _ in 0..rows {
-        let sigma: f32 = rng.random_range(1.0..4.0);
-        let start = data.len();
-        data.extend((0..vocab).map(|_| {
-            let u1: f32 = rng.random::<f32>().max(1e-12);
-            let u2: f32 = rng.random();
-            sigma * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        }));
-        for _ in 0..8 {
-            let i = rng.random_range(start..start + vocab);
-            data[i] += rng.random_range(3.0..12.0);
-        }
-        for x in &mut data[start + 1..] {
-            if rng.random_bool(masked) {
-                *x = f32::NEG_INFINITY;
-            }
-        }
-    }
-    Tensor::from_vec(data, (rows, vocab), device).unwrap()
+    Tensor::from_vec(lm_logits(rows, vocab, masked, rng), (rows, vocab), device).unwrap()
 }
 
 fn assert_close(fused: &Tensor, plain: &Tensor, what: &str) {
@@ -127,9 +78,7 @@ fn assert_close_within(fused: &Tensor, plain: &Tensor, what: &str, tol: f32) {
 /// The device, a seeded generator (seed printed) and the reference SamplingNetwork with noisy
 /// weights; `None` (test skipped) without a CUDA device.
 fn reference_network(test: &str) -> Option<(Device, ChaCha8Rng, LearnedSampler)> {
-    let device = cuda_or_skip(test)?;
-    let seed = fresh_seed(test);
-    let rng = ChaCha8Rng::seed_from_u64(seed);
+    let (device, seed, rng) = cuda_and_rng(test)?;
     let cfg = common::load_config("sampling_network.yaml");
     let sampler = noisy_sampler(&cfg, seed, &device);
     Some((device, rng, sampler))
@@ -141,11 +90,9 @@ fn config(d: usize, heads: usize, d_ff: usize, blocks: usize, scale: bool) -> Sa
 
 #[test]
 fn cuda_fused_forward_equals_plain_candle_for_every_compiled_shape() {
-    let Some(device) = cuda_or_skip("fused forward equality") else {
+    let Some((device, seed, mut rng)) = cuda_and_rng("fused forward equality") else {
         return;
     };
-    let seed = fresh_seed("fused forward equality");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for (i, &(d, heads, _, d_ff)) in COMPILED_CONFIGS.iter().enumerate() {
         for scale in [true, false] {
             for blocks in [1, 4] {
@@ -179,11 +126,9 @@ fn cuda_fused_forward_equals_plain_candle_for_every_compiled_shape() {
 
 #[test]
 fn cuda_fused_simple_transform_equals_plain_candle_for_every_compiled_width() {
-    let Some(device) = cuda_or_skip("fused simple transform equality") else {
+    let Some((device, seed, mut rng)) = cuda_and_rng("fused simple transform equality") else {
         return;
     };
-    let seed = fresh_seed("fused simple transform equality");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for &hidden in &COMPILED_SIMPLE_HIDDEN {
         for dynamic in [true, false] {
             let cfg = common::simple(hidden, dynamic);

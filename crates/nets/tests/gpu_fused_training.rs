@@ -10,16 +10,17 @@
 #![cfg(feature = "cuda")]
 
 mod common;
+mod gpu_common;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use adasamp_nets::gpu::fused_training::TRAINING_CONFIGS;
+use adasamp_nets::gpu::fused::COMPILED_CONFIGS;
 use adasamp_nets::gpu::FusedTrainer;
 use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig, TruncatedLogitsLoss};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use rand::{Rng, SeedableRng};
+use gpu_common::{cuda_and_rng, cuda_or_skip, lm_logits, noisy_params};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// Relative tolerance of the loss sums.
@@ -31,60 +32,10 @@ const TOL: f64 = 1e-3;
 /// tokens, differed by 1.7e-3 of the floor, 2e-8 absolute).
 const FLOOR: f64 = 5e-2;
 
-fn cuda_or_skip(test: &str) -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("SKIPPED (no CUDA device): {test}: {e}");
-            None
-        }
-    }
-}
-
-fn fresh_seed(test: &str) -> u64 {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    eprintln!("{test}: seed {seed}");
-    seed
-}
-
-/// Seeded weights plus N(0, 0.1²) noise on every parameter, on `device`.
-fn noisy_params(config: &SamplerConfig, seed: u64, device: &Device) -> Vec<(String, Tensor)> {
-    let base = LearnedSampler::seeded(config, seed, DType::F32, device).unwrap();
-    base.named_parameters()
-        .into_iter()
-        .map(|(name, t)| {
-            let noise = (t.randn_like(0.0, 1.0).unwrap() * 0.1).unwrap();
-            (name, (t + noise).unwrap())
-        })
-        .collect()
-}
-
-/// LM-like logits `[rows, vocab]` (N(0, σ²), σ ∈ [1, 4) per row, a few boosted tokens, about
-/// `masked` of the entries `-inf`, never a row's first) and their targets: temperature 0.8, then
+/// LM-like logits `[rows, vocab]` ([`lm_logits`]) and their targets: temperature 0.8, then
 /// min_p 0.1 (tokens below a tenth of the top probability removed), `-inf` where the input is.
 fn rows(rows: usize, vocab: usize, masked: f64, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>) {
-    let mut z = Vec::with_capacity(rows * vocab);
-    for _ in 0..rows {
-        let sigma: f32 = rng.random_range(1.0..4.0);
-        let start = z.len();
-        z.extend((0..vocab).map(|_| {
-            let u1: f32 = rng.random::<f32>().max(1e-12);
-            let u2: f32 = rng.random();
-            sigma * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        }));
-        for _ in 0..8 {
-            let i = rng.random_range(start..start + vocab);
-            z[i] += rng.random_range(3.0..12.0);
-        }
-        for x in &mut z[start + 1..] {
-            if rng.random_bool(masked) {
-                *x = f32::NEG_INFINITY;
-            }
-        }
-    }
+    let z = lm_logits(rows, vocab, masked, rng);
     let mut t = vec![f32::NEG_INFINITY; z.len()];
     for (zr, tr) in z.chunks(vocab).zip(t.chunks_mut(vocab)) {
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -222,12 +173,10 @@ fn check(
 
 #[test]
 fn cuda_fused_training_step_equals_candle_autograd_for_every_compiled_shape() {
-    let Some(device) = cuda_or_skip("fused training equality") else {
+    let Some((device, seed, mut rng)) = cuda_and_rng("fused training equality") else {
         return;
     };
-    let seed = fresh_seed("fused training equality");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for (i, &(d, heads, _, d_ff)) in TRAINING_CONFIGS.iter().enumerate() {
+    for (i, &(d, heads, _, d_ff)) in COMPILED_CONFIGS.iter().enumerate() {
         for (blocks, scale) in [(1, false), (3, true)] {
             let config = common::sn(d, d_ff, blocks, heads, scale);
             // V not a multiple of the 128-thread block, a fifth of the tokens masked.
@@ -238,22 +187,18 @@ fn cuda_fused_training_step_equals_candle_autograd_for_every_compiled_shape() {
 
 #[test]
 fn cuda_fused_training_step_equals_candle_autograd_at_smollm2_vocab() {
-    let Some(device) = cuda_or_skip("fused training at V = 49152") else {
+    let Some((device, seed, mut rng)) = cuda_and_rng("fused training at V = 49152") else {
         return;
     };
-    let seed = fresh_seed("fused training at V = 49152");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let config = common::load_config("sampling_network.yaml");
     check(&config, seed, 4, 49_152, 0.0, &mut rng, &device);
 }
 
 #[test]
 fn cuda_fused_training_gives_no_gradient_for_a_row_with_infinite_kl() {
-    let Some(device) = cuda_or_skip("fused training, infinite KL row") else {
+    let Some((device, seed, mut rng)) = cuda_and_rng("fused training, infinite KL row") else {
         return;
     };
-    let seed = fresh_seed("fused training, infinite KL row");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let config = common::load_config("sampling_network_tiny.yaml");
     let params = noisy_params(&config, seed, &device);
     let v = 700;

@@ -1,9 +1,9 @@
 // Device helpers shared by the fused learned-sampler kernels (fused_samplers.cu,
 // sampling_network_tc.cu, fused_training.cu): constants, activations, the online log-sum-exp
-// merge, the grid-stride fill, the SamplingNetwork's packed-weight layout and the list of
-// compiled SamplingNetwork shapes. Everything here is inlined into its callers, so the
-// kernels' code does not depend on it living here (the build compiles each .cu with this
-// folder on the include path; build.rs reruns when this file changes).
+// merge, the SamplingNetwork's packed-weight layout and the list of compiled SamplingNetwork
+// shapes. Everything here is inlined into its callers, so the kernels' code does not depend
+// on it living here (the build compiles each .cu with this folder on the include path;
+// build.rs reruns when this file changes).
 #pragma once
 
 #define NEG_INF __int_as_float(0xff800000)
@@ -41,13 +41,6 @@ __device__ __forceinline__ void lse_merge(float& m, float& s, float& w, float m2
     const float r = expf(m2 - m);
     s += s2 * r; w += w2 * r;
   }
-}
-
-// p[0..count) = value, grid-stride (the body of the modules' fill kernels).
-__device__ __forceinline__ void fill_grid_stride(float* p, unsigned long long count, float value) {
-  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride)
-    p[i] = value;
 }
 
 // The SamplingNetwork's packed weights (`gpu::fused::packing_order`: every Linear as weight

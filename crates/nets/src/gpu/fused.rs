@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaSlice, CudaView, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::{
@@ -49,15 +49,16 @@ const TC_CTX_THREADS: u32 = 128;
 const STATS: usize = 5;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
 const THREADS: u32 = 128;
-/// Threads per block of the row-statistics kernel (one block per row).
-const ROW_THREADS: u32 = 1024;
-/// Largest number of rows in one call: the per-token kernels put rows on the grid's y axis.
+/// Threads per block of the per-row kernels (row statistics, loss; one block per row).
+pub(crate) const ROW_THREADS: u32 = 1024;
+/// Largest number of rows in one call (forward or training step): the per-token kernels put
+/// rows on the grid's y axis.
 pub const MAX_ROWS: usize = 65_535;
 
 /// The SamplingNetwork shapes `(d_model, n_heads, encoder_hidden, d_ff)` that have compiled fused
-/// kernels (each with and without the scale head): the reference configuration and the tiny one
-/// (`configs/samplers/sampling_network{,_tiny}.yaml`). Mirrors the `SN_CONFIG` lines of
-/// `fused_samplers.cu`.
+/// kernels, forward and training (each with and without the scale head): the reference
+/// configuration and the tiny one (`configs/samplers/sampling_network{,_tiny}.yaml`). Mirrors
+/// `SN_COMPILED_SHAPES` in `common.cuh`.
 pub const COMPILED_CONFIGS: [(usize, usize, usize, usize); 2] = [(32, 4, 32, 64), (16, 2, 32, 32)];
 
 /// The SimpleDistributionAwareTransform hidden widths that have compiled fused kernels (each with
@@ -161,29 +162,74 @@ pub fn simple_packing_order(config: &DistributionAwareConfig) -> Vec<String> {
     names
 }
 
+/// Whether `config`'s shape is one of [`COMPILED_CONFIGS`].
+pub(crate) fn is_compiled(config: &SamplingNetworkConfig) -> bool {
+    COMPILED_CONFIGS.contains(&(
+        config.d_model,
+        config.n_heads,
+        config.encoder_hidden,
+        config.d_ff,
+    ))
+}
+
+/// The kernel name suffix `d{D}_h{H}_e{EH}_f{DFF}_s{0|1}` of `config`, or an error naming its
+/// shape when it is not in [`COMPILED_CONFIGS`] (`kernels`: which kernels, for the message).
+pub(crate) fn kernel_suffix(config: &SamplingNetworkConfig, kernels: &str) -> Result<String> {
+    let c = config;
+    if !is_compiled(c) {
+        return Err(NetsError::bad_request(
+            "sampling_network shape",
+            format!(
+                "d_model {}, n_heads {}, encoder_hidden {}, d_ff {}",
+                c.d_model, c.n_heads, c.encoder_hidden, c.d_ff
+            ),
+            format!("no {kernels} is compiled for it (compiled: {COMPILED_CONFIGS:?})"),
+        ));
+    }
+    Ok(format!(
+        "d{}_h{}_e{}_f{}_s{}",
+        c.d_model,
+        c.n_heads,
+        c.encoder_hidden,
+        c.d_ff,
+        u8::from(c.scale)
+    ))
+}
+
+/// The parameters named in `order`, each as f32 on `device`, concatenated into one flat buffer
+/// (the kernels' packed weights). A missing name is a [`NetsError::MissingParameter`] with
+/// `origin`, `architecture` and the shape `expected` gives for it.
+pub(crate) fn pack_weights(
+    order: &[String],
+    params: &HashMap<&str, &Tensor>,
+    device: &Device,
+    origin: &str,
+    architecture: &str,
+    expected: impl Fn(&str) -> Vec<usize>,
+) -> Result<Tensor> {
+    let flat = order
+        .iter()
+        .map(|name| {
+            let t = params
+                .get(name.as_str())
+                .ok_or_else(|| NetsError::MissingParameter {
+                    origin: origin.into(),
+                    name: name.clone(),
+                    expected: expected(name),
+                    architecture: architecture.into(),
+                    hint: String::new(),
+                })?;
+            Ok(t.to_device(device)?.to_dtype(DType::F32)?.flatten_all()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&flat, 0)?)
+}
+
 /// The kernels and packing order for `config`, or an error naming what has no fused kernel.
 fn kind_of(config: &SamplerConfig) -> Result<(Kind, Vec<String>)> {
     match config {
         SamplerConfig::SamplingNetwork(c) => {
-            let shape = (c.d_model, c.n_heads, c.encoder_hidden, c.d_ff);
-            if !COMPILED_CONFIGS.contains(&shape) {
-                return Err(NetsError::bad_request(
-                    "sampling_network shape",
-                    format!(
-                        "d_model {}, n_heads {}, encoder_hidden {}, d_ff {}",
-                        shape.0, shape.1, shape.2, shape.3
-                    ),
-                    format!("no fused kernel is compiled for it (compiled: {COMPILED_CONFIGS:?})"),
-                ));
-            }
-            let suffix = format!(
-                "d{}_h{}_e{}_f{}_s{}",
-                shape.0,
-                shape.1,
-                shape.2,
-                shape.3,
-                u8::from(c.scale)
-            );
+            let suffix = kernel_suffix(c, "fused kernel")?;
             let kind = Kind::SamplingNetwork {
                 d_model: c.d_model,
                 n_blocks: c.n_blocks,
@@ -233,28 +279,22 @@ impl FusedSampler {
                 "the fused kernels run on a CUDA device",
             ));
         }
-        let params: HashMap<String, Tensor> = sampler.named_parameters().into_iter().collect();
+        let named = sampler.named_parameters();
+        let params: HashMap<&str, &Tensor> = named.iter().map(|(k, t)| (k.as_str(), t)).collect();
         let shapes: HashMap<String, Vec<usize>> = sampler
             .param_specs()?
             .into_iter()
             .map(|spec| (spec.name, spec.shape))
             .collect();
-        let flat = order
-            .iter()
-            .map(|name| {
-                let t = params
-                    .get(name)
-                    .ok_or_else(|| NetsError::MissingParameter {
-                        origin: "fused kernel packing".into(),
-                        name: name.clone(),
-                        expected: shapes.get(name).cloned().unwrap_or_default(),
-                        architecture: sampler.config().architecture().into(),
-                        hint: String::new(),
-                    })?;
-                Ok(t.to_dtype(DType::F32)?.flatten_all()?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let weights = Tensor::cat(&flat, 0)?.contiguous()?;
+        let weights = pack_weights(
+            &order,
+            &params,
+            &device,
+            "fused kernel packing",
+            sampler.config().architecture(),
+            |name| shapes.get(name).cloned().unwrap_or_default(),
+        )?
+        .contiguous()?;
         Ok(Self {
             weights,
             kind,
@@ -376,11 +416,20 @@ fn output_buffer(
 
 /// Fills all of `buf` with NaN (on the device's stream).
 fn fill_nan(dev: &CudaDevice, buf: &mut CudaSlice<f32>) -> candle_core::Result<()> {
+    fill(dev, &mut buf.slice_mut(..), f32::NAN)
+}
+
+/// Sets every element of `view` to `value` (the `sn_fill` kernel, on the device's stream); the
+/// fused forward's NaN poisoning and the training step's fills.
+pub(crate) fn fill(
+    dev: &CudaDevice,
+    view: &mut CudaViewMut<'_, f32>,
+    value: f32,
+) -> candle_core::Result<()> {
     let func = dev.get_or_load_custom_func("sn_fill", MODULE, PTX)?;
     let mut b = func.builder();
-    let count = buf.len() as u64;
-    let value = f32::NAN;
-    b.arg(buf);
+    let count = view.len() as u64;
+    b.arg(view);
     b.arg(&count);
     b.arg(&value);
     let cfg = LaunchConfig {
@@ -388,7 +437,7 @@ fn fill_nan(dev: &CudaDevice, buf: &mut CudaSlice<f32>) -> candle_core::Result<(
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     };
-    // SAFETY: the kernel writes `count` floats of `buf`.
+    // SAFETY: the kernel writes `count` floats of `view`.
     unsafe { b.launch(cfg) }.w()?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //   sn_row_stats     per row: max z, log sum exp(z - max), #NaN/+inf, #kept, H (one block per
 //                    row); the SamplingNetwork's tensor-core kernels (sampling_network_tc.cu)
 //                    and the SimpleDistributionAwareTransform below start from it
-//   sn_fill          fills a buffer (NaN-poisoning in tests)
+//   sn_fill          fills a buffer (NaN-poisoning in tests; the training step's fills too)
 //   sdat_forward_*   the SimpleDistributionAwareTransform, one thread per (row n, token t)
 //
 // The weights are one packed f32 buffer in the order of `gpu::fused::simple_packing_order`
@@ -55,9 +55,12 @@ extern "C" __global__ void sn_row_stats(const float* __restrict__ z, int V, floa
   }
 }
 
-// p[0..count) = value (grid-stride); used to poison buffers in tests.
+// p[0..count) = value (grid-stride); NaN-poisons buffers in tests, and the training step's
+// fills (gpu::fused::fill).
 extern "C" __global__ void sn_fill(float* p, unsigned long long count, float value) {
-  fill_grid_stride(p, count, value);
+  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride)
+    p[i] = value;
 }
 
 __device__ __forceinline__ const float* row_stats(const float* stats, int n) { return stats + SN_STATS * n; }

@@ -83,11 +83,6 @@ __device__ float block_sum(float v) {
   return v;
 }
 
-// p[0..count) = value (grid-stride).
-extern "C" __global__ void tr_fill(float* p, unsigned long long count, float value) {
-  fill_grid_stride(p, count, value);
-}
-
 // Per row: {max x, log sum exp(x - max) over the finite entries, #NaN or +inf, #finite}.
 // One block per row.
 extern "C" __global__ void tr_row_stats(const float* __restrict__ x, int V, float* __restrict__ stats) {

@@ -34,7 +34,9 @@ use candle_core::{CudaStorage, DType, Device, Storage, Tensor, Var};
 use crate::arch::{logits_dims, validate_logits};
 use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
-use crate::gpu::fused::packing_order;
+use crate::gpu::fused::{
+    fill, is_compiled, kernel_suffix, pack_weights, packing_order, MAX_ROWS, ROW_THREADS,
+};
 use crate::layers::SwiGlu;
 
 /// PTX of `fused_training.cu`, compiled by the crate's build script.
@@ -46,15 +48,6 @@ const STATS: usize = 4;
 const LOSS: usize = 4;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
 const THREADS: u32 = 128;
-/// Threads per block of the per-row kernels (one block per row).
-const ROW_THREADS: u32 = 1024;
-/// Largest number of rows in one step: the per-token kernels put rows on the grid's y axis.
-pub const MAX_ROWS: usize = 65_535;
-
-/// The SamplingNetwork shapes `(d_model, n_heads, encoder_hidden, d_ff)` with compiled training
-/// kernels (each with and without the scale head): the reference configuration and the tiny
-/// one. Mirrors the `TR_CONFIG` lines of `fused_training.cu`.
-pub const TRAINING_CONFIGS: [(usize, usize, usize, usize); 2] = [(32, 4, 32, 64), (16, 2, 32, 32)];
 
 /// Launches CUDA kernel `$name` of the training module with launch configuration `$cfg` and the
 /// given arguments (buffers as `&` / `&mut` CUDA slices, scalars as `&` values).
@@ -193,7 +186,8 @@ impl Dims {
 }
 
 impl FusedTrainer {
-    /// A trainer for `config` (a `sampling_network` of a shape in [`TRAINING_CONFIGS`]) on
+    /// A trainer for `config` (a `sampling_network` of a shape in
+    /// [`crate::gpu::fused::COMPILED_CONFIGS`]) on
     /// `device` (CUDA). Errors name the architecture, shape or device without kernels.
     pub fn new(config: &SamplerConfig, device: &Device) -> Result<Self> {
         config.validate()?;
@@ -204,19 +198,7 @@ impl FusedTrainer {
                 "the fused training kernels implement sampling_network",
             ));
         };
-        let shape = (c.d_model, c.n_heads, c.encoder_hidden, c.d_ff);
-        if !TRAINING_CONFIGS.contains(&shape) {
-            return Err(NetsError::bad_request(
-                "sampling_network shape",
-                format!(
-                    "d_model {}, n_heads {}, encoder_hidden {}, d_ff {}",
-                    shape.0, shape.1, shape.2, shape.3
-                ),
-                format!(
-                    "no fused training kernel is compiled for it (compiled: {TRAINING_CONFIGS:?})"
-                ),
-            ));
-        }
+        let suffix = kernel_suffix(c, "fused training kernel")?;
         let Device::Cuda(cuda) = device else {
             return Err(NetsError::bad_request(
                 "device",
@@ -225,14 +207,7 @@ impl FusedTrainer {
             ));
         };
         Ok(Self {
-            suffix: format!(
-                "d{}_h{}_e{}_f{}_s{}",
-                shape.0,
-                shape.1,
-                shape.2,
-                shape.3,
-                u8::from(c.scale)
-            ),
+            suffix,
             config: c.clone(),
             cuda: cuda.clone(),
             poison: false,
@@ -242,8 +217,7 @@ impl FusedTrainer {
 
     /// Whether `config` has fused training kernels (the trainer's choice of engine).
     pub fn supports(config: &SamplerConfig) -> bool {
-        matches!(config, SamplerConfig::SamplingNetwork(c)
-            if TRAINING_CONFIGS.contains(&(c.d_model, c.n_heads, c.encoder_hidden, c.d_ff)))
+        matches!(config, SamplerConfig::SamplingNetwork(c) if is_compiled(c))
     }
 
     /// With `true`, every activation, output and gradient buffer the kernels and GEMMs write is
@@ -521,22 +495,16 @@ impl FusedTrainer {
 
     /// The parameters packed in [`packing_order`] as one f32 buffer on the device.
     fn pack(&self, params: &HashMap<&str, &Tensor>, device: &Device) -> Result<CudaSlice<f32>> {
-        let flat = packing_order(&self.config)
-            .iter()
-            .map(|name| {
-                let t = params
-                    .get(name.as_str())
-                    .ok_or_else(|| NetsError::MissingParameter {
-                        origin: "fused training step".into(),
-                        name: name.clone(),
-                        expected: vec![],
-                        architecture: "sampling_network".into(),
-                        hint: String::new(),
-                    })?;
-                Ok(t.to_device(device)?.to_dtype(DType::F32)?.flatten_all()?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        to_slice(&Tensor::cat(&flat, 0)?, device)
+        let order = packing_order(&self.config);
+        let packed = pack_weights(
+            &order,
+            params,
+            device,
+            "fused training step",
+            "sampling_network",
+            |_| vec![],
+        )?;
+        to_slice(&packed, device)
     }
 
     /// A fresh f32 buffer of `len` elements, NaN-filled when poisoning.
@@ -553,18 +521,7 @@ impl FusedTrainer {
 
     /// `buf[off .. off + len] = value`.
     fn fill(&self, buf: &mut CudaSlice<f32>, off: usize, len: usize, value: f32) -> Result<()> {
-        let func = self.cuda.get_or_load_custom_func("tr_fill", MODULE, PTX)?;
-        let mut view = buf.slice_mut(off..off + len);
-        let count = len as u64;
-        let mut b = func.builder();
-        b.arg(&mut view).arg(&count).arg(&value);
-        let cfg = LaunchConfig {
-            grid_dim: (1024, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the kernel writes `count` floats of the view.
-        unsafe { b.launch(cfg) }.w()?;
+        fill(&self.cuda, &mut buf.slice_mut(off..off + len), value)?;
         Ok(())
     }
 
