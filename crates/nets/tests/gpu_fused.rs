@@ -16,7 +16,10 @@ use adasamp_nets::gpu::fused::{COMPILED_CONFIGS, COMPILED_SIMPLE_HIDDEN};
 use adasamp_nets::gpu::{FusedPrecision, FusedSampler};
 use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
-use gpu_common::{cuda_and_rng, cuda_or_skip, lm_logits, noisy_params};
+use gpu_common::{
+    assert_names_row_1_token_41, cuda_and_rng, cuda_or_skip, inputs_with_a_bad_token, lm_logits,
+    noisy_params,
+};
 use rand_chacha::ChaCha8Rng;
 
 /// Relative tolerance: `|fused − plain| ≤ TOL · max(|plain|, 1)`.
@@ -84,6 +87,14 @@ fn reference_network(test: &str) -> Option<(Device, ChaCha8Rng, LearnedSampler)>
     Some((device, rng, sampler))
 }
 
+/// `sampler`'s fused forward at `precision`, NaN-filling every buffer its kernels write.
+fn poisoned(sampler: &LearnedSampler, precision: FusedPrecision) -> FusedSampler {
+    FusedSampler::new(sampler)
+        .unwrap()
+        .with_poisoned_outputs(true)
+        .with_precision(precision)
+}
+
 fn config(d: usize, heads: usize, d_ff: usize, blocks: usize, scale: bool) -> SamplerConfig {
     common::sn(d, d_ff, blocks, heads, scale)
 }
@@ -102,10 +113,7 @@ fn cuda_fused_forward_equals_plain_candle_for_every_compiled_shape() {
                 let z = logits(3, 5_003, 0.2, &mut rng, &device);
                 let plain = sampler.forward(&z).unwrap();
                 for (precision, tol) in PRECISIONS {
-                    let fused = FusedSampler::new(&sampler)
-                        .unwrap()
-                        .with_poisoned_outputs(true)
-                        .with_precision(precision);
+                    let fused = poisoned(&sampler, precision);
                     assert_eq!(fused.launches(), blocks + 4);
                     let out = fused.forward(&z).unwrap();
                     assert_eq!(out.dims(), &[3, 5_003]);
@@ -158,10 +166,7 @@ fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
     let z = logits(4, 128_256, 0.0, &mut rng, &device);
     let plain = sampler.forward(&z).unwrap();
     for (precision, tol) in PRECISIONS {
-        let fused = FusedSampler::new(&sampler)
-            .unwrap()
-            .with_poisoned_outputs(true)
-            .with_precision(precision);
+        let fused = poisoned(&sampler, precision);
         assert_close_within(
             &fused.forward(&z).unwrap(),
             &plain,
@@ -236,20 +241,8 @@ fn cuda_fused_forward_rejects_bad_rows_naming_row_and_token() {
     let cfg = common::load_config("sampling_network_tiny.yaml");
     let sampler = LearnedSampler::seeded(&cfg, 0, DType::F32, &device).unwrap();
     let fused = FusedSampler::new(&sampler).unwrap();
-    for (bad, name) in [(f32::NAN, "NaN"), (f32::INFINITY, "+inf")] {
-        let mut data = vec![0.5f32; 2 * 300];
-        data[300 + 41] = bad;
-        let z = Tensor::from_vec(data, (2, 300), &device).unwrap();
-        let err = fused.forward(&z).unwrap_err();
-        assert!(
-            matches!(err, NetsError::InvalidLogits { .. }),
-            "{name}: {err}"
-        );
-        let msg = err.to_string();
-        assert!(
-            msg.contains("row 1") && msg.contains("token 41"),
-            "{name}: {msg}"
-        );
+    for (z, name) in inputs_with_a_bad_token(&device) {
+        assert_names_row_1_token_41(&fused.forward(&z).unwrap_err(), name);
     }
     let z = Tensor::from_vec(vec![f32::NEG_INFINITY; 50], (1, 50), &device).unwrap();
     assert!(matches!(

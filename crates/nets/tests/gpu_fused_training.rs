@@ -19,7 +19,10 @@ use adasamp_nets::gpu::FusedTrainer;
 use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig, TruncatedLogitsLoss};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use gpu_common::{cuda_and_rng, cuda_or_skip, lm_logits, noisy_params};
+use gpu_common::{
+    assert_names_row_1_token_41, cuda_and_rng, cuda_or_skip, inputs_with_a_bad_token, lm_logits,
+    noisy_params,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -100,24 +103,19 @@ fn assert_grads_close(
         plain.keys().collect::<Vec<_>>(),
         "{what}: parameter names"
     );
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
     let mut worst = (0.0f64, String::new());
     for (name, p) in plain {
         let f = &fused[name];
         assert_eq!(f.dims(), p.dims(), "{what}: {name} shape");
-        let f: Vec<f64> = f
-            .flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let p: Vec<f64> = p
-            .flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let (f, p) = (flat(f), flat(p));
         let top = p.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         for (i, (&a, &b)) in f.iter().zip(&p).enumerate() {
             assert!(a.is_finite(), "{what}: {name}[{i}]: fused {a}, plain {b}");
@@ -236,20 +234,9 @@ fn cuda_fused_training_rejects_bad_inputs_naming_them() {
         .named_parameters();
     let trainer = FusedTrainer::new(&config, &device).unwrap();
     let good = Tensor::from_vec(vec![0.5f32; 2 * 300], (2, 300), &device).unwrap();
-    for (bad, name) in [(f32::NAN, "NaN"), (f32::INFINITY, "+inf")] {
-        let mut data = vec![0.5f32; 2 * 300];
-        data[300 + 41] = bad;
-        let x = Tensor::from_vec(data, (2, 300), &device).unwrap();
+    for (x, name) in inputs_with_a_bad_token(&device) {
         let err = trainer.step(&params, &x, &good, 1.0, 1.0).unwrap_err();
-        assert!(
-            matches!(err, NetsError::InvalidLogits { .. }),
-            "{name}: {err}"
-        );
-        let msg = err.to_string();
-        assert!(
-            msg.contains("row 1") && msg.contains("token 41"),
-            "{name}: {msg}"
-        );
+        assert_names_row_1_token_41(&err, name);
         let err = trainer.step(&params, &good, &x, 1.0, 1.0).unwrap_err();
         assert!(err.to_string().contains("target"), "{name} target: {err}");
     }

@@ -187,6 +187,19 @@ __device__ __forceinline__ void warp_add(float* dst, float v) {
   if ((threadIdx.x % 32) == 0) atomicAdd(dst, v);
 }
 
+// Channel i of the key (pre-activation, a) and the value (b) of token x for block weights Wb.
+template <class C>
+__device__ __forceinline__ void key_value(const float (&x)[C::D], const float* __restrict__ Wb, int i, float& a,
+                                          float& b) {
+  a = __ldg(Wb + C::QKV_B + C::D + i);
+  b = __ldg(Wb + C::QKV_B + 2 * C::D + i);
+#pragma unroll
+  for (int j = 0; j < C::D; ++j) {
+    a = fmaf(__ldg(Wb + C::QKV_W + (C::D + i) * C::D + j), x[j], a);
+    b = fmaf(__ldg(Wb + C::QKV_W + (2 * C::D + i) * C::D + j), x[j], b);
+  }
+}
+
 // Adds keep * phi(k) v^T (same-head pairs) and keep * phi(k) of this thread's token into
 // `sums` (shared, ACC_BLOCK floats).
 template <class C>
@@ -194,12 +207,8 @@ __device__ __forceinline__ void add_kv(const float (&x)[C::D], const float* __re
   float k[C::D], v[C::D];
 #pragma unroll
   for (int i = 0; i < C::D; ++i) {
-    float a = __ldg(Wb + C::QKV_B + C::D + i), b = __ldg(Wb + C::QKV_B + 2 * C::D + i);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) {
-      a = fmaf(__ldg(Wb + C::QKV_W + (C::D + i) * C::D + j), x[j], a);
-      b = fmaf(__ldg(Wb + C::QKV_W + (2 * C::D + i) * C::D + j), x[j], b);
-    }
+    float a, b;
+    key_value<C>(x, Wb, i, a, b);
     k[i] = keep * elu_plus_one(a);
     v[i] = b;
   }
@@ -317,6 +326,20 @@ __device__ __forceinline__ void query(const float (&x)[C::D], const float* __res
   }
 }
 
+// The FFN's gate and up pre-activations g, u of hidden unit f for the LN1 output y (block
+// weights Wb).
+template <class C>
+__device__ __forceinline__ void ffn_hidden(const float (&y)[C::D], const float* __restrict__ Wb, int f, float& g,
+                                           float& u) {
+  g = __ldg(Wb + C::FG_B + f);
+  u = __ldg(Wb + C::FU_B + f);
+#pragma unroll
+  for (int j = 0; j < C::D; ++j) {
+    g = fmaf(__ldg(Wb + C::FG_W + f * C::D + j), y[j], g);
+    u = fmaf(__ldg(Wb + C::FU_W + f * C::D + j), y[j], u);
+  }
+}
+
 // Block b: x_b (slot b) -> x_{b+1} (slot b + 1), then block b+1's sums or the pool sum.
 template <class C>
 __device__ void block(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
@@ -356,12 +379,8 @@ __device__ void block(const float* __restrict__ z, const float* __restrict__ zst
   for (int i = 0; i < C::D; ++i) x[i] = y[i] + __ldg(Wb + C::FD_B + i);
 #pragma unroll 2
   for (int f = 0; f < C::FF; ++f) {
-    float g = __ldg(Wb + C::FG_B + f), u = __ldg(Wb + C::FU_B + f);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) {
-      g = fmaf(__ldg(Wb + C::FG_W + f * C::D + j), y[j], g);
-      u = fmaf(__ldg(Wb + C::FU_W + f * C::D + j), y[j], u);
-    }
+    float g, u;
+    ffn_hidden<C>(y, Wb, f, g, u);
     const float hf = silu(g) * u;
 #pragma unroll
     for (int i = 0; i < C::D; ++i) x[i] = fmaf(__ldg(Wb + C::FD_W + i * C::FF + f), hf, x[i]);
@@ -402,6 +421,16 @@ __device__ __forceinline__ void transform_hidden(const float (&x)[C::D], const f
   }
 }
 
+// The transform's output l_mod = down(silu(g) * u) from its hidden pre-activations.
+template <class C>
+__device__ __forceinline__ float transform_out(const float (&g)[C::FT], const float (&u)[C::FT],
+                                               const float* __restrict__ Wh) {
+  float l_mod = __ldg(Wh + C::TD_B);
+#pragma unroll
+  for (int f = 0; f < C::FT; ++f) l_mod = fmaf(__ldg(Wh + C::TD_W + f), silu(g[f]) * u[f], l_mod);
+  return l_mod;
+}
+
 // out = l + logsigmoid(s l + tau), l = mult (lp + transform([x_B, c])); -inf at masked tokens.
 template <class C>
 __device__ void head(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
@@ -421,9 +450,7 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ zsta
   const float* rd = rows + (size_t)n * C::ROW;
   float g[C::FT], u[C::FT];
   transform_hidden<C>(x, Wh, rd + 3, g, u);
-  float l_mod = __ldg(Wh + C::TD_B);
-#pragma unroll
-  for (int f = 0; f < C::FT; ++f) l_mod = fmaf(__ldg(Wh + C::TD_W + f), silu(g[f]) * u[f], l_mod);
+  const float l_mod = transform_out<C>(g, u, Wh);
   const float l = (lp + l_mod) * __ldg(rd);
   out[tok] = l + logsigmoid(fmaf(__ldg(rd + 1), l, __ldg(rd + 2)));
 }
@@ -460,9 +487,7 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
   const float mult = __ldg(rd), s = __ldg(rd + 1), tau = __ldg(rd + 2);
   float g[C::FT], u[C::FT];
   transform_hidden<C>(x, Wh, rd + 3, g, u);
-  float l_mod = __ldg(Wh + C::TD_B);
-#pragma unroll
-  for (int f = 0; f < C::FT; ++f) l_mod = fmaf(__ldg(Wh + C::TD_W + f), silu(g[f]) * u[f], l_mod);
+  const float l_mod = transform_out<C>(g, u, Wh);
   const float uu = lp + l_mod;
   const float l = mult * uu;
   float dout = 0.0f;
@@ -571,12 +596,8 @@ __device__ void block_backward_a(const float* __restrict__ z, const float* __res
   for (int i = 0; i < C::D; ++i) xh2[i] = y1[i] + __ldg(Wb + C::FD_B + i);
 #pragma unroll 2
   for (int f = 0; f < C::FF; ++f) {
-    float g = __ldg(Wb + C::FG_B + f), u = __ldg(Wb + C::FU_B + f);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) {
-      g = fmaf(__ldg(Wb + C::FG_W + f * C::D + j), y1[j], g);
-      u = fmaf(__ldg(Wb + C::FU_W + f * C::D + j), y1[j], u);
-    }
+    float g, u;
+    ffn_hidden<C>(y1, Wb, f, g, u);
     const float hf = silu(g) * u;
     if (valid) hf_buf[at(f, T, tok)] = hf;
 #pragma unroll
@@ -601,12 +622,8 @@ __device__ void block_backward_a(const float* __restrict__ z, const float* __res
   for (int i = 0; i < C::D; ++i) g1[i] = g2[i];
 #pragma unroll 2
   for (int f = 0; f < C::FF; ++f) {
-    float g = __ldg(Wb + C::FG_B + f), u = __ldg(Wb + C::FU_B + f);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) {
-      g = fmaf(__ldg(Wb + C::FG_W + f * C::D + j), y1[j], g);
-      u = fmaf(__ldg(Wb + C::FU_W + f * C::D + j), y1[j], u);
-    }
+    float g, u;
+    ffn_hidden<C>(y1, Wb, f, g, u);
     float dh = 0.0f;
 #pragma unroll
     for (int i = 0; i < C::D; ++i) dh = fmaf(__ldg(Wb + C::FD_W + i * C::FF + f), g2[i], dh);
@@ -684,12 +701,8 @@ __device__ void block_backward_b(const float* __restrict__ z, const float* __res
   float k[C::D], v[C::D];
 #pragma unroll
   for (int i = 0; i < C::D; ++i) {
-    float a = __ldg(Wb + C::QKV_B + C::D + i), c = __ldg(Wb + C::QKV_B + 2 * C::D + i);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) {
-      a = fmaf(__ldg(Wb + C::QKV_W + (C::D + i) * C::D + j), x[j], a);
-      c = fmaf(__ldg(Wb + C::QKV_W + (2 * C::D + i) * C::D + j), x[j], c);
-    }
+    float a, c;
+    key_value<C>(x, Wb, i, a, c);
     k[i] = elu_plus_one(a);
     v[i] = c;
   }

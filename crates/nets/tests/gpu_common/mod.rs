@@ -1,10 +1,11 @@
 //! Helpers shared by the fused-kernel GPU tests (`gpu_fused.rs`, `gpu_fused_training.rs`): the
-//! device or a skip notice, a fresh printed seed, noisy weights and LM-like random logits.
+//! device or a skip notice, a fresh printed seed, noisy weights, LM-like random logits and the
+//! bad-input check.
 #![allow(dead_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adasamp_nets::{LearnedSampler, SamplerConfig};
+use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -73,4 +74,28 @@ pub fn lm_logits(rows: usize, vocab: usize, masked: f64, rng: &mut ChaCha8Rng) -
         }
     }
     z
+}
+
+/// `[2, 300]` inputs of 0.5 on `device` with one bad entry at row 1, token 41: NaN, then
+/// `+inf`, each with its name.
+pub fn inputs_with_a_bad_token(device: &Device) -> [(Tensor, &'static str); 2] {
+    [(f32::NAN, "NaN"), (f32::INFINITY, "+inf")].map(|(bad, name)| {
+        let mut data = vec![0.5f32; 2 * 300];
+        data[300 + 41] = bad;
+        (Tensor::from_vec(data, (2, 300), device).unwrap(), name)
+    })
+}
+
+/// Asserts `err` is [`NetsError::InvalidLogits`] naming row 1 and token 41 (the bad entry of
+/// [`inputs_with_a_bad_token`]; `name` says which).
+pub fn assert_names_row_1_token_41(err: &NetsError, name: &str) {
+    assert!(
+        matches!(err, NetsError::InvalidLogits { .. }),
+        "{name}: {err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("row 1") && msg.contains("token 41"),
+        "{name}: {msg}"
+    );
 }
