@@ -341,16 +341,13 @@ impl FusedSampler {
         let stats = z.apply_op1_no_bwd(&RowStats {
             poison: self.poison,
         })?;
-        let rows = stats.to_vec2::<f32>()?;
         // [max z, L, #NaN or +inf, #finite, H] per row
-        if let Some(r) = rows.iter().position(|s| s[2] > 0.0 || s[3] == 0.0) {
-            validate_logits(&z)?;
-            return Err(NetsError::bad_request(
-                "logits",
-                format!("row {r}"),
-                "holds NaN / +inf or no finite entry",
-            ));
-        }
+        check_rows(
+            &stats.flatten_all()?.to_vec1::<f32>()?,
+            STATS,
+            &z,
+            "input logits",
+        )?;
         let out = z.apply_op3_no_bwd(&stats, &self.weights, &Forward { net: self })?;
         Ok(out.to_dtype(logits.dtype())?)
     }
@@ -400,8 +397,25 @@ fn blocks_per_row(
     Ok((slots / rows.max(1)).clamp(1, tiles.max(1)) as u32)
 }
 
+/// Errors for a row whose statistics (`width` floats per row, starting `[max, lse, #NaN/+inf,
+/// #finite]`) show NaN / `+inf` or no finite entry, naming the row and token of `x` (`what`:
+/// input logits or target).
+pub(crate) fn check_rows(stats: &[f32], width: usize, x: &Tensor, what: &str) -> Result<()> {
+    let bad = stats.chunks(width).position(|s| s[2] > 0.0 || s[3] == 0.0);
+    let Some(r) = bad else { return Ok(()) };
+    validate_logits(x).map_err(|e| match e {
+        NetsError::InvalidLogits { source, .. } => NetsError::logits(what, *source),
+        other => other,
+    })?;
+    Err(NetsError::bad_request(
+        what,
+        format!("row {r}"),
+        "holds NaN / +inf or no finite entry",
+    ))
+}
+
 /// A fresh f32 buffer of `len` elements, NaN-filled when `poison`.
-fn output_buffer(
+pub(crate) fn output_buffer(
     dev: &CudaDevice,
     len: usize,
     poison: bool,

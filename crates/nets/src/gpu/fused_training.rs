@@ -31,11 +31,12 @@ use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Storage, Tensor, Var};
 
-use crate::arch::{logits_dims, validate_logits};
+use crate::arch::logits_dims;
 use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
 use crate::gpu::fused::{
-    fill, is_compiled, kernel_suffix, pack_weights, packing_order, MAX_ROWS, ROW_THREADS,
+    check_rows, fill, is_compiled, kernel_suffix, output_buffer, pack_weights, packing_order,
+    MAX_ROWS, ROW_THREADS,
 };
 use crate::layers::SwiGlu;
 
@@ -296,8 +297,8 @@ impl FusedTrainer {
         launch!(self, "tr_row_stats", row_cfg(n); &tgt, &vi, &mut ts);
         let zs_host = dev.clone_dtoh(&zs)?;
         let ts_host = dev.clone_dtoh(&ts)?;
-        check_rows(&zs_host, logits, "input logits")?;
-        check_rows(&ts_host, target, "target")?;
+        check_rows(&zs_host, STATS, logits, "input logits")?;
+        check_rows(&ts_host, STATS, target, "target")?;
         ph.mark(dev, "inputs, weights, row statistics")?;
 
         // Forward: x_0 .. x_B (slots of D + 1 channels, the last ones) and the per-row sums.
@@ -507,16 +508,10 @@ impl FusedTrainer {
         to_slice(&packed, device)
     }
 
-    /// A fresh f32 buffer of `len` elements, NaN-filled when poisoning.
+    /// A fresh f32 buffer of `len` elements (at least one), NaN-filled when poisoning; every
+    /// element is written by the kernels or a GEMM before it is read.
     fn buffer(&self, len: usize) -> Result<CudaSlice<f32>> {
-        // SAFETY: every element is written (by the kernels, a GEMM or the NaN fill) before it
-        // is read.
-        let mut buf = unsafe { self.cuda.alloc::<f32>(len.max(1))? };
-        if self.poison {
-            let len = buf.len();
-            self.fill(&mut buf, 0, len, f32::NAN)?;
-        }
-        Ok(buf)
+        Ok(output_buffer(&self.cuda, len.max(1), self.poison)?)
     }
 
     /// `buf[off .. off + len] = value`.
@@ -552,22 +547,6 @@ impl FusedTrainer {
         unsafe { self.cuda.cublas_handle().gemm(cfg, x, dy, &mut out) }.w()?;
         Ok(out)
     }
-}
-
-/// Errors for a row whose statistics (`[max, lse, #NaN/+inf, #finite]`) show NaN / `+inf` or no
-/// finite entry, naming the row and token (`what`: input logits or target).
-fn check_rows(stats: &[f32], x: &Tensor, what: &str) -> Result<()> {
-    let bad = stats.chunks(STATS).position(|s| s[2] > 0.0 || s[3] == 0.0);
-    let Some(r) = bad else { return Ok(()) };
-    validate_logits(x).map_err(|e| match e {
-        NetsError::InvalidLogits { source, .. } => NetsError::logits(what, *source),
-        other => other,
-    })?;
-    Err(NetsError::bad_request(
-        what,
-        format!("row {r}"),
-        "holds NaN / +inf or no finite entry",
-    ))
 }
 
 /// A contiguous f32 copy of `t` on `device`, as a raw CUDA buffer.
