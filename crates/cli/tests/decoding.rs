@@ -231,6 +231,8 @@ fn soft_train_checkpoints_resumes_and_feeds_generate() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("alpha_min"), "{}", stderr(&o));
+    // The checkpoint holds the model's f32 head (~325 MB): do not leave it behind.
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// `soft-train` over `data` into `ck` for `steps` steps, a checkpoint after every step, with the
@@ -327,4 +329,6 @@ fn soft_train_killed_and_rerun_equals_an_uninterrupted_run() {
     assert_eq!(a["step"], 4);
     assert_eq!(a["log"], b["log"], "resumed from step {at_kill}");
     assert_eq!(a["log"].as_array().unwrap().len(), 4);
+    // Three checkpoints of the model's f32 head (~325 MB each): leave none behind.
+    let _ = std::fs::remove_dir_all(&d);
 }
