@@ -294,19 +294,9 @@ fn soft_train_killed_and_rerun_equals_an_uninterrupted_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Kill (SIGKILL) once a checkpoint past step 1 is on disk, then rerun the same command.
     let killed = d.join("killed");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_adasamp"))
-        .args(soft_train_args(&data, &killed, "4"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run adasamp");
-    let t0 = std::time::Instant::now();
-    while checkpoint_step(&killed) < 2 && t0.elapsed() < std::time::Duration::from_secs(600) {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_adasamp"));
+    cmd.args(soft_train_args(&data, &killed, "4"));
+    let mut child = common::spawn_until(&mut cmd, || checkpoint_step(&killed) >= 2);
     let _ = child.kill();
     let _ = child.wait();
     let at_kill = checkpoint_step(&killed);

@@ -23,9 +23,24 @@ pub fn adasamp_in(args: &[&str], cwd: &Path) -> Output {
         .expect("run adasamp")
 }
 
-/// A fresh (emptied) temporary directory unique to this test process and `name`.
+/// A fresh (emptied) temporary directory unique to this test process and `name`. Directories
+/// of the same `name` left by test processes that have ended are removed first (on Linux, where
+/// `/proc` tells), so repeated runs do not pile up their files.
 pub fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("adasamp-cli-{name}-{}", std::process::id()));
+    let prefix = format!("adasamp-cli-{name}-");
+    let root = std::env::temp_dir();
+    if Path::new("/proc/self").exists() {
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let file = e.file_name();
+            let pid = file.to_str().and_then(|f| f.strip_prefix(&prefix));
+            if let Some(pid) = pid.filter(|p| p.parse::<u32>().is_ok()) {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let d = root.join(format!("{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -97,6 +112,17 @@ pub fn start_server(args: &[&str]) -> (Child, String) {
 /// holds at least `n` complete lines — or once it ended, or 600 s passed — for the caller to
 /// kill or wait for.
 pub fn spawn_until_lines(cmd: &mut Command, path: &Path, n: usize) -> Child {
+    spawn_until(cmd, || {
+        std::fs::read_to_string(path)
+            .map(|t| t.matches('\n').count())
+            .unwrap_or(0)
+            >= n
+    })
+}
+
+/// Spawns `cmd` (standard output discarded, standard error piped) and returns it once `done()`
+/// holds — or once it ended, or 600 s passed — for the caller to kill or wait for.
+pub fn spawn_until(cmd: &mut Command, done: impl Fn() -> bool) -> Child {
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -104,10 +130,7 @@ pub fn spawn_until_lines(cmd: &mut Command, path: &Path, n: usize) -> Child {
         .expect("run adasamp");
     let t0 = std::time::Instant::now();
     loop {
-        let lines = std::fs::read_to_string(path)
-            .map(|t| t.matches('\n').count())
-            .unwrap_or(0);
-        if lines >= n || t0.elapsed() > std::time::Duration::from_secs(600) {
+        if done() || t0.elapsed() > std::time::Duration::from_secs(600) {
             return child;
         }
         if let Ok(Some(_)) = child.try_wait() {
