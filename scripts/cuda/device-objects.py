@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -90,11 +91,13 @@ def compile_all(cmds_file, seconds, jobs):
 
 
 def install(build_dir, parts):
-    r, w = os.pipe()
-    cat = subprocess.Popen(["cat", *parts], stdout=w)
-    os.close(w)
-    subprocess.run(["tar", "-C", "/", "-xJf", "-"], stdin=r, check=True)
-    cat.wait()
+    tar = subprocess.Popen(["tar", "-C", "/", "-xJf", "-"], stdin=subprocess.PIPE)
+    for part in sorted(parts):  # split's suffixes .aa, .ab, … in order
+        with open(part, "rb") as f:
+            shutil.copyfileobj(f, tar.stdin)
+    tar.stdin.close()
+    if tar.wait() != 0:
+        sys.exit("tar could not unpack the parts")
     now = time.time()
     n = 0
     for d, _, files in os.walk(build_dir):
