@@ -1,5 +1,5 @@
 //! The fused CUDA forward of the SamplingNetwork and the SimpleDistributionAwareTransform
-//! against the plain candle path on the same device.
+//! against the plain candle path on the same device, computed in f64.
 //!
 //! Built only with the `cuda` feature (CPU CI never compiles these). The tests that need a GPU
 //! print `SKIPPED (no CUDA device): …` and return when `Device::new_cuda(0)` fails, so a run
@@ -7,6 +7,11 @@
 //! logits every run (the seed is printed), weights are the seeded initialisation plus Gaussian
 //! noise (so LayerNorm affine parameters are not 1 / 0), and the fused path NaN-fills every
 //! buffer its kernels write before they run.
+//!
+//! The reference is the plain path in f64 (candle's CUDA ops, weights and logits converted
+//! exactly from the f32 ones): the f32 plain path carries its own rounding, so each check prints
+//! how far both the fused kernels and the f32 plain path are from the f64 one and bounds the
+//! fused kernels' distance.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -18,18 +23,19 @@ use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
 use gpu_common::{
     assert_names_row_1_token_41, cuda_and_rng, cuda_or_skip, inputs_with_a_bad_token, lm_logits,
-    noisy_params,
+    noisy_params, output_error, plain_forward, soft_mask,
 };
 use rand_chacha::ChaCha8Rng;
 
-/// Relative tolerance: `|fused − plain| ≤ TOL · max(|plain|, 1)`.
-const TOL: f32 = 1e-3;
+/// Relative tolerance: `|fused − f64 plain| ≤ TOL · max(|f64 plain|, 1)`.
+const TOL: f64 = 1e-3;
 /// The same bound for the SamplingNetwork at [`FusedPrecision::F16`] (one f16 product per
-/// matrix product, ~11 bits; measured worst 5.4e-4 on an H100): a documented, looser bound.
-const TOL_F16: f32 = 2e-3;
+/// matrix product, ~11 bits; measured worst 9.0e-4 against the f32 plain path on an H100): a
+/// documented, looser bound.
+const TOL_F16: f64 = 2e-3;
 
 /// Each precision with its tolerance.
-const PRECISIONS: [(FusedPrecision, f32); 2] = [
+const PRECISIONS: [(FusedPrecision, f64); 2] = [
     (FusedPrecision::SplitF16, TOL),
     (FusedPrecision::F16, TOL_F16),
 ];
@@ -45,37 +51,49 @@ fn logits(rows: usize, vocab: usize, masked: f64, rng: &mut ChaCha8Rng, device: 
     Tensor::from_vec(lm_logits(rows, vocab, masked, rng), (rows, vocab), device).unwrap()
 }
 
-fn assert_close(fused: &Tensor, plain: &Tensor, what: &str) {
+/// The plain candle path's output on `z`: in f32 (`sampler` itself) and in f64 (the reference).
+struct Plain {
+    f32: Tensor,
+    f64: Tensor,
+}
+
+fn plain_outputs(sampler: &LearnedSampler, z: &Tensor) -> Plain {
+    let params = sampler.named_parameters();
+    Plain {
+        f32: sampler.forward(z).unwrap(),
+        f64: plain_forward(sampler.config(), &params, z, DType::F64),
+    }
+}
+
+fn assert_close(fused: &Tensor, plain: &Plain, what: &str) {
     assert_close_within(fused, plain, what, TOL);
 }
 
-fn assert_close_within(fused: &Tensor, plain: &Tensor, what: &str, tol: f32) {
-    let f = fused.to_vec2::<f32>().unwrap();
-    let p = plain.to_vec2::<f32>().unwrap();
-    let mut worst = 0.0f32;
-    for (r, (fr, pr)) in f.iter().zip(&p).enumerate() {
-        for (t, (&a, &b)) in fr.iter().zip(pr).enumerate() {
-            if b == f32::NEG_INFINITY {
-                assert_eq!(
-                    a,
-                    f32::NEG_INFINITY,
-                    "{what}: row {r} token {t}: masked → {a}"
-                );
-                continue;
-            }
-            assert!(
-                a.is_finite(),
-                "{what}: row {r} token {t}: fused {a}, plain {b}"
-            );
-            let rel = (a - b).abs() / b.abs().max(1.0);
-            assert!(
-                rel <= tol,
-                "{what}: row {r} token {t}: fused {a}, plain {b} (tolerance {tol:e})"
-            );
-            worst = worst.max(rel);
-        }
-    }
-    eprintln!("{what}: worst relative difference {worst:.2e}");
+/// The fused output's worst relative difference from the f64 plain path and where it is
+/// (`-inf` exactly where that path has it), after printing it with the f32 plain path's worst
+/// difference from the f64 one and the fused output's from the f32 one.
+fn f64_error(fused: &Tensor, plain: &Plain, what: &str) -> (f64, (usize, usize)) {
+    let (fused_err, at) = output_error(fused, &plain.f64, what);
+    let (f32_err, f32_at) = output_error(&plain.f32, &plain.f64, what);
+    let (between, _) = output_error(fused, &plain.f32, what);
+    eprintln!(
+        "{what}: worst relative difference from the f64 plain path: fused {fused_err:.2e} \
+         (row {} token {}), f32 plain {f32_err:.2e} (row {} token {}); fused from f32 plain \
+         {between:.2e}",
+        at.0, at.1, f32_at.0, f32_at.1
+    );
+    (fused_err, at)
+}
+
+/// Asserts `fused` within `tol · max(|f64|, 1)` of the f64 plain path ([`f64_error`]).
+fn assert_close_within(fused: &Tensor, plain: &Plain, what: &str, tol: f64) {
+    let (err, at) = f64_error(fused, plain, what);
+    assert!(
+        err <= tol,
+        "{what}: row {} token {}: fused {err:e} from the f64 plain path (tolerance {tol:e})",
+        at.0,
+        at.1
+    );
 }
 
 /// The device, a seeded generator (seed printed) and the reference SamplingNetwork with noisy
@@ -111,7 +129,7 @@ fn cuda_fused_forward_equals_plain_candle_for_every_compiled_shape() {
                 let sampler = noisy_sampler(&cfg, seed ^ i as u64, &device);
                 // V not a multiple of the 16-token tile.
                 let z = logits(3, 5_003, 0.2, &mut rng, &device);
-                let plain = sampler.forward(&z).unwrap();
+                let plain = plain_outputs(&sampler, &z);
                 for (precision, tol) in PRECISIONS {
                     let fused = poisoned(&sampler, precision);
                     assert_eq!(fused.launches(), blocks + 4);
@@ -150,7 +168,7 @@ fn cuda_fused_simple_transform_equals_plain_candle_for_every_compiled_width() {
                 let what = format!("simple h {hidden} dynamic {dynamic} V {vocab}");
                 assert_close(
                     &fused.forward(&z).unwrap(),
-                    &sampler.forward(&z).unwrap(),
+                    &plain_outputs(&sampler, &z),
                     &what,
                 );
             }
@@ -164,7 +182,7 @@ fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
         return;
     };
     let z = logits(4, 128_256, 0.0, &mut rng, &device);
-    let plain = sampler.forward(&z).unwrap();
+    let plain = plain_outputs(&sampler, &z);
     for (precision, tol) in PRECISIONS {
         let fused = poisoned(&sampler, precision);
         assert_close_within(
@@ -182,7 +200,7 @@ fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
     let z = logits(3, 30_000, 0.1, &mut rng, &device);
     assert_close(
         &fused.forward(&z).unwrap(),
-        &sampler.forward(&z).unwrap(),
+        &plain_outputs(&sampler, &z),
         "reference config, V 30000 (activation buffer allocated)",
     );
     // A row with a single kept token: its output is finite there, -inf elsewhere.
@@ -191,46 +209,61 @@ fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
     let z = Tensor::from_vec(row, (1, 1000), &device).unwrap();
     assert_close(
         &fused.forward(&z).unwrap(),
-        &sampler.forward(&z).unwrap(),
+        &plain_outputs(&sampler, &z),
         "single kept token",
     );
 }
 
-/// Open limitation (docs/gpu.md, "Fused learned-sampler kernels"): rows whose finite logits lie
-/// ~1e4 below the maximum (a "soft mask") make the encoder's hidden units ~1e7, past f16's
-/// range; the kernels rescale by powers of two, but on an H100 the split-f16 output still
-/// differed from plain candle by 2.2e-3 relative at the first token of the second row (the
-/// first row within 1e-3; the check stops at the first miss). Kept as the reproducer:
-/// `--ignored` runs it.
+/// Rows whose finite logits lie ~1e4 below the maximum (a "soft mask", [`soft_mask`]): the
+/// encoder's hidden units reach ~1e7, past f16's range, which the kernels rescale by powers of
+/// two. Open limitation (docs/gpu.md, "Fused learned-sampler kernels"): on an H100 the f32 plain
+/// path stayed within 3.5e-5 of the f64 one, but the split-f16 kernels missed 1e-3 in 9 of 14
+/// runs (up to 1.3e-2, at soft-masked and other tokens alike); `--ignored` runs it. Both
+/// precisions are measured (and printed, by token kind) before either is asserted.
 #[test]
-#[ignore = "open limitation: split-f16 deviates ~2e-3 from plain candle on soft-masked logits (docs/gpu.md)"]
+#[ignore = "open limitation: the fused kernels deviate up to ~1e-2 from the f64 plain path on soft-masked logits (docs/gpu.md)"]
 fn cuda_fused_forward_on_soft_masked_logits() {
     let Some((device, mut rng, sampler)) = reference_network("fused forward on soft-masked logits")
     else {
         return;
     };
-    let fused = FusedSampler::new(&sampler)
-        .unwrap()
-        .with_poisoned_outputs(true);
-    // Finite logits far below the row's maximum (a -1e4 "soft mask", as some models write):
-    // |lp| ~ 1e4 makes the encoder's hidden units ~1e7, past f16's range unless the kernels
-    // rescale them.
-    let mut data = logits(2, 20_000, 0.1, &mut rng, &device)
-        .to_vec2::<f32>()
-        .unwrap();
-    for row in &mut data {
-        for x in row.iter_mut().step_by(7).skip(1) {
-            if x.is_finite() {
-                *x -= 1.0e4;
-            }
+    let (rows, vocab) = (2, 20_000);
+    let mut data = lm_logits(rows, vocab, 0.1, &mut rng);
+    soft_mask(&mut data, vocab);
+    let z = Tensor::from_vec(data, (rows, vocab), &device).unwrap();
+    let plain = plain_outputs(&sampler, &z);
+    // Soft-masked tokens (every 7th from the 2nd) and the others, as column indices.
+    let kinds = [("soft-masked tokens", true), ("other tokens", false)].map(|(kind, soft)| {
+        let cols: Vec<u32> = (0..vocab as u32)
+            .filter(|t| (t % 7 == 0 && *t > 0) == soft)
+            .collect();
+        (kind, cols)
+    });
+    let mut measured = Vec::new();
+    for (precision, tol) in PRECISIONS {
+        let out = poisoned(&sampler, precision).forward(&z).unwrap();
+        for (kind, cols) in &kinds {
+            let ids = Tensor::new(cols.as_slice(), &device).unwrap();
+            let pick = |x: &Tensor| x.index_select(&ids, 1).unwrap();
+            let (fused_err, at) = output_error(&pick(&out), &pick(&plain.f64), kind);
+            let (f32_err, _) = output_error(&pick(&plain.f32), &pick(&plain.f64), kind);
+            eprintln!(
+                "soft mask {precision:?}, {kind}: from the f64 plain path fused {fused_err:.2e} \
+                 (row {} token {}), f32 plain {f32_err:.2e}",
+                at.0, cols[at.1]
+            );
         }
+        let what = format!("soft-masked logits at -1e4, {precision:?}");
+        measured.push((f64_error(&out, &plain, &what), what, tol));
     }
-    let z = Tensor::from_vec(data.concat(), (2, 20_000), &device).unwrap();
-    assert_close(
-        &fused.forward(&z).unwrap(),
-        &sampler.forward(&z).unwrap(),
-        "soft-masked logits at -1e4",
-    );
+    for ((err, at), what, tol) in measured {
+        assert!(
+            err <= tol,
+            "{what}: row {} token {}: fused {err:e} from the f64 plain path (tolerance {tol:e})",
+            at.0,
+            at.1
+        );
+    }
 }
 
 #[test]
