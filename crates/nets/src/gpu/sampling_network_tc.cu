@@ -9,7 +9,8 @@
 //          + a_hi.w_lo, three mmas per product, about f32 accuracy (~22 bits).
 // Activations whose range is not bounded by a LayerNorm (the encoder's hidden units, the
 // block input, phi(q), the attention output) are scaled per token, phi(k) and v (the sums'
-// operands) per channel over a 16-token tile, the attention sums per head, by a power of two
+// operands) per channel over a 16-token tile, the attention sums per head (numerators and
+// denominators apart: their ratio is about |v|, past f16's range when |v| ~ 1e7), by a power of two
 // before the f16 conversion (the products are scaled back in f32), so large
 // |log-probabilities| cannot overflow f16; values under 2^10 are never rescaled.
 //
@@ -79,6 +80,14 @@ __device__ __forceinline__ float scale_for(float m) {
   int e;
   frexpf(m, &e);  // m < 2^e
   return exp2f((float)(8 - e));
+}
+
+// Power-of-two factor that brings a head's sums, max |.| = m, to max |.| in [2^7, 2^8) (1 if m
+// is 0).
+__device__ __forceinline__ float head_scale(float m) {
+  int e = 0;
+  if (m > 0.0f) frexpf(m, &e);
+  return m > 0.0f ? exp2f((float)(8 - e)) : 1.0f;
 }
 
 // scale_for per token: s[0] for row g, s[1] for row g+8 (a token's channels live in a quad), so
@@ -206,11 +215,22 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int M_DN = D * LDF, M_ATT = 8 * NA * LDD, M_KV = 2 * D * LDD;
   static constexpr int O_ENC = 0, O_Q = O_ENC + M_ENC, O_OUT = O_Q + M_Q, O_G = O_OUT + M_OUT, O_U = O_G + M_G;
   static constexpr int O_DN = O_U + M_U, O_ATT = O_DN + M_DN, O_KV = O_ATT + M_ATT, HALVES = O_KV + M_KV;
-  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 2 scalars
-  static constexpr int SMEM_BYTES = 2 * HALVES * 2 + (2 * ACC_BLOCK + 4) * 4;
-  static_assert(H <= 4, "one shared scale slot per head, 4 slots");
+  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 4 slots
+  // per head (the maxima of its numerators and of its denominator, its eps and ratio)
+  static constexpr int SMEM_BYTES = 2 * HALVES * 2 + (2 * ACC_BLOCK + 16) * 4;
+  static_assert(H <= 4, "four shared slots per head, 16 slots");
+  // byte offset of the slots in the dynamic shared memory
+  static constexpr int SLOTS_OFFSET = 2 * HALVES * 2 + 2 * ACC_BLOCK * 4;
   static_assert(SMEM_BYTES <= TC_SMEM_BYTES, "shared memory over TC_SMEM_BYTES");
 };
+
+extern __shared__ __align__(16) unsigned char smem_raw[];
+
+// The heads' eps and ratio slots of the dynamic shared memory (see block).
+template <class C>
+__device__ __forceinline__ const float* head_slots() {
+  return reinterpret_cast<const float*>(smem_raw + C::SLOTS_OFFSET) + 2 * C::H;
+}
 
 __device__ __forceinline__ uint32_t dynamic_smem_size() {
   uint32_t r;
@@ -294,10 +314,13 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* __
 
 // One block on the tile: x = LN2(y + FFN(y)), y = LN1(x + out(attention(x))).
 // `att` holds the row's sums as the B operand [q channel][D numerators + H denominators],
-// head h's entries scaled by 1 / att_scale[h]; `eps[h]` = ATTENTION_EPS / att_scale[h].
+// head h's numerators scaled by num_scale[h], its denominator by den_scale[h]; head_slots()
+// holds eps[h] = ATTENTION_EPS * den_scale[h] at h and ratio[h] = den_scale[h] / num_scale[h]
+// at H + h.
 template <class C, int P>
 __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restrict__ Wb, SMat q, SMat out, SMat gate,
-                                      SMat up, SMat down, SMat att, const float (&eps)[C::H], int lane) {
+                                      SMat up, SMat down, SMat att, int lane) {
+  const float* hs = head_slots<C>();
   const int t = lane & 3;
   // phi(q)
   float qc[C::ND][4];
@@ -322,7 +345,9 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restr
     const int src = (lane & ~3) | (h >> 1);
     const float d0 = __shfl_sync(0xffffffffu, nd[C::ND][h & 1], src);
     const float d1 = __shfl_sync(0xffffffffu, nd[C::ND][2 + (h & 1)], src);
-    const float i0 = 1.0f / (d0 + eps[h] * sq[0]), i1 = 1.0f / (d1 + eps[h] * sq[1]);
+    const float eps = hs[h], ratio = hs[C::H + h];
+    // ratio is a power of two: ratio * (1 / den) rounds as ratio / den does
+    const float i0 = ratio * (1.0f / (d0 + eps * sq[0])), i1 = ratio * (1.0f / (d1 + eps * sq[1]));
     a[h][0] = nd[h][0] * i0;
     a[h][1] = nd[h][1] * i0;
     a[h][2] = nd[h][2] * i1;
@@ -513,7 +538,6 @@ __device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4],
 template <class C, int P>
 __device__ void pass(const float* __restrict__ z, const float* __restrict__ stats, const float* __restrict__ W,
                      float* __restrict__ xs, float* __restrict__ acc, int V, int blocks, int p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   if (dynamic_smem_size() < (uint32_t)C::SMEM_BYTES) __trap();
   __half* hi = reinterpret_cast<__half*>(smem_raw);
   __half* lo = hi + C::HALVES;
@@ -528,7 +552,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   const float* Wb = W + C::ENC_SIZE + (p - 1) * C::BLOCK_SIZE;  // block p-1 (if any)
   const float* Wn = W + C::ENC_SIZE + p * C::BLOCK_SIZE;        // block p (if any)
   for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) sums[i] = 0.0f;
-  if (threadIdx.x < 4) scal[threadIdx.x] = 0.0f;
+  if (threadIdx.x < 2 * C::H) scal[threadIdx.x] = 0.0f;
   __syncthreads();
   if (from_encoder) stage<P, C::LDE>(hi + C::O_ENC, lo + C::O_ENC, W + C::ENC_DW, C::D, C::FE, C::D, 16 * C::KE);
   if (has_block) {
@@ -537,31 +561,33 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     stage<P, C::LDD>(hi + C::O_G, lo + C::O_G, Wb + C::FG_W, C::FF, C::D, 16 * C::KF, C::D);
     stage<P, C::LDD>(hi + C::O_U, lo + C::O_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
     stage<P, C::LDF>(hi + C::O_DN, lo + C::O_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
-    // the attention B operand from block p-1's sums / #kept, then each head's entries scaled
-    // to max |.| in [2^7, 2^8) (a head's numerators and denominator share the factor, so its
-    // ratio is unchanged; one factor for all heads would push a head with small sums into
-    // f16's subnormals when another head's are huge)
+    // the attention B operand from block p-1's sums / #kept, then each head's numerators and
+    // its denominator scaled to max |.| in [2^7, 2^8), each with its own factor (slots h and
+    // H + h; the ratio is scaled back by den_scale / num_scale). One factor for all heads
+    // would push a head with small sums into f16's subnormals when another head's are huge;
+    // one factor for a head's numerators and denominator did so to the denominator when |v|
+    // was ~1e7 (soft-masked rows): it was then f16-subnormal, ~1e-3 relative error.
     const float* in = row_acc + (p - 1) * C::ACC_BLOCK;
     const float kept = fmaxf(st[3], 1.0f);
     for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) {
       const float v = in[i] / kept;
       stage_att[i] = v;
-      const int head = i < C::D * 8 ? i / 64 : (i - C::D * 8) / 8;
-      atomicMax(reinterpret_cast<int*>(scal + head), __float_as_int(fabsf(v)));
+      const int slot = i < C::D * 8 ? i / 64 : C::H + (i - C::D * 8) / 8;
+      atomicMax(reinterpret_cast<int*>(scal + slot), __float_as_int(fabsf(v)));
     }
   }
   if (has_next) stage<P, C::LDD>(hi + C::O_KV, lo + C::O_KV, Wn + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
   __syncthreads();
-  float eps[C::H], sc[C::H];
-#pragma unroll
-  for (int h = 0; h < C::H; ++h) {
-    const float m = scal[h];
-    int e = 0;
-    if (m > 0.0f) frexpf(m, &e);
-    sc[h] = m > 0.0f ? exp2f((float)(8 - e)) : 1.0f;
-    eps[h] = ATTENTION_EPS / fmaxf(st[3], 1.0f) * sc[h];
-  }
+  // head h: numerator factor from slot h, denominator factor from slot H + h; its eps and
+  // ratio (block's `hs`) into slots 2H + h and 3H + h
+  float* hs = scal + 2 * C::H;  // = head_slots<C>()
   if (has_block) {
+    if (threadIdx.x < C::H) {
+      const int h = threadIdx.x;
+      const float sd = head_scale(scal[C::H + h]);
+      hs[h] = ATTENTION_EPS / fmaxf(st[3], 1.0f) * sd;
+      hs[C::H + h] = sd / head_scale(scal[h]);
+    }
     for (int i = threadIdx.x; i < 8 * C::NA * C::D; i += blockDim.x) {
       const int r = i / C::D, c = i % C::D;  // r: output column (numerator 8h+j or denominator D+h)
       const int head = c / 8;
@@ -571,7 +597,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       } else if (r - C::D == head) {
         v = stage_att[C::D * 8 + c];
       }
-      v *= sc[head];
+      v *= head_scale(scal[r < C::D ? head : C::H + head]);
       const __half h = __float2half_rn(v);
       hi[C::O_ATT + r * C::LDD + c] = h;
       if (P >= 2) lo[C::O_ATT + r * C::LDD + c] = __float2half_rn(v - __half2float(h));
@@ -610,7 +636,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       }
     }
     if (has_block) {
-      block<C, P>(x, Wb, q, out, gate, up, down, att, eps, lane);
+      block<C, P>(x, Wb, q, out, gate, up, down, att, lane);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int tok = t0 + g + 8 * r;
