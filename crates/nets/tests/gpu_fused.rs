@@ -219,7 +219,7 @@ fn cuda_fused_forward_equals_plain_candle_at_llama3_vocab() {
 /// two. Open limitation (docs/gpu.md, "Fused learned-sampler kernels"): on an H100 the f32 plain
 /// path stayed within 5e-5 of the f64 one in every run; with a scale factor for a head's
 /// attention numerators and another for its denominator (one shared factor had made the
-/// denominators f16-subnormal: 9 of 14 runs over 1e-3, up to 1.3e-2) 15 of 17 runs were within
+/// denominators f16-subnormal: 9 of 14 runs over 1e-3, up to 1.3e-2) 16 of 18 runs were within
 /// 1e-3 (split f16 ~3e-7), but 2 missed it by ~1e-2 in both precisions alike (a range effect,
 /// not rounding; cause not found). `--ignored` runs it; both precisions are measured (and
 /// printed, by token kind) before either is asserted.

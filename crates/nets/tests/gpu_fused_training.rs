@@ -26,7 +26,7 @@ use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
 use gpu_common::{
     assert_names_row_1_token_41, cuda_and_rng, cuda_or_skip, gradient_error,
-    inputs_with_a_bad_token, logits_and_targets, loss_error, noisy_params, plain_step, PlainStep,
+    inputs_with_a_bad_token, logits_and_targets, loss_error, noisy_params, plain_steps, PlainStep,
     GRADIENT_FLOOR,
 };
 use rand::Rng;
@@ -34,19 +34,6 @@ use rand_chacha::ChaCha8Rng;
 
 /// Relative tolerance of the loss sums and of the gradients.
 const TOL: f64 = 1e-3;
-
-/// The plain step in f32 and in f64 (the reference).
-fn plain_steps(
-    config: &SamplerConfig,
-    params: &[(String, Tensor)],
-    z: &Tensor,
-    t: &Tensor,
-    gamma: f64,
-    scale: f64,
-) -> (PlainStep, PlainStep) {
-    let step = |dtype| plain_step(config, params, z, t, gamma, scale, dtype);
-    (step(DType::F32), step(DType::F64))
-}
 
 /// Asserts every gradient entry within `TOL · max(|f64|, GRADIENT_FLOOR · max|f64 of that
 /// parameter|)` of the f64 plain step ([`gradient_error`]), after printing the worst such

@@ -158,38 +158,45 @@ pub struct PlainStep {
 }
 
 /// `Σ KL`, `Σ penalty` and the gradients of `scale · Σ_rows (KL + γ·penalty)` by candle's
-/// autograd of the plain path, computed in `dtype` (weights, logits `z` and targets `t`
-/// converted exactly from f32) on `z`'s device.
-pub fn plain_step(
+/// autograd of the plain path on `z`'s device, computed in f32 and in f64 (the reference; weights,
+/// logits `z` and targets `t` converted exactly from f32), in that order.
+pub fn plain_steps(
     config: &SamplerConfig,
     params: &[(String, Tensor)],
     z: &Tensor,
     t: &Tensor,
     gamma: f64,
     scale: f64,
-    dtype: DType,
-) -> PlainStep {
-    let varmap = VarMap::new();
-    let sampler =
-        LearnedSampler::trainable_from(config, params.iter().cloned(), &varmap, dtype, z.device())
-            .unwrap();
-    let pred = sampler.forward(&z.to_dtype(dtype).unwrap()).unwrap();
-    let (kl, pen) = TruncatedLogitsLoss::new(gamma)
-        .unwrap()
-        .per_row(&pred, &t.to_dtype(dtype).unwrap())
+) -> (PlainStep, PlainStep) {
+    let step = |dtype: DType| {
+        let varmap = VarMap::new();
+        let sampler = LearnedSampler::trainable_from(
+            config,
+            params.iter().cloned(),
+            &varmap,
+            dtype,
+            z.device(),
+        )
         .unwrap();
-    let total = ((&kl + (&pen * gamma).unwrap()).unwrap().sum_all().unwrap() * scale).unwrap();
-    let store = total.backward().unwrap();
-    let data = varmap.data().lock().unwrap();
-    let grads = data
-        .iter()
-        .map(|(k, v)| (k.clone(), store.get(v.as_tensor()).unwrap().clone()))
-        .collect();
-    PlainStep {
-        kl: sum_f64(&kl),
-        penalty: sum_f64(&pen),
-        grads,
-    }
+        let pred = sampler.forward(&z.to_dtype(dtype).unwrap()).unwrap();
+        let (kl, pen) = TruncatedLogitsLoss::new(gamma)
+            .unwrap()
+            .per_row(&pred, &t.to_dtype(dtype).unwrap())
+            .unwrap();
+        let total = ((&kl + (&pen * gamma).unwrap()).unwrap().sum_all().unwrap() * scale).unwrap();
+        let store = total.backward().unwrap();
+        let data = varmap.data().lock().unwrap();
+        let grads = data
+            .iter()
+            .map(|(k, v)| (k.clone(), store.get(v.as_tensor()).unwrap().clone()))
+            .collect();
+        PlainStep {
+            kl: sum_f64(&kl),
+            penalty: sum_f64(&pen),
+            grads,
+        }
+    };
+    (step(DType::F32), step(DType::F64))
 }
 
 /// The sum of `x`'s entries, accumulated in f64.
