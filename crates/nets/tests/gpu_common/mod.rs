@@ -249,6 +249,9 @@ pub fn output_error(out: &Tensor, truth: &Tensor, what: &str) -> (f64, (usize, u
 }
 
 /// Floor of [`gradient_error`]: a fraction of the largest reference entry of a parameter.
+/// Entries under it are sums of many terms cancelling to almost nothing, measured against the
+/// floor instead of themselves: with a 1 % floor, on an H100 at V = 49,152, the f32 plain step
+/// was 1.5e-3 from the f64 one (the fused step 5.3e-4); with 5 %, 3.8e-4 (fused 3.1e-4).
 pub const GRADIENT_FLOOR: f64 = 5e-2;
 
 /// The largest relative difference of gradients from their reference, over every parameter:
