@@ -8,15 +8,16 @@
 //! - per-token work runs one thread per token, fused per layer group: the encoder, each block
 //!   (forward), the output head, the head's backward with the loss gradient, each block's
 //!   backward in two launches (the second needs the block's vocabulary-wide `dS`, `ds`), the
-//!   encoder's backward — `2B + 6` launches plus two per-row reductions (row statistics, loss);
+//!   encoder's backward — `3B + 4` launches plus five per-row ones (row statistics ×2, loss,
+//!   the per-row heads and their backward), [`FusedTrainer::launches`];
 //! - the vocabulary-wide sums the network itself needs (attention sums, pool, their backward)
 //!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
 //!   transform's context part, a few thousand flops per row) and their backward are one kernel
 //!   each (a thread block per row; the forward is the inference's `sn_head_ctx`), so nothing
 //!   goes to the host inside a step but the loss sums and the row checks, copied back once at
 //!   its end;
-//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] once per
-//!   optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
+//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (one gather
+//!   launch) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
 //! - the weight gradients of the per-token Linear layers are `dY·Xᵀ` over the `T` tokens: one
 //!   cuBLAS GEMM per layer (`4B + 3`: the transform's gate and up parts are written straight
 //!   into their weights' token columns), on operands the kernels write channel-major (`[C][T]`),
