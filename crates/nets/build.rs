@@ -8,7 +8,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The kernel sources, each compiled to `$OUT_DIR/<stem>.ptx`.
-const KERNELS: [&str; 3] = ["fused_samplers", "fused_training", "sampling_network_tc"];
+const KERNELS: [&str; 4] = [
+    "adamw",
+    "fused_samplers",
+    "fused_training",
+    "sampling_network_tc",
+];
 /// The folder of the kernel sources and of the device helpers they share.
 const KERNEL_DIR: &str = "src/gpu";
 /// Headers included by every kernel source (from [`KERNEL_DIR`]).

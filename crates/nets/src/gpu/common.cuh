@@ -1,9 +1,9 @@
 // Device helpers shared by the fused learned-sampler kernels (fused_samplers.cu,
 // sampling_network_tc.cu, fused_training.cu): constants, activations, the online log-sum-exp
-// merge, the SamplingNetwork's packed-weight layout and the list of compiled SamplingNetwork
-// shapes. Everything here is inlined into its callers, so the kernels' code does not depend
-// on it living here (the build compiles each .cu with this folder on the include path;
-// build.rs reruns when this file changes).
+// merge, the SamplingNetwork's packed-weight layout, its per-row head (sn_head_ctx) and the list
+// of compiled SamplingNetwork shapes. Everything here is inlined into its callers, so the
+// kernels' code does not depend on it living here (the build compiles each .cu with this folder
+// on the include path; build.rs reruns when this file changes).
 #pragma once
 
 #define NEG_INF __int_as_float(0xff800000)
@@ -74,6 +74,73 @@ struct SnLayout {
   static constexpr int ACC_BLOCK = D * HW + D;
   static __host__ __device__ int acc_row(int blocks) { return blocks * ACC_BLOCK + D; }
 };
+
+// Hidden pre-activations g (gate) and u (up) of unit f of a per-row SwiGLU head whose gate
+// weight [FS][D] starts at Wh + gate_w (then gate bias [FS], up weight [FS][D], up bias [FS]),
+// on the row's pooled context c [D]. C: an SnLayout.
+template <class C>
+__device__ __forceinline__ void sn_row_hidden(const float* __restrict__ Wh, int gate_w, int f, const float* c, float& g,
+                                              float& u) {
+  const int gate_b = gate_w + C::FS * C::D, up_w = gate_b + C::FS, up_b = up_w + C::FS * C::D;
+  g = __ldg(Wh + gate_b + f);
+  u = __ldg(Wh + up_b + f);
+  for (int j = 0; j < C::D; ++j) {
+    g = fmaf(__ldg(Wh + gate_w + f * C::D + j), c[j], g);
+    u = fmaf(__ldg(Wh + up_w + f * C::D + j), c[j], u);
+  }
+}
+
+// The per-row part of the SamplingNetwork's head (SPEC section 2), one thread block of at least
+// 64 + FS threads per row: c = pool / kept (pool: the row's sum of the last block's outputs over
+// its kept tokens, D floats), then out = [ctx_g (FT), ctx_u (FT), mult, s, tau] with ctx_g / ctx_u
+// = the transform's gate / up context parts W[:, D:2D] c + b, mult = softplus(scale head(c)) (1
+// without the scale head), (s, tau) = softplus(truncation head(c)). Wh: the packed weights after
+// the blocks. Used by the inference forward (snt_head_ctx) and the training step (tr_rows).
+template <class C>
+__device__ void sn_head_ctx(float kept, const float* __restrict__ Wh, const float* __restrict__ pool,
+                            float* __restrict__ out) {
+  __shared__ float c[C::D];
+  __shared__ float hidden[2 * C::FS];
+  const int tid = threadIdx.x;
+  for (int i = tid; i < C::D; i += blockDim.x) c[i] = pool[i] / kept;
+  __syncthreads();
+  for (int f = tid; f < C::FT; f += blockDim.x) {
+    float g = __ldg(Wh + C::TG_B + f), u = __ldg(Wh + C::TU_B + f);
+    for (int j = 0; j < C::D; ++j) {
+      g = fmaf(__ldg(Wh + C::TG_W + f * 2 * C::D + C::D + j), c[j], g);
+      u = fmaf(__ldg(Wh + C::TU_W + f * 2 * C::D + C::D + j), c[j], u);
+    }
+    out[f] = g;
+    out[C::FT + f] = u;
+  }
+  if (C::SCALE && tid >= 32 && tid < 32 + C::FS) {
+    float g, u;
+    sn_row_hidden<C>(Wh, C::SG_W, tid - 32, c, g, u);
+    hidden[tid - 32] = silu(g) * u;
+  }
+  if (tid >= 64 && tid < 64 + C::FS) {
+    float g, u;
+    sn_row_hidden<C>(Wh, C::RG_W, tid - 64, c, g, u);
+    hidden[C::FS + tid - 64] = silu(g) * u;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    float mult = 1.0f;
+    if (C::SCALE) {
+      float m = __ldg(Wh + C::SD_B);
+      for (int f = 0; f < C::FS; ++f) m = fmaf(__ldg(Wh + C::SD_W + f), hidden[f], m);
+      mult = softplus(m);
+    }
+    float s = __ldg(Wh + C::RD_B), tau = __ldg(Wh + C::RD_B + 1);
+    for (int f = 0; f < C::FS; ++f) {
+      s = fmaf(__ldg(Wh + C::RD_W + f), hidden[C::FS + f], s);
+      tau = fmaf(__ldg(Wh + C::RD_W + C::FS + f), hidden[C::FS + f], tau);
+    }
+    out[2 * C::FT] = mult;
+    out[2 * C::FT + 1] = softplus(s);
+    out[2 * C::FT + 2] = softplus(tau);
+  }
+}
 
 // The compiled SamplingNetwork shapes, X(name suffix, d_model, n_heads, encoder_hidden, d_ff,
 // scale head): configs/samplers/sampling_network.yaml (the reference) and

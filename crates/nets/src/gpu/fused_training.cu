@@ -7,15 +7,19 @@
 // input buffer carries one extra channel of ones after its K channels, which makes the last
 // column of dY * X^T the bias gradient. The kernels of one step:
 //
+//   tr_pack                         the parameters gathered into one buffer (once per
+//                                   optimizer step, not per step)
 //   tr_row_stats (z, then target)   per row: max, log sum exp(x - max), #NaN/+inf, #finite
 //   tr_encode_<cfg>                 lp, encoder -> x_0; block 0's sums S = sum phi(k) v^T, s
 //   tr_block_<cfg>   (b = 0..B-1)   x_b -> x_{b+1}; block b+1's sums (or the pool sum)
-//   (host: c = pool / #kept; mult, s, tau and the transform's context part per row, f64)
+//   tr_rows_<cfg>                   per row: c = pool / #kept; the transform's context part,
+//                                   mult, s, tau (common.cuh's sn_head_ctx)
 //   tr_head_<cfg>                   per token: out = gate(mult * (lp + transform([x_B, c])))
 //   tr_loss                         per row: log sum exp(out), KL, penalty, uncovered tokens
 //   tr_head_bwd_<cfg>               dL/dout per token, the head's backward: dx_B, d(gate|up)
 //                                   of the transform, per-row sums (dmult, ds, dtau, dctx)
-//   (host: the per-row heads' backward, dc)
+//   tr_rows_bwd_<cfg>               per row: the per-row heads' backward -> their parameters'
+//                                   gradients (atomics), dL/dpool
 //   tr_block_bwd_a_<cfg> (b = B-1..0)  recompute block b from x_b and its sums; LN2, FFN, LN1,
 //                                   output projection and attention backward; per-row sums
 //                                   dS = sum phi(q) dnum^T, ds = sum dden phi(q)
@@ -32,6 +36,8 @@
 #include "common.cuh"
 
 #define THREADS 128
+// threads per block of the per-row head kernels (tr_rows, tr_rows_bwd; one block per row)
+#define ROW_HEAD_THREADS 128
 // floats per row of tr_row_stats and of tr_loss
 #define STATS 4
 #define LOSS 4
@@ -107,6 +113,19 @@ extern "C" __global__ void tr_row_stats(const float* __restrict__ x, int V, floa
   }
 }
 
+// Packs the parameters into one buffer (the order of gpu::fused::packing_order): `table` holds
+// per parameter {device address, offset in dst, float count}; grid (x: blocks striding over a
+// parameter, y: parameter).
+extern "C" __global__ void tr_pack(const unsigned long long* __restrict__ table, float* __restrict__ dst) {
+  const unsigned long long* e = table + 3 * blockIdx.y;
+  const float* src = reinterpret_cast<const float*>(e[0]);
+  float* out = dst + e[1];
+  const unsigned long long len = e[2];
+  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < len;
+       i += (unsigned long long)gridDim.x * blockDim.x)
+    out[i] = src[i];
+}
+
 // Per row, from the outputs `out` (-inf at input-masked tokens) and the target (row stats
 // `tstats`): {lse = log sum exp(out), KL = sum_{target kept} p_t (log p_t - log q) (+inf when a
 // token the target keeps has out = -inf), penalty = sum_{target masked} q, #such uncovered
@@ -149,16 +168,15 @@ extern "C" __global__ void tr_loss(const float* __restrict__ out, const float* _
   }
 }
 
-// The packed-weight layout and the forward sums' layout (common.cuh; the per-row scale and
-// truncation heads after the transform are evaluated by the host). The backward's per-row sums
+// The packed-weight layout and the forward sums' layout (common.cuh). The backward's per-row sums
 // dS, ds of one block have the forward sums' layout (ACC_BLOCK floats).
 template <int D_, int H_, int EH_, int DFF_, bool SCALE_>
 struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   using L = SnLayout<D_, H_, EH_, DFF_, SCALE_>;
   using L::D, L::FE, L::FT;
-  // per-row data from the host: mult, s, tau, ctx_g [FT], ctx_u [FT]; the per-row gradient
-  // sums have the same layout
-  static constexpr int ROW = 3 + 2 * FT;
+  // per-row data (tr_rows, common.cuh's sn_head_ctx): ctx_g [FT], ctx_u [FT], mult, s, tau; the
+  // per-row gradient sums have the same layout
+  static constexpr int ROW = 2 * FT + 3, R_MULT = 2 * FT, R_S = 2 * FT + 1, R_TAU = 2 * FT + 2;
   // in-kernel parameter gradient sums: encoder gate w, gate b, up w, up b [FE each]; per block
   // ln1 w, ln1 b, ln2 w, ln2 b [D each]; transform down w [FT], down b
   static constexpr int PG_ENC = 0;
@@ -449,10 +467,10 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ zsta
   const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
   const float* rd = rows + (size_t)n * C::ROW;
   float g[C::FT], u[C::FT];
-  transform_hidden<C>(x, Wh, rd + 3, g, u);
+  transform_hidden<C>(x, Wh, rd, g, u);
   const float l_mod = transform_out<C>(g, u, Wh);
-  const float l = (lp + l_mod) * __ldg(rd);
-  out[tok] = l + logsigmoid(fmaf(__ldg(rd + 1), l, __ldg(rd + 2)));
+  const float l = (lp + l_mod) * __ldg(rd + C::R_MULT);
+  out[tok] = l + logsigmoid(fmaf(__ldg(rd + C::R_S), l, __ldg(rd + C::R_TAU)));
 }
 
 // dL/dout of every token (L = scale * sum_rows (KL + gamma penalty); rows with an uncovered
@@ -484,9 +502,9 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
   for (int i = 0; i < C::D; ++i) x[i] = valid ? xb[at(i, T, tok)] : 0.0f;
   const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
   const float* rd = rows + (size_t)n * C::ROW;
-  const float mult = __ldg(rd), s = __ldg(rd + 1), tau = __ldg(rd + 2);
+  const float mult = __ldg(rd + C::R_MULT), s = __ldg(rd + C::R_S), tau = __ldg(rd + C::R_TAU);
   float g[C::FT], u[C::FT];
-  transform_hidden<C>(x, Wh, rd + 3, g, u);
+  transform_hidden<C>(x, Wh, rd, g, u);
   const float l_mod = transform_out<C>(g, u, Wh);
   const float uu = lp + l_mod;
   const float l = mult * uu;
@@ -501,9 +519,9 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
   }
   const float sg = sigmoidf_(-fmaf(s, l, tau));
   const float dl = dout * fmaf(s, sg, 1.0f);
-  warp_add(rsum + 0, dl * uu);
-  warp_add(rsum + 1, dout * sg * l);
-  warp_add(rsum + 2, dout * sg);
+  warp_add(rsum + C::R_MULT, dl * uu);
+  warp_add(rsum + C::R_S, dout * sg * l);
+  warp_add(rsum + C::R_TAU, dout * sg);
   const float du_total = mult * dl;
   warp_add(psum + C::FT, du_total);
   float d[C::D];
@@ -517,8 +535,8 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
     const float dh = du_total * __ldg(Wh + C::TD_W + f);
     const float dg = dh * u[f] * sgf * fmaf(g[f], 1.0f - sgf, 1.0f);
     const float du = dh * si;
-    warp_add(rsum + 3 + f, dg);
-    warp_add(rsum + 3 + C::FT + f, du);
+    warp_add(rsum + f, dg);
+    warp_add(rsum + C::FT + f, du);
     if (valid) {
       dgu[at(f, T, tok)] = dg;
       dgu[at(C::FT + f, T, tok)] = du;
@@ -534,6 +552,129 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
   __syncthreads();
   flush_sums(rsum, rowgrad + (size_t)n * C::ROW, C::ROW);
   flush_sums(psum, pgrad + C::pg_head(blocks), C::FT + 1);
+}
+
+// Per row (one thread block of ROW_HEAD_THREADS): c = pool / #kept and the per-row head's outputs
+// [ctx_g, ctx_u, mult, s, tau] (common.cuh's sn_head_ctx, shared with the inference forward).
+template <class C>
+__device__ void rows_forward(const float* __restrict__ zstats, const float* __restrict__ W,
+                             const float* __restrict__ acc, float* __restrict__ rows, int blocks) {
+  const int n = blockIdx.x;
+  sn_head_ctx<C>(zstats[STATS * n + 3], W + C::ENC_SIZE + blocks * C::BLOCK_SIZE,
+                 acc + (size_t)n * C::acc_row(blocks) + blocks * C::ACC_BLOCK, rows + (size_t)n * C::ROW);
+}
+
+// The per-row head's backward, one thread block of ROW_HEAD_THREADS per row. From the row's
+// gradient sums rowgrad [ROW] (d ctx_g, d ctx_u, d mult, d s, d tau; tr_head_bwd) and c = pool /
+// #kept (recomputed, as are the heads' hidden units), it adds the gradients of the transform's
+// context columns W[:, D:2D] and biases and of the scale and truncation heads to hgrad (laid out
+// as the packed weights after the blocks) and writes dcu = (dL/dc) / #kept [D], the pool sum's
+// gradient that the last block's backward adds to every kept token.
+// mult = softplus(m): dm = dmult sigmoid(m) (none without the scale head); likewise s, tau.
+template <class C>
+__device__ void rows_backward(const float* __restrict__ zstats, const float* __restrict__ W,
+                              const float* __restrict__ acc, const float* __restrict__ rowgrad,
+                              float* __restrict__ hgrad, float* __restrict__ dcu, int blocks) {
+  __shared__ float c[C::D];
+  // The heads' hidden pre-activations (gate hg, up hu) and their gradients: units 0..FS-1 of
+  // the scale head, then FS of the truncation head.
+  __shared__ float hg[2 * C::FS], hu[2 * C::FS], dg[2 * C::FS], du[2 * C::FS];
+  // d(pre-softplus mult, s, tau)
+  __shared__ float dpre[3];
+  const int n = blockIdx.x, tid = threadIdx.x;
+  const float kept = zstats[STATS * n + 3];
+  const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
+  const float* pool = acc + (size_t)n * C::acc_row(blocks) + blocks * C::ACC_BLOCK;
+  const float* rg = rowgrad + (size_t)n * C::ROW;
+  // Offsets of a head's parts from its gate weight: gate bias, up weight, up bias.
+  constexpr int GB = C::FS * C::D, UW = GB + C::FS, UB = UW + C::FS * C::D;
+  for (int i = tid; i < C::D; i += blockDim.x) c[i] = pool[i] / kept;
+  __syncthreads();
+  if (C::SCALE && tid < C::FS) sn_row_hidden<C>(Wh, C::SG_W, tid, c, hg[tid], hu[tid]);
+  if (tid >= 32 && tid < 32 + C::FS) {
+    const int f = tid - 32;
+    sn_row_hidden<C>(Wh, C::RG_W, f, c, hg[C::FS + f], hu[C::FS + f]);
+  }
+  __syncthreads();
+  if (tid == 0) {
+    float s = __ldg(Wh + C::RD_B), tau = __ldg(Wh + C::RD_B + 1);
+    for (int f = 0; f < C::FS; ++f) {
+      const float h = silu(hg[C::FS + f]) * hu[C::FS + f];
+      s = fmaf(__ldg(Wh + C::RD_W + f), h, s);
+      tau = fmaf(__ldg(Wh + C::RD_W + C::FS + f), h, tau);
+    }
+    dpre[0] = 0.0f;
+    dpre[1] = rg[C::R_S] * sigmoidf_(s);
+    dpre[2] = rg[C::R_TAU] * sigmoidf_(tau);
+    if (C::SCALE) {
+      float m = __ldg(Wh + C::SD_B);
+      for (int f = 0; f < C::FS; ++f) m = fmaf(__ldg(Wh + C::SD_W + f), silu(hg[f]) * hu[f], m);
+      dpre[0] = rg[C::R_MULT] * sigmoidf_(m);
+      atomicAdd(hgrad + C::SD_B, dpre[0]);
+    }
+    atomicAdd(hgrad + C::RD_B, dpre[1]);
+    atomicAdd(hgrad + C::RD_B + 1, dpre[2]);
+  }
+  __syncthreads();
+  // Hidden units: the down projections' gradients, d(gate), d(up) and the biases' gradients.
+  if (tid < 2 * C::FS && (C::SCALE || tid >= C::FS)) {
+    const bool trunc = tid >= C::FS;
+    const int f = trunc ? tid - C::FS : tid;
+    const float g = hg[tid], u = hu[tid];
+    const float sg = sigmoidf_(g), si = g * sg, h = si * u;
+    float dh;
+    if (trunc) {
+      atomicAdd(hgrad + C::RD_W + f, dpre[1] * h);
+      atomicAdd(hgrad + C::RD_W + C::FS + f, dpre[2] * h);
+      dh = fmaf(dpre[1], __ldg(Wh + C::RD_W + f), dpre[2] * __ldg(Wh + C::RD_W + C::FS + f));
+    } else {
+      atomicAdd(hgrad + C::SD_W + f, dpre[0] * h);
+      dh = dpre[0] * __ldg(Wh + C::SD_W + f);
+    }
+    dg[tid] = dh * u * sg * fmaf(g, 1.0f - sg, 1.0f);
+    du[tid] = dh * si;
+    const int gw = trunc ? C::RG_W : C::SG_W;
+    atomicAdd(hgrad + gw + GB + f, dg[tid]);
+    atomicAdd(hgrad + gw + UB + f, du[tid]);
+  }
+  __syncthreads();
+  // The heads' gate / up weights: outer products with c.
+  for (int idx = tid; idx < C::FS * C::D; idx += blockDim.x) {
+    const int f = idx / C::D, j = idx % C::D;
+    if (C::SCALE) {
+      atomicAdd(hgrad + C::SG_W + idx, dg[f] * c[j]);
+      atomicAdd(hgrad + C::SG_W + UW + idx, du[f] * c[j]);
+    }
+    atomicAdd(hgrad + C::RG_W + idx, dg[C::FS + f] * c[j]);
+    atomicAdd(hgrad + C::RG_W + UW + idx, du[C::FS + f] * c[j]);
+  }
+  // The transform's context columns and biases.
+  for (int idx = tid; idx < C::FT * C::D; idx += blockDim.x) {
+    const int f = idx / C::D, j = idx % C::D;
+    atomicAdd(hgrad + C::TG_W + f * 2 * C::D + C::D + j, rg[f] * c[j]);
+    atomicAdd(hgrad + C::TU_W + f * 2 * C::D + C::D + j, rg[C::FT + f] * c[j]);
+  }
+  for (int f = tid; f < C::FT; f += blockDim.x) {
+    atomicAdd(hgrad + C::TG_B + f, rg[f]);
+    atomicAdd(hgrad + C::TU_B + f, rg[C::FT + f]);
+  }
+  // dL/dc, divided by #kept.
+  for (int j = tid; j < C::D; j += blockDim.x) {
+    float d = 0.0f;
+    for (int f = 0; f < C::FT; ++f) {
+      d = fmaf(rg[f], __ldg(Wh + C::TG_W + f * 2 * C::D + C::D + j), d);
+      d = fmaf(rg[C::FT + f], __ldg(Wh + C::TU_W + f * 2 * C::D + C::D + j), d);
+    }
+    for (int f = 0; f < C::FS; ++f) {
+      if (C::SCALE) {
+        d = fmaf(dg[f], __ldg(Wh + C::SG_W + f * C::D + j), d);
+        d = fmaf(du[f], __ldg(Wh + C::SG_W + UW + f * C::D + j), d);
+      }
+      d = fmaf(dg[C::FS + f], __ldg(Wh + C::RG_W + f * C::D + j), d);
+      d = fmaf(du[C::FS + f], __ldg(Wh + C::RG_W + UW + f * C::D + j), d);
+    }
+    dcu[(size_t)n * C::D + j] = d / kept;
+  }
 }
 
 // Block b's backward, pass A. From x_b and the block's forward sums it recomputes the block;
@@ -787,6 +928,15 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
   extern "C" __global__ void __launch_bounds__(THREADS) tr_block_##NAME(                                \
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks, int b) {  \
     block<Net_##NAME>(z, zs, W, xs, acc, V, blocks, b);                                                  \
+  }                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(ROW_HEAD_THREADS) tr_rows_##NAME(                      \
+      const float* zs, const float* W, const float* acc, float* rows, int blocks) {                      \
+    rows_forward<Net_##NAME>(zs, W, acc, rows, blocks);                                                  \
+  }                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(ROW_HEAD_THREADS) tr_rows_bwd_##NAME(                  \
+      const float* zs, const float* W, const float* acc, const float* rowgrad, float* hgrad, float* dcu,   \
+      int blocks) {                                                                                      \
+    rows_backward<Net_##NAME>(zs, W, acc, rowgrad, hgrad, dcu, blocks);                                  \
   }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(THREADS) tr_head_##NAME(                                 \
       const float* z, const float* zs, const float* W, const float* xs, const float* rows, float* out,     \

@@ -8,13 +8,19 @@
 //! - per-token work runs one thread per token, fused per layer group: the encoder, each block
 //!   (forward), the output head, the head's backward with the loss gradient, each block's
 //!   backward in two launches (the second needs the block's vocabulary-wide `dS`, `ds`), the
-//!   encoder's backward — `2B + 6` launches plus two per-row reductions (row statistics, loss);
+//!   encoder's backward — `3B + 4` launches plus five per-row ones (row statistics ×2, loss,
+//!   the per-row heads and their backward), [`FusedTrainer::launches`];
 //! - the vocabulary-wide sums the network itself needs (attention sums, pool, their backward)
 //!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
-//!   transform's context part, a few thousand flops per row) run on the host in f64 with candle's
-//!   autograd;
+//!   transform's context part, a few thousand flops per row) and their backward are one kernel
+//!   each (a thread block per row; the forward is the inference's `sn_head_ctx`), so nothing
+//!   goes to the host inside a step but the loss sums and the row checks, copied back once at
+//!   its end;
+//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (one gather
+//!   launch) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
 //! - the weight gradients of the per-token Linear layers are `dY·Xᵀ` over the `T` tokens: one
-//!   cuBLAS GEMM per layer (`4B + 2`), on operands the kernels write channel-major (`[C][T]`),
+//!   cuBLAS GEMM per layer (`4B + 3`: the transform's gate and up parts are written straight
+//!   into their weights' token columns), on operands the kernels write channel-major (`[C][T]`),
 //!   each input with a channel of ones whose column of the product is the bias gradient; the
 //!   LayerNorm, encoder gate/up and transform down-projection gradients are in-kernel sums.
 //!
@@ -26,17 +32,20 @@ use std::time::Instant;
 
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::cuda_backend::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
+};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::op::BackpropOp;
-use candle_core::{CudaStorage, DType, Device, Storage, Tensor, Var};
+use candle_core::{CudaStorage, DType, Device, Storage, Tensor};
 
 use crate::arch::logits_dims;
 use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
+use crate::gpu::adamw::address;
 use crate::gpu::fused::{
-    check_rows, fill, is_compiled, kernel_suffix, output_buffer, pack_weights, packing_order,
-    MAX_ROWS, ROW_THREADS,
+    check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order, MAX_ROWS,
+    ROW_THREADS,
 };
 use crate::layers::SwiGlu;
 
@@ -49,6 +58,11 @@ const STATS: usize = 4;
 const LOSS: usize = 4;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
 const THREADS: u32 = 128;
+/// Threads per block of the parameter gather `tr_pack`, and most blocks per parameter.
+const PACK_THREADS: u32 = 256;
+const PACK_BLOCKS: usize = 256;
+/// Threads per block of the per-row head kernels (the kernels' `ROW_HEAD_THREADS`).
+const ROW_HEAD_THREADS: u32 = 128;
 
 /// Launches CUDA kernel `$name` of the training module with launch configuration `$cfg` and the
 /// given arguments (buffers as `&` / `&mut` CUDA slices, scalars as `&` values).
@@ -60,7 +74,8 @@ macro_rules! launch {
         // SAFETY: the per-token kernels read and write their own token's channels of the
         // [C][N][V] buffers (sized by the step for N·V tokens) and add to per-row and
         // per-parameter sums with atomics; the per-row kernels read their row of V floats and
-        // write their row's few outputs.
+        // write their row's few outputs; the gather `tr_pack` copies each parameter (address and
+        // length from its table, held alive by `pack`) into its range of the packed buffer.
         unsafe { b.launch($cfg) }.w()?;
     }};
 }
@@ -70,6 +85,15 @@ fn row_cfg(rows: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
         block_dim: (ROW_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One block of [`ROW_HEAD_THREADS`] per row (the per-row head kernels).
+fn row_head_cfg(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (ROW_HEAD_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -95,6 +119,25 @@ pub struct FusedStep {
     /// Wall time in seconds per phase of the step (name, seconds), in order of first use; empty
     /// unless [`FusedTrainer::with_phase_times`] is on.
     pub phases: Vec<(&'static str, f64)>,
+}
+
+/// The parameters of a [`FusedTrainer`]'s configuration packed once ([`FusedTrainer::pack`]):
+/// one f32 buffer on the device in [`packing_order`], read by every
+/// [`FusedTrainer::step_packed`] while the parameters do not change (all micro-batch passes of
+/// an optimizer step).
+pub struct PackedParameters {
+    weights: CudaSlice<f32>,
+    /// Names and shapes in packing order.
+    shapes: Vec<(String, Vec<usize>)>,
+}
+
+impl std::fmt::Debug for PackedParameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedParameters")
+            .field("floats", &self.weights.len())
+            .field("parameters", &self.shapes.len())
+            .finish()
+    }
 }
 
 /// Per-phase wall times of a step: with `on`, each [`Phases::mark`] synchronises the device and
@@ -150,7 +193,10 @@ struct Dims {
     fe: usize,
     ff: usize,
     ft: usize,
+    /// Hidden width of the per-row scale and truncation heads.
+    fs: usize,
     hw: usize,
+    scale: bool,
 }
 
 impl Dims {
@@ -161,8 +207,35 @@ impl Dims {
             fe: SwiGlu::hidden_width(c.encoder_hidden),
             ff: SwiGlu::hidden_width(c.d_ff),
             ft: SwiGlu::hidden_width(c.d_model),
+            fs: SwiGlu::hidden_width(c.d_model / 2),
             hw: c.d_model / c.n_heads,
+            scale: c.scale,
         }
+    }
+    /// Floats of the packed weights before the per-row part: the encoder and the blocks
+    /// (common.cuh's `ENC_SIZE + B · BLOCK_SIZE`).
+    fn head_offset(&self) -> usize {
+        let (d, fe, ff) = (self.d, self.fe, self.ff);
+        let encoder = 4 * fe + d * fe + d;
+        let block = 4 * d * d + 4 * d + 2 * d + 2 * (ff * d + ff) + d * ff + d + 2 * d;
+        encoder + self.blocks * block
+    }
+    /// Floats of the packed weights from the transform on (common.cuh's `HEAD_SIZE`): the
+    /// transform SwiGLU(2D, D, 1), the scale head SwiGLU(D, D/2, 1) if any, the truncation head
+    /// SwiGLU(D, D/2, 2).
+    fn head_len(&self) -> usize {
+        let (d, ft, fs) = (self.d, self.ft, self.fs);
+        let transform = 2 * (ft * 2 * d + ft) + ft + 1;
+        let scale = if self.scale {
+            2 * (fs * d + fs) + fs + 1
+        } else {
+            0
+        };
+        transform + scale + 2 * (fs * d + fs) + 2 * fs + 2
+    }
+    /// Offset of the transform's up weight from the start of the head (`TU_W`).
+    fn transform_up(&self) -> usize {
+        self.ft * 2 * self.d + self.ft
     }
     /// Floats of one block's forward sums (`S`, `s`) or their backward (`dS`, `ds`).
     fn acc_block(&self) -> usize {
@@ -171,7 +244,7 @@ impl Dims {
     fn acc_row(&self) -> usize {
         self.blocks * self.acc_block() + self.d
     }
-    /// Floats per row of the per-row data / gradient: `mult, s, τ, ctx_g [FT], ctx_u [FT]`.
+    /// Floats per row of the per-row data / gradient: `ctx_g [FT], ctx_u [FT], mult, s, τ`.
     fn row(&self) -> usize {
         3 + 2 * self.ft
     }
@@ -235,18 +308,82 @@ impl FusedTrainer {
         self
     }
 
-    /// Number of kernel launches of one step (row statistics ×2, encoder, blocks, head, loss,
-    /// head backward, two per block backward, encoder backward), GEMMs not counted.
+    /// Number of kernel launches of one step (row statistics ×2, encoder, blocks, per-row
+    /// heads, head, loss, head backward, per-row heads' backward, two per block backward,
+    /// encoder backward), GEMMs and packing not counted.
     pub fn launches(&self) -> usize {
-        3 * self.config.n_blocks + 7
+        3 * self.config.n_blocks + 9
+    }
+
+    /// The parameters in `params` (all of the configuration's, by name, f32 or convertible, on
+    /// any device) packed into one f32 buffer on this trainer's device (one gather launch), for
+    /// any number of [`FusedTrainer::step_packed`] calls while they do not change. Errors name
+    /// a missing parameter or a total size that does not fit the configuration.
+    pub fn pack(&self, params: &[(String, Tensor)]) -> Result<PackedParameters> {
+        let named: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        let device = Device::Cuda(self.cuda.clone());
+        let stream = self.cuda.cuda_stream();
+        let order = packing_order(&self.config);
+        // Each parameter as f32, contiguous, on this device (no copy when it is already), kept
+        // alive until the gather below is queued; its table entry: address, offset, length.
+        let mut held = Vec::with_capacity(order.len());
+        let mut table = Vec::with_capacity(3 * order.len());
+        let mut shapes = Vec::with_capacity(order.len());
+        let (mut total, mut longest) = (0usize, 1usize);
+        for name in order {
+            let t = named
+                .get(name.as_str())
+                .ok_or_else(|| NetsError::MissingParameter {
+                    origin: "fused training step".into(),
+                    name: name.clone(),
+                    expected: vec![],
+                    architecture: "sampling_network".into(),
+                    hint: String::new(),
+                })?;
+            let t = t.to_device(&device)?.to_dtype(DType::F32)?.contiguous()?;
+            let len = t.elem_count();
+            table.extend([
+                address(&t, &format!("parameter `{name}`"), &device, &stream)?,
+                total as u64,
+                len as u64,
+            ]);
+            total += len;
+            longest = longest.max(len);
+            shapes.push((name, t.dims().to_vec()));
+            held.push(t);
+        }
+        let dims = Dims::of(&self.config);
+        let expected = dims.head_offset() + dims.head_len();
+        if total != expected {
+            return Err(NetsError::shape(
+                "packed sampling_network parameters",
+                format!("{expected} floats (the configuration's)"),
+                format!("{total} floats"),
+            ));
+        }
+        let table = stream.clone_htod(&table).w()?;
+        let mut weights = self.buffer(total)?;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                longest.div_ceil(PACK_THREADS as usize).min(PACK_BLOCKS) as u32,
+                shapes.len() as u32,
+                1,
+            ),
+            block_dim: (PACK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(self, "tr_pack", cfg; &table, &mut weights);
+        drop(held);
+        Ok(PackedParameters { weights, shapes })
     }
 
     /// One step on raw logits `z: [N, V]` (`-inf` = masked token) and targets `[N, V]` (the
     /// pipeline's output logits, `-inf` at removed tokens), both on this trainer's device or
     /// copied there: `Σ KL`, `Σ penalty` and `scale · Σ_rows ∂(KL + γ·penalty)/∂θ` for every
-    /// parameter in `params` (all of the configuration's, by name). Errors on NaN / `+inf` or
-    /// rows without a finite entry (naming the row and token), shape mismatches, `N >`
-    /// [`MAX_ROWS`], a non-finite or negative `gamma`, a non-finite `scale`.
+    /// parameter in `params` (all of the configuration's, by name). [`FusedTrainer::pack`] then
+    /// [`FusedTrainer::step_packed`]. Errors on NaN / `+inf` or rows without a finite entry
+    /// (naming the row and token), shape mismatches, `N >` [`MAX_ROWS`], a non-finite or
+    /// negative `gamma`, a non-finite `scale`.
     pub fn step(
         &self,
         params: &[(String, Tensor)],
@@ -254,6 +391,46 @@ impl FusedTrainer {
         target: &Tensor,
         gamma: f64,
         scale: f64,
+    ) -> Result<FusedStep> {
+        let mut ph = Phases::new(self.phase_times);
+        let packed = self.pack(params)?;
+        ph.mark(
+            &self.cuda,
+            "packing the parameters (once per optimizer step)",
+        )?;
+        self.run(&packed, logits, target, gamma, scale, ph)
+    }
+
+    /// [`FusedTrainer::step`] with parameters packed by [`FusedTrainer::pack`] (the trainer
+    /// packs once per optimizer step and reuses them for every micro-batch pass). The device
+    /// is synchronised once, at the end, for the loss sums and the row checks.
+    pub fn step_packed(
+        &self,
+        packed: &PackedParameters,
+        logits: &Tensor,
+        target: &Tensor,
+        gamma: f64,
+        scale: f64,
+    ) -> Result<FusedStep> {
+        self.run(
+            packed,
+            logits,
+            target,
+            gamma,
+            scale,
+            Phases::new(self.phase_times),
+        )
+    }
+
+    /// The step of [`FusedTrainer::step_packed`], its phases timed into `ph`.
+    fn run(
+        &self,
+        packed: &PackedParameters,
+        logits: &Tensor,
+        target: &Tensor,
+        gamma: f64,
+        scale: f64,
+        mut ph: Phases,
     ) -> Result<FusedStep> {
         if !gamma.is_finite() || gamma < 0.0 {
             return Err(NetsError::config("gamma", gamma, "must be finite and ≥ 0"));
@@ -278,28 +455,32 @@ impl FusedTrainer {
                 ),
             ));
         }
-        let mut ph = Phases::new(self.phase_times);
         let dims = Dims::of(&self.config);
-        let params: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        if packed.weights.len() != dims.head_offset() + dims.head_len() {
+            return Err(NetsError::shape(
+                "packed parameters",
+                format!("{} floats", dims.head_offset() + dims.head_len()),
+                format!(
+                    "{} floats (packed for another configuration)",
+                    packed.weights.len()
+                ),
+            ));
+        }
         let dev = &self.cuda;
         let device = Device::Cuda(dev.clone());
         let z = to_slice(logits, &device)?;
         let tgt = to_slice(target, &device)?;
-        let w = self.pack(&params, &device)?;
+        let w = packed.weights.slice(..);
         let t = n * v;
         let vi = v as i32;
         let blocks = dims.blocks as i32;
 
-        // Row statistics of the input and the target, checked on the host.
+        // Row statistics of the input and the target (checked with the loss sums at the end).
         let mut zs = self.buffer(STATS * n)?;
         launch!(self, "tr_row_stats", row_cfg(n); &z, &vi, &mut zs);
         let mut ts = self.buffer(STATS * n)?;
         launch!(self, "tr_row_stats", row_cfg(n); &tgt, &vi, &mut ts);
-        let zs_host = dev.clone_dtoh(&zs)?;
-        let ts_host = dev.clone_dtoh(&ts)?;
-        check_rows(&zs_host, STATS, logits, "input logits")?;
-        check_rows(&ts_host, STATS, target, "target")?;
-        ph.mark(dev, "inputs, weights, row statistics")?;
+        ph.mark(dev, "inputs, row statistics")?;
 
         // Forward: x_0 .. x_B (slots of D + 1 channels, the last ones) and the per-row sums.
         let slot = (dims.d + 1) * t;
@@ -314,21 +495,10 @@ impl FusedTrainer {
             launch!(self, &format!("tr_block_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
         }
         ph.mark(dev, "forward: encoder and blocks")?;
-        let acc_host = dev.clone_dtoh(&acc)?;
-        let kept: Vec<f64> = (0..n).map(|r| zs_host[STATS * r + 3] as f64).collect();
-        let c: Vec<f64> = (0..n)
-            .flat_map(|r| {
-                let pool = r * dims.acc_row() + dims.blocks * dims.acc_block();
-                let k = kept[r];
-                acc_host[pool..pool + dims.d]
-                    .iter()
-                    .map(move |&s| s as f64 / k)
-            })
-            .collect();
-        let heads = RowHeads::forward(&self.config, &params, c, n)?;
+        // The per-row heads: c = pool / kept -> ctx_g, ctx_u, mult, s, τ per row.
         let mut rows = self.buffer(n * dims.row())?;
-        dev.memcpy_htod(&heads.rows_f32()?, &mut rows)?;
-        ph.mark(dev, "per-row heads (host, f64)")?;
+        launch!(self, &format!("tr_rows_{}", self.suffix), row_head_cfg(n); &zs, &w, &acc, &mut rows, &blocks);
+        ph.mark(dev, "per-row heads (device)")?;
         let mut out = self.buffer(t)?;
         launch!(self, &format!("tr_head_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &rows, &mut out, &vi, &blocks);
         let mut loss = self.buffer(LOSS * n)?;
@@ -342,29 +512,23 @@ impl FusedTrainer {
         let (g32, s32) = (gamma as f32, scale as f32);
         launch!(self, &format!("tr_head_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &tgt, &ts, &loss, &w, &xs, &rows, &mut dx, &mut dgu_t, &mut rowgrad, &mut pgrad, &vi, &blocks, &g32, &s32);
         ph.mark(dev, "head, loss, head backward")?;
-        let loss_host = dev.clone_dtoh(&loss)?;
-        let rowgrad_host = dev.clone_dtoh(&rowgrad)?;
-        let kl: f64 = (0..n).map(|r| loss_host[LOSS * r + 1] as f64).sum();
-        let penalty: f64 = (0..n).map(|r| loss_host[LOSS * r + 2] as f64).sum();
-        let (mut grads, dc) = heads.backward(&rowgrad_host, &device)?;
-        let dcu: Vec<f32> = dc
-            .iter()
-            .enumerate()
-            .map(|(i, &g)| (g / kept[i / dims.d]) as f32)
-            .collect();
+        // The per-row heads' backward: their parameters' gradients into `hgrad` (the packed
+        // layout from the transform on), the pool sum's gradient into `dcu_dev`.
+        let mut hgrad = dev.alloc_zeros::<f32>(dims.head_len())?;
         let mut dcu_dev = self.buffer(n * dims.d)?;
-        dev.memcpy_htod(&dcu, &mut dcu_dev)?;
-        ph.mark(dev, "per-row heads (host, f64)")?;
-        // The transform's per-token columns: d(gate | up) · x_Bᵀ.
+        launch!(self, &format!("tr_rows_bwd_{}", self.suffix), row_head_cfg(n); &zs, &w, &acc, &rowgrad, &mut hgrad, &mut dcu_dev, &blocks);
+        ph.mark(dev, "per-row heads backward (device)")?;
+        // The transform's per-token columns: d(gate | up) · x_Bᵀ into the first D columns of
+        // its gate and up weights ([FT, 2D] in hgrad; the kernel above wrote the other D).
         let xb = xs.slice(dims.blocks * slot..dims.blocks * slot + dims.d * t);
-        let gu = self.weight_grad(&dgu_t.slice(..), &xb, 2 * dims.ft, dims.d, t)?;
-        let gu = wrap(gu, dev, (2 * dims.ft, dims.d));
-        ph.mark(dev, "weight-gradient GEMMs")?;
-        for (k, part) in ["gate", "up"].iter().enumerate() {
-            let token_part = gu.narrow(0, k * dims.ft, dims.ft)?;
-            let full = Tensor::cat(&[&token_part, &token_part.zeros_like()?], 1)?;
-            add_grad(&mut grads, &format!("transform.{part}.weight"), full)?;
+        let (ft, d2) = (dims.ft, 2 * dims.d);
+        for (k, off) in [(0, 0), (1, dims.transform_up())] {
+            let dy = dgu_t.slice(k * ft * t..(k + 1) * ft * t);
+            let mut dst = hgrad.slice_mut(off..off + ft * d2);
+            self.weight_grad_into(&dy, &xb, ft, dims.d, t, &mut dst, d2)?;
         }
+        ph.mark(dev, "weight-gradient GEMMs")?;
+        let mut grads = BTreeMap::new();
 
         // Blocks, last first.
         let ch = |c: usize| -> Result<CudaSlice<f32>> { self.buffer(c * t) };
@@ -468,44 +632,52 @@ impl FusedTrainer {
             "transform.down.bias",
             pg.narrow(0, off + dims.ft, 1)?,
         )?;
+        // The transform's gate / up and the per-row heads (hgrad, packed from the transform on).
+        let hg = wrap(hgrad, dev, dims.head_len());
+        let mut off = 0;
+        for (name, shape) in &packed.shapes {
+            let len = shape.iter().product::<usize>();
+            let head = off >= dims.head_offset();
+            if head && !name.starts_with("transform.down.") {
+                let at = off - dims.head_offset();
+                add_grad(
+                    &mut grads,
+                    name,
+                    hg.narrow(0, at, len)?.reshape(shape.as_slice())?,
+                )?;
+            }
+            off += len;
+        }
 
         let mut all = BTreeMap::new();
-        for name in packing_order(&self.config) {
+        for (name, shape) in &packed.shapes {
             let g = grads
-                .remove(&name)
+                .remove(name)
                 .ok_or_else(|| NetsError::MissingParameter {
                     origin: "fused training step".into(),
                     name: name.clone(),
-                    expected: params
-                        .get(name.as_str())
-                        .map(|t| t.dims().to_vec())
-                        .unwrap_or_default(),
+                    expected: shape.clone(),
                     architecture: "sampling_network".into(),
                     hint: "no gradient was formed for it".into(),
                 })?;
-            all.insert(name, g.contiguous()?);
+            all.insert(name.clone(), g.contiguous()?);
         }
         ph.mark(dev, "gradient assembly")?;
+        // The step's one wait for the device: the row checks and the loss sums.
+        let zs_host = dev.clone_dtoh(&zs)?;
+        let ts_host = dev.clone_dtoh(&ts)?;
+        check_rows(&zs_host, STATS, logits, "input logits")?;
+        check_rows(&ts_host, STATS, target, "target")?;
+        let loss_host = dev.clone_dtoh(&loss)?;
+        let kl: f64 = (0..n).map(|r| loss_host[LOSS * r + 1] as f64).sum();
+        let penalty: f64 = (0..n).map(|r| loss_host[LOSS * r + 2] as f64).sum();
+        ph.mark(dev, "row checks, loss sums (the host sync)")?;
         Ok(FusedStep {
             kl,
             penalty,
             grads: all,
             phases: ph.times,
         })
-    }
-
-    /// The parameters packed in [`packing_order`] as one f32 buffer on the device.
-    fn pack(&self, params: &HashMap<&str, &Tensor>, device: &Device) -> Result<CudaSlice<f32>> {
-        let order = packing_order(&self.config);
-        let packed = pack_weights(
-            &order,
-            params,
-            device,
-            "fused training step",
-            "sampling_network",
-            |_| vec![],
-        )?;
-        to_slice(&packed, device)
     }
 
     /// A fresh f32 buffer of `len` elements (at least one), NaN-filled when poisoning; every
@@ -530,7 +702,24 @@ impl FusedTrainer {
         t: usize,
     ) -> Result<CudaSlice<f32>> {
         let mut out = self.buffer(m * k)?;
-        // Column-major: C (k × m, ldc k) = Aᵀ (A = X as T × k) · B (B = dY as T × m).
+        self.weight_grad_into(dy, x, m, k, t, &mut out.slice_mut(..), k)?;
+        Ok(out)
+    }
+
+    /// [`FusedTrainer::weight_grad`] into `out`, row `i` of `dW` at `out[i · ld ..]` (`ld ≥ k`;
+    /// the other `ld − k` floats of each row untouched).
+    #[allow(clippy::too_many_arguments)]
+    fn weight_grad_into(
+        &self,
+        dy: &CudaView<'_, f32>,
+        x: &CudaView<'_, f32>,
+        m: usize,
+        k: usize,
+        t: usize,
+        out: &mut CudaViewMut<'_, f32>,
+        ld: usize,
+    ) -> Result<()> {
+        // Column-major: C (k × m, ldc ld) = Aᵀ (A = X as T × k) · B (B = dY as T × m).
         let cfg = GemmConfig {
             transa: cublasOperation_t::CUBLAS_OP_T,
             transb: cublasOperation_t::CUBLAS_OP_N,
@@ -541,11 +730,12 @@ impl FusedTrainer {
             lda: t as i32,
             ldb: t as i32,
             beta: 0.0f32,
-            ldc: k as i32,
+            ldc: ld as i32,
         };
-        // SAFETY: x holds k·T floats, dy m·T, out m·k, as the configuration says.
-        unsafe { self.cuda.cublas_handle().gemm(cfg, x, dy, &mut out) }.w()?;
-        Ok(out)
+        // SAFETY: x holds k·T floats, dy m·T, out at least (m − 1)·ld + k, as the
+        // configuration says.
+        unsafe { self.cuda.cublas_handle().gemm(cfg, x, dy, out) }.w()?;
+        Ok(())
     }
 }
 
@@ -609,103 +799,4 @@ fn split_linear(grads: &mut BTreeMap<String, Tensor>, prefix: &str, g: Tensor) -
         &format!("{prefix}.bias"),
         g.narrow(1, k1 - 1, 1)?.flatten_all()?,
     )
-}
-
-/// The per-row part of the network (SPEC §2) on the host in f64 with candle's autograd:
-/// from the pooled `c [N, D]`, `mult = softplus(scale(c))` (1 without the scale head),
-/// `(s, τ) = softplus(truncation(c))` and the transform's context part
-/// `ctx = W_ctx·c + b` of its gate and up units.
-struct RowHeads {
-    /// The variables: head parameters by name and `c`.
-    vars: Vec<(String, Var)>,
-    c: Var,
-    /// `[N, 3 + 2·FT]`: `mult, s, τ, ctx_g, ctx_u` per row.
-    rows: Tensor,
-}
-
-impl RowHeads {
-    fn forward(
-        config: &SamplingNetworkConfig,
-        params: &HashMap<&str, &Tensor>,
-        c: Vec<f64>,
-        n: usize,
-    ) -> Result<Self> {
-        let d = config.d_model;
-        let cpu = Device::Cpu;
-        let mut vars = Vec::new();
-        let mut var = |name: &str| -> Result<Tensor> {
-            let t = params
-                .get(name)
-                .ok_or_else(|| NetsError::MissingParameter {
-                    origin: "fused training step".into(),
-                    name: name.into(),
-                    expected: vec![],
-                    architecture: "sampling_network".into(),
-                    hint: String::new(),
-                })?;
-            let v = Var::from_tensor(&t.to_device(&cpu)?.to_dtype(DType::F64)?)?;
-            let t = v.as_tensor().clone();
-            vars.push((name.to_string(), v));
-            Ok(t)
-        };
-        let c = Var::from_tensor(&Tensor::from_vec(c, (n, d), &cpu)?)?;
-        let ct = c.as_tensor();
-        let mut swiglu = |prefix: &str| -> Result<Tensor> {
-            let mut lin = |x: &Tensor, part: &str| -> Result<Tensor> {
-                let w = var(&format!("{prefix}.{part}.weight"))?;
-                let b = var(&format!("{prefix}.{part}.bias"))?;
-                Ok(x.matmul(&w.t()?)?.broadcast_add(&b)?)
-            };
-            let h = (lin(ct, "gate")?.silu()? * lin(ct, "up")?)?;
-            lin(&h, "down")
-        };
-        let mult = if config.scale {
-            crate::layers::softplus(&swiglu("scale")?)?
-        } else {
-            Tensor::ones((n, 1), DType::F64, &cpu)?
-        };
-        let st = crate::layers::softplus(&swiglu("truncation")?)?;
-        let mut ctx = Vec::new();
-        for part in ["gate", "up"] {
-            let w = var(&format!("transform.{part}.weight"))?;
-            let b = var(&format!("transform.{part}.bias"))?;
-            ctx.push(ct.matmul(&w.narrow(1, d, d)?.t()?)?.broadcast_add(&b)?);
-        }
-        let rows = Tensor::cat(&[&mult, &st, &ctx[0], &ctx[1]], 1)?;
-        Ok(Self { vars, c, rows })
-    }
-
-    /// The rows as f32, row-major.
-    fn rows_f32(&self) -> Result<Vec<f32>> {
-        Ok(self.rows.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
-    }
-
-    /// From the per-row gradient sums (same layout as the rows), the head parameters' gradients
-    /// (f32 on `device`) and `∂/∂c` (row-major `[N, D]`, f64).
-    fn backward(
-        &self,
-        rowgrad: &[f32],
-        device: &Device,
-    ) -> Result<(BTreeMap<String, Tensor>, Vec<f64>)> {
-        let g: Vec<f64> = rowgrad.iter().map(|&x| x as f64).collect();
-        let g = Tensor::from_vec(g, self.rows.dims(), &Device::Cpu)?;
-        let store = (&self.rows * g)?.sum_all()?.backward()?;
-        let mut grads = BTreeMap::new();
-        for (name, v) in &self.vars {
-            let gt = match store.get(v.as_tensor()) {
-                Some(t) => t.clone(),
-                None => v.as_tensor().zeros_like()?,
-            };
-            add_grad(
-                &mut grads,
-                name,
-                gt.to_dtype(DType::F32)?.to_device(device)?,
-            )?;
-        }
-        let dc = match store.get(self.c.as_tensor()) {
-            Some(t) => t.flatten_all()?.to_vec1::<f64>()?,
-            None => vec![0.0; self.c.as_tensor().elem_count()],
-        };
-        Ok((grads, dc))
-    }
 }

@@ -8,13 +8,17 @@
 //! - [`fused_training`]: [`FusedTrainer`], a SamplingNetwork's training step (forward, loss,
 //!   backward: the loss sums and every parameter's gradient) as fused kernels plus one cuBLAS
 //!   GEMM per Linear layer, equal to candle's autograd up to f32 rounding.
+//! - [`adamw`]: [`adamw_step`], the AdamW update of every parameter as one kernel launch, equal
+//!   to [`crate::train::AdamW::step`] (the trainer's optimizer with the fused engine).
 //! - [`bench`]: [`gpu_bench_rows`], the learned-sampler rows of `adasamp bench-gpu` (fused
 //!   against plain candle, measured in the same run).
 
+pub mod adamw;
 pub mod bench;
 pub mod fused;
 pub mod fused_training;
 
+pub use adamw::{adamw_step, AdamWTensors};
 pub use bench::{gpu_bench_rows, GpuBenchRow};
 pub use fused::{FusedPrecision, FusedSampler};
-pub use fused_training::{FusedStep, FusedTrainer};
+pub use fused_training::{FusedStep, FusedTrainer, PackedParameters};

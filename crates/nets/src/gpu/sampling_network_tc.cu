@@ -679,63 +679,13 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
 }
 
 // Per row: c = pool / #kept; ctx = [transform gate, transform up] context parts (FT each),
-// then mult, s, tau. One thread block of 128 threads per row.
+// then mult, s, tau (common.cuh's sn_head_ctx). One thread block of 128 threads per row.
 template <class C>
 __device__ void head_ctx(const float* __restrict__ stats, const float* __restrict__ W, const float* __restrict__ acc,
                          float* __restrict__ ctx_out, int blocks) {
-  __shared__ float c[C::D];
-  __shared__ float hidden[2 * C::FS];
-  const int n = blockIdx.x, tid = threadIdx.x;
-  const float* st = stats + SN_STATS * n;
-  const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
-  const float* pool = acc + (size_t)n * C::acc_row(blocks) + blocks * C::ACC_BLOCK;
-  float* o = ctx_out + (size_t)n * (2 * C::FT + 3);
-  for (int i = tid; i < C::D; i += blockDim.x) c[i] = pool[i] / st[3];
-  __syncthreads();
-  for (int f = tid; f < C::FT; f += blockDim.x) {
-    float g = __ldg(Wh + C::TG_B + f), u = __ldg(Wh + C::TU_B + f);
-    for (int j = 0; j < C::D; ++j) {
-      g = fmaf(__ldg(Wh + C::TG_W + f * 2 * C::D + C::D + j), c[j], g);
-      u = fmaf(__ldg(Wh + C::TU_W + f * 2 * C::D + C::D + j), c[j], u);
-    }
-    o[f] = g;
-    o[C::FT + f] = u;
-  }
-  if (C::SCALE && tid >= 32 && tid < 32 + C::FS) {
-    const int f = tid - 32;
-    float g = __ldg(Wh + C::SG_B + f), u = __ldg(Wh + C::SU_B + f);
-    for (int j = 0; j < C::D; ++j) {
-      g = fmaf(__ldg(Wh + C::SG_W + f * C::D + j), c[j], g);
-      u = fmaf(__ldg(Wh + C::SU_W + f * C::D + j), c[j], u);
-    }
-    hidden[f] = silu(g) * u;
-  }
-  if (tid >= 64 && tid < 64 + C::FS) {
-    const int f = tid - 64;
-    float g = __ldg(Wh + C::RG_B + f), u = __ldg(Wh + C::RU_B + f);
-    for (int j = 0; j < C::D; ++j) {
-      g = fmaf(__ldg(Wh + C::RG_W + f * C::D + j), c[j], g);
-      u = fmaf(__ldg(Wh + C::RU_W + f * C::D + j), c[j], u);
-    }
-    hidden[C::FS + f] = silu(g) * u;
-  }
-  __syncthreads();
-  if (tid == 0) {
-    float mult = 1.0f;
-    if (C::SCALE) {
-      float m = __ldg(Wh + C::SD_B);
-      for (int f = 0; f < C::FS; ++f) m = fmaf(__ldg(Wh + C::SD_W + f), hidden[f], m);
-      mult = softplus(m);
-    }
-    float s = __ldg(Wh + C::RD_B), tau = __ldg(Wh + C::RD_B + 1);
-    for (int f = 0; f < C::FS; ++f) {
-      s = fmaf(__ldg(Wh + C::RD_W + f), hidden[C::FS + f], s);
-      tau = fmaf(__ldg(Wh + C::RD_W + C::FS + f), hidden[C::FS + f], tau);
-    }
-    o[2 * C::FT] = mult;
-    o[2 * C::FT + 1] = softplus(s);
-    o[2 * C::FT + 2] = softplus(tau);
-  }
+  const int n = blockIdx.x;
+  sn_head_ctx<C>(stats[SN_STATS * n + 3], W + C::ENC_SIZE + blocks * C::BLOCK_SIZE,
+                 acc + (size_t)n * C::acc_row(blocks) + blocks * C::ACC_BLOCK, ctx_out + (size_t)n * (2 * C::FT + 3));
 }
 
 // Per token: l_mod = down(silu(gate [x, c]) * up [x, c]), l = mult (lp + l_mod),

@@ -90,4 +90,50 @@ impl AdamW {
         }
         Ok(())
     }
+
+    /// The same update as [`AdamW::step`] on a CUDA device as one fused kernel launch
+    /// ([`crate::gpu::adamw_step`]), in place: the variables' storage and the moments (created
+    /// as zeros at the first update, kept f32 on the variables' device) are overwritten, so no
+    /// per-parameter candle ops run. Every variable must be f32 on one CUDA device.
+    #[cfg(feature = "cuda")]
+    pub fn step_fused(
+        &mut self,
+        vars: &BTreeMap<String, Var>,
+        grads: &BTreeMap<String, Tensor>,
+        lr: f64,
+    ) -> Result<()> {
+        let mut held = Vec::with_capacity(vars.len());
+        for (name, var) in vars {
+            let theta = var.as_tensor();
+            let grad = grads.get(name).map(|g| g.contiguous()).transpose()?;
+            let moment = |saved: Option<&Tensor>| -> Result<Tensor> {
+                Ok(match saved {
+                    Some(m) => m
+                        .to_device(theta.device())?
+                        .to_dtype(candle_core::DType::F32)?
+                        .contiguous()?,
+                    None => theta.zeros_like()?,
+                })
+            };
+            let m = moment(self.moments.m.get(name))?;
+            let v = moment(self.moments.v.get(name))?;
+            self.moments.m.insert(name.clone(), m.clone());
+            self.moments.v.insert(name.clone(), v.clone());
+            held.push((name.as_str(), theta, grad, m, v));
+        }
+        let params: Vec<_> = held
+            .iter()
+            .map(|(name, theta, grad, m, v)| {
+                let tensors = crate::gpu::AdamWTensors {
+                    theta,
+                    grad: grad.as_ref(),
+                    m,
+                    v,
+                };
+                (*name, tensors)
+            })
+            .collect();
+        self.state.t += 1;
+        crate::gpu::adamw_step(&params, &self.state, lr)
+    }
 }

@@ -21,7 +21,8 @@
 //! on a GPU) runs the fused CUDA training step of a `cuda` build on a micro-batch (in passes of
 //! a bounded number of tokens) where the configuration has compiled kernels, candle otherwise;
 //! the run's first message says which. Its f32 atomics make it reproducible to rounding, not
-//! bit for bit. All engines feed the same AdamW,
+//! bit for bit. All engines feed the same AdamW (the fused engine runs it as one CUDA kernel,
+//! `AdamW::step_fused`, equal to the candle ops to f32 rounding),
 //! schedule and checkpoints (the weights stay candle variables), so a run may switch engines
 //! between checkpoints; their gradients agree to f32 rounding, not bit for bit. Evaluation runs
 //! on the engine's forward ([`crate::FastSampler`] or candle). A resumed run on the fast or
@@ -729,7 +730,8 @@ fn fast_step_grads(
 const FUSED_PASS_TOKENS: usize = 1 << 22;
 
 /// The fused engine's gradients of one optimizer step (`micro` batches, each row's loss
-/// weighted by `1 / denom`): `(Σ KL, Σ penalty, gradients by name on `device`)`.
+/// weighted by `1 / denom`): `(Σ KL, Σ penalty, gradients by name on `device`)`. The parameters
+/// are packed once for all the step's passes.
 #[cfg(feature = "cuda")]
 fn fused_step_grads(
     fused: &crate::gpu::FusedTrainer,
@@ -740,20 +742,37 @@ fn fused_step_grads(
     denom: usize,
     device: &Device,
 ) -> Result<(f64, f64, BTreeMap<String, Tensor>)> {
-    let params = sampler.named_parameters();
+    let packed = fused.pack(&sampler.named_parameters())?;
     let pass = (FUSED_PASS_TOKENS / ds.vocab().max(1)).max(1);
     let mut acc = BTreeMap::new();
     let (mut kl, mut pen) = (0f64, 0f64);
     for rows in micro {
         for part in rows.chunks(pass) {
             let (raw, tgt) = batch_tensors(ds, part, device)?;
-            let step = fused.step(&params, &raw, &tgt, gamma, 1.0 / denom as f64)?;
+            let step = fused.step_packed(&packed, &raw, &tgt, gamma, 1.0 / denom as f64)?;
             kl += step.kl;
             pen += step.penalty;
             add_grads(&mut acc, step.grads)?;
         }
     }
     Ok((kl, pen, acc))
+}
+
+/// One AdamW update: as one fused CUDA kernel with the fused engine (`AdamW::step_fused`, the
+/// same update), with candle ops otherwise.
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+fn optimizer_step(
+    opt: &mut AdamW,
+    gradients: &Gradients,
+    vars: &BTreeMap<String, Var>,
+    grads: &BTreeMap<String, Tensor>,
+    lr: f64,
+) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Gradients::Fused(_) = gradients {
+        return opt.step_fused(vars, grads, lr);
+    }
+    opt.step(vars, grads, lr)
 }
 
 const CSV_HEADER: &str =
@@ -1017,7 +1036,7 @@ pub fn train(
             }
         };
         let lr = schedule.lr(state.step);
-        opt.step(&model.vars, &acc, lr)?;
+        optimizer_step(&mut opt, &gradients, &model.vars, &acc, lr)?;
         state.step += 1;
         state.rows_seen += n_rows as u64;
         state.schedule = schedule.state(state.step, lr);
