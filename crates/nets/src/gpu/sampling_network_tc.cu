@@ -166,12 +166,14 @@ template <int P> struct BUnit { using T = uint4; };
 template <> struct BUnit<0> { using T = uint2; };
 
 // Stages the matrix value(r, c) (rows r < 8 NT: output channels, columns c < 16 KC: input
-// channels) as B fragments in fragment order: unit (n KC + k) 32 + lane.
+// channels) as B fragments in fragment order: unit (n KC + k) 32 + lane. The staging helpers
+// run on thread blocks of TC_THREADS threads (the kernels check).
 template <int P, int NT, int KC, class F>
 __device__ __forceinline__ void stage_b(void* dst, F value) {
   using U = typename BUnit<P>::T;
   U* out = reinterpret_cast<U*>(dst);
-  for (int u = threadIdx.x; u < NT * KC * 32; u += blockDim.x) {
+#pragma unroll
+  for (int u = threadIdx.x; u < NT * KC * 32; u += TC_THREADS) {
     const int lane = u & 31, k = (u >> 5) % KC, n = (u >> 5) / KC;
     const int r = 8 * n + (lane >> 2), c = 16 * k + 2 * (lane & 3);
     uint32_t h0, h1, l0, l1;
@@ -187,7 +189,8 @@ __device__ __forceinline__ void stage_b(void* dst, F value) {
 template <int P, int MT, int KC, class F>
 __device__ __forceinline__ void stage_a(uint4* dst, F value) {
   constexpr int UNITS = MT * KC * 32;
-  for (int u = threadIdx.x; u < UNITS; u += blockDim.x) {
+#pragma unroll
+  for (int u = threadIdx.x; u < UNITS; u += TC_THREADS) {
     const int lane = u & 31, k = (u >> 5) % KC, m = (u >> 5) / KC;
     const int r = 16 * m + (lane >> 2), c = 16 * k + 2 * (lane & 3);
     uint4 h, l;
@@ -202,7 +205,8 @@ __device__ __forceinline__ void stage_a(uint4* dst, F value) {
 
 // dst[i] = i < count ? src[i] : 0 for i < padded (a bias or LayerNorm vector in shared memory).
 __device__ __forceinline__ void stage_vec(float* dst, const float* __restrict__ src, int count, int padded) {
-  for (int i = threadIdx.x; i < padded; i += blockDim.x) dst[i] = i < count ? __ldg(src + i) : 0.0f;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < padded; i += TC_THREADS) dst[i] = i < count ? __ldg(src + i) : 0.0f;
 }
 
 // out[nt] += a . W^T for the W rows 8 (n0 + nt) .. 8 (n0 + nt) + 7 and the k-chunks k0 .. k0 +
@@ -260,6 +264,42 @@ __device__ __forceinline__ void scaled_linear(float (&out)[NT][4], const float (
   rescale_bias(out, s[0].inv, s[1].inv, bias, lane);
 }
 
+// The A fragments of `c` scaled per token (row_scales, factors in s), or with unit factors when
+// `bounded` (every |value| known to be under 2^10, where row_scales gives 1 too: the same
+// result without the maxima).
+template <int KC, int P>
+__device__ __forceinline__ void to_frags_scaled(AFrag (&a)[KC], const float (&c)[2 * KC][4], bool bounded,
+                                                Pow2 (&s)[2]) {
+  if (bounded) {
+    s[0] = s[1] = Pow2{1.0f, 1.0f};
+    to_frags<KC, P>(a, c, 1.0f, 1.0f);
+  } else {
+    row_scales(c, s);
+    to_frags<KC, P>(a, c, s[0].s, s[1].s);
+  }
+}
+
+// Magnitude under which a value is never rescaled (scale_for: 2^10), with a margin for rounding.
+#define BOUND 1000.0f
+
+// A bound of a LayerNorm's outputs from its max |weight| mw and max |bias| mb: |y| <= sqrt(D) mw
+// + mb (the normalised values' squares sum to at most D).
+template <int D>
+__device__ __forceinline__ float ln_bound(float mw, float mb) {
+  return sqrtf((float)D) * mw + mb;
+}
+
+// *slot = max(*slot, max |src[i]|, i < n) over the thread block (slot: shared, >= 0; NaN wins).
+__device__ __forceinline__ void abs_max(float* slot, const float* __restrict__ src, int n) {
+  float m = 0.0f;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < n; i += TC_THREADS) {
+    const float v = fabsf(__ldg(src + i));
+    m = v > m || v != v ? v : m;
+  }
+  atomicMax(reinterpret_cast<int*>(slot), __float_as_int(m));
+}
+
 // out = W in + bias for `in` bounded by a LayerNorm (no scaling).
 template <int KC, int NT, int P>
 __device__ __forceinline__ void plain_linear(float (&out)[NT][4], const AFrag (&a)[KC], const void* w,
@@ -295,9 +335,9 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int V_FGB = V_LN1B + D, V_FUB = V_FGB + 16 * KF, V_FDB = V_FUB + 16 * KF;
   static constexpr int V_LN2W = V_FDB + D, V_LN2B = V_LN2W + D, V_KVB = V_LN2B + D, V_EDB = V_KVB + 2 * D;
   static constexpr int V_ENC = V_EDB + D, VECS = V_ENC + 4 * 16 * KE;
-  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 4 head
-  // maxima, the vectors
-  static constexpr int SMEM_BYTES = UNITS * 16 + (2 * ACC_BLOCK + 4 + VECS) * 4;
+  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 16 maxima
+  // (4 heads' sums, then the |weight| and |bias| maxima of the pass's Bounds), the vectors
+  static constexpr int SMEM_BYTES = UNITS * 16 + (2 * ACC_BLOCK + 16 + VECS) * 4;
   static_assert(H <= 4, "one shared scale slot per head, 4 slots");
   static_assert(SMEM_BYTES <= TC_SMEM_BYTES, "shared memory over TC_SMEM_BYTES");
 };
@@ -402,45 +442,71 @@ struct Smem {
   const float* vec;
 };
 
+// What is known to stay under 2^10 in magnitude (to_frags_scaled) for a pass's tiles: the block
+// input x, phi(q), the attention output (block p-1, from its weights and x's LayerNorm), and
+// x, k, phi(k), v of add_kv (block p's weights, block p-1's LayerNorm).
+struct Bounds { bool x, q, a, kv; };
+
 // One block on the tile: x = LN2(y + FFN(y)), y = LN1(x + out(attention(x))).
 // `sm.att` holds the row's sums as the B operand [D numerators + H denominators][q channel],
 // head h's entries scaled by att_scale[h]; `eps[h]` = ATTENTION_EPS * att_scale[h].
 template <class C, int P>
-__device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, const float (&eps)[C::H], int lane) {
+__device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, const float (&eps)[C::H],
+                                      const Bounds& bounded, int lane) {
   const float* vec = sm.vec;
   // phi(q)
   float qc[C::ND][4];
-  scaled_linear<C::KD, C::ND, P>(qc, x, sm.q, vec + C::V_QB, lane);
+  {
+    Pow2 sx[2];
+    AFrag xa[C::KD];
+    to_frags_scaled<C::KD, P>(xa, x, bounded.x, sx);
+    zero(qc);
+    linear<C::KD, C::ND, P>(qc, xa, sm.q, lane);
+    rescale_bias(qc, sx[0].inv, sx[1].inv, vec + C::V_QB, lane);
+  }
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) qc[n][e] = fast_elu_plus_one(qc[n][e]);
   // numerators and denominators
   Pow2 sq[2];
-  row_scales(qc, sq);
   AFrag qa[C::KD];
-  to_frags<C::KD, P>(qa, qc, sq[0].s, sq[1].s);
-  float nd[C::NA][4];
-  zero(nd);
-  linear<C::KD, C::NA, P>(nd, qa, sm.att, lane);
+  to_frags_scaled<C::KD, P>(qa, qc, bounded.q, sq);
+  // each head's denominator (column h of n-tile ND), then its numerators (n-tile h)
+  float den[1][4];
+  zero(den);
+  linear<C::KD, 1, P>(den, qa, sm.att, lane, 0, C::ND);
   // numerators and denominators of a token carry its phi(q) scale: so must the epsilon
   float a[C::ND][4];
 #pragma unroll
   for (int h = 0; h < C::H; ++h) {
-    // head h's denominator sits in column h of the last tile: lane t = h / 2, element h % 2
+    // head h's denominator: lane t = h / 2, element h % 2
     const int src = (lane & ~3) | (h >> 1);
-    const float d0 = __shfl_sync(0xffffffffu, nd[C::ND][h & 1], src);
-    const float d1 = __shfl_sync(0xffffffffu, nd[C::ND][2 + (h & 1)], src);
+    const float d0 = __shfl_sync(0xffffffffu, den[0][h & 1], src);
+    const float d1 = __shfl_sync(0xffffffffu, den[0][2 + (h & 1)], src);
     const float i0 = rcp_approx(fmaf(eps[h], sq[0].s, d0));
     const float i1 = rcp_approx(fmaf(eps[h], sq[1].s, d1));
-    a[h][0] = nd[h][0] * i0;
-    a[h][1] = nd[h][1] * i0;
-    a[h][2] = nd[h][2] * i1;
-    a[h][3] = nd[h][3] * i1;
+    // head h's numerators use only its own q channels 8 h .. 8 h + 7: k-chunk h / 2 (the other
+    // chunks' entries are zero)
+    float num[1][4];
+    zero(num);
+    const AFrag (&qh)[1] = reinterpret_cast<const AFrag (&)[1]>(qa[h >> 1]);
+    linear<1, 1, P, C::KD>(num, qh, sm.att, lane, h >> 1, h);
+    a[h][0] = num[0][0] * i0;
+    a[h][1] = num[0][1] * i0;
+    a[h][2] = num[0][2] * i1;
+    a[h][3] = num[0][3] * i1;
   }
   // y = LN1(x + out(a))
   float y[C::ND][4];
-  scaled_linear<C::KD, C::ND, P>(y, a, sm.out, vec + C::V_OB, lane);
+  {
+    Pow2 sa[2];
+    AFrag aa[C::KD];
+    to_frags_scaled<C::KD, P>(aa, a, bounded.a, sa);
+    zero(y);
+    linear<C::KD, C::ND, P>(y, aa, sm.out, lane);
+    rescale_bias(y, sa[0].inv, sa[1].inv, vec + C::V_OB, lane);
+  }
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
@@ -478,136 +544,140 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, cons
 
 // Adds the tile's keep phi(k) v^T (same-head pairs) to S and keep phi(k) to s (warp registers):
 // k^T and v^T = W_kv x^T with the weights as the A operand (kv: stage_a's fragments, kvb: the
-// k, v bias), then S = phi(k)^T v on tensor cores with the 16 tokens as the reduction dimension.
-template <class C, int P>
-__device__ __forceinline__ void add_kv(float (&S)[C::H][4], float (&s)[C::KD][4], const float (&x)[C::ND][4],
+// k, v bias), then S = phi(k)^T v on tensor cores with the 16 tokens as the reduction dimension;
+// 16 k channels and their 16 v channels (two heads) at a time. BOUNDED: x, k, phi(k) and v are
+// known to stay under 2^10 (Bounds::kv), so every factor is 1.
+template <class C, int P, bool BOUNDED>
+__device__ __forceinline__ void add_kv(float (&S)[C::H][4], float (&s)[C::KD][2], const float (&x)[C::ND][4],
                                        const uint4* kv, const float* kvb, const float (&keep)[2], int lane) {
+  static_assert(C::H == 2 * C::KD, "two heads per 16 channels");
   const int g = lane >> 2, t = lane & 3;
   Pow2 sx[2];
-  row_scales(x, sx);
   AFrag xa[C::KD];
-  to_frags<C::KD, P>(xa, x, sx[0].s, sx[1].s);
+  to_frags_scaled<C::KD, P>(xa, x, BOUNDED, sx);
   // 1 / scale of token 8 j + 2 t + b (a column of k^T, v^T): row r's scale sits in lane 4 r
   float inv_tok[2][2];
 #pragma unroll
   for (int j = 0; j < 2; ++j)
 #pragma unroll
-    for (int b = 0; b < 2; ++b) inv_tok[j][b] = __shfl_sync(0xffffffffu, sx[j].inv, 4 * (2 * t + b));
-  // kvt[m][j]: rows 16 m .. 16 m + 15 of [k; v] (channels), tokens 8 j .. 8 j + 7
-  float kvt[2 * C::KD][2][4];
-#pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) kvt[m][j][e] = 0.0f;
-  constexpr int LO = 2 * C::KD * C::KD * 32;  // the lo units follow the hi units
-#pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m) {
-#pragma unroll
-    for (int k = 0; k < C::KD; ++k) {
-      AFrag w;
-      const int unit = (m * C::KD + k) * 32 + lane;
-      const uint4 h = kv[unit];
-      w.h[0] = h.x;
-      w.h[1] = h.y;
-      w.h[2] = h.z;
-      w.h[3] = h.w;
-      if (P >= 2) {
-        const uint4 l = kv[LO + unit];
-        w.l[0] = l.x;
-        w.l[1] = l.y;
-        w.l[2] = l.z;
-        w.l[3] = l.w;
-      }
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        // B = x^T: (k = channels 2t.., n = token g) is x's A fragment of row g (j = 0) or g+8
-        const uint32_t xh0 = xa[k].h[j], xh1 = xa[k].h[2 + j];
-        mma(kvt[m][j], w.h, xh0, xh1);
-        if (P >= 1) mma(kvt[m][j], w.h, xa[k].l[j], xa[k].l[2 + j]);
-        if (P >= 2) mma(kvt[m][j], w.l, xh0, xh1);
-      }
-    }
-  }
+    for (int b = 0; b < 2; ++b)
+      inv_tok[j][b] = BOUNDED ? 1.0f : __shfl_sync(0xffffffffu, sx[j].inv, 4 * (2 * t + b));
   // keep of token 8 j + 2 t + (e % 2) (the tile's rows live in quads: bit 4 r = keep of row r)
   const uint32_t mask0 = __ballot_sync(0xffffffffu, keep[0] != 0.0f);
   const uint32_t mask1 = __ballot_sync(0xffffffffu, keep[1] != 0.0f);
+  constexpr int LO = 2 * C::KD * C::KD * 32;  // the lo units follow the hi units
 #pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m) {
-    const int row = 16 * m + g;  // channel of c0/c1; c2/c3: row + 8
+  for (int mp = 0; mp < C::KD; ++mp) {
+    // kvt[i][j]: i = 0 the k channels 16 mp .. 16 mp + 15 (m-tile mp of [k; v]), i = 1 the v
+    // channels 16 mp .. (m-tile KD + mp); tokens 8 j .. 8 j + 7
+    float kvt[2][2][4];
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const uint32_t mask = j == 0 ? mask0 : mask1;
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int ch = row + 8 * (e >> 1);
-        float v = fmaf(kvt[m][j][e], inv_tok[j][e & 1], kvb[ch]);
-        if (m < C::KD) {
-          const float kp = (mask >> (8 * t + 4 * (e & 1))) & 1u ? 1.0f : 0.0f;
-          v = kp * fast_elu_plus_one(v);
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) kvt[i][j][e] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int m = mp + i * C::KD;
+#pragma unroll
+      for (int k = 0; k < C::KD; ++k) {
+        AFrag w;
+        const int unit = (m * C::KD + k) * 32 + lane;
+        const uint4 h = kv[unit];
+        w.h[0] = h.x;
+        w.h[1] = h.y;
+        w.h[2] = h.z;
+        w.h[3] = h.w;
+        if (P >= 2) {
+          const uint4 l = kv[LO + unit];
+          w.l[0] = l.x;
+          w.l[1] = l.y;
+          w.l[2] = l.z;
+          w.l[3] = l.w;
         }
-        kvt[m][j][e] = v;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          // B = x^T: (k = channels 2t.., n = token g) is x's A fragment of row g (j = 0) or g+8
+          const uint32_t xh0 = xa[k].h[j], xh1 = xa[k].h[2 + j];
+          mma(kvt[i][j], w.h, xh0, xh1);
+          if (P >= 1) mma(kvt[i][j], w.h, xa[k].l[j], xa[k].l[2 + j]);
+          if (P >= 2) mma(kvt[i][j], w.l, xh0, xh1);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint32_t mask = j == 0 ? mask0 : mask1;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int ch = 16 * m + g + 8 * (e >> 1);  // c0/c1: row g, c2/c3: row g + 8
+          float v = fmaf(kvt[i][j][e], inv_tok[j][e & 1], kvb[ch]);
+          if (i == 0) {
+            const float kp = (mask >> (8 * t + 4 * (e & 1))) & 1u ? 1.0f : 0.0f;
+            v = kp * fast_elu_plus_one(v);
+          }
+          kvt[i][j][e] = v;
+        }
       }
     }
-  }
-  // A = phi(k)^T per m-tile (channels x 16 tokens), B = v (tokens x a head's 8 channels).
-  // Scale factors per channel (over the tile's 16 tokens): a channel is a row of A (an output
-  // row of S) or a column of B (an output column), so each is undone on the f32 products.
-  // chs[m][r]: channel 16 m + g + 8 r of [k; v] (a quad holds a channel's tokens).
-  Pow2 chs[2 * C::KD][2];
+    // A = phi(k)^T (16 channels x 16 tokens), B = v (tokens x a head's 8 channels). Scale
+    // factors per channel (over the tile's 16 tokens): a channel is a row of A (an output row
+    // of S) or a column of B (an output column), so each is undone on the f32 products.
+    // chs[i][r]: channel 16 mp + g + 8 r of k (i = 0) or v (i = 1); a quad holds its tokens.
+    Pow2 chs[2][2];
 #pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m)
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = fmaxf(fmaxf(fabsf(kvt[m][0][2 * r]), fabsf(kvt[m][0][2 * r + 1])),
-                       fmaxf(fabsf(kvt[m][1][2 * r]), fabsf(kvt[m][1][2 * r + 1])));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      chs[m][r] = scale_for(mx);
+      for (int r = 0; r < 2; ++r) {
+        if constexpr (BOUNDED) {
+          chs[i][r] = Pow2{1.0f, 1.0f};
+        } else {
+          float mx = fmaxf(fmaxf(fabsf(kvt[i][0][2 * r]), fabsf(kvt[i][0][2 * r + 1])),
+                           fmaxf(fabsf(kvt[i][1][2 * r]), fabsf(kvt[i][1][2 * r + 1])));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          chs[i][r] = scale_for(mx);
+        }
+      }
+    AFrag ka;
+    {
+      const float s0 = chs[0][0].s, s1 = chs[0][1].s;
+      split2<P>(kvt[0][0][0] * s0, kvt[0][0][1] * s0, ka.h[0], ka.l[0]);
+      split2<P>(kvt[0][0][2] * s1, kvt[0][0][3] * s1, ka.h[1], ka.l[1]);
+      split2<P>(kvt[0][1][0] * s0, kvt[0][1][1] * s0, ka.h[2], ka.l[2]);
+      split2<P>(kvt[0][1][2] * s1, kvt[0][1][3] * s1, ka.h[3], ka.l[3]);
     }
-  AFrag ka[C::KD];
 #pragma unroll
-  for (int m = 0; m < C::KD; ++m) {
-    const float s0 = chs[m][0].s, s1 = chs[m][1].s;
-    split2<P>(kvt[m][0][0] * s0, kvt[m][0][1] * s0, ka[m].h[0], ka[m].l[0]);
-    split2<P>(kvt[m][0][2] * s1, kvt[m][0][3] * s1, ka[m].h[1], ka[m].l[1]);
-    split2<P>(kvt[m][1][0] * s0, kvt[m][1][1] * s0, ka[m].h[2], ka[m].l[2]);
-    split2<P>(kvt[m][1][2] * s1, kvt[m][1][3] * s1, ka[m].h[3], ka[m].l[3]);
-  }
+    for (int hh = 0; hh < 2; ++hh) {
+      // head h = 2 mp + hh: v channel 8 h + g is row 8 hh + g of the v tile -> elements 2 hh + 0/1
+      const int h = 2 * mp + hh, e0 = 2 * hh;
+      const Pow2 sv = chs[1][hh];
+      uint32_t bh0, bl0, bh1, bl1;
+      split2<P>(kvt[1][0][e0] * sv.s, kvt[1][0][e0 + 1] * sv.s, bh0, bl0);
+      split2<P>(kvt[1][1][e0] * sv.s, kvt[1][1][e0 + 1] * sv.s, bh1, bl1);
+      float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      mma_p<P>(tmp, ka, bh0, bh1, bl0, bl1);
+      // output column 2 t + c is v channel 8 h + 2 t + c, whose factor quad 2 t + c holds
+      const float iv0 = BOUNDED ? 1.0f : __shfl_sync(0xffffffffu, sv.inv, 4 * (2 * t));
+      const float iv1 = BOUNDED ? 1.0f : __shfl_sync(0xffffffffu, sv.inv, 4 * (2 * t + 1));
+      const float ik0 = chs[0][0].inv, ik1 = chs[0][1].inv;
+      S[h][0] = fmaf(tmp[0], ik0 * iv0, S[h][0]);
+      S[h][1] = fmaf(tmp[1], ik0 * iv1, S[h][1]);
+      S[h][2] = fmaf(tmp[2], ik1 * iv0, S[h][2]);
+      S[h][3] = fmaf(tmp[3], ik1 * iv1, S[h][3]);
+    }
+    // s: this lane's part of sum keep phi(k) over the tile (tokens 2 t, 2 t + 1, 8 + 2 t, 9 + 2 t)
+    // for channels 16 mp + g (r = 0) and + 8 (r = 1), in f32; flush_kv adds the quad's parts
 #pragma unroll
-  for (int h = 0; h < C::H; ++h) {
-    // v channel 8 h + g: row 8 (h % 2) + g of v m-tile KD + h / 2 -> elements 2 (h % 2) + 0/1
-    const int mv_tile = C::KD + h / 2, e0 = 2 * (h & 1);
-    const Pow2 sv = chs[mv_tile][h & 1];
-    uint32_t bh0, bl0, bh1, bl1;
-    split2<P>(kvt[mv_tile][0][e0] * sv.s, kvt[mv_tile][0][e0 + 1] * sv.s, bh0, bl0);
-    split2<P>(kvt[mv_tile][1][e0] * sv.s, kvt[mv_tile][1][e0 + 1] * sv.s, bh1, bl1);
-    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    mma_p<P>(tmp, ka[h / 2], bh0, bh1, bl0, bl1);
-    // output column 2 t + c is v channel 8 h + 2 t + c, whose factor quad 2 t + c holds
-    const float iv0 = __shfl_sync(0xffffffffu, sv.inv, 4 * (2 * t));
-    const float iv1 = __shfl_sync(0xffffffffu, sv.inv, 4 * (2 * t + 1));
-    const float ik0 = chs[h / 2][0].inv, ik1 = chs[h / 2][1].inv;
-    S[h][0] = fmaf(tmp[0], ik0 * iv0, S[h][0]);
-    S[h][1] = fmaf(tmp[1], ik0 * iv1, S[h][1]);
-    S[h][2] = fmaf(tmp[2], ik1 * iv0, S[h][2]);
-    S[h][3] = fmaf(tmp[3], ik1 * iv1, S[h][3]);
-  }
-  const uint32_t ones = g == 0 ? pack(__floats2half2_rn(1.0f, 1.0f)) : 0u;
-#pragma unroll
-  for (int m = 0; m < C::KD; ++m) {
-    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    mma(tmp, ka[m].h, ones, ones);
-    if (P >= 1) mma(tmp, ka[m].l, ones, ones);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) s[m][e] = fmaf(tmp[e], chs[m][e >> 1].inv, s[m][e]);
+    for (int r = 0; r < 2; ++r)
+      s[mp][r] += (kvt[0][0][2 * r] + kvt[0][0][2 * r + 1]) + (kvt[0][1][2 * r] + kvt[0][1][2 * r + 1]);
   }
 }
 
-// The warp's S, s registers -> the thread block's shared sums [D][8] then [D].
+// The warp's S, s registers -> the thread block's shared sums [D][8] then [D] (s: each lane's
+// part, summed over the quad first).
 template <class C>
-__device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4], const float (&s)[C::KD][4],
+__device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4], const float (&s)[C::KD][2],
                                          int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -616,13 +686,15 @@ __device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4],
     atomicAdd(sums + i * 8 + 2 * t, S[h][e0]);
     atomicAdd(sums + i * 8 + 2 * t + 1, S[h][e0 + 1]);
   }
-  if (t == 0) {
 #pragma unroll
-    for (int m = 0; m < C::KD; ++m) {
-      atomicAdd(sums + C::D * 8 + 16 * m + g, s[m][0]);
-      atomicAdd(sums + C::D * 8 + 16 * m + g + 8, s[m][2]);
+  for (int m = 0; m < C::KD; ++m)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float v = s[m][r];
+      v += __shfl_xor_sync(0xffffffffu, v, 1);
+      v += __shfl_xor_sync(0xffffffffu, v, 2);
+      if (t == 0) atomicAdd(sums + C::D * 8 + 16 * m + g + 8 * r, v);
     }
-  }
 }
 
 // Pass p (see the top of the file; KIND: its SNT_* bits) for one row: grid (thread blocks per
@@ -632,12 +704,12 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
                      float* __restrict__ xs, float* __restrict__ acc, int V, int blocks, int p) {
   constexpr bool ENC = (KIND & SNT_ENC) != 0, BLK = (KIND & SNT_BLOCK) != 0, NEXT = (KIND & SNT_NEXT) != 0;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  if (dynamic_smem_size() < (uint32_t)C::SMEM_BYTES) __trap();
+  if (dynamic_smem_size() < (uint32_t)C::SMEM_BYTES || blockDim.x != TC_THREADS) __trap();
   uint4* units = reinterpret_cast<uint4*>(smem_raw);
   float* sums = reinterpret_cast<float*>(units + C::UNITS);
   float* stage_att = sums + C::ACC_BLOCK;
   float* scal = stage_att + C::ACC_BLOCK;
-  float* vec = scal + 4;
+  float* vec = scal + 16;
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* st = stats + SN_STATS * n;
   const float* zrow = z + (size_t)n * V;
@@ -646,7 +718,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   const float* Wb = W + C::ENC_SIZE + (p - 1) * C::BLOCK_SIZE;  // block p-1 (if any)
   const float* Wn = W + C::ENC_SIZE + p * C::BLOCK_SIZE;        // block p (if any)
   for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) sums[i] = 0.0f;
-  if (threadIdx.x < 4) scal[threadIdx.x] = 0.0f;
+  if (threadIdx.x < 16) scal[threadIdx.x] = 0.0f;
   __syncthreads();
   if constexpr (ENC) {
     stage_b<P, C::ND, C::KE>(units + C::O_ENC, [&](int r, int c) {
@@ -655,7 +727,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     stage_vec(vec + C::V_EDB, W + C::ENC_DB, C::D, C::D);
     // {gate w, gate b, up w, up b} of hidden unit f = i / 4 (SnLayout: ENC_GW, GB, UW, UB are
     // FE apart)
-    for (int i = threadIdx.x; i < 4 * 16 * C::KE; i += blockDim.x) {
+    for (int i = threadIdx.x; i < 4 * 16 * C::KE; i += TC_THREADS) {
       const int f = i >> 2;
       vec[C::V_ENC + i] = f < C::FE ? __ldg(W + (i & 3) * C::FE + f) : 0.0f;
     }
@@ -681,13 +753,28 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     stage_vec(vec + C::V_FDB, Wb + C::FD_B, C::D, C::D);
     stage_vec(vec + C::V_LN2W, Wb + C::LN2_W, C::D, C::D);
     stage_vec(vec + C::V_LN2B, Wb + C::LN2_B, C::D, C::D);
+    // maxima for Bounds: max |weight|, |bias| of the LayerNorm that made the input (block
+    // p-2's LN2, when the input comes from memory), of block p-1's LN2 (the output), of block
+    // p-1's q and v
+    if (!ENC) {
+      const float* Wi = W + C::ENC_SIZE + (p - 2) * C::BLOCK_SIZE;
+      abs_max(scal + 4, Wi + C::LN2_W, C::D);
+      abs_max(scal + 5, Wi + C::LN2_B, C::D);
+    }
+    abs_max(scal + 6, Wb + C::LN2_W, C::D);
+    abs_max(scal + 7, Wb + C::LN2_B, C::D);
+    abs_max(scal + 8, Wb + C::QKV_W, C::D * C::D);
+    abs_max(scal + 9, Wb + C::QKV_B, C::D);
+    abs_max(scal + 10, Wb + C::QKV_W + 2 * C::D * C::D, C::D * C::D);
+    abs_max(scal + 11, Wb + C::QKV_B + 2 * C::D, C::D);
     // the attention B operand from block p-1's sums / #kept, then each head's entries scaled
     // to max |.| in [2^7, 2^8) (a head's numerators and denominator share the factor, so its
     // ratio is unchanged; one factor for all heads would push a head with small sums into
     // f16's subnormals when another head's are huge)
     const float* in = row_acc + (p - 1) * C::ACC_BLOCK;
     const float kept = fmaxf(st[3], 1.0f);
-    for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) {
+#pragma unroll 2
+    for (int i = threadIdx.x; i < C::ACC_BLOCK; i += TC_THREADS) {
       const float v = in[i] / kept;
       stage_att[i] = v;
       const int head = i < C::D * 8 ? i / 64 : (i - C::D * 8) / 8;
@@ -699,8 +786,24 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       return __ldg(Wn + C::QKV_W + C::D * C::D + r * C::D + c);
     });
     stage_vec(vec + C::V_KVB, Wn + C::QKV_B + C::D, 2 * C::D, 2 * C::D);
+    // maxima for Bounds: block p's k and v
+    abs_max(scal + 12, Wn + C::QKV_W + C::D * C::D, C::D * C::D);
+    abs_max(scal + 13, Wn + C::QKV_B + C::D, C::D);
+    abs_max(scal + 14, Wn + C::QKV_W + 2 * C::D * C::D, C::D * C::D);
+    abs_max(scal + 15, Wn + C::QKV_B + 2 * C::D, C::D);
   }
   __syncthreads();
+  // what stays under 2^10 (a linear map's output: |W x + b| <= D max|W| max|x| + max|b|)
+  Bounds bounded{false, false, false, false};
+  {
+    const float x_in = ENC ? POS_INF : ln_bound<C::D>(scal[4], scal[5]);
+    const float x_out = BLK ? ln_bound<C::D>(scal[6], scal[7]) : POS_INF;
+    bounded.x = x_in < BOUND;
+    bounded.q = fmaf(C::D * scal[8], x_in, scal[9]) + 1.0f < BOUND;  // phi(q) <= |q| + 1
+    bounded.a = fmaf(C::D * scal[10], x_in, scal[11]) < BOUND;        // |a| <= max |v|
+    bounded.kv = NEXT && x_out < BOUND && fmaf(C::D * scal[12], x_out, scal[13]) + 1.0f < BOUND &&
+                 fmaf(C::D * scal[14], x_out, scal[15]) < BOUND;
+  }
   float eps[C::H];
   if constexpr (BLK) {
     const float kept = fmaxf(st[3], 1.0f);
@@ -721,9 +824,10 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   }
   const Smem sm{units + C::O_ENC, units + C::O_Q,  units + C::O_OUT, units + C::O_G, units + C::O_U,
                 units + C::O_DN,  units + C::O_ATT, units + C::O_KV,  vec};
-  float S[C::H][4], s[C::KD][4], pool[C::ND][2];
+  float S[C::H][4], s[C::KD][2], pool[C::ND][2];
   zero(S);
-  zero(s);
+#pragma unroll
+  for (int m = 0; m < C::KD; ++m) s[m][0] = s[m][1] = 0.0f;
 #pragma unroll
   for (int i = 0; i < C::ND; ++i) pool[i][0] = pool[i][1] = 0.0f;
   const int g = lane >> 2, t = lane & 3;
@@ -737,7 +841,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     if constexpr (ENC) encoder<C, P>(x, lp, vec + C::V_ENC, sm.enc, vec + C::V_EDB, lane);
     else load_x<C>(x, xrow, V, t0, lane);
     if constexpr (BLK) {
-      block<C, P>(x, sm, eps, lane);
+      block<C, P>(x, sm, eps, bounded, lane);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int tok = t0 + g + 8 * r;
@@ -750,7 +854,8 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       }
     }
     if constexpr (NEXT) {
-      add_kv<C, P>(S, s, x, sm.kv, vec + C::V_KVB, keep, lane);
+      if (bounded.kv) add_kv<C, P, true>(S, s, x, sm.kv, vec + C::V_KVB, keep, lane);
+      else add_kv<C, P, false>(S, s, x, sm.kv, vec + C::V_KVB, keep, lane);
     } else {
 #pragma unroll
       for (int c = 0; c < C::ND; ++c) {
@@ -850,6 +955,7 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
   // the gate / up context parts (per row, from snt_head_ctx) and the down weights, zero-padded
   __shared__ __align__(16) uint4 wf[2][UNITS];
   __shared__ __align__(16) float vec[3][ROWS];
+  if (blockDim.x != TC_THREADS) __trap();
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const float* st = stats + SN_STATS * n;
