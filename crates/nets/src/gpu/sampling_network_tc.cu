@@ -87,6 +87,13 @@ __device__ __forceinline__ float fast_softplus(float x) {
 
 __device__ __forceinline__ uint32_t pack(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
+// v summed over the lanes that differ from this one in the bits of MASKS (xor shuffles, in order).
+template <int... MASKS>
+__device__ __forceinline__ float xor_sum(float v) {
+  ((v += __shfl_xor_sync(0xffffffffu, v, MASKS)), ...);
+  return v;
+}
+
 // f16 hi / lo halves of a pair of floats: hi = f16(a), lo = f16(a - hi).
 template <int P>
 __device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
@@ -250,20 +257,6 @@ __device__ __forceinline__ void rescale_bias(float (&c)[NT][4], float i0, float 
   }
 }
 
-// out = W in + bias on tensor cores, `in` (C tiles of 2 KC n-tiles) scaled per token
-// (row_scales) for its f16 conversion and the products scaled back.
-template <int KC, int NT, int P>
-__device__ __forceinline__ void scaled_linear(float (&out)[NT][4], const float (&in)[2 * KC][4], const void* w,
-                                              const float* bias, int lane) {
-  Pow2 s[2];
-  row_scales(in, s);
-  AFrag a[KC];
-  to_frags<KC, P>(a, in, s[0].s, s[1].s);
-  zero(out);
-  linear<KC, NT, P>(out, a, w, lane);
-  rescale_bias(out, s[0].inv, s[1].inv, bias, lane);
-}
-
 // The A fragments of `c` scaled per token (row_scales, factors in s), or with unit factors when
 // `bounded` (every |value| known to be under 2^10, where row_scales gives 1 too: the same
 // result without the maxima).
@@ -277,6 +270,19 @@ __device__ __forceinline__ void to_frags_scaled(AFrag (&a)[KC], const float (&c)
     row_scales(c, s);
     to_frags<KC, P>(a, c, s[0].s, s[1].s);
   }
+}
+
+// out = W in + bias on tensor cores, `in` (C tiles of 2 KC n-tiles) scaled per token for its
+// f16 conversion unless `bounded` (to_frags_scaled), the products scaled back.
+template <int KC, int NT, int P>
+__device__ __forceinline__ void scaled_linear(float (&out)[NT][4], const float (&in)[2 * KC][4], bool bounded,
+                                              const void* w, const float* bias, int lane) {
+  Pow2 s[2];
+  AFrag a[KC];
+  to_frags_scaled<KC, P>(a, in, bounded, s);
+  zero(out);
+  linear<KC, NT, P>(out, a, w, lane);
+  rescale_bias(out, s[0].inv, s[1].inv, bias, lane);
 }
 
 // Magnitude under which a value is never rescaled (scale_for: 2^10), with a margin for rounding.
@@ -398,7 +404,7 @@ __device__ __forceinline__ void encoder(float (&x)[C::ND][4], const float (&lp)[
       h[n][e] = fast_silu(fmaf(w.x, l, w.y)) * fmaf(w.z, l, w.w);
     }
   }
-  scaled_linear<C::KE, C::ND, P>(x, h, enc, bias, lane);
+  scaled_linear<C::KE, C::ND, P>(x, h, false, enc, bias, lane);
 }
 
 // LayerNorm over the D channels of rows g and g+8 (a quad holds a row); w, b: shared vectors.
@@ -410,8 +416,7 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* w,
     float s = 0.0f;
 #pragma unroll
     for (int n = 0; n < C::ND; ++n) s += y[n][2 * r] + y[n][2 * r + 1];
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s = xor_sum<1, 2>(s);
     const float mean = s * (1.0f / C::D);
     float v = 0.0f;
 #pragma unroll
@@ -421,8 +426,7 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* w,
       v = fmaf(y[n][2 * r], y[n][2 * r], v);
       v = fmaf(y[n][2 * r + 1], y[n][2 * r + 1], v);
     }
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    v = xor_sum<1, 2>(v);
     const float inv = rsqrtf(v * (1.0f / C::D) + LAYER_NORM_EPS);
 #pragma unroll
     for (int n = 0; n < C::ND; ++n) {
@@ -456,14 +460,7 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, cons
   const float* vec = sm.vec;
   // phi(q)
   float qc[C::ND][4];
-  {
-    Pow2 sx[2];
-    AFrag xa[C::KD];
-    to_frags_scaled<C::KD, P>(xa, x, bounded.x, sx);
-    zero(qc);
-    linear<C::KD, C::ND, P>(qc, xa, sm.q, lane);
-    rescale_bias(qc, sx[0].inv, sx[1].inv, vec + C::V_QB, lane);
-  }
+  scaled_linear<C::KD, C::ND, P>(qc, x, bounded.x, sm.q, vec + C::V_QB, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
@@ -499,14 +496,7 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, cons
   }
   // y = LN1(x + out(a))
   float y[C::ND][4];
-  {
-    Pow2 sa[2];
-    AFrag aa[C::KD];
-    to_frags_scaled<C::KD, P>(aa, a, bounded.a, sa);
-    zero(y);
-    linear<C::KD, C::ND, P>(y, aa, sm.out, lane);
-    rescale_bias(y, sa[0].inv, sa[1].inv, vec + C::V_OB, lane);
-  }
+  scaled_linear<C::KD, C::ND, P>(y, a, bounded.a, sm.out, vec + C::V_OB, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
@@ -690,9 +680,7 @@ __device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4],
   for (int m = 0; m < C::KD; ++m)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float v = s[m][r];
-      v += __shfl_xor_sync(0xffffffffu, v, 1);
-      v += __shfl_xor_sync(0xffffffffu, v, 2);
+      const float v = xor_sum<1, 2>(s[m][r]);
       if (t == 0) atomicAdd(sums + C::D * 8 + 16 * m + g + 8 * r, v);
     }
 }
@@ -871,10 +859,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     for (int c = 0; c < C::ND; ++c)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        float v = pool[c][e];
-        v += __shfl_xor_sync(0xffffffffu, v, 4);
-        v += __shfl_xor_sync(0xffffffffu, v, 8);
-        v += __shfl_xor_sync(0xffffffffu, v, 16);
+        const float v = xor_sum<4, 8, 16>(pool[c][e]);
         if (g == 0) atomicAdd(sums + 8 * c + 2 * t + e, v);
       }
   }
@@ -997,10 +982,7 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
         part[e >> 1] = fmaf(e & 1 ? td.y : td.x, fast_silu(hg[c][e]) * hu[c][e], part[e >> 1]);
     }
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      part[r] += __shfl_xor_sync(0xffffffffu, part[r], 1);
-      part[r] += __shfl_xor_sync(0xffffffffu, part[r], 2);
-    }
+    for (int r = 0; r < 2; ++r) part[r] = xor_sum<1, 2>(part[r]);
     // lane t = r writes token g + 8 r
     if (t < 2) {
       const int tok = t0 + g + 8 * t;
