@@ -2,12 +2,16 @@
 //! Markdown table, on CUDA device 0 (built with the `cuda` feature):
 //!
 //! ```text
-//! gpu_bench [SAMPLER_YAML] [ITERS]      # defaults: configs/samplers/sampling_network.yaml, 20
+//! gpu_bench [SAMPLER_YAML] [ITERS] [forward]   # defaults: configs/samplers/sampling_network.yaml, 20
 //! ```
+//!
+//! With `forward`: only the forward rows ([`adasamp_nets::gpu::bench::gpu_forward_rows`]), no
+//! training rows or phase table.
 
 use std::error::Error;
 use std::path::PathBuf;
 
+use adasamp_nets::gpu::bench::gpu_forward_rows;
 use adasamp_nets::gpu::gpu_bench_rows;
 use adasamp_nets::SamplerConfig;
 use candle_core::Device;
@@ -24,10 +28,19 @@ fn main() -> Result<(), Box<dyn Error>> {
             .map_err(|e| format!("ITERS = {s:?}: not a count: {e}"))?,
         None => 20,
     };
+    let forward_only = match args.next().as_deref() {
+        None => false,
+        Some("forward") => true,
+        Some(other) => return Err(format!("third argument {other:?}: only `forward`").into()),
+    };
     let config = SamplerConfig::from_yaml_file(&config)?;
     let device = Device::new_cuda(0)?;
     let scratch = tempfile_dir()?;
-    let rows = gpu_bench_rows(&device, &config, iters, &scratch)?;
+    let rows = if forward_only {
+        gpu_forward_rows(&device, &config, iters)?
+    } else {
+        gpu_bench_rows(&device, &config, iters, &scratch)?
+    };
     println!("| measurement | unit | fused | reference | reference is | fused speed-up |");
     println!("|---|---|---|---|---|---|");
     for row in rows {
@@ -38,7 +51,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             row.what, row.unit, row.reference, row.reference_name
         );
     }
-    if adasamp_nets::gpu::FusedTrainer::supports(&config) {
+    if !forward_only && adasamp_nets::gpu::FusedTrainer::supports(&config) {
         let phases = adasamp_nets::gpu::bench::fused_step_phases(&device, &config)?;
         let total: f64 = phases.iter().map(|(_, s)| s).sum();
         println!("\nOne fused training step ({total:.4} s, device synchronised between phases):\n");

@@ -84,19 +84,23 @@ pub const FORWARD_PRECISIONS: [(FusedPrecision, &str); 2] = [
     (FusedPrecision::F16, "f16"),
 ];
 
-/// Measures, on `device` (a CUDA device), a `sampling_network` `config` with seeded weights:
-/// the forward at V = [`FORWARD_VOCAB`] for every batch of [`FORWARD_BATCHES`] (median of
-/// `iters` calls, plain candle and the fused kernels at each of [`FORWARD_PRECISIONS`], on the
-/// same random logits; one row per precision and batch), the fused training step alone against
-/// candle's autograd, and the training rate at V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions
-/// per step (`iters` steps of the trainer, fused engine against the candle engine; scratch files
-/// in `scratch`). Shows a progress bar.
-pub fn gpu_bench_rows(
+/// The forward rows of [`gpu_bench_rows`] alone (same measurement, same rows), with a progress
+/// bar.
+pub fn gpu_forward_rows(
     device: &Device,
     config: &SamplerConfig,
     iters: usize,
-    scratch: &Path,
 ) -> Result<Vec<GpuBenchRow>> {
+    check_iters(iters)?;
+    let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
+    let bar = progress_bar(FORWARD_BATCHES.len() as u64)?;
+    let rows = forward_rows_of(device, config, &sampler, iters, &bar)?;
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+/// An error unless `iters` (timed calls per measurement) is at least 1.
+fn check_iters(iters: usize) -> Result<()> {
     if iters == 0 {
         return Err(NetsError::bad_request(
             "iterations",
@@ -104,15 +108,31 @@ pub fn gpu_bench_rows(
             "needs at least one timed call",
         ));
     }
-    let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
-    let fused = FORWARD_PRECISIONS
-        .iter()
-        .map(|&(p, label)| Ok((FusedSampler::new(&sampler)?.with_precision(p), label)))
-        .collect::<Result<Vec<_>>>()?;
-    let bar = ProgressBar::new(FORWARD_BATCHES.len() as u64 + 2).with_style(
+    Ok(())
+}
+
+/// A progress bar of `len` steps with a message.
+fn progress_bar(len: u64) -> Result<ProgressBar> {
+    Ok(ProgressBar::new(len).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
             .map_err(|e| NetsError::bad_request("progress template", e, "invalid"))?,
-    );
+    ))
+}
+
+/// One row per batch of [`FORWARD_BATCHES`] and precision of [`FORWARD_PRECISIONS`]: `sampler`'s
+/// fused forward against its plain candle forward (median of `iters` calls each), advancing
+/// `bar` once per batch.
+fn forward_rows_of(
+    device: &Device,
+    config: &SamplerConfig,
+    sampler: &LearnedSampler,
+    iters: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<GpuBenchRow>> {
+    let fused = FORWARD_PRECISIONS
+        .iter()
+        .map(|&(p, label)| Ok((FusedSampler::new(sampler)?.with_precision(p), label)))
+        .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     for batch in FORWARD_BATCHES {
         bar.set_message(format!("forward batch {batch}"));
@@ -134,6 +154,26 @@ pub fn gpu_bench_rows(
         }
         bar.inc(1);
     }
+    Ok(rows)
+}
+
+/// Measures, on `device` (a CUDA device), a `sampling_network` `config` with seeded weights:
+/// the forward at V = [`FORWARD_VOCAB`] for every batch of [`FORWARD_BATCHES`] (median of
+/// `iters` calls, plain candle and the fused kernels at each of [`FORWARD_PRECISIONS`], on the
+/// same random logits; one row per precision and batch), the fused training step alone against
+/// candle's autograd, and the training rate at V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions
+/// per step (`iters` steps of the trainer, fused engine against the candle engine; scratch files
+/// in `scratch`). Shows a progress bar.
+pub fn gpu_bench_rows(
+    device: &Device,
+    config: &SamplerConfig,
+    iters: usize,
+    scratch: &Path,
+) -> Result<Vec<GpuBenchRow>> {
+    check_iters(iters)?;
+    let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
+    let bar = progress_bar(FORWARD_BATCHES.len() as u64 + 2)?;
+    let mut rows = forward_rows_of(device, config, &sampler, iters, &bar)?;
     bar.set_message("training step");
     if FusedTrainer::supports(config) {
         rows.push(step_row(device, config, &sampler, iters)?);

@@ -341,14 +341,16 @@ impl FusedSampler {
         let stats = z.apply_op1_no_bwd(&RowStats {
             poison: self.poison,
         })?;
-        // [max z, L, #NaN or +inf, #finite, H] per row
+        // Every launch is queued before the statistics come back to the host (one wait, after
+        // the kernels, instead of one between the statistics and the rest); a bad row's output
+        // is then dropped. [max z, L, #NaN or +inf, #finite, H] per row.
+        let out = z.apply_op3_no_bwd(&stats, &self.weights, &Forward { net: self })?;
         check_rows(
             &stats.flatten_all()?.to_vec1::<f32>()?,
             STATS,
             &z,
             "input logits",
         )?;
-        let out = z.apply_op3_no_bwd(&stats, &self.weights, &Forward { net: self })?;
         Ok(out.to_dtype(logits.dtype())?)
     }
 
@@ -373,6 +375,14 @@ fn f32_view<'a>(
         candle_core::bail!("fused sampler: {what} must be contiguous");
     };
     Ok(storage.as_cuda_slice::<f32>()?.slice(start..end))
+}
+
+/// The kind of the SamplingNetwork's pass `p` of `blocks` (the `K` of its kernel name
+/// `snt_pass{K}_…`, `sampling_network_tc.cu`'s `SNT_*` bits): 1 = the encoder makes the
+/// activations, 2 = block `p − 1` runs on them, 4 = block `p`'s attention sums follow (else the
+/// mean pool).
+fn pass_kind(p: i32, blocks: i32) -> u32 {
+    u32::from(p <= 1) | (u32::from(p >= 1) << 1) | (u32::from(p < blocks) << 2)
 }
 
 /// Thread blocks per row for the SamplingNetwork's per-token kernels: as many as fill the
@@ -591,23 +601,25 @@ impl CustomOp3 for Forward<'_> {
                 let mut ctx = output_buffer(dev, n * ctx_len, self.net.poison)?;
                 let blocks = *n_blocks as i32;
                 let precision = self.net.precision.suffix();
-                let pass = dev.get_or_load_custom_func(
-                    &format!("snt_pass_{suffix}_{precision}"),
-                    MODULE_TC,
-                    PTX_TC,
-                )?;
-                pass.set_attribute(
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    TC_SMEM_BYTES as i32,
-                )
-                .w()?;
-                let per_row = blocks_per_row(dev, &pass, n, v)?;
-                let tiles_cfg = LaunchConfig {
-                    grid_dim: (per_row, n as u32, 1),
-                    block_dim: (TC_THREADS, 1, 1),
-                    shared_mem_bytes: TC_SMEM_BYTES,
-                };
+                // thread blocks per row of the last pass, the head's too
+                let mut per_row = 1;
                 for p in 0..=blocks {
+                    let pass = dev.get_or_load_custom_func(
+                        &format!("snt_pass{}_{suffix}_{precision}", pass_kind(p, blocks)),
+                        MODULE_TC,
+                        PTX_TC,
+                    )?;
+                    pass.set_attribute(
+                        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        TC_SMEM_BYTES as i32,
+                    )
+                    .w()?;
+                    per_row = blocks_per_row(dev, &pass, n, v)?;
+                    let cfg = LaunchConfig {
+                        grid_dim: (per_row, n as u32, 1),
+                        block_dim: (TC_THREADS, 1, 1),
+                        shared_mem_bytes: TC_SMEM_BYTES,
+                    };
                     let mut b = pass.builder();
                     b.arg(&z);
                     b.arg(&stats);
@@ -619,7 +631,7 @@ impl CustomOp3 for Forward<'_> {
                     b.arg(&p);
                     // SAFETY: each warp reads and writes its own tokens' activations and adds to
                     // its row's sums; the buffers have the sizes the kernel indexes.
-                    unsafe { b.launch(tiles_cfg) }.w()?;
+                    unsafe { b.launch(cfg) }.w()?;
                 }
                 let head_ctx = dev.get_or_load_custom_func(
                     &format!("snt_head_ctx_{suffix}"),
@@ -654,8 +666,9 @@ impl CustomOp3 for Forward<'_> {
                 b.arg(&vi);
                 b.arg(&blocks);
                 let head_cfg = LaunchConfig {
+                    grid_dim: (per_row, n as u32, 1),
+                    block_dim: (TC_THREADS, 1, 1),
                     shared_mem_bytes: 0,
-                    ..tiles_cfg
                 };
                 // SAFETY: each warp writes its own tokens' output logits.
                 unsafe { b.launch(head_cfg) }.w()?;
@@ -665,5 +678,44 @@ impl CustomOp3 for Forward<'_> {
             CudaStorage::wrap_cuda_slice(out, dev.clone()),
             Shape::from((n, v)),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pass_kind, COMPILED_CONFIGS, PTX_TC};
+
+    #[test]
+    fn pass_kinds_follow_the_blocks() {
+        let kinds = |blocks| {
+            (0..=blocks)
+                .map(|p| pass_kind(p, blocks))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(4), [5, 7, 6, 6, 2]);
+        assert_eq!(kinds(2), [5, 7, 2]);
+        assert_eq!(kinds(1), [5, 3]);
+    }
+
+    #[test]
+    fn every_pass_kind_has_a_compiled_kernel() {
+        for (d, h, e, f) in COMPILED_CONFIGS {
+            for scale in [0, 1] {
+                for blocks in 1..=4 {
+                    for p in 0..=blocks {
+                        for precision in ["p0", "p2"] {
+                            let name = format!(
+                                "snt_pass{}_d{d}_h{h}_e{e}_f{f}_s{scale}_{precision}",
+                                pass_kind(p, blocks)
+                            );
+                            assert!(
+                                PTX_TC.contains(&format!(".entry {name}(")),
+                                "no kernel {name}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -22,12 +22,22 @@ extern "C" __global__ void sn_row_stats(const float* __restrict__ z, int V, floa
   const int n = blockIdx.x;
   const float* row = z + (size_t)n * V;
   float m = NEG_INF, s = 0.0f, w = 0.0f, bad = 0.0f, kept = 0.0f;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float x = row[i];
-    if (isnan(x) || x == POS_INF) { bad += 1.0f; continue; }
-    if (x == NEG_INF) continue;
-    kept += 1.0f;
-    lse_merge(m, s, w, x, 1.0f, x);
+  // four entries per step, loaded before any is merged (independent loads in flight)
+  for (int i0 = threadIdx.x; i0 < V; i0 += 4 * blockDim.x) {
+    float xs[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int i = i0 + u * blockDim.x;
+      xs[u] = i < V ? row[i] : NEG_INF;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float x = xs[u];
+      if (isnan(x) || x == POS_INF) { bad += 1.0f; continue; }
+      if (x == NEG_INF) continue;
+      kept += 1.0f;
+      lse_merge(m, s, w, x, 1.0f, x);
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {

@@ -9,10 +9,14 @@
 //          + a_hi.w_lo, three mmas per product, about f32 accuracy (~22 bits).
 // Activations whose range is not bounded by a LayerNorm (the encoder's hidden units, the
 // block input, phi(q), the attention output) are scaled per token, phi(k) and v (the sums'
-// operands) per channel over a 16-token tile, the attention sums per head (numerators and
-// denominators apart: their ratio is about |v|, past f16's range when |v| ~ 1e7), by a power of two
-// before the f16 conversion (the products are scaled back in f32), so large
-// |log-probabilities| cannot overflow f16; values under 2^10 are never rescaled.
+// operands) per channel over a 16-token tile, the attention sums per head, by a power of two
+// before the f16 conversion (the products are scaled back in f32 by the exact inverse, both
+// read off the exponent bits), so large |log-probabilities| cannot overflow f16; values under
+// 2^10 are never rescaled.
+//
+// Per-token exponentials, logarithms and reciprocals use the hardware approximations (ex2, lg2,
+// rcp .approx.ftz: within 2 ulp of f32, far below the f16 split's rounding); docs/gpu.md gives
+// the measured worst differences from plain candle.
 //
 // Passes (one launch each) over every (row n, token t), for B blocks:
 //   snt_pass (p = 0)        encoder(lp) -> block 0's sums S = sum phi(k) v^T, s = sum phi(k)
@@ -20,6 +24,9 @@
 //                           store x_p; then block p's sums (p < B) or the pool sum (p = B)
 //   snt_head_ctx            per row: c = pool / #kept, the transform's context part, mult, s, tau
 //   snt_head                per token: the transform head and the soft truncation gate
+// A pass kernel is compiled per kind (name snt_pass{K}, K = the SNT_* bits below: 5 for p = 0,
+// 7 or 3 for p = 1 with or without a next block, 6 for 1 < p < B, 2 for p = B > 1), so each
+// carries only its own stages.
 // Each thread block works on one row (grid.y = row); its 8 warps loop over that row's 16-token
 // tiles; the sums go warp registers -> shared memory -> global atomics (the `acc` layout of
 // common.cuh's SnLayout: per block S [D][8] then s [D]; after the blocks the pool [D]).
@@ -30,6 +37,8 @@
 //   B (16x8, k x n):      b0 = (k 2t..2t+1, n g), b1 = (k 2t+8..2t+9, n g)
 //   C (16x8, f32):        c0 = (g, 2t), c1 = (g, 2t+1), c2 = (g+8, 2t), c3 = (g+8, 2t+1)
 // so the C tiles of channels 16c..16c+15 are the A fragment of k-chunk c of the next product.
+// The weights sit in shared memory in fragment order (stage_b / stage_a): a lane's whole
+// fragment (hi and lo) is one 16-byte load.
 
 #include <cuda_fp16.h>
 #include <stdint.h>
@@ -40,10 +49,50 @@
 #define TC_THREADS (TC_WARPS * 32)
 // Dynamic shared memory every pass kernel is launched with (gpu::fused::TC_SMEM_BYTES).
 #define TC_SMEM_BYTES 65536
+// Pass kinds (bits of the kernel name's K): the encoder makes x, a block runs on x, the next
+// block's attention sums (else the mean pool) are added (gpu::fused::pass_kind).
+#define SNT_ENC 1
+#define SNT_BLOCK 2
+#define SNT_NEXT 4
 
 namespace tc {
 
+// The hardware approximations (MUFU, one instruction each; subnormal inputs and results flush
+// to 0): 2^x, 1 / x, log2 x, each within 2 ulp of f32.
+__device__ __forceinline__ float ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float rcp_approx(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float lg2_approx(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+// e^x = 2^(x log2 e).
+__device__ __forceinline__ float fast_exp(float x) { return ex2_approx(x * 1.4426950408889634f); }
+// silu(x) = x sigmoid(x) = x / (1 + e^-x) (x < -88: -0).
+__device__ __forceinline__ float fast_silu(float x) { return x * rcp_approx(1.0f + fast_exp(-x)); }
+// phi of the linear attention, elu(x) + 1.
+__device__ __forceinline__ float fast_elu_plus_one(float x) { return x > 0.0f ? x + 1.0f : fast_exp(x); }
+// softplus(x) = max(x, 0) + log(1 + e^-|x|).
+__device__ __forceinline__ float fast_softplus(float x) {
+  return fmaxf(x, 0.0f) + 0.6931471805599453f * lg2_approx(1.0f + fast_exp(-fabsf(x)));
+}
+
 __device__ __forceinline__ uint32_t pack(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+// v summed over the lanes that differ from this one in the bits of MASKS (xor shuffles, in order).
+template <int... MASKS>
+__device__ __forceinline__ float xor_sum(float v) {
+  ((v += __shfl_xor_sync(0xffffffffu, v, MASKS)), ...);
+  return v;
+}
 
 // f16 hi / lo halves of a pair of floats: hi = f16(a), lo = f16(a - hi).
 template <int P>
@@ -57,8 +106,7 @@ __device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t&
 struct AFrag { uint32_t h[4], l[4]; };
 
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -73,27 +121,29 @@ __device__ __forceinline__ void mma_p(float (&c)[4], const AFrag& a, uint32_t bh
   if (P >= 2) mma(c, a.h, bl0, bl1);
 }
 
-// Power-of-two factor that brings |value| <= m under 2^8 (1 if m is below 2^10 already, or not
-// finite): multiply before the f16 conversion, divide the products after.
-__device__ __forceinline__ float scale_for(float m) {
-  if (m < 1024.0f || !(m <= 3.0e38f)) return 1.0f;
-  int e;
-  frexpf(m, &e);  // m < 2^e
-  return exp2f((float)(8 - e));
+// A power-of-two factor s and its exact inverse.
+struct Pow2 { float s, inv; };
+
+// The factor that brings |value| <= m (m >= 0) under 2^8, from m's exponent bits E (m in
+// [2^(E-127), 2^(E-126))): s = 2^(134 - E), inv = 2^(E - 134); s = inv = 1 if m is below 2^10
+// (E < 137) or not finite (E = 255).
+__device__ __forceinline__ Pow2 scale_for(float m) {
+  const int e = __float_as_int(m) >> 23;
+  const bool big = e >= 137 && e < 255;
+  return big ? Pow2{__int_as_float((261 - e) << 23), __int_as_float((e - 7) << 23)} : Pow2{1.0f, 1.0f};
 }
 
-// Power-of-two factor that brings a head's sums, max |.| = m, to max |.| in [2^7, 2^8) (1 if m
-// is 0).
+// The factor that brings a head's largest attention sum m (>= 0) into [2^7, 2^8): 2^(134 - E)
+// for E from 8 (below: 2^126) to 254; 1 if m = 0.
 __device__ __forceinline__ float head_scale(float m) {
-  int e = 0;
-  if (m > 0.0f) frexpf(m, &e);
-  return m > 0.0f ? exp2f((float)(8 - e)) : 1.0f;
+  const int e = max(__float_as_int(m) >> 23, 8);
+  return m > 0.0f ? __int_as_float((261 - e) << 23) : 1.0f;
 }
 
 // scale_for per token: s[0] for row g, s[1] for row g+8 (a token's channels live in a quad), so
 // one huge token does not push its tile-mates' values into f16's subnormal range.
 template <int NT>
-__device__ __forceinline__ void row_scales(const float (&c)[NT][4], float (&s)[2]) {
+__device__ __forceinline__ void row_scales(const float (&c)[NT][4], Pow2 (&s)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float m = 0.0f;
@@ -105,39 +155,81 @@ __device__ __forceinline__ void row_scales(const float (&c)[NT][4], float (&s)[2
   }
 }
 
-// C tiles (NT = 2 KC n-tiles of 8 channels; rows g, g+8 times s[0], s[1]) -> KC A fragments.
+// C tiles (NT = 2 KC n-tiles of 8 channels; rows g, g+8 times s0, s1) -> KC A fragments.
 template <int KC, int P>
-__device__ __forceinline__ void to_frags(AFrag (&a)[KC], const float (&c)[2 * KC][4], const float (&s)[2]) {
+__device__ __forceinline__ void to_frags(AFrag (&a)[KC], const float (&c)[2 * KC][4], float s0, float s1) {
 #pragma unroll
   for (int k = 0; k < KC; ++k) {
-    split2<P>(c[2 * k][0] * s[0], c[2 * k][1] * s[0], a[k].h[0], a[k].l[0]);
-    split2<P>(c[2 * k][2] * s[1], c[2 * k][3] * s[1], a[k].h[1], a[k].l[1]);
-    split2<P>(c[2 * k + 1][0] * s[0], c[2 * k + 1][1] * s[0], a[k].h[2], a[k].l[2]);
-    split2<P>(c[2 * k + 1][2] * s[1], c[2 * k + 1][3] * s[1], a[k].h[3], a[k].l[3]);
+    split2<P>(c[2 * k][0] * s0, c[2 * k][1] * s0, a[k].h[0], a[k].l[0]);
+    split2<P>(c[2 * k][2] * s1, c[2 * k][3] * s1, a[k].h[1], a[k].l[1]);
+    split2<P>(c[2 * k + 1][0] * s0, c[2 * k + 1][1] * s0, a[k].h[2], a[k].l[2]);
+    split2<P>(c[2 * k + 1][2] * s1, c[2 * k + 1][3] * s1, a[k].h[3], a[k].l[3]);
   }
 }
 
-// A weight matrix staged in shared memory: f16 hi and lo, [rows][LD] with LD = 16 KC + 8 (the
-// +8 halves make the fragment loads bank-conflict free).
-struct SMat { const __half* hi; const __half* lo; };
+// One lane's B fragment of one (n-tile, k-chunk) in shared memory: {hi b0, hi b1, lo b0, lo b1}
+// at P = 2, {hi b0, hi b1} at P = 0.
+template <int P> struct BUnit { using T = uint4; };
+template <> struct BUnit<0> { using T = uint2; };
 
-// out[nt] += a . W^T for the W rows 8 nt .. 8 nt + 7 (weights as the B operand).
-template <int KC, int NT, int P, int LD>
-__device__ __forceinline__ void linear(float (&out)[NT][4], const AFrag (&a)[KC], SMat w, int lane) {
-  const int g = lane >> 2, t = lane & 3;
+// Stages the matrix value(r, c) (rows r < 8 NT: output channels, columns c < 16 KC: input
+// channels) as B fragments in fragment order: unit (n KC + k) 32 + lane. The staging helpers
+// run on thread blocks of TC_THREADS threads (the kernels check).
+template <int P, int NT, int KC, class F>
+__device__ __forceinline__ void stage_b(void* dst, F value) {
+  using U = typename BUnit<P>::T;
+  U* out = reinterpret_cast<U*>(dst);
+#pragma unroll
+  for (int u = threadIdx.x; u < NT * KC * 32; u += TC_THREADS) {
+    const int lane = u & 31, k = (u >> 5) % KC, n = (u >> 5) / KC;
+    const int r = 8 * n + (lane >> 2), c = 16 * k + 2 * (lane & 3);
+    uint32_t h0, h1, l0, l1;
+    split2<2>(value(r, c), value(r, c + 1), h0, l0);
+    split2<2>(value(r, c + 8), value(r, c + 9), h1, l1);
+    if constexpr (P >= 2) out[u] = make_uint4(h0, h1, l0, l1);
+    else out[u] = make_uint2(h0, h1);
+  }
+}
+
+// Stages the matrix value(r, c) (r < 16 MT, c < 16 KC) as A fragments: hi unit (m KC + k) 32 +
+// lane = {a0, a1, a2, a3}, and at P = 2 the lo units after all hi units.
+template <int P, int MT, int KC, class F>
+__device__ __forceinline__ void stage_a(uint4* dst, F value) {
+  constexpr int UNITS = MT * KC * 32;
+#pragma unroll
+  for (int u = threadIdx.x; u < UNITS; u += TC_THREADS) {
+    const int lane = u & 31, k = (u >> 5) % KC, m = (u >> 5) / KC;
+    const int r = 16 * m + (lane >> 2), c = 16 * k + 2 * (lane & 3);
+    uint4 h, l;
+    split2<2>(value(r, c), value(r, c + 1), h.x, l.x);
+    split2<2>(value(r + 8, c), value(r + 8, c + 1), h.y, l.y);
+    split2<2>(value(r, c + 8), value(r, c + 9), h.z, l.z);
+    split2<2>(value(r + 8, c + 8), value(r + 8, c + 9), h.w, l.w);
+    dst[u] = h;
+    if (P >= 2) dst[UNITS + u] = l;
+  }
+}
+
+// dst[i] = i < count ? src[i] : 0 for i < padded (a bias or LayerNorm vector in shared memory).
+__device__ __forceinline__ void stage_vec(float* dst, const float* __restrict__ src, int count, int padded) {
+#pragma unroll 4
+  for (int i = threadIdx.x; i < padded; i += TC_THREADS) dst[i] = i < count ? __ldg(src + i) : 0.0f;
+}
+
+// out[nt] += a . W^T for the W rows 8 (n0 + nt) .. 8 (n0 + nt) + 7 and the k-chunks k0 .. k0 +
+// KC - 1 (w: stage_b's fragments of a matrix of KS k-chunks).
+template <int KC, int NT, int P, int KS = KC>
+__device__ __forceinline__ void linear(float (&out)[NT][4], const AFrag (&a)[KC], const void* w, int lane,
+                                       int k0 = 0, int n0 = 0) {
+  using U = typename BUnit<P>::T;
+  const U* f = reinterpret_cast<const U*>(w) + lane;
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
 #pragma unroll
     for (int k = 0; k < KC; ++k) {
-      const int off = (8 * n + g) * LD + 16 * k + 2 * t;
-      const uint32_t h0 = *reinterpret_cast<const uint32_t*>(w.hi + off);
-      const uint32_t h1 = *reinterpret_cast<const uint32_t*>(w.hi + off + 8);
-      uint32_t l0 = 0, l1 = 0;
-      if (P >= 2) {
-        l0 = *reinterpret_cast<const uint32_t*>(w.lo + off);
-        l1 = *reinterpret_cast<const uint32_t*>(w.lo + off + 8);
-      }
-      mma_p<P>(out[n], a[k], h0, h1, l0, l1);
+      const U b = f[((n0 + n) * KS + k0 + k) * 32];
+      if constexpr (P >= 2) mma_p<P>(out[n], a[k], b.x, b.y, b.z, b.w);
+      else mma_p<P>(out[n], a[k], b.x, b.y, 0u, 0u);
     }
   }
 }
@@ -150,49 +242,77 @@ __device__ __forceinline__ void zero(float (&c)[NT][4]) {
     for (int e = 0; e < 4; ++e) c[n][e] = 0.0f;
 }
 
-// c = c / s[row] + bias[channel] (channel = 8 n + 2 t + e % 2; bias entries >= count read as 0).
+// c = c * inv[row] + bias[channel] (channel = 8 n + 2 t + e % 2; bias: a zero-padded shared
+// vector of at least 8 NT entries).
 template <int NT>
-__device__ __forceinline__ void rescale_bias(float (&c)[NT][4], const float (&s)[2], const float* __restrict__ bias,
-                                             int count, int lane) {
+__device__ __forceinline__ void rescale_bias(float (&c)[NT][4], float i0, float i1, const float* bias, int lane) {
   const int t = lane & 3;
-  const float i0 = 1.0f / s[0], i1 = 1.0f / s[1];
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
-    const int ch = 8 * n + 2 * t;
-    const float b0 = ch < count ? __ldg(bias + ch) : 0.0f;
-    const float b1 = ch + 1 < count ? __ldg(bias + ch + 1) : 0.0f;
-    c[n][0] = fmaf(c[n][0], i0, b0);
-    c[n][1] = fmaf(c[n][1], i0, b1);
-    c[n][2] = fmaf(c[n][2], i1, b0);
-    c[n][3] = fmaf(c[n][3], i1, b1);
+    const float2 b = *reinterpret_cast<const float2*>(bias + 8 * n + 2 * t);
+    c[n][0] = fmaf(c[n][0], i0, b.x);
+    c[n][1] = fmaf(c[n][1], i0, b.y);
+    c[n][2] = fmaf(c[n][2], i1, b.x);
+    c[n][3] = fmaf(c[n][3], i1, b.y);
   }
 }
 
-// out = W in + bias (bias entries >= count read as 0) on tensor cores, `in` (C tiles of 2 KC
-// n-tiles) scaled per token (row_scales) for its f16 conversion and the products scaled back.
-template <int KC, int NT, int P, int LD>
-__device__ __forceinline__ void scaled_linear(float (&out)[NT][4], const float (&in)[2 * KC][4], SMat w,
-                                              const float* __restrict__ bias, int count, int lane) {
-  float s[2];
-  row_scales(in, s);
+// The A fragments of `c` scaled per token (row_scales, factors in s), or with unit factors when
+// `bounded` (every |value| known to be under 2^10, where row_scales gives 1 too: the same
+// result without the maxima).
+template <int KC, int P>
+__device__ __forceinline__ void to_frags_scaled(AFrag (&a)[KC], const float (&c)[2 * KC][4], bool bounded,
+                                                Pow2 (&s)[2]) {
+  if (bounded) {
+    s[0] = s[1] = Pow2{1.0f, 1.0f};
+    to_frags<KC, P>(a, c, 1.0f, 1.0f);
+  } else {
+    row_scales(c, s);
+    to_frags<KC, P>(a, c, s[0].s, s[1].s);
+  }
+}
+
+// out = W in + bias on tensor cores, `in` (C tiles of 2 KC n-tiles) scaled per token for its
+// f16 conversion unless `bounded` (to_frags_scaled), the products scaled back.
+template <int KC, int NT, int P>
+__device__ __forceinline__ void scaled_linear(float (&out)[NT][4], const float (&in)[2 * KC][4], bool bounded,
+                                              const void* w, const float* bias, int lane) {
+  Pow2 s[2];
   AFrag a[KC];
-  to_frags<KC, P>(a, in, s);
+  to_frags_scaled<KC, P>(a, in, bounded, s);
   zero(out);
-  linear<KC, NT, P, LD>(out, a, w, lane);
-  rescale_bias(out, s, bias, count, lane);
+  linear<KC, NT, P>(out, a, w, lane);
+  rescale_bias(out, s[0].inv, s[1].inv, bias, lane);
 }
 
-// Stages W [rows][cols] (row-major f32 at `src`) as f16 hi / lo [prows][LD] (zero padding).
-template <int P, int LD>
-__device__ void stage(__half* hi, __half* lo, const float* __restrict__ src, int rows, int cols, int prows,
-                      int pcols) {
-  for (int i = threadIdx.x; i < prows * pcols; i += blockDim.x) {
-    const int r = i / pcols, c = i % pcols;
-    const float v = (r < rows && c < cols) ? __ldg(src + r * cols + c) : 0.0f;
-    const __half h = __float2half_rn(v);
-    hi[r * LD + c] = h;
-    if (P >= 2) lo[r * LD + c] = __float2half_rn(v - __half2float(h));
+// Magnitude under which a value is never rescaled (scale_for: 2^10), with a margin for rounding.
+#define BOUND 1000.0f
+
+// A bound of a LayerNorm's outputs from its max |weight| mw and max |bias| mb: |y| <= sqrt(D) mw
+// + mb (the normalised values' squares sum to at most D).
+template <int D>
+__device__ __forceinline__ float ln_bound(float mw, float mb) {
+  return sqrtf((float)D) * mw + mb;
+}
+
+// *slot = max(*slot, max |src[i]|, i < n) over the thread block (slot: shared, >= 0; NaN wins).
+__device__ __forceinline__ void abs_max(float* slot, const float* __restrict__ src, int n) {
+  float m = 0.0f;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < n; i += TC_THREADS) {
+    const float v = fabsf(__ldg(src + i));
+    m = v > m || v != v ? v : m;
   }
+  atomicMax(reinterpret_cast<int*>(slot), __float_as_int(m));
+}
+
+// out = W in + bias for `in` bounded by a LayerNorm (no scaling).
+template <int KC, int NT, int P>
+__device__ __forceinline__ void plain_linear(float (&out)[NT][4], const AFrag (&a)[KC], const void* w,
+                                             const float* bias, int lane) {
+  zero(out);
+  linear<KC, NT, P>(out, a, w, lane);
+  rescale_bias(out, 1.0f, 1.0f, bias, lane);
 }
 
 // The packed-weight layout (common.cuh) plus the tensor-core tiling and shared-memory plan.
@@ -209,28 +329,24 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int KF = (FF + 15) / 16, NF = 2 * KF; // FFN hidden, padded
   static constexpr int NTT = (FT + 7) / 8;               // transform hidden, padded
   static constexpr int NA = ND + 1;                      // attention: D numerator + H denominator columns
-  static constexpr int LDD = 16 * KD + 8, LDE = 16 * KE + 8, LDF = 16 * KF + 8;
-  // shared-memory matrices (halves): rows x LD, hi then lo
-  static constexpr int M_ENC = D * LDE, M_Q = D * LDD, M_OUT = D * LDD, M_G = 16 * KF * LDD, M_U = M_G;
-  static constexpr int M_DN = D * LDF, M_ATT = 8 * NA * LDD, M_KV = 2 * D * LDD;
-  static constexpr int O_ENC = 0, O_Q = O_ENC + M_ENC, O_OUT = O_Q + M_Q, O_G = O_OUT + M_OUT, O_U = O_G + M_G;
-  static constexpr int O_DN = O_U + M_U, O_ATT = O_DN + M_DN, O_KV = O_ATT + M_ATT, HALVES = O_KV + M_KV;
-  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 4 slots
-  // per head (the maxima of its numerators and of its denominator, its eps and ratio)
-  static constexpr int SMEM_BYTES = 2 * HALVES * 2 + (2 * ACC_BLOCK + 16) * 4;
-  static_assert(H <= 4, "four shared slots per head, 16 slots");
-  // byte offset of the slots in the dynamic shared memory
-  static constexpr int SLOTS_OFFSET = 2 * HALVES * 2 + 2 * ACC_BLOCK * 4;
+  // shared-memory fragment matrices in 16-byte units (stage_b: NT x KC x 32; the kv A operand:
+  // hi and lo units of 2 KD m-tiles x KD k-chunks x 32)
+  static constexpr int U_ENC = ND * KE * 32, U_Q = ND * KD * 32, U_OUT = U_Q, U_G = NF * KD * 32, U_U = U_G;
+  static constexpr int U_DN = ND * KF * 32, U_ATT = NA * KD * 32, U_KV = 2 * (2 * KD) * KD * 32;
+  static constexpr int O_ENC = 0, O_Q = O_ENC + U_ENC, O_OUT = O_Q + U_Q, O_G = O_OUT + U_OUT, O_U = O_G + U_G;
+  static constexpr int O_DN = O_U + U_U, O_ATT = O_DN + U_DN, O_KV = O_ATT + U_ATT, UNITS = O_KV + U_KV;
+  // shared f32 vectors (zero-padded): block p-1's biases and LayerNorms, block p's k, v bias,
+  // the encoder's down bias and gate / up {weight, bias, weight, bias} per hidden unit
+  static constexpr int V_QB = 0, V_OB = V_QB + D, V_LN1W = V_OB + D, V_LN1B = V_LN1W + D;
+  static constexpr int V_FGB = V_LN1B + D, V_FUB = V_FGB + 16 * KF, V_FDB = V_FUB + 16 * KF;
+  static constexpr int V_LN2W = V_FDB + D, V_LN2B = V_LN2W + D, V_KVB = V_LN2B + D, V_EDB = V_KVB + 2 * D;
+  static constexpr int V_ENC = V_EDB + D, VECS = V_ENC + 4 * 16 * KE;
+  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 16 maxima
+  // (4 heads' sums, then the |weight| and |bias| maxima of the pass's Bounds), the vectors
+  static constexpr int SMEM_BYTES = UNITS * 16 + (2 * ACC_BLOCK + 16 + VECS) * 4;
+  static_assert(H <= 4, "one shared scale slot per head, 4 slots");
   static_assert(SMEM_BYTES <= TC_SMEM_BYTES, "shared memory over TC_SMEM_BYTES");
 };
-
-extern __shared__ __align__(16) unsigned char smem_raw[];
-
-// The heads' eps and ratio slots of the dynamic shared memory (see block).
-template <class C>
-__device__ __forceinline__ const float* head_slots() {
-  return reinterpret_cast<const float*>(smem_raw + C::SLOTS_OFFSET) + 2 * C::H;
-}
 
 __device__ __forceinline__ uint32_t dynamic_smem_size() {
   uint32_t r;
@@ -239,26 +355,43 @@ __device__ __forceinline__ uint32_t dynamic_smem_size() {
 }
 
 // lp and keep of tokens g and g+8 of the tile starting at t0 (past V: lp 0, keep 0).
-__device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, const float* st, int V, int t0, int lane,
-                                        float (&lp)[2], float (&keep)[2]) {
+__device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, float zmax, float lse, int V, int t0,
+                                        int lane, float (&lp)[2], float (&keep)[2]) {
   const int g = lane >> 2;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int t = t0 + g + 8 * r;
-    lp[r] = 0.0f;
-    keep[r] = 0.0f;
-    if (t < V) {
-      const float z = zrow[t];
-      if (z != NEG_INF) { lp[r] = z - st[0] - st[1]; keep[r] = 1.0f; }
+    const float z = t < V ? __ldg(zrow + t) : NEG_INF;
+    const bool kept = z != NEG_INF;
+    lp[r] = kept ? (z - zmax) - lse : 0.0f;
+    keep[r] = kept ? 1.0f : 0.0f;
+  }
+}
+
+// The tile's x (token-major f32 rows of `xs`, tokens g and g+8; past V: 0).
+template <class C>
+__device__ __forceinline__ void load_x(float (&x)[C::ND][4], const float* __restrict__ xs, int V, int t0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int tok = t0 + g + 8 * r;
+    const float* src = xs + (size_t)tok * C::D;
+#pragma unroll
+    for (int c = 0; c < C::ND; ++c) {
+      float2 v = make_float2(0.0f, 0.0f);
+      if (tok < V) v = *reinterpret_cast<const float2*>(src + 8 * c + 2 * t);
+      x[c][2 * r] = v.x;
+      x[c][2 * r + 1] = v.y;
     }
   }
 }
 
-// x = encoder(lp) for the tile: h = silu(gate lp) * (up lp) computed in A-fragment order, then
-// the down projection on tensor cores.
+// x = encoder(lp) for the tile: h = silu(gate lp) * (up lp) computed in A-fragment order (the
+// gate / up weights and biases from the shared vector `gu`: {gw, gb, uw, ub} per hidden unit,
+// zero past FE), then the down projection on tensor cores.
 template <class C, int P>
-__device__ __forceinline__ void encoder(float (&x)[C::ND][4], const float (&lp)[2], const float* __restrict__ W,
-                                        SMat enc, int lane) {
+__device__ __forceinline__ void encoder(float (&x)[C::ND][4], const float (&lp)[2], const float* gu,
+                                        const void* enc, const float* bias, int lane) {
   const int t = lane & 3;
   float h[2 * C::KE][4];
 #pragma unroll
@@ -266,31 +399,24 @@ __device__ __forceinline__ void encoder(float (&x)[C::ND][4], const float (&lp)[
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int f = 8 * n + 2 * t + (e & 1);
-      float v = 0.0f;
-      if (f < C::FE) {
-        const float l = lp[e >> 1];
-        const float gt = fmaf(__ldg(W + C::ENC_GW + f), l, __ldg(W + C::ENC_GB + f));
-        const float up = fmaf(__ldg(W + C::ENC_UW + f), l, __ldg(W + C::ENC_UB + f));
-        v = silu(gt) * up;
-      }
-      h[n][e] = v;
+      const float4 w = *reinterpret_cast<const float4*>(gu + 4 * f);
+      const float l = lp[e >> 1];
+      h[n][e] = fast_silu(fmaf(w.x, l, w.y)) * fmaf(w.z, l, w.w);
     }
   }
-  scaled_linear<C::KE, C::ND, P, C::LDE>(x, h, enc, W + C::ENC_DB, C::D, lane);
+  scaled_linear<C::KE, C::ND, P>(x, h, false, enc, bias, lane);
 }
 
-// LayerNorm over the D channels of rows g and g+8 (a quad holds a row).
+// LayerNorm over the D channels of rows g and g+8 (a quad holds a row); w, b: shared vectors.
 template <class C>
-__device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* __restrict__ w,
-                                           const float* __restrict__ b, int lane) {
+__device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* w, const float* b, int lane) {
   const int t = lane & 3;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float s = 0.0f;
 #pragma unroll
     for (int n = 0; n < C::ND; ++n) s += y[n][2 * r] + y[n][2 * r + 1];
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s = xor_sum<1, 2>(s);
     const float mean = s * (1.0f / C::D);
     float v = 0.0f;
 #pragma unroll
@@ -300,223 +426,248 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* __
       v = fmaf(y[n][2 * r], y[n][2 * r], v);
       v = fmaf(y[n][2 * r + 1], y[n][2 * r + 1], v);
     }
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    v = xor_sum<1, 2>(v);
     const float inv = rsqrtf(v * (1.0f / C::D) + LAYER_NORM_EPS);
 #pragma unroll
     for (int n = 0; n < C::ND; ++n) {
       const int ch = 8 * n + 2 * t;
-      y[n][2 * r] = fmaf(y[n][2 * r] * inv, __ldg(w + ch), __ldg(b + ch));
-      y[n][2 * r + 1] = fmaf(y[n][2 * r + 1] * inv, __ldg(w + ch + 1), __ldg(b + ch + 1));
+      const float2 wv = *reinterpret_cast<const float2*>(w + ch);
+      const float2 bv = *reinterpret_cast<const float2*>(b + ch);
+      y[n][2 * r] = fmaf(y[n][2 * r] * inv, wv.x, bv.x);
+      y[n][2 * r + 1] = fmaf(y[n][2 * r + 1] * inv, wv.y, bv.y);
     }
   }
 }
 
+// Shared-memory pointers of a pass: fragment matrices and vectors.
+struct Smem {
+  const void *enc, *q, *out, *gate, *up, *down, *att;
+  const uint4* kv;
+  const float* vec;
+};
+
+// What is known to stay under 2^10 in magnitude (to_frags_scaled) for a pass's tiles: the block
+// input x, phi(q), the attention output (block p-1, from its weights and x's LayerNorm), and
+// x, k, phi(k), v of add_kv (block p's weights, block p-1's LayerNorm).
+struct Bounds { bool x, q, a, kv; };
+
 // One block on the tile: x = LN2(y + FFN(y)), y = LN1(x + out(attention(x))).
-// `att` holds the row's sums as the B operand [q channel][D numerators + H denominators],
-// head h's numerators scaled by num_scale[h], its denominator by den_scale[h]; head_slots()
-// holds eps[h] = ATTENTION_EPS * den_scale[h] at h and ratio[h] = den_scale[h] / num_scale[h]
-// at H + h.
+// `sm.att` holds the row's sums as the B operand [D numerators + H denominators][q channel],
+// head h's entries scaled by att_scale[h]; `eps[h]` = ATTENTION_EPS * att_scale[h].
 template <class C, int P>
-__device__ __forceinline__ void block(float (&x)[C::ND][4], const float* __restrict__ Wb, SMat q, SMat out, SMat gate,
-                                      SMat up, SMat down, SMat att, int lane) {
-  const float* hs = head_slots<C>();
-  const int t = lane & 3;
+__device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, const float (&eps)[C::H],
+                                      const Bounds& bounded, int lane) {
+  const float* vec = sm.vec;
   // phi(q)
   float qc[C::ND][4];
-  scaled_linear<C::KD, C::ND, P, C::LDD>(qc, x, q, Wb + C::QKV_B, C::D, lane);
+  scaled_linear<C::KD, C::ND, P>(qc, x, bounded.x, sm.q, vec + C::V_QB, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) qc[n][e] = elu_plus_one(qc[n][e]);
+    for (int e = 0; e < 4; ++e) qc[n][e] = fast_elu_plus_one(qc[n][e]);
   // numerators and denominators
-  float sq[2];
-  row_scales(qc, sq);
+  Pow2 sq[2];
   AFrag qa[C::KD];
-  to_frags<C::KD, P>(qa, qc, sq);
-  float nd[C::NA][4];
-  zero(nd);
-  linear<C::KD, C::NA, P, C::LDD>(nd, qa, att, lane);
+  to_frags_scaled<C::KD, P>(qa, qc, bounded.q, sq);
+  // each head's denominator (column h of n-tile ND), then its numerators (n-tile h)
+  float den[1][4];
+  zero(den);
+  linear<C::KD, 1, P>(den, qa, sm.att, lane, 0, C::ND);
   // numerators and denominators of a token carry its phi(q) scale: so must the epsilon
   float a[C::ND][4];
 #pragma unroll
   for (int h = 0; h < C::H; ++h) {
-    // head h's denominator sits in column h of the last tile: lane t = h / 2, element h % 2
+    // head h's denominator: lane t = h / 2, element h % 2
     const int src = (lane & ~3) | (h >> 1);
-    const float d0 = __shfl_sync(0xffffffffu, nd[C::ND][h & 1], src);
-    const float d1 = __shfl_sync(0xffffffffu, nd[C::ND][2 + (h & 1)], src);
-    const float eps = hs[h], ratio = hs[C::H + h];
-    // ratio is a power of two: ratio * (1 / den) rounds as ratio / den does
-    const float i0 = ratio * (1.0f / (d0 + eps * sq[0])), i1 = ratio * (1.0f / (d1 + eps * sq[1]));
-    a[h][0] = nd[h][0] * i0;
-    a[h][1] = nd[h][1] * i0;
-    a[h][2] = nd[h][2] * i1;
-    a[h][3] = nd[h][3] * i1;
+    const float d0 = __shfl_sync(0xffffffffu, den[0][h & 1], src);
+    const float d1 = __shfl_sync(0xffffffffu, den[0][2 + (h & 1)], src);
+    const float i0 = rcp_approx(fmaf(eps[h], sq[0].s, d0));
+    const float i1 = rcp_approx(fmaf(eps[h], sq[1].s, d1));
+    // head h's numerators use only its own q channels 8 h .. 8 h + 7: k-chunk h / 2 (the other
+    // chunks' entries are zero)
+    float num[1][4];
+    zero(num);
+    const AFrag (&qh)[1] = reinterpret_cast<const AFrag (&)[1]>(qa[h >> 1]);
+    linear<1, 1, P, C::KD>(num, qh, sm.att, lane, h >> 1, h);
+    a[h][0] = num[0][0] * i0;
+    a[h][1] = num[0][1] * i0;
+    a[h][2] = num[0][2] * i1;
+    a[h][3] = num[0][3] * i1;
   }
   // y = LN1(x + out(a))
   float y[C::ND][4];
-  scaled_linear<C::KD, C::ND, P, C::LDD>(y, a, out, Wb + C::OUT_B, C::D, lane);
+  scaled_linear<C::KD, C::ND, P>(y, a, bounded.a, sm.out, vec + C::V_OB, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) y[n][e] += x[n][e];
-  layer_norm<C>(y, Wb + C::LN1_W, Wb + C::LN1_B, lane);
-  // x = LN2(y + down(silu(gate y) * up y)); LayerNorm outputs are bounded: unit scales
-  const float one[2] = {1.0f, 1.0f};
+  layer_norm<C>(y, vec + C::V_LN1W, vec + C::V_LN1B, lane);
+  // x = LN2(y + down(silu(gate y) * up y)); LayerNorm outputs are bounded: unit scales. The
+  // hidden units in chunks of 16 (one k-chunk of the down projection each).
   AFrag ya[C::KD];
-  to_frags<C::KD, P>(ya, y, one);
-  float hg[C::NF][4], hu[C::NF][4];
-  zero(hg);
-  zero(hu);
-  linear<C::KD, C::NF, P, C::LDD>(hg, ya, gate, lane);
-  linear<C::KD, C::NF, P, C::LDD>(hu, ya, up, lane);
-  rescale_bias(hg, one, Wb + C::FG_B, C::FF, lane);
-  rescale_bias(hu, one, Wb + C::FU_B, C::FF, lane);
-#pragma unroll
-  for (int n = 0; n < C::NF; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) hg[n][e] = silu(hg[n][e]) * hu[n][e];
-  AFrag ha[C::KF];
-  to_frags<C::KF, P>(ha, hg, one);
+  to_frags<C::KD, P>(ya, y, 1.0f, 1.0f);
   zero(x);
-  linear<C::KF, C::ND, P, C::LDF>(x, ha, down, lane);
-  rescale_bias(x, one, Wb + C::FD_B, C::D, lane);
+#pragma unroll
+  for (int c = 0; c < C::KF; ++c) {
+    float hg[2][4], hu[2][4];
+    zero(hg);
+    zero(hu);
+    linear<C::KD, 2, P>(hg, ya, sm.gate, lane, 0, 2 * c);
+    linear<C::KD, 2, P>(hu, ya, sm.up, lane, 0, 2 * c);
+    rescale_bias(hg, 1.0f, 1.0f, vec + C::V_FGB + 16 * c, lane);
+    rescale_bias(hu, 1.0f, 1.0f, vec + C::V_FUB + 16 * c, lane);
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) hg[n][e] = fast_silu(hg[n][e]) * hu[n][e];
+    AFrag ha[1];
+    to_frags<1, P>(ha, hg, 1.0f, 1.0f);
+    linear<1, C::ND, P, C::KF>(x, ha, sm.down, lane, c);
+  }
+  rescale_bias(x, 1.0f, 1.0f, vec + C::V_FDB, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) x[n][e] += y[n][e];
-  layer_norm<C>(x, Wb + C::LN2_W, Wb + C::LN2_B, lane);
-  (void)t;
+  layer_norm<C>(x, vec + C::V_LN2W, vec + C::V_LN2B, lane);
 }
 
 // Adds the tile's keep phi(k) v^T (same-head pairs) to S and keep phi(k) to s (warp registers):
-// k^T and v^T = W_kv x^T with the weights as the A operand, then S = phi(k)^T v on tensor cores
-// with the 16 tokens as the reduction dimension.
-template <class C, int P>
-__device__ __forceinline__ void add_kv(float (&S)[C::H][4], float (&s)[C::KD][4], const float (&x)[C::ND][4],
-                                       const float* __restrict__ Wb, SMat kv, const float (&keep)[2], int lane) {
+// k^T and v^T = W_kv x^T with the weights as the A operand (kv: stage_a's fragments, kvb: the
+// k, v bias), then S = phi(k)^T v on tensor cores with the 16 tokens as the reduction dimension;
+// 16 k channels and their 16 v channels (two heads) at a time. BOUNDED: x, k, phi(k) and v are
+// known to stay under 2^10 (Bounds::kv), so every factor is 1.
+template <class C, int P, bool BOUNDED>
+__device__ __forceinline__ void add_kv(float (&S)[C::H][4], float (&s)[C::KD][2], const float (&x)[C::ND][4],
+                                       const uint4* kv, const float* kvb, const float (&keep)[2], int lane) {
+  static_assert(C::H == 2 * C::KD, "two heads per 16 channels");
   const int g = lane >> 2, t = lane & 3;
-  float sx[2];
-  row_scales(x, sx);
+  Pow2 sx[2];
   AFrag xa[C::KD];
-  to_frags<C::KD, P>(xa, x, sx);
+  to_frags_scaled<C::KD, P>(xa, x, BOUNDED, sx);
   // 1 / scale of token 8 j + 2 t + b (a column of k^T, v^T): row r's scale sits in lane 4 r
   float inv_tok[2][2];
 #pragma unroll
   for (int j = 0; j < 2; ++j)
 #pragma unroll
-    for (int b = 0; b < 2; ++b) inv_tok[j][b] = 1.0f / __shfl_sync(0xffffffffu, sx[j], 4 * (2 * t + b));
-  // kvt[m][j]: rows 16 m .. 16 m + 15 of [k; v] (channels), tokens 8 j .. 8 j + 7
-  float kvt[2 * C::KD][2][4];
-#pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) kvt[m][j][e] = 0.0f;
-#pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m) {
-#pragma unroll
-    for (int k = 0; k < C::KD; ++k) {
-      AFrag w;
-      const int off = (16 * m + g) * C::LDD + 16 * k + 2 * t;
-      w.h[0] = *reinterpret_cast<const uint32_t*>(kv.hi + off);
-      w.h[1] = *reinterpret_cast<const uint32_t*>(kv.hi + off + 8 * C::LDD);
-      w.h[2] = *reinterpret_cast<const uint32_t*>(kv.hi + off + 8);
-      w.h[3] = *reinterpret_cast<const uint32_t*>(kv.hi + off + 8 * C::LDD + 8);
-      if (P >= 2) {
-        w.l[0] = *reinterpret_cast<const uint32_t*>(kv.lo + off);
-        w.l[1] = *reinterpret_cast<const uint32_t*>(kv.lo + off + 8 * C::LDD);
-        w.l[2] = *reinterpret_cast<const uint32_t*>(kv.lo + off + 8);
-        w.l[3] = *reinterpret_cast<const uint32_t*>(kv.lo + off + 8 * C::LDD + 8);
-      }
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        // B = x^T: (k = channels 2t.., n = token g) is x's A fragment of row g (j = 0) or g+8
-        const uint32_t xh0 = xa[k].h[j], xh1 = xa[k].h[2 + j];
-        mma(kvt[m][j], w.h, xh0, xh1);
-        if (P >= 1) mma(kvt[m][j], w.h, xa[k].l[j], xa[k].l[2 + j]);
-        if (P >= 2) mma(kvt[m][j], w.l, xh0, xh1);
-      }
-    }
-  }
+    for (int b = 0; b < 2; ++b)
+      inv_tok[j][b] = BOUNDED ? 1.0f : __shfl_sync(0xffffffffu, sx[j].inv, 4 * (2 * t + b));
   // keep of token 8 j + 2 t + (e % 2) (the tile's rows live in quads: bit 4 r = keep of row r)
   const uint32_t mask0 = __ballot_sync(0xffffffffu, keep[0] != 0.0f);
   const uint32_t mask1 = __ballot_sync(0xffffffffu, keep[1] != 0.0f);
+  constexpr int LO = 2 * C::KD * C::KD * 32;  // the lo units follow the hi units
 #pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m) {
-    const int row = 16 * m + g;  // channel of c0/c1; c2/c3: row + 8
+  for (int mp = 0; mp < C::KD; ++mp) {
+    // kvt[i][j]: i = 0 the k channels 16 mp .. 16 mp + 15 (m-tile mp of [k; v]), i = 1 the v
+    // channels 16 mp .. (m-tile KD + mp); tokens 8 j .. 8 j + 7
+    float kvt[2][2][4];
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const uint32_t mask = j == 0 ? mask0 : mask1;
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int ch = row + 8 * (e >> 1);
-        float v = fmaf(kvt[m][j][e], inv_tok[j][e & 1], __ldg(Wb + C::QKV_B + C::D + ch));
-        if (m < C::KD) {
-          const float kp = (mask >> (8 * t + 4 * (e & 1))) & 1u ? 1.0f : 0.0f;
-          v = kp * elu_plus_one(v);
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) kvt[i][j][e] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int m = mp + i * C::KD;
+#pragma unroll
+      for (int k = 0; k < C::KD; ++k) {
+        AFrag w;
+        const int unit = (m * C::KD + k) * 32 + lane;
+        const uint4 h = kv[unit];
+        w.h[0] = h.x;
+        w.h[1] = h.y;
+        w.h[2] = h.z;
+        w.h[3] = h.w;
+        if (P >= 2) {
+          const uint4 l = kv[LO + unit];
+          w.l[0] = l.x;
+          w.l[1] = l.y;
+          w.l[2] = l.z;
+          w.l[3] = l.w;
         }
-        kvt[m][j][e] = v;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          // B = x^T: (k = channels 2t.., n = token g) is x's A fragment of row g (j = 0) or g+8
+          const uint32_t xh0 = xa[k].h[j], xh1 = xa[k].h[2 + j];
+          mma(kvt[i][j], w.h, xh0, xh1);
+          if (P >= 1) mma(kvt[i][j], w.h, xa[k].l[j], xa[k].l[2 + j]);
+          if (P >= 2) mma(kvt[i][j], w.l, xh0, xh1);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint32_t mask = j == 0 ? mask0 : mask1;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int ch = 16 * m + g + 8 * (e >> 1);  // c0/c1: row g, c2/c3: row g + 8
+          float v = fmaf(kvt[i][j][e], inv_tok[j][e & 1], kvb[ch]);
+          if (i == 0) {
+            const float kp = (mask >> (8 * t + 4 * (e & 1))) & 1u ? 1.0f : 0.0f;
+            v = kp * fast_elu_plus_one(v);
+          }
+          kvt[i][j][e] = v;
+        }
       }
     }
-  }
-  // A = phi(k)^T per m-tile (channels x 16 tokens), B = v (tokens x a head's 8 channels).
-  // Scale factors per channel (over the tile's 16 tokens): a channel is a row of A (an output
-  // row of S) or a column of B (an output column), so each is undone on the f32 products.
-  // chs[m][r]: channel 16 m + g + 8 r of [k; v] (a quad holds a channel's tokens).
-  float chs[2 * C::KD][2];
+    // A = phi(k)^T (16 channels x 16 tokens), B = v (tokens x a head's 8 channels). Scale
+    // factors per channel (over the tile's 16 tokens): a channel is a row of A (an output row
+    // of S) or a column of B (an output column), so each is undone on the f32 products.
+    // chs[i][r]: channel 16 mp + g + 8 r of k (i = 0) or v (i = 1); a quad holds its tokens.
+    Pow2 chs[2][2];
 #pragma unroll
-  for (int m = 0; m < 2 * C::KD; ++m)
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = fmaxf(fmaxf(fabsf(kvt[m][0][2 * r]), fabsf(kvt[m][0][2 * r + 1])),
-                       fmaxf(fabsf(kvt[m][1][2 * r]), fabsf(kvt[m][1][2 * r + 1])));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      chs[m][r] = scale_for(mx);
+      for (int r = 0; r < 2; ++r) {
+        if constexpr (BOUNDED) {
+          chs[i][r] = Pow2{1.0f, 1.0f};
+        } else {
+          float mx = fmaxf(fmaxf(fabsf(kvt[i][0][2 * r]), fabsf(kvt[i][0][2 * r + 1])),
+                           fmaxf(fabsf(kvt[i][1][2 * r]), fabsf(kvt[i][1][2 * r + 1])));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          chs[i][r] = scale_for(mx);
+        }
+      }
+    AFrag ka;
+    {
+      const float s0 = chs[0][0].s, s1 = chs[0][1].s;
+      split2<P>(kvt[0][0][0] * s0, kvt[0][0][1] * s0, ka.h[0], ka.l[0]);
+      split2<P>(kvt[0][0][2] * s1, kvt[0][0][3] * s1, ka.h[1], ka.l[1]);
+      split2<P>(kvt[0][1][0] * s0, kvt[0][1][1] * s0, ka.h[2], ka.l[2]);
+      split2<P>(kvt[0][1][2] * s1, kvt[0][1][3] * s1, ka.h[3], ka.l[3]);
     }
-  AFrag ka[C::KD];
 #pragma unroll
-  for (int m = 0; m < C::KD; ++m) {
-    split2<P>(kvt[m][0][0] * chs[m][0], kvt[m][0][1] * chs[m][0], ka[m].h[0], ka[m].l[0]);
-    split2<P>(kvt[m][0][2] * chs[m][1], kvt[m][0][3] * chs[m][1], ka[m].h[1], ka[m].l[1]);
-    split2<P>(kvt[m][1][0] * chs[m][0], kvt[m][1][1] * chs[m][0], ka[m].h[2], ka[m].l[2]);
-    split2<P>(kvt[m][1][2] * chs[m][1], kvt[m][1][3] * chs[m][1], ka[m].h[3], ka[m].l[3]);
-  }
+    for (int hh = 0; hh < 2; ++hh) {
+      // head h = 2 mp + hh: v channel 8 h + g is row 8 hh + g of the v tile -> elements 2 hh + 0/1
+      const int h = 2 * mp + hh, e0 = 2 * hh;
+      const Pow2 sv = chs[1][hh];
+      uint32_t bh0, bl0, bh1, bl1;
+      split2<P>(kvt[1][0][e0] * sv.s, kvt[1][0][e0 + 1] * sv.s, bh0, bl0);
+      split2<P>(kvt[1][1][e0] * sv.s, kvt[1][1][e0 + 1] * sv.s, bh1, bl1);
+      float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      mma_p<P>(tmp, ka, bh0, bh1, bl0, bl1);
+      // output column 2 t + c is v channel 8 h + 2 t + c, whose factor quad 2 t + c holds
+      const float iv0 = BOUNDED ? 1.0f : __shfl_sync(0xffffffffu, sv.inv, 4 * (2 * t));
+      const float iv1 = BOUNDED ? 1.0f : __shfl_sync(0xffffffffu, sv.inv, 4 * (2 * t + 1));
+      const float ik0 = chs[0][0].inv, ik1 = chs[0][1].inv;
+      S[h][0] = fmaf(tmp[0], ik0 * iv0, S[h][0]);
+      S[h][1] = fmaf(tmp[1], ik0 * iv1, S[h][1]);
+      S[h][2] = fmaf(tmp[2], ik1 * iv0, S[h][2]);
+      S[h][3] = fmaf(tmp[3], ik1 * iv1, S[h][3]);
+    }
+    // s: this lane's part of sum keep phi(k) over the tile (tokens 2 t, 2 t + 1, 8 + 2 t, 9 + 2 t)
+    // for channels 16 mp + g (r = 0) and + 8 (r = 1), in f32; flush_kv adds the quad's parts
 #pragma unroll
-  for (int h = 0; h < C::H; ++h) {
-    // v channel 8 h + g: row 8 (h % 2) + g of v m-tile KD + h / 2 -> elements 2 (h % 2) + 0/1
-    const int mv_tile = C::KD + h / 2, e0 = 2 * (h & 1);
-    const float sv = chs[mv_tile][h & 1];
-    uint32_t bh0, bl0, bh1, bl1;
-    split2<P>(kvt[mv_tile][0][e0] * sv, kvt[mv_tile][0][e0 + 1] * sv, bh0, bl0);
-    split2<P>(kvt[mv_tile][1][e0] * sv, kvt[mv_tile][1][e0 + 1] * sv, bh1, bl1);
-    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    mma_p<P>(tmp, ka[h / 2], bh0, bh1, bl0, bl1);
-    // output column 2 t + c is v channel 8 h + 2 t + c, whose factor quad 2 t + c holds
-    const float iv0 = 1.0f / __shfl_sync(0xffffffffu, sv, 4 * (2 * t));
-    const float iv1 = 1.0f / __shfl_sync(0xffffffffu, sv, 4 * (2 * t + 1));
-    const float ik0 = 1.0f / chs[h / 2][0], ik1 = 1.0f / chs[h / 2][1];
-    S[h][0] = fmaf(tmp[0], ik0 * iv0, S[h][0]);
-    S[h][1] = fmaf(tmp[1], ik0 * iv1, S[h][1]);
-    S[h][2] = fmaf(tmp[2], ik1 * iv0, S[h][2]);
-    S[h][3] = fmaf(tmp[3], ik1 * iv1, S[h][3]);
-  }
-  const uint32_t ones = g == 0 ? pack(__floats2half2_rn(1.0f, 1.0f)) : 0u;
-#pragma unroll
-  for (int m = 0; m < C::KD; ++m) {
-    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    mma(tmp, ka[m].h, ones, ones);
-    if (P >= 1) mma(tmp, ka[m].l, ones, ones);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) s[m][e] = fmaf(tmp[e], 1.0f / chs[m][e >> 1], s[m][e]);
+    for (int r = 0; r < 2; ++r)
+      s[mp][r] += (kvt[0][0][2 * r] + kvt[0][0][2 * r + 1]) + (kvt[0][1][2 * r] + kvt[0][1][2 * r + 1]);
   }
 }
 
-// The warp's S, s registers -> the thread block's shared sums [D][8] then [D].
+// The warp's S, s registers -> the thread block's shared sums [D][8] then [D] (s: each lane's
+// part, summed over the quad first).
 template <class C>
-__device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4], const float (&s)[C::KD][4],
+__device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4], const float (&s)[C::KD][2],
                                          int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -525,131 +676,174 @@ __device__ __forceinline__ void flush_kv(float* sums, const float (&S)[C::H][4],
     atomicAdd(sums + i * 8 + 2 * t, S[h][e0]);
     atomicAdd(sums + i * 8 + 2 * t + 1, S[h][e0 + 1]);
   }
-  if (t == 0) {
 #pragma unroll
-    for (int m = 0; m < C::KD; ++m) {
-      atomicAdd(sums + C::D * 8 + 16 * m + g, s[m][0]);
-      atomicAdd(sums + C::D * 8 + 16 * m + g + 8, s[m][2]);
+  for (int m = 0; m < C::KD; ++m)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float v = xor_sum<1, 2>(s[m][r]);
+      if (t == 0) atomicAdd(sums + C::D * 8 + 16 * m + g + 8 * r, v);
     }
-  }
 }
 
-// Pass p (see the top of the file) for one row: grid (thread blocks per row, rows).
-template <class C, int P>
+// Pass p (see the top of the file; KIND: its SNT_* bits) for one row: grid (thread blocks per
+// row, rows).
+template <class C, int P, int KIND>
 __device__ void pass(const float* __restrict__ z, const float* __restrict__ stats, const float* __restrict__ W,
                      float* __restrict__ xs, float* __restrict__ acc, int V, int blocks, int p) {
-  if (dynamic_smem_size() < (uint32_t)C::SMEM_BYTES) __trap();
-  __half* hi = reinterpret_cast<__half*>(smem_raw);
-  __half* lo = hi + C::HALVES;
-  float* sums = reinterpret_cast<float*>(lo + C::HALVES);
+  constexpr bool ENC = (KIND & SNT_ENC) != 0, BLK = (KIND & SNT_BLOCK) != 0, NEXT = (KIND & SNT_NEXT) != 0;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  if (dynamic_smem_size() < (uint32_t)C::SMEM_BYTES || blockDim.x != TC_THREADS) __trap();
+  uint4* units = reinterpret_cast<uint4*>(smem_raw);
+  float* sums = reinterpret_cast<float*>(units + C::UNITS);
   float* stage_att = sums + C::ACC_BLOCK;
   float* scal = stage_att + C::ACC_BLOCK;
+  float* vec = scal + 16;
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* st = stats + SN_STATS * n;
   const float* zrow = z + (size_t)n * V;
+  float* xrow = xs + (size_t)n * V * C::D;
   float* row_acc = acc + (size_t)n * C::acc_row(blocks);
-  const bool has_block = p >= 1, has_next = p < blocks, from_encoder = p <= 1;
   const float* Wb = W + C::ENC_SIZE + (p - 1) * C::BLOCK_SIZE;  // block p-1 (if any)
   const float* Wn = W + C::ENC_SIZE + p * C::BLOCK_SIZE;        // block p (if any)
   for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) sums[i] = 0.0f;
-  if (threadIdx.x < 2 * C::H) scal[threadIdx.x] = 0.0f;
+  if (threadIdx.x < 16) scal[threadIdx.x] = 0.0f;
   __syncthreads();
-  if (from_encoder) stage<P, C::LDE>(hi + C::O_ENC, lo + C::O_ENC, W + C::ENC_DW, C::D, C::FE, C::D, 16 * C::KE);
-  if (has_block) {
-    stage<P, C::LDD>(hi + C::O_Q, lo + C::O_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
-    stage<P, C::LDD>(hi + C::O_OUT, lo + C::O_OUT, Wb + C::OUT_W, C::D, C::D, C::D, C::D);
-    stage<P, C::LDD>(hi + C::O_G, lo + C::O_G, Wb + C::FG_W, C::FF, C::D, 16 * C::KF, C::D);
-    stage<P, C::LDD>(hi + C::O_U, lo + C::O_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
-    stage<P, C::LDF>(hi + C::O_DN, lo + C::O_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
-    // the attention B operand from block p-1's sums / #kept, then each head's numerators and
-    // its denominator scaled to max |.| in [2^7, 2^8), each with its own factor (slots h and
-    // H + h; the ratio is scaled back by den_scale / num_scale). One factor for all heads
-    // would push a head with small sums into f16's subnormals when another head's are huge;
-    // one factor for a head's numerators and denominator did so to the denominator when |v|
-    // was ~1e7 (soft-masked rows): it was then f16-subnormal, ~1e-3 relative error.
-    const float* in = row_acc + (p - 1) * C::ACC_BLOCK;
-    const float kept = fmaxf(st[3], 1.0f);
-    for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) {
-      const float v = in[i] / kept;
-      stage_att[i] = v;
-      const int slot = i < C::D * 8 ? i / 64 : C::H + (i - C::D * 8) / 8;
-      atomicMax(reinterpret_cast<int*>(scal + slot), __float_as_int(fabsf(v)));
+  if constexpr (ENC) {
+    stage_b<P, C::ND, C::KE>(units + C::O_ENC, [&](int r, int c) {
+      return c < C::FE ? __ldg(W + C::ENC_DW + r * C::FE + c) : 0.0f;
+    });
+    stage_vec(vec + C::V_EDB, W + C::ENC_DB, C::D, C::D);
+    // {gate w, gate b, up w, up b} of hidden unit f = i / 4 (SnLayout: ENC_GW, GB, UW, UB are
+    // FE apart)
+    for (int i = threadIdx.x; i < 4 * 16 * C::KE; i += TC_THREADS) {
+      const int f = i >> 2;
+      vec[C::V_ENC + i] = f < C::FE ? __ldg(W + (i & 3) * C::FE + f) : 0.0f;
     }
   }
-  if (has_next) stage<P, C::LDD>(hi + C::O_KV, lo + C::O_KV, Wn + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
-  __syncthreads();
-  // head h: numerator factor from slot h, denominator factor from slot H + h; its eps and
-  // ratio (block's `hs`) into slots 2H + h and 3H + h
-  float* hs = scal + 2 * C::H;  // = head_slots<C>()
-  if (has_block) {
-    if (threadIdx.x < C::H) {
-      const int h = threadIdx.x;
-      const float sd = head_scale(scal[C::H + h]);
-      hs[h] = ATTENTION_EPS / fmaxf(st[3], 1.0f) * sd;
-      hs[C::H + h] = sd / head_scale(scal[h]);
+  if constexpr (BLK) {
+    stage_b<P, C::ND, C::KD>(units + C::O_Q, [&](int r, int c) { return __ldg(Wb + C::QKV_W + r * C::D + c); });
+    stage_b<P, C::ND, C::KD>(units + C::O_OUT, [&](int r, int c) { return __ldg(Wb + C::OUT_W + r * C::D + c); });
+    stage_b<P, C::NF, C::KD>(units + C::O_G, [&](int r, int c) {
+      return r < C::FF ? __ldg(Wb + C::FG_W + r * C::D + c) : 0.0f;
+    });
+    stage_b<P, C::NF, C::KD>(units + C::O_U, [&](int r, int c) {
+      return r < C::FF ? __ldg(Wb + C::FU_W + r * C::D + c) : 0.0f;
+    });
+    stage_b<P, C::ND, C::KF>(units + C::O_DN, [&](int r, int c) {
+      return c < C::FF ? __ldg(Wb + C::FD_W + r * C::FF + c) : 0.0f;
+    });
+    stage_vec(vec + C::V_QB, Wb + C::QKV_B, C::D, C::D);
+    stage_vec(vec + C::V_OB, Wb + C::OUT_B, C::D, C::D);
+    stage_vec(vec + C::V_LN1W, Wb + C::LN1_W, C::D, C::D);
+    stage_vec(vec + C::V_LN1B, Wb + C::LN1_B, C::D, C::D);
+    stage_vec(vec + C::V_FGB, Wb + C::FG_B, C::FF, 16 * C::KF);
+    stage_vec(vec + C::V_FUB, Wb + C::FU_B, C::FF, 16 * C::KF);
+    stage_vec(vec + C::V_FDB, Wb + C::FD_B, C::D, C::D);
+    stage_vec(vec + C::V_LN2W, Wb + C::LN2_W, C::D, C::D);
+    stage_vec(vec + C::V_LN2B, Wb + C::LN2_B, C::D, C::D);
+    // maxima for Bounds: max |weight|, |bias| of the LayerNorm that made the input (block
+    // p-2's LN2, when the input comes from memory), of block p-1's LN2 (the output), of block
+    // p-1's q and v
+    if (!ENC) {
+      const float* Wi = W + C::ENC_SIZE + (p - 2) * C::BLOCK_SIZE;
+      abs_max(scal + 4, Wi + C::LN2_W, C::D);
+      abs_max(scal + 5, Wi + C::LN2_B, C::D);
     }
-    for (int i = threadIdx.x; i < 8 * C::NA * C::D; i += blockDim.x) {
-      const int r = i / C::D, c = i % C::D;  // r: output column (numerator 8h+j or denominator D+h)
-      const int head = c / 8;
+    abs_max(scal + 6, Wb + C::LN2_W, C::D);
+    abs_max(scal + 7, Wb + C::LN2_B, C::D);
+    abs_max(scal + 8, Wb + C::QKV_W, C::D * C::D);
+    abs_max(scal + 9, Wb + C::QKV_B, C::D);
+    abs_max(scal + 10, Wb + C::QKV_W + 2 * C::D * C::D, C::D * C::D);
+    abs_max(scal + 11, Wb + C::QKV_B + 2 * C::D, C::D);
+    // the attention B operand from block p-1's sums / #kept, then each head's entries scaled
+    // to max |.| in [2^7, 2^8) (a head's numerators and denominator share the factor, so its
+    // ratio is unchanged; one factor for all heads would push a head with small sums into
+    // f16's subnormals when another head's are huge)
+    const float* in = row_acc + (p - 1) * C::ACC_BLOCK;
+    const float kept = fmaxf(st[3], 1.0f);
+#pragma unroll 2
+    for (int i = threadIdx.x; i < C::ACC_BLOCK; i += TC_THREADS) {
+      const float v = in[i] / kept;
+      stage_att[i] = v;
+      const int head = i < C::D * 8 ? i / 64 : (i - C::D * 8) / 8;
+      atomicMax(reinterpret_cast<int*>(scal + head), __float_as_int(fabsf(v)));
+    }
+  }
+  if constexpr (NEXT) {
+    stage_a<P, 2 * C::KD, C::KD>(units + C::O_KV, [&](int r, int c) {
+      return __ldg(Wn + C::QKV_W + C::D * C::D + r * C::D + c);
+    });
+    stage_vec(vec + C::V_KVB, Wn + C::QKV_B + C::D, 2 * C::D, 2 * C::D);
+    // maxima for Bounds: block p's k and v
+    abs_max(scal + 12, Wn + C::QKV_W + C::D * C::D, C::D * C::D);
+    abs_max(scal + 13, Wn + C::QKV_B + C::D, C::D);
+    abs_max(scal + 14, Wn + C::QKV_W + 2 * C::D * C::D, C::D * C::D);
+    abs_max(scal + 15, Wn + C::QKV_B + 2 * C::D, C::D);
+  }
+  __syncthreads();
+  // what stays under 2^10 (a linear map's output: |W x + b| <= D max|W| max|x| + max|b|)
+  Bounds bounded{false, false, false, false};
+  {
+    const float x_in = ENC ? POS_INF : ln_bound<C::D>(scal[4], scal[5]);
+    const float x_out = BLK ? ln_bound<C::D>(scal[6], scal[7]) : POS_INF;
+    bounded.x = x_in < BOUND;
+    bounded.q = fmaf(C::D * scal[8], x_in, scal[9]) + 1.0f < BOUND;  // phi(q) <= |q| + 1
+    bounded.a = fmaf(C::D * scal[10], x_in, scal[11]) < BOUND;        // |a| <= max |v|
+    bounded.kv = NEXT && x_out < BOUND && fmaf(C::D * scal[12], x_out, scal[13]) + 1.0f < BOUND &&
+                 fmaf(C::D * scal[14], x_out, scal[15]) < BOUND;
+  }
+  float eps[C::H];
+  if constexpr (BLK) {
+    const float kept = fmaxf(st[3], 1.0f);
+#pragma unroll
+    for (int h = 0; h < C::H; ++h) eps[h] = ATTENTION_EPS / kept * head_scale(scal[h]);
+    // row r: output column (numerator 8 h + j, or denominator D + h); column c: q channel
+    stage_b<P, C::NA, C::KD>(units + C::O_ATT, [&](int r, int c) {
+      const int head = c >> 3;
       float v = 0.0f;
       if (r < C::D) {
-        if (r / 8 == head) v = stage_att[c * 8 + (r % 8)];
+        if ((r >> 3) == head) v = stage_att[c * 8 + (r & 7)];
       } else if (r - C::D == head) {
         v = stage_att[C::D * 8 + c];
       }
-      v *= head_scale(scal[r < C::D ? head : C::H + head]);
-      const __half h = __float2half_rn(v);
-      hi[C::O_ATT + r * C::LDD + c] = h;
-      if (P >= 2) lo[C::O_ATT + r * C::LDD + c] = __float2half_rn(v - __half2float(h));
-    }
+      return v * head_scale(scal[head]);
+    });
     __syncthreads();
   }
-  const SMat enc{hi + C::O_ENC, lo + C::O_ENC}, q{hi + C::O_Q, lo + C::O_Q}, out{hi + C::O_OUT, lo + C::O_OUT};
-  const SMat gate{hi + C::O_G, lo + C::O_G}, up{hi + C::O_U, lo + C::O_U}, down{hi + C::O_DN, lo + C::O_DN};
-  const SMat att{hi + C::O_ATT, lo + C::O_ATT}, kv{hi + C::O_KV, lo + C::O_KV};
-  float S[C::H][4], s[C::KD][4], pool[C::ND][2];
+  const Smem sm{units + C::O_ENC, units + C::O_Q,  units + C::O_OUT, units + C::O_G, units + C::O_U,
+                units + C::O_DN,  units + C::O_ATT, units + C::O_KV,  vec};
+  float S[C::H][4], s[C::KD][2], pool[C::ND][2];
   zero(S);
-  zero(s);
+#pragma unroll
+  for (int m = 0; m < C::KD; ++m) s[m][0] = s[m][1] = 0.0f;
 #pragma unroll
   for (int i = 0; i < C::ND; ++i) pool[i][0] = pool[i][1] = 0.0f;
   const int g = lane >> 2, t = lane & 3;
   const int tiles = (V + 15) / 16;
+  const float zmax = st[0], lse = st[1];
   for (int tile = blockIdx.x * TC_WARPS + warp; tile < tiles; tile += gridDim.x * TC_WARPS) {
     const int t0 = 16 * tile;
     float lp[2], keep[2];
-    tile_lp(zrow, st, V, t0, lane, lp, keep);
+    tile_lp(zrow, zmax, lse, V, t0, lane, lp, keep);
     float x[C::ND][4];
-    if (from_encoder) {
-      encoder<C, P>(x, lp, W, enc, lane);
-    } else {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int tok = t0 + g + 8 * r;
-        const float* src = xs + ((size_t)n * V + tok) * C::D;
-#pragma unroll
-        for (int c = 0; c < C::ND; ++c) {
-          float2 v = make_float2(0.0f, 0.0f);
-          if (tok < V) v = *reinterpret_cast<const float2*>(src + 8 * c + 2 * t);
-          x[c][2 * r] = v.x;
-          x[c][2 * r + 1] = v.y;
-        }
-      }
-    }
-    if (has_block) {
-      block<C, P>(x, Wb, q, out, gate, up, down, att, lane);
+    if constexpr (ENC) encoder<C, P>(x, lp, vec + C::V_ENC, sm.enc, vec + C::V_EDB, lane);
+    else load_x<C>(x, xrow, V, t0, lane);
+    if constexpr (BLK) {
+      block<C, P>(x, sm, eps, bounded, lane);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int tok = t0 + g + 8 * r;
         if (tok < V) {
-          float* dst = xs + ((size_t)n * V + tok) * C::D;
+          float* dst = xrow + (size_t)tok * C::D;
 #pragma unroll
           for (int c = 0; c < C::ND; ++c)
             *reinterpret_cast<float2*>(dst + 8 * c + 2 * t) = make_float2(x[c][2 * r], x[c][2 * r + 1]);
         }
       }
     }
-    if (has_next) {
-      add_kv<C, P>(S, s, x, Wn, kv, keep, lane);
+    if constexpr (NEXT) {
+      if (bounded.kv) add_kv<C, P, true>(S, s, x, sm.kv, vec + C::V_KVB, keep, lane);
+      else add_kv<C, P, false>(S, s, x, sm.kv, vec + C::V_KVB, keep, lane);
     } else {
 #pragma unroll
       for (int c = 0; c < C::ND; ++c) {
@@ -658,23 +852,20 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       }
     }
   }
-  if (has_next) {
+  if constexpr (NEXT) {
     flush_kv<C>(sums, S, s, lane);
   } else {
 #pragma unroll
     for (int c = 0; c < C::ND; ++c)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        float v = pool[c][e];
-        v += __shfl_xor_sync(0xffffffffu, v, 4);
-        v += __shfl_xor_sync(0xffffffffu, v, 8);
-        v += __shfl_xor_sync(0xffffffffu, v, 16);
+        const float v = xor_sum<4, 8, 16>(pool[c][e]);
         if (g == 0) atomicAdd(sums + 8 * c + 2 * t + e, v);
       }
   }
   __syncthreads();
-  float* dst = row_acc + (has_next ? p * C::ACC_BLOCK : blocks * C::ACC_BLOCK);
-  const int count = has_next ? C::ACC_BLOCK : C::D;
+  float* dst = row_acc + (NEXT ? p * C::ACC_BLOCK : blocks * C::ACC_BLOCK);
+  const int count = NEXT ? C::ACC_BLOCK : C::D;
   for (int i = threadIdx.x; i < count; i += blockDim.x) atomicAdd(dst + i, sums[i]);
 }
 
@@ -694,79 +885,65 @@ template <class C, int P>
 __device__ void head(const float* __restrict__ z, const float* __restrict__ stats, const float* __restrict__ W,
                      const float* __restrict__ xs, const float* __restrict__ ctx, float* __restrict__ out, int V,
                      int blocks) {
-  constexpr int ROWS = 8 * C::NTT;
-  __shared__ __align__(16) __half whi[2][ROWS * C::LDD];
-  __shared__ __align__(16) __half wlo[2][ROWS * C::LDD];
+  constexpr int UNITS = C::NTT * C::KD * 32, ROWS = 8 * C::NTT;
+  // the x columns of the transform's gate and up weights ([FT][2D], x first) as B fragments;
+  // the gate / up context parts (per row, from snt_head_ctx) and the down weights, zero-padded
+  __shared__ __align__(16) uint4 wf[2][UNITS];
+  __shared__ __align__(16) float vec[3][ROWS];
+  if (blockDim.x != TC_THREADS) __trap();
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const float* st = stats + SN_STATS * n;
   const float* Wh = W + C::ENC_SIZE + blocks * C::BLOCK_SIZE;
   const float* cx = ctx + (size_t)n * (2 * C::FT + 3);
-  // the x columns of the transform's gate and up weights ([FT][2D], x first)
-  for (int i = threadIdx.x; i < 2 * ROWS * C::D; i += blockDim.x) {
-    const int which = i / (ROWS * C::D), r = (i / C::D) % ROWS, c = i % C::D;
-    const int base = which == 0 ? C::TG_W : C::TU_W;
-    const float v = r < C::FT ? __ldg(Wh + base + r * 2 * C::D + c) : 0.0f;
-    const __half h = __float2half_rn(v);
-    whi[which][r * C::LDD + c] = h;
-    if (P >= 2) wlo[which][r * C::LDD + c] = __float2half_rn(v - __half2float(h));
+#pragma unroll
+  for (int which = 0; which < 2; ++which) {
+    const float* base = Wh + (which == 0 ? C::TG_W : C::TU_W);
+    stage_b<P, C::NTT, C::KD>(wf[which], [&](int r, int c) {
+      return r < C::FT ? __ldg(base + r * 2 * C::D + c) : 0.0f;
+    });
   }
+  stage_vec(vec[0], cx, C::FT, ROWS);
+  stage_vec(vec[1], cx + C::FT, C::FT, ROWS);
+  stage_vec(vec[2], Wh + C::TD_W, C::FT, ROWS);
   __syncthreads();
   const float mult = cx[2 * C::FT], gs = cx[2 * C::FT + 1], gt = cx[2 * C::FT + 2];
-  const SMat gate{whi[0], wlo[0]}, up{whi[1], wlo[1]};
+  const float td_b = __ldg(Wh + C::TD_B), zmax = st[0], lse = st[1];
   const float* zrow = z + (size_t)n * V;
+  const float* xrow = xs + (size_t)n * V * C::D;
   const int tiles = (V + 15) / 16;
   for (int tile = blockIdx.x * TC_WARPS + warp; tile < tiles; tile += gridDim.x * TC_WARPS) {
     const int t0 = 16 * tile;
     float lp[2], keep[2];
-    tile_lp(zrow, st, V, t0, lane, lp, keep);
+    tile_lp(zrow, zmax, lse, V, t0, lane, lp, keep);
     float x[C::ND][4];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int tok = t0 + g + 8 * r;
-      const float* src = xs + ((size_t)n * V + tok) * C::D;
-#pragma unroll
-      for (int c = 0; c < C::ND; ++c) {
-        float2 v = make_float2(0.0f, 0.0f);
-        if (tok < V) v = *reinterpret_cast<const float2*>(src + 8 * c + 2 * t);
-        x[c][2 * r] = v.x;
-        x[c][2 * r + 1] = v.y;
-      }
-    }
-    const float one[2] = {1.0f, 1.0f};  // x left a LayerNorm: bounded
-    AFrag xa[C::KD];
-    to_frags<C::KD, P>(xa, x, one);
+    load_x<C>(x, xrow, V, t0, lane);
+    AFrag xa[C::KD];  // x left a LayerNorm: bounded
+    to_frags<C::KD, P>(xa, x, 1.0f, 1.0f);
     float hg[C::NTT][4], hu[C::NTT][4];
-    zero(hg);
-    zero(hu);
-    linear<C::KD, C::NTT, P, C::LDD>(hg, xa, gate, lane);
-    linear<C::KD, C::NTT, P, C::LDD>(hu, xa, up, lane);
-    rescale_bias(hg, one, cx, C::FT, lane);
-    rescale_bias(hu, one, cx + C::FT, C::FT, lane);
+    plain_linear<C::KD, C::NTT, P>(hg, xa, wf[0], vec[0], lane);
+    plain_linear<C::KD, C::NTT, P>(hu, xa, wf[1], vec[1], lane);
     float part[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int c = 0; c < C::NTT; ++c)
+    for (int c = 0; c < C::NTT; ++c) {
+      const float2 td = *reinterpret_cast<const float2*>(vec[2] + 8 * c + 2 * t);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int f = 8 * c + 2 * t + (e & 1);
-        if (f < C::FT) part[e >> 1] = fmaf(__ldg(Wh + C::TD_W + f), silu(hg[c][e]) * hu[c][e], part[e >> 1]);
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      part[r] += __shfl_xor_sync(0xffffffffu, part[r], 1);
-      part[r] += __shfl_xor_sync(0xffffffffu, part[r], 2);
+      for (int e = 0; e < 4; ++e)
+        part[e >> 1] = fmaf(e & 1 ? td.y : td.x, fast_silu(hg[c][e]) * hu[c][e], part[e >> 1]);
     }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) part[r] = xor_sum<1, 2>(part[r]);
     // lane t = r writes token g + 8 r
     if (t < 2) {
       const int tok = t0 + g + 8 * t;
       if (tok < V) {
-        const float l_mod = part[t] + __ldg(Wh + C::TD_B);
+        const float l_mod = part[t] + td_b;
         const size_t idx = (size_t)n * V + tok;
         if (keep[t] == 0.0f) {
           out[idx] = NEG_INF;
         } else {
           const float l = (lp[t] + l_mod) * mult;
-          out[idx] = l + logsigmoid(fmaf(gs, l, gt));
+          out[idx] = l - fast_softplus(-fmaf(gs, l, gt));
         }
       }
     }
@@ -775,12 +952,19 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
 
 }  // namespace tc
 
-// Entry points per configuration and precision: snt_{pass,head_ctx,head}_d{D}_h{H}_e{EH}_f{DFF}_s{0|1}[_p{P}].
-#define SNT_CONFIG_P(NAME, D, H, EH, DFF, SC, P)                                                       \
-  extern "C" __global__ void __launch_bounds__(TC_THREADS, 2) snt_pass_##NAME##_p##P(                  \
+// Entry points per configuration, precision and pass kind:
+// snt_pass{K}_{NAME}_p{P}, snt_head_{NAME}_p{P}, snt_head_ctx_{NAME}, NAME = d{D}_h{H}_e{EH}_f{DFF}_s{0|1}.
+#define SNT_PASS(NAME, D, H, EH, DFF, SC, P, K)                                                        \
+  extern "C" __global__ void __launch_bounds__(TC_THREADS, 2) snt_pass##K##_##NAME##_p##P(             \
       const float* z, const float* stats, const float* W, float* xs, float* acc, int V, int blocks, int p) { \
-    tc::pass<tc::Net<D, H, EH, DFF, SC>, P>(z, stats, W, xs, acc, V, blocks, p);                       \
-  }                                                                                                     \
+    tc::pass<tc::Net<D, H, EH, DFF, SC>, P, K>(z, stats, W, xs, acc, V, blocks, p);                    \
+  }
+#define SNT_CONFIG_P(NAME, D, H, EH, DFF, SC, P)                                                       \
+  SNT_PASS(NAME, D, H, EH, DFF, SC, P, 5)                                                               \
+  SNT_PASS(NAME, D, H, EH, DFF, SC, P, 7)                                                               \
+  SNT_PASS(NAME, D, H, EH, DFF, SC, P, 3)                                                               \
+  SNT_PASS(NAME, D, H, EH, DFF, SC, P, 6)                                                               \
+  SNT_PASS(NAME, D, H, EH, DFF, SC, P, 2)                                                               \
   extern "C" __global__ void __launch_bounds__(TC_THREADS) snt_head_##NAME##_p##P(                     \
       const float* z, const float* stats, const float* W, const float* xs, const float* ctx, float* out, \
       int V, int blocks) {                                                                              \
