@@ -243,10 +243,7 @@ impl Dims {
             2 * d * ldd + 2 * 16 * kf * ldd + d * ldf + 8 * na * ldd,
             2 * ff * (d + 1) + d * (ff + 1) + 4 * d,
         );
-        let attn = bytes(
-            3 * d * ldd + 8 * na * ldd,
-            d * (d + 1) + self.acc_block(),
-        );
+        let attn = bytes(3 * d * ldd + 8 * na * ldd, d * (d + 1) + self.acc_block());
         let qkv = bytes(5 * d * ldd, 3 * d * (d + 1));
         let fwd = bytes(
             4 * d * ldd + 2 * 16 * kf * ldd + d * ldf + 8 * na * ldd,
