@@ -1027,6 +1027,24 @@ __device__ __forceinline__ void begin(int need, float* priv, int priv_count, flo
   __syncthreads();
 }
 
+// The dynamic shared memory of a tensor-core kernel: staged matrices (f16 hi, then the same lo,
+// `halves` each), the staged sums (ACC_BLOCK floats), 4 scale slots, then the warps' own sums
+// (BW_WARPS x priv_count floats); begin() checks the size and zeroes the sums and slots.
+struct Smem { __half* hi; __half* lo; float* sf; float* scal; float* priv; };
+
+template <class C>
+__device__ __forceinline__ Smem carve(int halves, int need, int priv_count) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Smem m;
+  m.hi = reinterpret_cast<__half*>(smem_raw);
+  m.lo = m.hi + halves;
+  m.sf = reinterpret_cast<float*>(m.lo + halves);
+  m.scal = m.sf + C::ACC_BLOCK;
+  m.priv = m.scal + 4;
+  begin(need, m.priv, priv_count, m.scal);
+  return m;
+}
+
 }  // namespace trc
 
 // Block b's backward, FFN part (tr_bwd_ffn, see above): dx = dL/dx_{b+1}; writes dy1.
@@ -1036,13 +1054,7 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
                         const float* __restrict__ dx, float* __restrict__ dy1_buf, float* __restrict__ wgrad,
                         float* __restrict__ pgrad, int V, int blocks, int b, int pool) {
   using namespace trc;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half* hi = reinterpret_cast<__half*>(smem_raw);
-  __half* lo = hi + C::F_HALVES;
-  float* sf = reinterpret_cast<float*>(lo + C::F_HALVES);
-  float* scal = sf + C::ACC_BLOCK;
-  float* priv = scal + 4;
-  begin(C::F_SMEM, priv, C::F_PRIV, scal);
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::F_HALVES, C::F_SMEM, C::F_PRIV);
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
@@ -1192,13 +1204,7 @@ __device__ void bwd_attn(const float* __restrict__ z, const float* __restrict__ 
                          const float* __restrict__ dy1_buf, float* __restrict__ dq_buf, float* __restrict__ dacc,
                          float* __restrict__ wgrad, int V, int blocks, int b) {
   using namespace trc;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half* hi = reinterpret_cast<__half*>(smem_raw);
-  __half* lo = hi + C::A_HALVES;
-  float* sf = reinterpret_cast<float*>(lo + C::A_HALVES);
-  float* scal = sf + C::ACC_BLOCK;
-  float* priv = scal + 4;
-  begin(C::A_SMEM, priv, C::A_PRIV, scal);
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::A_HALVES, C::A_SMEM, C::A_PRIV);
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
@@ -1304,13 +1310,7 @@ __device__ void bwd_qkv(const float* __restrict__ z, const float* __restrict__ z
                         const float* __restrict__ dy1_buf, const float* __restrict__ dq_buf, float* __restrict__ dx,
                         float* __restrict__ wgrad, int V, int blocks, int b) {
   using namespace trc;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half* hi = reinterpret_cast<__half*>(smem_raw);
-  __half* lo = hi + C::B_HALVES;
-  float* sf = reinterpret_cast<float*>(lo + C::B_HALVES);
-  float* scal = sf + C::ACC_BLOCK;
-  float* priv = scal + 4;
-  begin(C::B_SMEM, priv, C::B_PRIV, scal);
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::B_HALVES, C::B_SMEM, C::B_PRIV);
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
