@@ -39,8 +39,6 @@ const PTX_TC: &str = include_str!(concat!(env!("OUT_DIR"), "/sampling_network_tc
 const MODULE_TC: &str = "adasamp_nets_sampling_network_tc";
 /// Threads per block of the SamplingNetwork's per-token kernels (the `.cu`'s `TC_THREADS`).
 const TC_THREADS: u32 = 256;
-/// 16-token tiles per thread block of those kernels at once (one per warp, `TC_WARPS`).
-const TC_WARPS: usize = 8;
 /// Dynamic shared memory of the pass kernels (the `.cu`'s `TC_SMEM_BYTES`).
 const TC_SMEM_BYTES: u32 = 65_536;
 /// Threads per block of the per-row head-context kernel.
@@ -385,14 +383,17 @@ fn pass_kind(p: i32, blocks: i32) -> u32 {
     u32::from(p <= 1) | (u32::from(p >= 1) << 1) | (u32::from(p < blocks) << 2)
 }
 
-/// Thread blocks per row for the SamplingNetwork's per-token kernels: as many as fill the
+/// Thread blocks per row for the SamplingNetwork's per-token kernels (`threads` per block, one
+/// 16-token tile per warp at a time, `smem` bytes of dynamic shared memory): as many as fill the
 /// device once (multiprocessors × resident blocks of `func`) shared by the `rows` rows, at least
 /// one, at most one per warp-sized group of the row's 16-token tiles.
-fn blocks_per_row(
+pub(crate) fn blocks_per_row(
     dev: &CudaDevice,
     func: &CudaFunction,
     rows: usize,
     vocab: usize,
+    threads: u32,
+    smem: u32,
 ) -> candle_core::Result<u32> {
     let sms = dev
         .cuda_stream()
@@ -400,10 +401,10 @@ fn blocks_per_row(
         .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
         .w()?;
     let resident = func
-        .occupancy_max_active_blocks_per_multiprocessor(TC_THREADS, TC_SMEM_BYTES as usize, None)
+        .occupancy_max_active_blocks_per_multiprocessor(threads, smem as usize, None)
         .w()?;
     let slots = (sms.max(1) as usize) * (resident.max(1) as usize);
-    let tiles = vocab.div_ceil(16).div_ceil(TC_WARPS);
+    let tiles = vocab.div_ceil(16).div_ceil((threads as usize / 32).max(1));
     Ok((slots / rows.max(1)).clamp(1, tiles.max(1)) as u32)
 }
 
@@ -614,7 +615,7 @@ impl CustomOp3 for Forward<'_> {
                         TC_SMEM_BYTES as i32,
                     )
                     .w()?;
-                    per_row = blocks_per_row(dev, &pass, n, v)?;
+                    per_row = blocks_per_row(dev, &pass, n, v, TC_THREADS, TC_SMEM_BYTES)?;
                     let cfg = LaunchConfig {
                         grid_dim: (per_row, n as u32, 1),
                         block_dim: (TC_THREADS, 1, 1),

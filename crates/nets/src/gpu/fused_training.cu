@@ -2,10 +2,11 @@
 // kept, TruncatedLogitsLoss, backward; f32 storage, f32 arithmetic and accumulation.
 //
 // One thread per (row n, token t). Every per-token buffer is channel-major over all tokens of
-// the batch, [C][N][V] (channel c of token (n, t) at c*T + n*V + t, T = N*V), so that a weight
-// gradient is one GEMM over the T tokens (run by cuBLAS from gpu::fused_training): a layer's
-// input buffer carries one extra channel of ones after its K channels, which makes the last
-// column of dY * X^T the bias gradient. The kernels of one step:
+// the batch, [C][N][V] (channel c of token (n, t) at c*T + n*V + t, T = N*V). The weight
+// gradients of the blocks' Linears are tensor-core sums inside the block backward; those of the
+// encoder's down projection and the transform head are one GEMM over the T tokens each (cuBLAS,
+// from gpu::fused_training): a layer's input buffer carries one extra channel of ones after its
+// K channels, which makes the last column of dY * X^T the bias gradient. The kernels of one step:
 //
 //   tr_pack                         the parameters gathered into one buffer (once per
 //                                   optimizer step, not per step)
@@ -20,10 +21,9 @@
 //                                   of the transform, per-row sums (dmult, ds, dtau, dctx)
 //   tr_rows_bwd_<cfg>               per row: the per-row heads' backward -> their parameters'
 //                                   gradients (atomics), dL/dpool
-//   tr_block_bwd_a_<cfg> (b = B-1..0)  recompute block b from x_b and its sums; LN2, FFN, LN1,
-//                                   output projection and attention backward; per-row sums
-//                                   dS = sum phi(q) dnum^T, ds = sum dden phi(q)
-//   tr_block_bwd_b_<cfg>            dk, dv from dS, ds; dx_b = dy1 + W_qkv^T dqkv
+//   tr_bwd_ffn_<cfg>  (b = B-1..0)  tensor cores (see "Block backward on tensor cores" below):
+//   tr_bwd_attn_<cfg>               recompute block b, its backward and its Linears' weight
+//   tr_bwd_qkv_<cfg>                gradients in-kernel; dx_b = dL/dx_b
 //   tr_encode_bwd_<cfg>             the encoder's backward
 //
 // Sums over tokens: warp shuffles, then shared-memory atomics per thread block, then global
@@ -34,10 +34,14 @@
 // Linear as weight [out, in] row-major followed by bias [out]).
 
 #include "common.cuh"
+#include "tensor_core.cuh"
 
 #define THREADS 128
 // threads per block of the per-row head kernels (tr_rows, tr_rows_bwd; one block per row)
 #define ROW_HEAD_THREADS 128
+// warps per thread block of the tensor-core block backward
+#define BW_WARPS 8
+#define BW_THREADS (BW_WARPS * 32)
 // floats per row of tr_row_stats and of tr_loss
 #define STATS 4
 #define LOSS 4
@@ -182,6 +186,36 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int PG_ENC = 0;
   static __host__ __device__ int pg_block(int b) { return 4 * FE + b * 4 * D; }
   static __host__ __device__ int pg_head(int blocks) { return 4 * FE + blocks * 4 * D; }
+
+  // The tensor-core block backward: k-chunks (16 channels) and n-tiles (8 channels) of d_model
+  // and of the FFN hidden width (padded), the attention's numerator + denominator n-tiles, and
+  // the shared-memory row strides (halves) of staged matrices with d_model / FFN-hidden columns.
+  using L::H, L::HW, L::FF, L::ACC_BLOCK;
+  static_assert(HW == 8, "the tensor-core kernels take heads of width 8");
+  static_assert(D % 16 == 0, "d_model must be a multiple of 16");
+  static_assert(H <= 4, "one shared scale slot per head, 4 slots");
+  static constexpr int KD = D / 16, ND = D / 8, KF = (FF + 15) / 16, NF = 2 * KF, NA = ND + 1;
+  static_assert(FF < 16 * KF, "the FFN hidden width needs a padding channel (the down bias column)");
+  static constexpr int LDD = 16 * KD + 8, LDF = 16 * KF + 8;
+  // per-block weight gradients `wgrad`: each Linear as [out][in + 1], the bias last
+  static constexpr int WG_QKV = 0, WG_OUT = 3 * D * (D + 1), WG_GATE = WG_OUT + D * (D + 1);
+  static constexpr int WG_UP = WG_GATE + FF * (D + 1), WG_DOWN = WG_UP + FF * (D + 1);
+  static constexpr int WG_BLOCK = WG_DOWN + D * (FF + 1);
+  // dynamic shared memory of a kernel: staged matrices (f16 hi, then the same lo), staged sums
+  // (ACC_BLOCK floats), 4 scale slots, each warp's f32 copy of its sums (priv floats)
+  static constexpr int smem(int halves, int priv) { return 4 * halves + 4 * (ACC_BLOCK + 4 + BW_WARPS * priv); }
+  // tr_bwd_ffn: W_q, W_out, W_gate, W_up, W_down, the attention operand (offsets in halves);
+  // a warp's sums: gate, up, down (the wgrad layout), ln1 w, ln1 b, ln2 w, ln2 b
+  static constexpr int F_Q = 0, F_OUT = F_Q + D * LDD, F_G = F_OUT + D * LDD, F_U = F_G + 16 * KF * LDD;
+  static constexpr int F_DN = F_U + 16 * KF * LDD, F_ATT = F_DN + D * LDF, F_HALVES = F_ATT + 8 * NA * LDD;
+  static constexpr int F_GATE = 0, F_UP = FF * (D + 1), F_DOWN = 2 * FF * (D + 1), F_LN = F_DOWN + D * (FF + 1);
+  static constexpr int F_PRIV = F_LN + 4 * D, F_SMEM = smem(F_HALVES, F_PRIV);
+  // tr_bwd_attn: W_q, W_out, the attention operand and its transpose; sums: out (wgrad), dS', ds'
+  static constexpr int A_Q = 0, A_OUT = D * LDD, A_ATT = 2 * D * LDD, A_ATTT = A_ATT + 8 * NA * LDD;
+  static constexpr int A_HALVES = A_ATTT + D * LDD, A_PRIV = D * (D + 1) + ACC_BLOCK, A_SMEM = smem(A_HALVES, A_PRIV);
+  // tr_bwd_qkv: W_qkv, the dk and dv operands; sums: qkv (wgrad)
+  static constexpr int B_QKV = 0, B_M1 = 3 * D * LDD, B_M2 = B_M1 + D * LDD, B_HALVES = B_M2 + D * LDD;
+  static constexpr int B_PRIV = 3 * D * (D + 1), B_SMEM = smem(B_HALVES, B_PRIV);
 };
 
 __device__ __forceinline__ void token_lp(const float* __restrict__ z, const float* __restrict__ zstats, int V, int n,
@@ -253,26 +287,6 @@ __device__ __forceinline__ float normalize(float (&y)[C::D]) {
 #pragma unroll
   for (int i = 0; i < C::D; ++i) y[i] *= r;
   return r;
-}
-
-// LayerNorm backward in place: g (dL/d output) -> dL/d input = r (gw - mean(gw) - xh mean(gw xh)),
-// gw = g * w; adds sum g * xh and sum g to wsum, bsum (shared).
-template <class C>
-__device__ __forceinline__ void layer_norm_backward(float (&g)[C::D], const float (&xh)[C::D], float r,
-                                                    const float* __restrict__ w, float* wsum, float* bsum) {
-  float m1 = 0.0f, m2 = 0.0f;
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    warp_add(wsum + i, g[i] * xh[i]);
-    warp_add(bsum + i, g[i]);
-    g[i] *= __ldg(w + i);
-    m1 += g[i];
-    m2 = fmaf(g[i], xh[i], m2);
-  }
-  m1 *= 1.0f / C::D;
-  m2 *= 1.0f / C::D;
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) g[i] = r * (g[i] - m1 - xh[i] * m2);
 }
 
 // Channel c of token (n, t) in a [C][N][V] buffer.
@@ -677,206 +691,875 @@ __device__ void rows_backward(const float* __restrict__ zstats, const float* __r
   }
 }
 
-// Block b's backward, pass A. From x_b and the block's forward sums it recomputes the block;
-// from dx (dL/dx_{b+1}; plus keep * dcu, the pool's share, for the last block) it writes the
-// GEMM operands a, y1 (LN1 output), hf (FFN hidden), dy2 (LN2 input gradient), dgu (FFN gate |
-// up pre-activation gradients), dy1 (LN1 input gradient) and dq into dqkv; it adds the LN
-// gradients to pgrad and the row's dS = sum phi(q) dnum^T, ds = sum dden phi(q) to dacc.
-template <class C>
-__device__ void block_backward_a(const float* __restrict__ z, const float* __restrict__ zstats,
-                                 const float* __restrict__ W, const float* __restrict__ xs,
-                                 const float* __restrict__ acc, const float* __restrict__ dcu,
-                                 const float* __restrict__ dx, float* __restrict__ a_buf, float* __restrict__ y1_buf,
-                                 float* __restrict__ hf_buf, float* __restrict__ dy2_buf, float* __restrict__ dgu_buf,
-                                 float* __restrict__ dy1_buf, float* __restrict__ dqkv_buf, float* __restrict__ dacc,
-                                 float* __restrict__ pgrad, int V, int blocks, int b, int pool) {
-  __shared__ float in_sums[C::ACC_BLOCK];
-  __shared__ float dsums[C::ACC_BLOCK];
-  __shared__ float lnsum[4 * C::D];
-  const int n = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
-  const size_t T = (size_t)gridDim.y * V, tok = (size_t)n * V + t;
-  const float* row_acc = acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK;
-  for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) in_sums[i] = row_acc[i];
-  zero_shared(dsums, C::ACC_BLOCK);
-  zero_shared(lnsum, 4 * C::D);
-  __syncthreads();
-  const bool valid = t < V;
-  float lp = 0.0f, keep = 0.0f;
-  if (valid) token_lp(z, zstats, V, n, t, lp, keep);
-  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
-  const float* xb = xs + (size_t)b * (C::D + 1) * T;
-  float x[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = valid ? xb[at(i, T, tok)] : 0.0f;
-  // Recompute the block.
-  float phiq[C::D], att[C::D], inv[C::H];
-  query<C>(x, Wb, phiq);
-  attend<C>(phiq, in_sums, att, inv);
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) a_buf[at(i, T, tok)] = att[i];
-  }
-  float xh1[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    float a = __ldg(Wb + C::OUT_B + i);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) a = fmaf(__ldg(Wb + C::OUT_W + i * C::D + j), att[j], a);
-    xh1[i] = x[i] + a;
-  }
-  const float r1 = normalize<C>(xh1);
-  float y1[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) y1[i] = fmaf(xh1[i], __ldg(Wb + C::LN1_W + i), __ldg(Wb + C::LN1_B + i));
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) y1_buf[at(i, T, tok)] = y1[i];
-  }
-  float xh2[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) xh2[i] = y1[i] + __ldg(Wb + C::FD_B + i);
-#pragma unroll 2
-  for (int f = 0; f < C::FF; ++f) {
-    float g, u;
-    ffn_hidden<C>(y1, Wb, f, g, u);
-    const float hf = silu(g) * u;
-    if (valid) hf_buf[at(f, T, tok)] = hf;
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) xh2[i] = fmaf(__ldg(Wb + C::FD_W + i * C::FF + f), hf, xh2[i]);
-  }
-  const float r2 = normalize<C>(xh2);
-  // dL/dx_{b+1}.
-  float g2[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    g2[i] = valid ? dx[at(i, T, tok)] : 0.0f;
-    if (pool) g2[i] = fmaf(keep, __ldg(dcu + (size_t)n * C::D + i), g2[i]);
-  }
-  layer_norm_backward<C>(g2, xh2, r2, Wb + C::LN2_W, lnsum + 2 * C::D, lnsum + 3 * C::D);
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) dy2_buf[at(i, T, tok)] = g2[i];
-  }
-  // FFN backward: dy1 = dy2 + W_gate^T dg + W_up^T du.
-  float g1[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) g1[i] = g2[i];
-#pragma unroll 2
-  for (int f = 0; f < C::FF; ++f) {
-    float g, u;
-    ffn_hidden<C>(y1, Wb, f, g, u);
-    float dh = 0.0f;
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) dh = fmaf(__ldg(Wb + C::FD_W + i * C::FF + f), g2[i], dh);
-    const float sg = sigmoidf_(g);
-    const float dg = dh * u * sg * fmaf(g, 1.0f - sg, 1.0f);
-    const float du = dh * g * sg;
-    if (valid) {
-      dgu_buf[at(f, T, tok)] = dg;
-      dgu_buf[at(C::FF + f, T, tok)] = du;
-    }
-#pragma unroll
-    for (int j = 0; j < C::D; ++j)
-      g1[j] = fmaf(dg, __ldg(Wb + C::FG_W + f * C::D + j), fmaf(du, __ldg(Wb + C::FU_W + f * C::D + j), g1[j]));
-  }
-  layer_norm_backward<C>(g1, xh1, r1, Wb + C::LN1_W, lnsum, lnsum + C::D);
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) dy1_buf[at(i, T, tok)] = g1[i];
-  }
-  // Output projection: da = W_out^T dy1 (into xh2, free now).
-#pragma unroll
-  for (int j = 0; j < C::D; ++j) {
-    float a = 0.0f;
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) a = fmaf(__ldg(Wb + C::OUT_W + i * C::D + j), g1[i], a);
-    xh2[j] = a;
-  }
-  // Attention: dnum = da / den, dden = -(da . a) / den, dphi(q) = S_h dnum + dden s_h.
-#pragma unroll
-  for (int h = 0; h < C::H; ++h) {
-    float dot = 0.0f;
-#pragma unroll
-    for (int j = 0; j < C::HW; ++j) dot = fmaf(xh2[h * C::HW + j], att[h * C::HW + j], dot);
-    const float dden = -dot * inv[h];
-#pragma unroll
-    for (int j = 0; j < C::HW; ++j) xh2[h * C::HW + j] *= inv[h];
-#pragma unroll
-    for (int i = 0; i < C::HW; ++i) {
-      const int c = h * C::HW + i;
-      float dp = dden * in_sums[C::D * C::HW + c];
-#pragma unroll
-      for (int j = 0; j < C::HW; ++j) {
-        dp = fmaf(in_sums[c * C::HW + j], xh2[h * C::HW + j], dp);
-        warp_add(dsums + c * C::HW + j, phiq[c] * xh2[h * C::HW + j]);
-      }
-      warp_add(dsums + C::D * C::HW + c, dden * phiq[c]);
-      if (valid) dqkv_buf[at(c, T, tok)] = dp * fminf(phiq[c], 1.0f);
-    }
-  }
-  __syncthreads();
-  flush_sums(dsums, dacc + (size_t)n * C::ACC_BLOCK, C::ACC_BLOCK);
-  flush_sums(lnsum, pgrad + C::pg_block(b), 4 * C::D);
+// ---------------------------------------------------------------------------------------------
+// Block backward on tensor cores (three launches per block, grid (thread blocks per row, rows),
+// BW_WARPS warps per thread block, each warp looping over its row's 16-token tiles):
+//
+//   tr_bwd_ffn_<cfg>   recompute block b from x_b and its forward sums; from dL/dx_{b+1} (+ the
+//                      pool's share for the last block): LN2, FFN and LN1 backward -> dy1 (the
+//                      LN1 input gradient); weight gradients of the FFN's gate, up and down
+//                      Linears, LN sums
+//   tr_bwd_attn_<cfg>  recompute phi(q) and the attention output; from dy1: the output
+//                      projection's weight gradient, the attention backward -> dq, and the row's
+//                      dS' = sum phi(q) dnum'^T, ds' = sum dden' phi(q)
+//   tr_bwd_qkv_<cfg>   recompute k, v; dk, dv from dS, ds; the qkv weight gradient;
+//                      dx = dL/dx_b = dy1 + W_qkv^T dqkv
+//
+// Every per-token product runs on tensor cores in split f16 (a = a_hi + a_lo, three mmas per
+// product, ~22 bits) with 16 tokens as the M dimension: y = x W^T with W staged as the B operand
+// (rows = outputs), dx = dy W with W read transposed by ldmatrix.trans (rows = the reduction).
+// The weight gradients dW += dY^T X are tensor-core products with the tile's 16 tokens as the
+// reduction dimension: both operands transposed in registers (movmatrix) from the token-major
+// C fragments, each channel scaled over the tile by a power of two (max |.| in [2^7, 2^8)) before
+// the f16 split and the products scaled back in f32; a B column of ones gives the bias
+// gradient. Every warp adds its tiles' products to its own f32 copy in shared memory (no
+// atomics), and the thread block adds the warps' copies to global memory once (atomics).
+// Per-token operands of the dx products are scaled per token the same way (gradients have no
+// fixed range).
+// `wgrad`: per block, every Linear's gradient as [out][in + 1] (the bias last): qkv, out, gate,
+// up, down (`Net::WG_*`).
+// ---------------------------------------------------------------------------------------------
+
+namespace trc {
+
+using tc::AFrag;
+using tc::SMat;
+
+// Power of two that brings max |.| = m into [2^7, 2^8) (1 for m = 0 or not finite); exact.
+__device__ __forceinline__ float norm_scale(float m) {
+  if (!(m > 0.0f) || !(m <= 3.0e38f)) return 1.0f;
+  const int e = ((__float_as_int(m) >> 23) & 0xff) - 127;  // m in [2^e, 2^(e+1)) (normal m)
+  const int k = min(max(7 - e, -126), 126);
+  return __int_as_float((k + 127) << 23);
 }
 
-// Block b's backward, pass B: dk = keep dphi(k) min(phi(k), 1) with dphi(k) = dS_h v + ds_h,
-// dv = keep dS_h^T phi(k) (into dqkv after dq), and dx = dL/dx_b = dy1 + W_qkv^T dqkv.
-template <class C>
-__device__ void block_backward_b(const float* __restrict__ z, const float* __restrict__ zstats,
-                                 const float* __restrict__ W, const float* __restrict__ xs,
-                                 const float* __restrict__ dacc, const float* __restrict__ dy1_buf,
-                                 float* __restrict__ dqkv_buf, float* __restrict__ dx, int V, int blocks, int b) {
-  __shared__ float dsums[C::ACC_BLOCK];
-  const int n = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
-  for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) dsums[i] = dacc[(size_t)n * C::ACC_BLOCK + i];
-  __syncthreads();
-  if (t >= V) return;
-  const size_t T = (size_t)gridDim.y * V, tok = (size_t)n * V + t;
-  float lp, keep;
-  token_lp(z, zstats, V, n, t, lp, keep);
-  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
-  const float* xb = xs + (size_t)b * (C::D + 1) * T;
-  float x[C::D];
+// 1 / s for a power of two s = 2^k, |k| <= 126 (exact).
+__device__ __forceinline__ float inv_pow2(float s) { return __int_as_float((254 << 23) - __float_as_int(s)); }
+
+// norm_scale per token of the tile (rows g, g+8; a quad holds a token's channels).
+template <int NT>
+__device__ __forceinline__ void token_scales(const float (&c)[NT][4], float (&s)[2]) {
 #pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = xb[at(i, T, tok)];
-  float k[C::D], v[C::D];
+  for (int r = 0; r < 2; ++r) {
+    float m = 0.0f;
 #pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    float a, c;
-    key_value<C>(x, Wb, i, a, c);
-    k[i] = elu_plus_one(a);
-    v[i] = c;
+    for (int i = 0; i < NT; ++i) m = fmaxf(m, fmaxf(fabsf(c[i][2 * r]), fabsf(c[i][2 * r + 1])));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+    s[r] = norm_scale(m);
   }
-  float dq[3 * C::D];
+}
+
+// norm_scale per channel over the tile's 16 tokens: s[n][e] for channel 8 n + 2 t + e.
+template <int NT>
+__device__ __forceinline__ void channel_scales(const float (&c)[NT][4], float (&s)[NT][2]) {
 #pragma unroll
-  for (int i = 0; i < C::D; ++i) dq[i] = dqkv_buf[at(i, T, tok)];
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float m = fmaxf(fabsf(c[n][e]), fabsf(c[n][e + 2]));
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
+      s[n][e] = norm_scale(m);
+    }
+}
+
+// Transposes an 8x8 f16 matrix held as fragments (lane g, t: row g, columns 2t, 2t+1).
+__device__ __forceinline__ uint32_t trans8x8(uint32_t x) {
+  uint32_t r;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(r) : "r"(x));
+  return r;
+}
+
+// One n-tile (8 channels) of a token-major tile, transposed: lane (g, t) holds channel g of
+// tokens 2t, 2t+1 (h[0], l[0]: tokens 0..7; h[1], l[1]: tokens 8..15), f16 hi / lo. It is the
+// B operand (k = tokens, n = channels) as it stands, and two n-tiles form an A operand
+// (rows = 16 channels, k = tokens).
+struct TFrag { uint32_t h[2], l[2]; };
+
+// c (times its channel scales s) -> transposed f16 hi / lo fragments.
+template <int NT>
+__device__ __forceinline__ void to_tfrags(TFrag (&f)[NT], const float (&c)[NT][4], const float (&s)[NT][2]) {
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      uint32_t hi, lo;
+      tc::split2<2>(c[n][2 * j] * s[n][0], c[n][2 * j + 1] * s[n][1], hi, lo);
+      f[n].h[j] = trans8x8(hi);
+      f[n].l[j] = trans8x8(lo);
+    }
+}
+
+// The A operand (channels 16 m .. 16 m + 15 as rows, tokens as k) from transposed n-tiles
+// a0 (channels 16 m ..) and a1 (16 m + 8 ..).
+__device__ __forceinline__ AFrag afrag_t(const TFrag& a0, const TFrag& a1) {
+  AFrag f;
+  f.h[0] = a0.h[0]; f.h[1] = a1.h[0]; f.h[2] = a0.h[1]; f.h[3] = a1.h[1];
+  f.l[0] = a0.l[0]; f.l[1] = a1.l[0]; f.l[2] = a0.l[1]; f.l[3] = a1.l[1];
+  return f;
+}
+
+// c += a . b in split f16 (a_hi b_hi + a_lo b_hi + a_hi b_lo).
+__device__ __forceinline__ void mma3(float (&c)[4], const AFrag& a, uint32_t bh0, uint32_t bh1, uint32_t bl0,
+                                     uint32_t bl1) {
+  tc::mma(c, a.h, bh0, bh1);
+  tc::mma(c, a.l, bh0, bh1);
+  tc::mma(c, a.h, bl0, bl1);
+}
+
+// 1 / scale of channel 8 n + g (lane g), from channel_scales' s[n] (held by the lanes t = g / 2).
+__device__ __forceinline__ float row_inv(const float (&s)[2], int lane) {
+  const int g = lane >> 2;
+  const float a = __shfl_sync(0xffffffffu, s[0], g >> 1), b = __shfl_sync(0xffffffffu, s[1], g >> 1);
+  return inv_pow2((g & 1) ? b : a);
+}
+
+// dst [R][ld] += A^T B summed over the tile's 16 tokens: the rows are the channels of the 2 MT
+// n-tiles a (channel scales sa), the columns those of the NB n-tiles b (sb); columns >= NC are
+// skipped; with BIAS, column NC gets the rows' sums over the tokens (a B column of ones).
+// dst is this warp's own copy (no other thread writes it).
+template <int MT, int NB, bool BIAS>
+__device__ __forceinline__ void add_wgrad(float* dst, int ld, int R, int NC, const TFrag (&a)[2 * MT],
+                                          const float (&sa)[2 * MT][2], const TFrag (&b)[NB],
+                                          const float (&sb)[NB][2], int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t ones = g == 0 ? 0x3c003c00u : 0u;  // f16 pair (1, 1)
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const AFrag af = afrag_t(a[2 * m], a[2 * m + 1]);
+    const int r0 = 16 * m + g, r1 = r0 + 8;
+    const float i0 = row_inv(sa[2 * m], lane), i1 = row_inv(sa[2 * m + 1], lane);
+#pragma unroll
+    for (int n = 0; n < NB; ++n) {
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      mma3(c, af, b[n].h[0], b[n].h[1], b[n].l[0], b[n].l[1]);
+      const int c0 = 8 * n + 2 * t;
+      const float j0 = inv_pow2(sb[n][0]), j1 = inv_pow2(sb[n][1]);
+      if (r0 < R) {
+        if (c0 < NC) dst[r0 * ld + c0] += c[0] * i0 * j0;
+        if (c0 + 1 < NC) dst[r0 * ld + c0 + 1] += c[1] * i0 * j1;
+      }
+      if (r1 < R) {
+        if (c0 < NC) dst[r1 * ld + c0] += c[2] * i1 * j0;
+        if (c0 + 1 < NC) dst[r1 * ld + c0 + 1] += c[3] * i1 * j1;
+      }
+    }
+    if (BIAS) {
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      tc::mma(c, af.h, ones, ones);
+      tc::mma(c, af.l, ones, ones);
+      if (t == 0) {
+        if (r0 < R) dst[r0 * ld + NC] += c[0] * i0;
+        if (r1 < R) dst[r1 * ld + NC] += c[2] * i1;
+      }
+    }
+  }
+}
+
+// Loads two 8x8 f16 matrices from shared memory transposed (lanes 0..15 give the row addresses).
+__device__ __forceinline__ void ldsm_x2_trans(uint32_t& r0, uint32_t& r1, const __half* p) {
+  const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(a));
+}
+
+// out[nt] += a . W for W staged [16 KC rows][LD] (rows = the reduction dimension, columns
+// 8 nt .. 8 nt + 7 the outputs): the transposed product of tc::linear.
+template <int KC, int NT, int LD>
+__device__ __forceinline__ void linear_t(float (&out)[NT][4], const AFrag (&a)[KC], SMat w, int lane) {
+  const int row = lane & 15;
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int k = 0; k < KC; ++k) {
+      const int off = (16 * k + row) * LD + 8 * n;
+      uint32_t h0, h1, l0, l1;
+      ldsm_x2_trans(h0, h1, w.hi + off);
+      ldsm_x2_trans(l0, l1, w.lo + off);
+      mma3(out[n], a[k], h0, h1, l0, l1);
+    }
+}
+
+// `in` scaled per token -> A fragments; inv: the inverse scales of rows g, g+8.
+template <int KC>
+__device__ __forceinline__ void to_afrags(AFrag (&a)[KC], float (&inv)[2], const float (&in)[2 * KC][4]) {
+  float s[2];
+  token_scales(in, s);
+  tc::to_frags<KC, 2>(a, in, s);
+  inv[0] = inv_pow2(s[0]);
+  inv[1] = inv_pow2(s[1]);
+}
+
+template <int NT>
+__device__ __forceinline__ void unscale(float (&c)[NT][4], const float (&inv)[2]) {
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    c[n][0] *= inv[0];
+    c[n][1] *= inv[0];
+    c[n][2] *= inv[1];
+    c[n][3] *= inv[1];
+  }
+}
+
+// out = in W^T (TRANS = false; W rows = outputs) or in W (TRANS; W rows = the reduction), `in`
+// scaled per token for the f16 split.
+template <int KC, int NT, int LD, bool TRANS>
+__device__ __forceinline__ void token_product(float (&out)[NT][4], const float (&in)[2 * KC][4], SMat w, int lane) {
+  AFrag a[KC];
+  float inv[2];
+  to_afrags<KC>(a, inv, in);
+  tc::zero(out);
+  if (TRANS) linear_t<KC, NT, LD>(out, a, w, lane);
+  else tc::linear<KC, NT, 2, LD>(out, a, w, lane);
+  unscale(out, inv);
+}
+
+// c += bias (entries >= count read as 0).
+template <int NT>
+__device__ __forceinline__ void add_bias(float (&c)[NT][4], const float* __restrict__ bias, int count, int lane) {
+  const int t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    const int ch = 8 * n + 2 * t;
+    const float b0 = ch < count ? __ldg(bias + ch) : 0.0f, b1 = ch + 1 < count ? __ldg(bias + ch + 1) : 0.0f;
+    c[n][0] += b0;
+    c[n][1] += b1;
+    c[n][2] += b0;
+    c[n][3] += b1;
+  }
+}
+
+// The tile's channels of a channel-major [C][N][V] buffer (`base` = channel 0; T = N V; the
+// row's tokens start at row0); tokens past V read 0.
+template <int NT>
+__device__ __forceinline__ void load_cm(float (&c)[NT][4], const float* __restrict__ base, size_t T, size_t row0,
+                                        int t0, int V, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int tok = t0 + g + 8 * r;
+    const bool ok = tok < V;
+    const float* p = base + row0 + tok;
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) c[n][2 * r + e] = ok ? p[(size_t)(8 * n + 2 * t + e) * T] : 0.0f;
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void store_cm(float* __restrict__ base, const float (&c)[NT][4], size_t T, size_t row0,
+                                         int t0, int V, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int tok = t0 + g + 8 * r;
+    if (tok >= V) continue;
+    float* p = base + row0 + tok;
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) p[(size_t)(8 * n + 2 * t + e) * T] = c[n][2 * r + e];
+  }
+}
+
+// Adds the tile's per-channel sums over its tokens of v to dst (lanes g = 0 write).
+template <int NT>
+__device__ __forceinline__ void add_channel_sums(float* dst, const float (&v)[NT][2], int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float s = v[n][e];
+      s += __shfl_xor_sync(0xffffffffu, s, 4);
+      s += __shfl_xor_sync(0xffffffffu, s, 8);
+      s += __shfl_xor_sync(0xffffffffu, s, 16);
+      if (g == 0) dst[8 * n + 2 * t + e] += s;
+    }
+}
+
+// y <- (y - mean) / sqrt(var + eps) per token; r = 1 / sqrt(var + eps) of rows g, g+8.
+template <int ND>
+__device__ __forceinline__ void normalize_tile(float (&y)[ND][4], float (&r)[2]) {
+  constexpr float inv_d = 1.0f / (8 * ND);
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    float s = 0.0f;
+#pragma unroll
+    for (int n = 0; n < ND; ++n) s += y[n][2 * q] + y[n][2 * q + 1];
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    const float mean = s * inv_d;
+    float v = 0.0f;
+#pragma unroll
+    for (int n = 0; n < ND; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        y[n][2 * q + e] -= mean;
+        v = fmaf(y[n][2 * q + e], y[n][2 * q + e], v);
+      }
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    r[q] = rsqrtf(v * inv_d + LAYER_NORM_EPS);
+#pragma unroll
+    for (int n = 0; n < ND; ++n) {
+      y[n][2 * q] *= r[q];
+      y[n][2 * q + 1] *= r[q];
+    }
+  }
+}
+
+// y = xh w + b per channel.
+template <int ND>
+__device__ __forceinline__ void affine(float (&y)[ND][4], const float (&xh)[ND][4], const float* __restrict__ w,
+                                       const float* __restrict__ b, int lane) {
+  const int t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < ND; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int ch = 8 * n + 2 * t + (e & 1);
+      y[n][e] = fmaf(xh[n][e], __ldg(w + ch), __ldg(b + ch));
+    }
+}
+
+// LayerNorm backward in place: gr (dL/d output) -> dL/d input = r (gw - mean(gw) - xh mean(gw xh)),
+// gw = gr w; adds the tile's sums of gr xh and gr per channel to wsum, bsum (this warp's copy).
+template <int ND>
+__device__ __forceinline__ void ln_backward(float (&gr)[ND][4], const float (&xh)[ND][4], const float (&r)[2],
+                                            const float* __restrict__ w, float* wsum, float* bsum, int lane) {
+  const int t = lane & 3;
+  float sw[ND][2], sb[ND][2];
+#pragma unroll
+  for (int n = 0; n < ND; ++n)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      sw[n][e] = fmaf(gr[n][e], xh[n][e], gr[n][e + 2] * xh[n][e + 2]);
+      sb[n][e] = gr[n][e] + gr[n][e + 2];
+    }
+  add_channel_sums(wsum, sw, lane);
+  add_channel_sums(bsum, sb, lane);
+  float m1[2] = {0.0f, 0.0f}, m2[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int n = 0; n < ND; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float gw = gr[n][e] * __ldg(w + 8 * n + 2 * t + (e & 1));
+      gr[n][e] = gw;
+      m1[e >> 1] += gw;
+      m2[e >> 1] = fmaf(gw, xh[n][e], m2[e >> 1]);
+    }
+  constexpr float inv_d = 1.0f / (8 * ND);
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    m1[q] += __shfl_xor_sync(0xffffffffu, m1[q], 1);
+    m1[q] += __shfl_xor_sync(0xffffffffu, m1[q], 2);
+    m2[q] += __shfl_xor_sync(0xffffffffu, m2[q], 1);
+    m2[q] += __shfl_xor_sync(0xffffffffu, m2[q], 2);
+    m1[q] *= inv_d;
+    m2[q] *= inv_d;
+  }
+#pragma unroll
+  for (int n = 0; n < ND; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) gr[n][e] = r[e >> 1] * (gr[n][e] - m1[e >> 1] - xh[n][e] * m2[e >> 1]);
+}
+
+// Stages block b's forward sums `sums` (S [D][8], s [D]) / kept: f32 into `sf` (ACC_BLOCK
+// floats), and as the attention B operand at hi / lo + o_att ([8 NA][LDD]: rows = the D
+// numerator columns then the H denominators, columns = q channels), head h's entries times
+// sc[h] (power of two, max in [2^7, 2^8)); with o_attt >= 0 also [D][LDD] with entry (c, r) =
+// S[c][r % 8] sc[h] for channels c, r of head h (dphi(q) = dnum S^T). `scal` (4 floats) must be
+// zero; the thread block must call this together.
+template <class C>
+__device__ void stage_attention(__half* hi, __half* lo, int o_att, int o_attt, const float* __restrict__ sums,
+                                float kept, float* sf, float* scal, float (&sc)[C::H]) {
+  for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) {
+    const float v = sums[i] / kept;
+    sf[i] = v;
+    const int head = i < C::D * 8 ? i / 64 : (i - C::D * 8) / 8;
+    atomicMax(reinterpret_cast<int*>(scal + head), __float_as_int(fabsf(v)));
+  }
+  __syncthreads();
+#pragma unroll
+  for (int h = 0; h < C::H; ++h) sc[h] = norm_scale(scal[h]);
+  for (int i = threadIdx.x; i < 8 * C::NA * C::D; i += blockDim.x) {
+    const int r = i / C::D, c = i % C::D, head = c / 8;
+    float v = 0.0f;
+    if (r < C::D) {
+      if (r / 8 == head) v = sf[c * 8 + (r % 8)];
+    } else if (r - C::D == head) {
+      v = sf[C::D * 8 + c];
+    }
+    v *= sc[head];
+    const __half h = __float2half_rn(v);
+    hi[o_att + r * C::LDD + c] = h;
+    lo[o_att + r * C::LDD + c] = __float2half_rn(v - __half2float(h));
+  }
+  if (o_attt >= 0) {
+    for (int i = threadIdx.x; i < C::D * C::D; i += blockDim.x) {
+      const int c = i / C::D, r = i % C::D, head = c / 8;
+      const float v = r / 8 == head ? sf[c * 8 + (r % 8)] * sc[head] : 0.0f;
+      const __half h = __float2half_rn(v);
+      hi[o_attt + c * C::LDD + r] = h;
+      lo[o_attt + c * C::LDD + r] = __float2half_rn(v - __half2float(h));
+    }
+  }
+}
+
+// phi(q), the attention output a and inv[h][r] = 1 / (den + eps) (row r of the tile, den and eps
+// of the sums / kept) from the block input x.
+template <class C>
+__device__ __forceinline__ void attention_fwd(const float (&x)[C::ND][4], const float* __restrict__ Wb, SMat q,
+                                              SMat att, const float (&sc)[C::H], float eps_k,
+                                              float (&phiq)[C::ND][4], float (&a)[C::ND][4], float (&inv)[C::H][2],
+                                              int lane) {
+  token_product<C::KD, C::ND, C::LDD, false>(phiq, x, q, lane);
+  add_bias(phiq, Wb + C::QKV_B, C::D, lane);
+#pragma unroll
+  for (int n = 0; n < C::ND; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) phiq[n][e] = elu_plus_one(phiq[n][e]);
+  AFrag qa[C::KD];
+  float iq[2];
+  to_afrags<C::KD>(qa, iq, phiq);
+  float nd[C::NA][4];
+  tc::zero(nd);
+  tc::linear<C::KD, C::NA, 2, C::LDD>(nd, qa, att, lane);
+  // numerators and denominators carry the token's phi(q) scale and the head's sums scale
 #pragma unroll
   for (int h = 0; h < C::H; ++h) {
+    const int src = (lane & ~3) | (h >> 1);
+    const float d0 = __shfl_sync(0xffffffffu, nd[C::ND][h & 1], src);
+    const float d1 = __shfl_sync(0xffffffffu, nd[C::ND][2 + (h & 1)], src);
+    const float s0 = sc[h] * inv_pow2(iq[0]), s1 = sc[h] * inv_pow2(iq[1]);
+    const float i0 = 1.0f / (d0 + eps_k * s0), i1 = 1.0f / (d1 + eps_k * s1);
+    a[h][0] = nd[h][0] * i0;
+    a[h][1] = nd[h][1] * i0;
+    a[h][2] = nd[h][2] * i1;
+    a[h][3] = nd[h][3] * i1;
+    inv[h][0] = i0 * s0;
+    inv[h][1] = i1 * s1;
+  }
+}
+
+// The thread block's warp copies (BW_WARPS x count floats at priv) summed and added to
+// dst(i) for i < split, dst2(i - split) after.
+__device__ __forceinline__ void flush_warps(const float* priv, int count, int split, float* __restrict__ dst,
+                                            float* __restrict__ dst2) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    float s = 0.0f;
 #pragma unroll
-    for (int i = 0; i < C::HW; ++i) {
-      const int c = h * C::HW + i;
-      float dk = dsums[C::D * C::HW + c];
+    for (int w = 0; w < BW_WARPS; ++w) s += priv[w * count + i];
+    if (i < split) atomicAdd(dst + i, s);
+    else atomicAdd(dst2 + (i - split), s);
+  }
+}
+
+// The kernels' common start: checks the dynamic shared memory, zeroes the warps' copies
+// (BW_WARPS x priv_count floats) and the 4 scale slots.
+__device__ __forceinline__ void begin(int need, float* priv, int priv_count, float* scal) {
+  if (tc::dynamic_smem_size() < (uint32_t)need) __trap();
+  for (int i = threadIdx.x; i < BW_WARPS * priv_count; i += blockDim.x) priv[i] = 0.0f;
+  if (threadIdx.x < 4) scal[threadIdx.x] = 0.0f;
+  __syncthreads();
+}
+
+// The dynamic shared memory of a tensor-core kernel: staged matrices (f16 hi, then the same lo,
+// `halves` each), the staged sums (ACC_BLOCK floats), 4 scale slots, then the warps' own sums
+// (BW_WARPS x priv_count floats); begin() checks the size and zeroes the sums and slots.
+struct Smem { __half* hi; __half* lo; float* sf; float* scal; float* priv; };
+
+template <class C>
+__device__ __forceinline__ Smem carve(int halves, int need, int priv_count) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Smem m;
+  m.hi = reinterpret_cast<__half*>(smem_raw);
+  m.lo = m.hi + halves;
+  m.sf = reinterpret_cast<float*>(m.lo + halves);
+  m.scal = m.sf + C::ACC_BLOCK;
+  m.priv = m.scal + 4;
+  begin(need, m.priv, priv_count, m.scal);
+  return m;
+}
+
+}  // namespace trc
+
+// Block b's backward, FFN part (tr_bwd_ffn, see above): dx = dL/dx_{b+1}; writes dy1.
+template <class C>
+__device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
+                        const float* __restrict__ xs, const float* __restrict__ acc, const float* __restrict__ dcu,
+                        const float* __restrict__ dx, float* __restrict__ dy1_buf, float* __restrict__ wgrad,
+                        float* __restrict__ pgrad, int V, int blocks, int b, int pool) {
+  using namespace trc;
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::F_HALVES, C::F_SMEM, C::F_PRIV);
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
+  const float kept = zstats[STATS * n + 3];
+  tc::stage<2, C::LDD>(hi + C::F_Q, lo + C::F_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
+  tc::stage<2, C::LDD>(hi + C::F_OUT, lo + C::F_OUT, Wb + C::OUT_W, C::D, C::D, C::D, C::D);
+  tc::stage<2, C::LDD>(hi + C::F_G, lo + C::F_G, Wb + C::FG_W, C::FF, C::D, 16 * C::KF, C::D);
+  tc::stage<2, C::LDD>(hi + C::F_U, lo + C::F_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
+  tc::stage<2, C::LDF>(hi + C::F_DN, lo + C::F_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
+  float sc[C::H];
+  stage_attention<C>(hi, lo, C::F_ATT, -1, acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK, kept, sf, scal,
+                     sc);
+  __syncthreads();
+  const SMat q{hi + C::F_Q, lo + C::F_Q}, out{hi + C::F_OUT, lo + C::F_OUT}, att{hi + C::F_ATT, lo + C::F_ATT};
+  const SMat gate{hi + C::F_G, lo + C::F_G}, up{hi + C::F_U, lo + C::F_U}, down{hi + C::F_DN, lo + C::F_DN};
+  const float eps_k = ATTENTION_EPS / kept;
+  float* mine = priv + warp * C::F_PRIV;
+  const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
+  const float* xb = xs + (size_t)b * (C::D + 1) * T;
+  const float* zrow = z + row0;
+  const int tiles = (V + 15) / 16;
+  for (int tile = blockIdx.x * BW_WARPS + warp; tile < tiles; tile += gridDim.x * BW_WARPS) {
+    const int t0 = 16 * tile;
+    float lp[2], keep[2];
+    tc::tile_lp(zrow, zstats + STATS * n, V, t0, lane, lp, keep);
+    float xh1[C::ND][4], r1[2];
+    {
+      float x[C::ND][4], phiq[C::ND][4], a[C::ND][4], inv[C::H][2];
+      load_cm(x, xb, T, row0, t0, V, lane);
+      attention_fwd<C>(x, Wb, q, att, sc, eps_k, phiq, a, inv, lane);
+      token_product<C::KD, C::ND, C::LDD, false>(xh1, a, out, lane);
+      add_bias(xh1, Wb + C::OUT_B, C::D, lane);
 #pragma unroll
-      for (int j = 0; j < C::HW; ++j) dk = fmaf(dsums[c * C::HW + j], v[h * C::HW + j], dk);
-      dq[C::D + c] = keep * dk * fminf(k[c], 1.0f);
+      for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) xh1[i][e] += x[i][e];
     }
+    normalize_tile(xh1, r1);
+    float y1[C::ND][4];
+    affine(y1, xh1, Wb + C::LN1_W, Wb + C::LN1_B, lane);
+    float hg[C::NF][4], hu[C::NF][4], hf[C::NF][4];
+    {
+      AFrag ya[C::KD];
+      float iy[2];
+      to_afrags<C::KD>(ya, iy, y1);
+      tc::zero(hg);
+      tc::zero(hu);
+      tc::linear<C::KD, C::NF, 2, C::LDD>(hg, ya, gate, lane);
+      tc::linear<C::KD, C::NF, 2, C::LDD>(hu, ya, up, lane);
+      unscale(hg, iy);
+      unscale(hu, iy);
+    }
+    add_bias(hg, Wb + C::FG_B, C::FF, lane);
+    add_bias(hu, Wb + C::FU_B, C::FF, lane);
 #pragma unroll
-    for (int j = 0; j < C::HW; ++j) {
-      float dv = 0.0f;
+    for (int i = 0; i < C::NF; ++i)
 #pragma unroll
-      for (int i = 0; i < C::HW; ++i) dv = fmaf(dsums[(h * C::HW + i) * C::HW + j], k[h * C::HW + i], dv);
-      dq[2 * C::D + h * C::HW + j] = keep * dv;
+      for (int e = 0; e < 4; ++e) hf[i][e] = silu(hg[i][e]) * hu[i][e];
+    float xh2[C::ND][4], r2[2];
+    token_product<C::KF, C::ND, C::LDF, false>(xh2, hf, down, lane);
+    add_bias(xh2, Wb + C::FD_B, C::D, lane);
+#pragma unroll
+    for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) xh2[i][e] += y1[i][e];
+    normalize_tile(xh2, r2);
+    // dL/dx_{b+1} (+ the pool's share) -> dy2 through LN2
+    float gr[C::ND][4];
+    load_cm(gr, dx, T, row0, t0, V, lane);
+    if (pool) {
+#pragma unroll
+      for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          gr[i][e] = fmaf(keep[e >> 1], __ldg(dcu + (size_t)n * C::D + 8 * i + 2 * t + (e & 1)), gr[i][e]);
+    }
+    ln_backward(gr, xh2, r2, Wb + C::LN2_W, mine + C::F_LN + 2 * C::D, mine + C::F_LN + 3 * C::D, lane);
+    // down: dW += dy2^T [hf | 1] (the ones in hf's first padding channel), dh = dy2 W_down
+    {
+      if (t == (C::FF % 8) / 2) {
+        hf[C::FF / 8][C::FF % 2] = 1.0f;
+        hf[C::FF / 8][2 + C::FF % 2] = 1.0f;
+      }
+      float sa[C::ND][2], sb[C::NF][2];
+      channel_scales(gr, sa);
+      channel_scales(hf, sb);
+      TFrag ta[C::ND], tb[C::NF];
+      to_tfrags(ta, gr, sa);
+      to_tfrags(tb, hf, sb);
+      add_wgrad<C::KD, C::NF, false>(mine + C::F_DOWN, C::FF + 1, C::D, C::FF + 1, ta, sa, tb, sb, lane);
+    }
+    float dh[C::NF][4];
+    token_product<C::KD, C::NF, C::LDF, true>(dh, gr, down, lane);
+    // SwiGLU backward: hg <- dg, hu <- du
+#pragma unroll
+    for (int i = 0; i < C::NF; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float g = hg[i][e], u = hu[i][e];
+        const float sg = sigmoidf_(g);
+        hg[i][e] = dh[i][e] * u * sg * fmaf(g, 1.0f - sg, 1.0f);
+        hu[i][e] = dh[i][e] * g * sg;
+      }
+    // gate, up: dW += d^T [y1 | 1]; dy1 = dy2 + dg W_gate + du W_up
+    {
+      float sy[C::ND][2], sg[C::NF][2];
+      TFrag ty[C::ND], tg[C::NF];
+      channel_scales(y1, sy);
+      to_tfrags(ty, y1, sy);
+      channel_scales(hg, sg);
+      to_tfrags(tg, hg, sg);
+      add_wgrad<C::KF, C::ND, true>(mine + C::F_GATE, C::D + 1, C::FF, C::D, tg, sg, ty, sy, lane);
+      channel_scales(hu, sg);
+      to_tfrags(tg, hu, sg);
+      add_wgrad<C::KF, C::ND, true>(mine + C::F_UP, C::D + 1, C::FF, C::D, tg, sg, ty, sy, lane);
+    }
+    {
+      float s[2], m[2];
+      token_scales(hg, s);
+      token_scales(hu, m);
+      s[0] = fminf(s[0], m[0]);  // the smaller factor fits both
+      s[1] = fminf(s[1], m[1]);
+      AFrag ag[C::KF], au[C::KF];
+      tc::to_frags<C::KF, 2>(ag, hg, s);
+      tc::to_frags<C::KF, 2>(au, hu, s);
+      float d1[C::ND][4];
+      tc::zero(d1);
+      linear_t<C::KF, C::ND, C::LDD>(d1, ag, gate, lane);
+      linear_t<C::KF, C::ND, C::LDD>(d1, au, up, lane);
+      const float inv[2] = {inv_pow2(s[0]), inv_pow2(s[1])};
+#pragma unroll
+      for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) gr[i][e] = fmaf(d1[i][e], inv[e >> 1], gr[i][e]);
+    }
+    ln_backward(gr, xh1, r1, Wb + C::LN1_W, mine + C::F_LN, mine + C::F_LN + C::D, lane);
+    store_cm(dy1_buf, gr, T, row0, t0, V, lane);
+  }
+  flush_warps(priv, C::F_PRIV, C::F_LN, wgrad + (size_t)b * C::WG_BLOCK + C::WG_GATE, pgrad + C::pg_block(b));
+}
+
+// Block b's backward, attention part (tr_bwd_attn): from dy1, writes dq and adds the row's
+// dS' = sum phi(q) dnum'^T, ds' = sum dden' phi(q) (dnum', dden' of the sums / kept: dS = dS' /
+// kept) to dacc.
+template <class C>
+__device__ void bwd_attn(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
+                         const float* __restrict__ xs, const float* __restrict__ acc,
+                         const float* __restrict__ dy1_buf, float* __restrict__ dq_buf, float* __restrict__ dacc,
+                         float* __restrict__ wgrad, int V, int blocks, int b) {
+  using namespace trc;
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::A_HALVES, C::A_SMEM, C::A_PRIV);
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
+  const float kept = zstats[STATS * n + 3];
+  tc::stage<2, C::LDD>(hi + C::A_Q, lo + C::A_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
+  tc::stage<2, C::LDD>(hi + C::A_OUT, lo + C::A_OUT, Wb + C::OUT_W, C::D, C::D, C::D, C::D);
+  float sc[C::H];
+  stage_attention<C>(hi, lo, C::A_ATT, C::A_ATTT, acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK, kept, sf,
+                     scal, sc);
+  __syncthreads();
+  const SMat q{hi + C::A_Q, lo + C::A_Q}, out{hi + C::A_OUT, lo + C::A_OUT};
+  const SMat att{hi + C::A_ATT, lo + C::A_ATT}, attt{hi + C::A_ATTT, lo + C::A_ATTT};
+  const float eps_k = ATTENTION_EPS / kept;
+  float* mine = priv + warp * C::A_PRIV;
+  const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
+  const float* xb = xs + (size_t)b * (C::D + 1) * T;
+  const int tiles = (V + 15) / 16;
+  for (int tile = blockIdx.x * BW_WARPS + warp; tile < tiles; tile += gridDim.x * BW_WARPS) {
+    const int t0 = 16 * tile;
+    float phiq[C::ND][4], a[C::ND][4], inv[C::H][2];
+    {
+      float x[C::ND][4];
+      load_cm(x, xb, T, row0, t0, V, lane);
+      attention_fwd<C>(x, Wb, q, att, sc, eps_k, phiq, a, inv, lane);
+    }
+    float g1[C::ND][4];
+    load_cm(g1, dy1_buf, T, row0, t0, V, lane);
+    // out: dW += dy1^T [a | 1]
+    {
+      float sa[C::ND][2], sb[C::ND][2];
+      TFrag ta[C::ND], tb[C::ND];
+      channel_scales(g1, sa);
+      to_tfrags(ta, g1, sa);
+      channel_scales(a, sb);
+      to_tfrags(tb, a, sb);
+      add_wgrad<C::KD, C::ND, true>(mine, C::D + 1, C::D, C::D, ta, sa, tb, sb, lane);
+    }
+    // da = dy1 W_out -> dnum' = da inv, dden' = -(da . a) inv per head
+    float dn[C::ND][4], dden[C::H][2];
+    token_product<C::KD, C::ND, C::LDD, true>(dn, g1, out, lane);
+#pragma unroll
+    for (int h = 0; h < C::H; ++h)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float dot = fmaf(dn[h][2 * r], a[h][2 * r], dn[h][2 * r + 1] * a[h][2 * r + 1]);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        dden[h][r] = -dot * inv[h][r];
+        dn[h][2 * r] *= inv[h][r];
+        dn[h][2 * r + 1] *= inv[h][r];
+      }
+    // dphi(q) = dnum' S'^T + dden' s'; dq = dphi(q) phi'(q) (phi' = min(phi, 1))
+    {
+      float dp[C::ND][4];
+      token_product<C::KD, C::ND, C::LDD, false>(dp, dn, attt, lane);
+#pragma unroll
+      for (int h = 0; h < C::H; ++h) {
+        const float is = inv_pow2(sc[h]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float s = sf[C::D * 8 + 8 * h + 2 * t + (e & 1)];
+          dp[h][e] = fmaf(dp[h][e], is, dden[h][e >> 1] * s) * fminf(phiq[h][e], 1.0f);
+        }
+      }
+      store_cm(dq_buf, dp, T, row0, t0, V, lane);
+    }
+    // dS'[c][j] += sum phi(q)_c dnum'_j (c, j of one head), ds'[c] += sum dden'_h phi(q)_c
+    {
+      float sp[C::ND][2], sn[C::ND][2];
+      TFrag tp[C::ND], tn[C::ND];
+      channel_scales(phiq, sp);
+      to_tfrags(tp, phiq, sp);
+      channel_scales(dn, sn);
+      to_tfrags(tn, dn, sn);
+#pragma unroll
+      for (int h = 0; h < C::H; ++h) {
+        const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        mma3(c, af, tn[h].h[0], tn[h].h[1], tn[h].l[0], tn[h].l[1]);
+        // head h's rows of the m-tile: g (h even, c0 c1) or g + 8 (h odd, c2 c3) = channel 8 h + g
+        const int e0 = 2 * (h & 1);
+        const float ir = row_inv(sp[h], lane);
+        float* dst = mine + C::D * (C::D + 1) + (8 * h + g) * 8 + 2 * t;
+        dst[0] += c[e0] * ir * inv_pow2(sn[h][0]);
+        dst[1] += c[e0 + 1] * ir * inv_pow2(sn[h][1]);
+      }
+      float ds[C::ND][2];
+#pragma unroll
+      for (int h = 0; h < C::ND; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) ds[h][e] = fmaf(dden[h][0], phiq[h][e], dden[h][1] * phiq[h][e + 2]);
+      add_channel_sums(mine + C::D * (C::D + 1) + C::D * 8, ds, lane);
     }
   }
-#pragma unroll
-  for (int i = C::D; i < 3 * C::D; ++i) dqkv_buf[at(i, T, tok)] = dq[i];
-#pragma unroll
-  for (int j = 0; j < C::D; ++j) {
-    float a = dy1_buf[at(j, T, tok)];
-#pragma unroll
-    for (int o = 0; o < 3 * C::D; ++o) a = fmaf(__ldg(Wb + C::QKV_W + o * C::D + j), dq[o], a);
-    dx[at(j, T, tok)] = a;
+  flush_warps(priv, C::A_PRIV, C::D * (C::D + 1), wgrad + (size_t)b * C::WG_BLOCK + C::WG_OUT,
+              dacc + (size_t)n * C::ACC_BLOCK);
+}
+
+// Block b's backward, qkv part (tr_bwd_qkv): dk = keep dphi(k) phi'(k) with dphi(k) = dS_h v +
+// ds_h, dv = keep dS_h^T phi(k); the qkv weight gradient; dx = dL/dx_b = dy1 + W_qkv^T dqkv.
+template <class C>
+__device__ void bwd_qkv(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
+                        const float* __restrict__ xs, const float* __restrict__ dacc,
+                        const float* __restrict__ dy1_buf, const float* __restrict__ dq_buf, float* __restrict__ dx,
+                        float* __restrict__ wgrad, int V, int blocks, int b) {
+  using namespace trc;
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::B_HALVES, C::B_SMEM, C::B_PRIV);
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
+  const float kept = zstats[STATS * n + 3];
+  tc::stage<2, C::LDD>(hi + C::B_QKV, lo + C::B_QKV, Wb + C::QKV_W, 3 * C::D, C::D, 3 * C::D, C::D);
+  // dS, ds = dS', ds' / kept; per-head scales of dS
+  const float* dsum = dacc + (size_t)n * C::ACC_BLOCK;
+  for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) {
+    const float v = dsum[i] / kept;
+    sf[i] = v;
+    if (i < C::D * 8) atomicMax(reinterpret_cast<int*>(scal + i / 64), __float_as_int(fabsf(v)));
   }
+  __syncthreads();
+  float sc[C::H];
+#pragma unroll
+  for (int h = 0; h < C::H; ++h) sc[h] = norm_scale(scal[h]);
+  // M1 (c, r) = dS[c][r % 8] (dphi(k) = v M1^T), M2 (o, i) = dS[i][o % 8] (dv = phi(k) M2^T), same head
+  for (int i = threadIdx.x; i < C::D * C::D; i += blockDim.x) {
+    const int r = i / C::D, c = i % C::D, head = r / 8;
+    const bool same = c / 8 == head;
+    const float v1 = same ? sf[r * 8 + (c % 8)] * sc[head] : 0.0f;
+    const float v2 = same ? sf[c * 8 + (r % 8)] * sc[head] : 0.0f;
+    __half h = __float2half_rn(v1);
+    hi[C::B_M1 + r * C::LDD + c] = h;
+    lo[C::B_M1 + r * C::LDD + c] = __float2half_rn(v1 - __half2float(h));
+    h = __float2half_rn(v2);
+    hi[C::B_M2 + r * C::LDD + c] = h;
+    lo[C::B_M2 + r * C::LDD + c] = __float2half_rn(v2 - __half2float(h));
+  }
+  __syncthreads();
+  const SMat qkv{hi + C::B_QKV, lo + C::B_QKV};
+  const SMat wk{hi + C::B_QKV + C::D * C::LDD, lo + C::B_QKV + C::D * C::LDD};
+  const SMat wv{hi + C::B_QKV + 2 * C::D * C::LDD, lo + C::B_QKV + 2 * C::D * C::LDD};
+  const SMat m1{hi + C::B_M1, lo + C::B_M1}, m2{hi + C::B_M2, lo + C::B_M2};
+  float* mine = priv + warp * C::B_PRIV;
+  const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
+  const float* xb = xs + (size_t)b * (C::D + 1) * T;
+  const float* zrow = z + row0;
+  const int tiles = (V + 15) / 16;
+  for (int tile = blockIdx.x * BW_WARPS + warp; tile < tiles; tile += gridDim.x * BW_WARPS) {
+    const int t0 = 16 * tile;
+    float lp[2], keep[2];
+    tc::tile_lp(zrow, zstats + STATS * n, V, t0, lane, lp, keep);
+    float x[C::ND][4];
+    load_cm(x, xb, T, row0, t0, V, lane);
+    // dqkv = [dq, dk, dv]
+    float d[3 * C::ND][4];
+    {
+      float pk[C::ND][4], v[C::ND][4];
+      AFrag xa[C::KD];
+      float ix[2];
+      to_afrags<C::KD>(xa, ix, x);
+      tc::zero(pk);
+      tc::zero(v);
+      tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
+      tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
+      unscale(pk, ix);
+      unscale(v, ix);
+      add_bias(pk, Wb + C::QKV_B + C::D, C::D, lane);
+      add_bias(v, Wb + C::QKV_B + 2 * C::D, C::D, lane);
+#pragma unroll
+      for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pk[i][e] = elu_plus_one(pk[i][e]);
+      float dk[C::ND][4], dv[C::ND][4];
+      token_product<C::KD, C::ND, C::LDD, false>(dk, v, m1, lane);
+      token_product<C::KD, C::ND, C::LDD, false>(dv, pk, m2, lane);
+#pragma unroll
+      for (int h = 0; h < C::ND; ++h) {
+        const float is = inv_pow2(sc[h]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float kp = keep[e >> 1];
+          const float s = sf[C::D * 8 + 8 * h + 2 * t + (e & 1)];
+          d[C::ND + h][e] = kp * fmaf(dk[h][e], is, s) * fminf(pk[h][e], 1.0f);
+          d[2 * C::ND + h][e] = kp * dv[h][e] * is;
+        }
+      }
+    }
+    {
+      float dq[C::ND][4];
+      load_cm(dq, dq_buf, T, row0, t0, V, lane);
+#pragma unroll
+      for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) d[i][e] = dq[i][e];
+    }
+    // qkv: dW += dqkv^T [x | 1]
+    {
+      float sa[3 * C::ND][2], sb[C::ND][2];
+      TFrag ta[3 * C::ND], tb[C::ND];
+      channel_scales(d, sa);
+      to_tfrags(ta, d, sa);
+      channel_scales(x, sb);
+      to_tfrags(tb, x, sb);
+      add_wgrad<3 * C::KD, C::ND, true>(mine, C::D + 1, 3 * C::D, C::D, ta, sa, tb, sb, lane);
+    }
+    // dx = dy1 + dqkv W_qkv
+    float o[C::ND][4];
+    token_product<3 * C::KD, C::ND, C::LDD, true>(o, d, qkv, lane);
+    float y[C::ND][4];
+    load_cm(y, dy1_buf, T, row0, t0, V, lane);
+#pragma unroll
+    for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[i][e] += y[i][e];
+    store_cm(dx, o, T, row0, t0, V, lane);
+  }
+  flush_warps(priv, C::B_PRIV, C::B_PRIV, wgrad + (size_t)b * C::WG_BLOCK + C::WG_QKV, nullptr);
 }
 
 // The encoder's backward from dx = dL/dx_0: its hidden units -> h (the down projection's GEMM
@@ -950,18 +1633,21 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
     head_backward<Net_##NAME>(z, zs, target, ts, loss, W, xs, rows, dx, dgu, rowgrad, pgrad, V, blocks,    \
                               gamma, scale);                                                             \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(THREADS) tr_block_bwd_a_##NAME(                          \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_bwd_ffn_##NAME(                       \
       const float* z, const float* zs, const float* W, const float* xs, const float* acc,                 \
-      const float* dcu, const float* dx, float* a_buf, float* y1_buf, float* hf_buf, float* dy2_buf,      \
-      float* dgu_buf, float* dy1_buf, float* dqkv_buf, float* dacc, float* pgrad, int V, int blocks,      \
+      const float* dcu, const float* dx, float* dy1, float* wgrad, float* pgrad, int V, int blocks,       \
       int b, int pool) {                                                                                 \
-    block_backward_a<Net_##NAME>(z, zs, W, xs, acc, dcu, dx, a_buf, y1_buf, hf_buf, dy2_buf, dgu_buf,     \
-                                 dy1_buf, dqkv_buf, dacc, pgrad, V, blocks, b, pool);                    \
+    bwd_ffn<Net_##NAME>(z, zs, W, xs, acc, dcu, dx, dy1, wgrad, pgrad, V, blocks, b, pool);              \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(THREADS) tr_block_bwd_b_##NAME(                          \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_bwd_attn_##NAME(                      \
+      const float* z, const float* zs, const float* W, const float* xs, const float* acc,                 \
+      const float* dy1, float* dq, float* dacc, float* wgrad, int V, int blocks, int b) {                \
+    bwd_attn<Net_##NAME>(z, zs, W, xs, acc, dy1, dq, dacc, wgrad, V, blocks, b);                         \
+  }                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_bwd_qkv_##NAME(                       \
       const float* z, const float* zs, const float* W, const float* xs, const float* dacc,                \
-      const float* dy1_buf, float* dqkv_buf, float* dx, int V, int blocks, int b) {                      \
-    block_backward_b<Net_##NAME>(z, zs, W, xs, dacc, dy1_buf, dqkv_buf, dx, V, blocks, b);               \
+      const float* dy1, const float* dq, float* dx, float* wgrad, int V, int blocks, int b) {            \
+    bwd_qkv<Net_##NAME>(z, zs, W, xs, dacc, dy1, dq, dx, wgrad, V, blocks, b);                           \
   }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(THREADS) tr_encode_bwd_##NAME(                           \
       const float* z, const float* zs, const float* W, const float* dx, float* h_buf, float* pgrad,       \

@@ -1,15 +1,20 @@
 //! [`FusedTrainer`]: one training step of a SamplingNetwork — forward, [`crate::TruncatedLogitsLoss`]
-//! and backward — as fused CUDA kernels (`fused_training.cu`), f32 storage and arithmetic,
-//! giving the loss sums and the gradient of every parameter; equal to candle's autograd of
-//! [`crate::LearnedSampler::forward`] + [`crate::TruncatedLogitsLoss::per_row`] up to f32
-//! rounding (summation order).
+//! and backward — as fused CUDA kernels (`fused_training.cu`), f32 storage with f32 arithmetic
+//! and accumulation (the block backward's matrix products in split f16 on tensor cores, about
+//! f32 accuracy), giving the loss sums and the gradient of every parameter; equal to candle's
+//! autograd of [`crate::LearnedSampler::forward`] + [`crate::TruncatedLogitsLoss::per_row`] up to
+//! rounding.
 //!
 //! A step over `N` rows of `V` tokens (`T = N·V` tokens in all):
-//! - per-token work runs one thread per token, fused per layer group: the encoder, each block
-//!   (forward), the output head, the head's backward with the loss gradient, each block's
-//!   backward in two launches (the second needs the block's vocabulary-wide `dS`, `ds`), the
-//!   encoder's backward — `3B + 4` launches plus five per-row ones (row statistics ×2, loss,
-//!   the per-row heads and their backward), [`FusedTrainer::launches`];
+//! - the forward, the output head and its backward run one thread per token, fused per layer
+//!   group (the encoder, each block, the head, the head's backward with the loss gradient, the
+//!   encoder's backward);
+//! - each block's backward is three tensor-core launches over 16-token tiles (FFN and LayerNorms;
+//!   the output projection and attention; the attention's key / value side and `dx`, which needs
+//!   the block's vocabulary-wide `dS`, `ds`), each adding its Linear layers' weight and bias
+//!   gradients `dY·Xᵀ` in-kernel (per-warp shared-memory sums, then one global add per thread
+//!   block) — `4B + 9` launches in all with the per-row ones (row statistics ×2, loss, the
+//!   per-row heads and their backward), [`FusedTrainer::launches`];
 //! - the vocabulary-wide sums the network itself needs (attention sums, pool, their backward)
 //!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
 //!   transform's context part, a few thousand flops per row) and their backward are one kernel
@@ -18,10 +23,10 @@
 //!   its end;
 //! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (one gather
 //!   launch) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
-//! - the weight gradients of the per-token Linear layers are `dY·Xᵀ` over the `T` tokens: one
-//!   cuBLAS GEMM per layer (`4B + 3`: the transform's gate and up parts are written straight
-//!   into their weights' token columns), on operands the kernels write channel-major (`[C][T]`),
-//!   each input with a channel of ones whose column of the product is the bias gradient; the
+//! - the weight gradients of the transform's token part (gate and up, written straight into
+//!   their weights' token columns) and of the encoder's down projection are `dY·Xᵀ` over the `T`
+//!   tokens by cuBLAS (three GEMMs), on operands the kernels write channel-major (`[C][T]`), each
+//!   input with a channel of ones whose column of the product is the bias gradient; the
 //!   LayerNorm, encoder gate/up and transform down-projection gradients are in-kernel sums.
 //!
 //! Rows whose KL is infinite (the input masks a token the target keeps) contribute no gradient,
@@ -32,6 +37,7 @@ use std::time::Instant;
 
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::cuda_backend::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
 };
@@ -44,8 +50,8 @@ use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
 use crate::gpu::adamw::address;
 use crate::gpu::fused::{
-    check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order, MAX_ROWS,
-    ROW_THREADS,
+    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order,
+    MAX_ROWS, ROW_THREADS,
 };
 use crate::layers::SwiGlu;
 
@@ -63,6 +69,8 @@ const PACK_THREADS: u32 = 256;
 const PACK_BLOCKS: usize = 256;
 /// Threads per block of the per-row head kernels (the kernels' `ROW_HEAD_THREADS`).
 const ROW_HEAD_THREADS: u32 = 128;
+/// Warps per block of the tensor-core block backward (the kernels' `BW_WARPS`).
+const BW_WARPS: usize = 8;
 
 /// Launches CUDA kernel `$name` of the training module with launch configuration `$cfg` and the
 /// given arguments (buffers as `&` / `&mut` CUDA slices, scalars as `&` values).
@@ -77,6 +85,34 @@ macro_rules! launch {
         // write their row's few outputs; the gather `tr_pack` copies each parameter (address and
         // length from its table, held alive by `pack`) into its range of the packed buffer.
         unsafe { b.launch($cfg) }.w()?;
+    }};
+}
+
+/// Launches tensor-core block-backward kernel `$name` (dynamic shared memory `$smem` bytes,
+/// [`BW_WARPS`] warps per block, thread blocks per row to fill the device) over `$rows` rows
+/// of `$vocab` tokens.
+macro_rules! launch_bw {
+    ($self:expr, $name:expr, $smem:expr, $rows:expr, $vocab:expr; $($arg:expr),* $(,)?) => {{
+        let func = $self.cuda.get_or_load_custom_func($name, MODULE, PTX)?;
+        let smem = $smem as u32;
+        func.set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .w()?;
+        let threads = (32 * BW_WARPS) as u32;
+        let per_row = blocks_per_row(&$self.cuda, &func, $rows, $vocab, threads, smem)?;
+        let cfg = LaunchConfig {
+            grid_dim: (per_row, $rows as u32, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: smem,
+        };
+        let mut b = func.builder();
+        $( b.arg($arg); )*
+        // SAFETY: the kernels read and write the channels of their row's 16-token tiles in the
+        // [C][N][V] buffers (sized by the step for N·V tokens), check that they were given the
+        // shared memory they need, and add to per-row and per-parameter sums with atomics.
+        unsafe { b.launch(cfg) }.w()?;
     }};
 }
 
@@ -257,6 +293,30 @@ impl Dims {
     fn pg_len(&self) -> usize {
         self.pg_head() + self.ft + 1
     }
+    /// Floats of one block's weight gradients in the block backward's `wgrad` layout (each
+    /// Linear `[out, in + 1]`, the bias last: qkv, out, gate, up, down; the kernels' `WG_*`).
+    fn wg_block(&self) -> usize {
+        let (d, ff) = (self.d, self.ff);
+        4 * d * (d + 1) + 2 * ff * (d + 1) + d * (ff + 1)
+    }
+    /// Dynamic shared memory (bytes) of the block backward's FFN, attention and qkv kernels
+    /// (the kernels' `F_SMEM`, `A_SMEM`, `B_SMEM`): staged matrices in f16 hi and lo, the
+    /// staged sums and 4 scale slots, each warp's own sums.
+    fn bw_smem(&self) -> [usize; 3] {
+        let (d, ff) = (self.d, self.ff);
+        let kf = ff.div_ceil(16);
+        let (ldd, ldf, na) = (d + 8, 16 * kf + 8, d / 8 + 1);
+        let bytes = |halves: usize, private: usize| {
+            4 * halves + 4 * (self.acc_block() + 4 + BW_WARPS * private)
+        };
+        let ffn = bytes(
+            2 * d * ldd + 2 * 16 * kf * ldd + d * ldf + 8 * na * ldd,
+            2 * ff * (d + 1) + d * (ff + 1) + 4 * d,
+        );
+        let attn = bytes(3 * d * ldd + 8 * na * ldd, d * (d + 1) + self.acc_block());
+        let qkv = bytes(5 * d * ldd, 3 * d * (d + 1));
+        [ffn, attn, qkv]
+    }
 }
 
 impl FusedTrainer {
@@ -309,10 +369,10 @@ impl FusedTrainer {
     }
 
     /// Number of kernel launches of one step (row statistics ×2, encoder, blocks, per-row
-    /// heads, head, loss, head backward, per-row heads' backward, two per block backward,
+    /// heads, head, loss, head backward, per-row heads' backward, three per block backward,
     /// encoder backward), GEMMs and packing not counted.
     pub fn launches(&self) -> usize {
-        3 * self.config.n_blocks + 9
+        4 * self.config.n_blocks + 9
     }
 
     /// The parameters in `params` (all of the configuration's, by name, f32 or convertible, on
@@ -530,54 +590,40 @@ impl FusedTrainer {
         ph.mark(dev, "weight-gradient GEMMs")?;
         let mut grads = BTreeMap::new();
 
-        // Blocks, last first.
+        // Blocks, last first: dy1 (LN1 input gradient) and dq pass from one launch to the next;
+        // the Linear layers' gradients accumulate in `wgrad`.
         let ch = |c: usize| -> Result<CudaSlice<f32>> { self.buffer(c * t) };
-        let (mut a_buf, mut y1_buf, mut hf_buf) =
-            (ch(dims.d + 1)?, ch(dims.d + 1)?, ch(dims.ff + 1)?);
-        for (buf, k) in [
-            (&mut a_buf, dims.d),
-            (&mut y1_buf, dims.d),
-            (&mut hf_buf, dims.ff),
-        ] {
-            self.fill(buf, k * t, t, 1.0)?;
-        }
-        let (mut dy2, mut dgu, mut dy1) = (ch(dims.d)?, ch(2 * dims.ff)?, ch(dims.d)?);
-        let mut dqkv = ch(3 * dims.d)?;
+        let (mut dy1, mut dq) = (ch(dims.d)?, ch(dims.d)?);
         let mut dacc = dev.alloc_zeros::<f32>(n * dims.acc_block())?;
+        let mut wgrad = dev.alloc_zeros::<f32>(dims.blocks * dims.wg_block())?;
+        let [ffn_smem, attn_smem, qkv_smem] = dims.bw_smem();
+        let sfx = &self.suffix;
         for b in (0..dims.blocks).rev() {
             let bi = b as i32;
             let pool = i32::from(b + 1 == dims.blocks);
             let len = dacc.len();
             self.fill(&mut dacc, 0, len, 0.0)?;
-            launch!(self, &format!("tr_block_bwd_a_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &acc, &dcu_dev, &dx, &mut a_buf, &mut y1_buf, &mut hf_buf, &mut dy2, &mut dgu, &mut dy1, &mut dqkv, &mut dacc, &mut pgrad, &vi, &blocks, &bi, &pool);
-            launch!(self, &format!("tr_block_bwd_b_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &dacc, &dy1, &mut dqkv, &mut dx, &vi, &blocks, &bi);
+            launch_bw!(self, &format!("tr_bwd_ffn_{sfx}"), ffn_smem, n, v; &z, &zs, &w, &xs, &acc, &dcu_dev, &dx, &mut dy1, &mut wgrad, &mut pgrad, &vi, &blocks, &bi, &pool);
+            launch_bw!(self, &format!("tr_bwd_attn_{sfx}"), attn_smem, n, v; &z, &zs, &w, &xs, &acc, &dy1, &mut dq, &mut dacc, &mut wgrad, &vi, &blocks, &bi);
+            launch_bw!(self, &format!("tr_bwd_qkv_{sfx}"), qkv_smem, n, v; &z, &zs, &w, &xs, &dacc, &dy1, &dq, &mut dx, &mut wgrad, &vi, &blocks, &bi);
             ph.mark(dev, "block backward kernels")?;
-            let (d, ff) = (dims.d, dims.ff);
-            let pre = format!("blocks.{b}");
-            let x_b = xs.slice(b * slot..(b + 1) * slot);
-            let qkv = self.weight_grad(&dqkv.slice(..), &x_b, 3 * d, d + 1, t)?;
-            split_linear(
-                &mut grads,
-                &format!("{pre}.attn.qkv"),
-                wrap(qkv, dev, (3 * d, d + 1)),
-            )?;
-            let o = self.weight_grad(&dy1.slice(..), &a_buf.slice(..), d, d + 1, t)?;
-            split_linear(
-                &mut grads,
-                &format!("{pre}.attn.out"),
-                wrap(o, dev, (d, d + 1)),
-            )?;
-            let gu = self.weight_grad(&dgu.slice(..), &y1_buf.slice(..), 2 * ff, d + 1, t)?;
-            let gu = wrap(gu, dev, (2 * ff, d + 1));
-            split_linear(&mut grads, &format!("{pre}.ffn.gate"), gu.narrow(0, 0, ff)?)?;
-            split_linear(&mut grads, &format!("{pre}.ffn.up"), gu.narrow(0, ff, ff)?)?;
-            let dn = self.weight_grad(&dy2.slice(..), &hf_buf.slice(..), d, ff + 1, t)?;
-            split_linear(
-                &mut grads,
-                &format!("{pre}.ffn.down"),
-                wrap(dn, dev, (d, ff + 1)),
-            )?;
-            ph.mark(dev, "weight-gradient GEMMs")?;
+        }
+        let (d, ff) = (dims.d, dims.ff);
+        let wg = wrap(wgrad, dev, dims.blocks * dims.wg_block());
+        for b in 0..dims.blocks {
+            let mut off = b * dims.wg_block();
+            for (layer, out, inp) in [
+                ("attn.qkv", 3 * d, d),
+                ("attn.out", d, d),
+                ("ffn.gate", ff, d),
+                ("ffn.up", ff, d),
+                ("ffn.down", d, ff),
+            ] {
+                let len = out * (inp + 1);
+                let g = wg.narrow(0, off, len)?.reshape((out, inp + 1))?;
+                split_linear(&mut grads, &format!("blocks.{b}.{layer}"), g)?;
+                off += len;
+            }
         }
 
         // Encoder.

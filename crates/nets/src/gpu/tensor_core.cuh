@@ -1,0 +1,148 @@
+// Tensor-core helpers shared by the SamplingNetwork's kernels (sampling_network_tc.cu: the
+// inference forward; fused_training.cu: the training step's block backward): f16 hi / lo
+// splitting, mma.sync.m16n8k16 fragments, weights staged in shared memory as the B operand,
+// 16-token tiles. Everything is inlined into its callers.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
+//   A (16x16, row-major): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
+//   B (16x8, k x n):      b0 = (k 2t..2t+1, n g), b1 = (k 2t+8..2t+9, n g)
+//   C (16x8, f32):        c0 = (g, 2t), c1 = (g, 2t+1), c2 = (g+8, 2t), c3 = (g+8, 2t+1)
+// so the C tiles of channels 16c..16c+15 are the A fragment of k-chunk c of the next product.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "common.cuh"
+
+namespace tc {
+
+__device__ __forceinline__ uint32_t pack(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+// f16 hi / lo halves of a pair of floats: hi = f16(a), lo = f16(a - hi).
+template <int P>
+__device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
+  const __half2 h = __floats2half2_rn(a, b);
+  hi = pack(h);
+  if (P >= 1) lo = pack(__floats2half2_rn(a - __low2float(h), b - __high2float(h)));
+}
+
+// A operand (16 x 16) as hi and lo f16 pairs.
+struct AFrag { uint32_t h[4], l[4]; };
+
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// c += a.b at precision P; b given as hi (bh0, bh1) and lo (bl0, bl1).
+template <int P>
+__device__ __forceinline__ void mma_p(float (&c)[4], const AFrag& a, uint32_t bh0, uint32_t bh1, uint32_t bl0,
+                                      uint32_t bl1) {
+  mma(c, a.h, bh0, bh1);
+  if (P >= 1) mma(c, a.l, bh0, bh1);
+  if (P >= 2) mma(c, a.h, bl0, bl1);
+}
+
+// C tiles (NT = 2 KC n-tiles of 8 channels; rows g, g+8 times s[0], s[1]) -> KC A fragments.
+template <int KC, int P>
+__device__ __forceinline__ void to_frags(AFrag (&a)[KC], const float (&c)[2 * KC][4], const float (&s)[2]) {
+#pragma unroll
+  for (int k = 0; k < KC; ++k) {
+    split2<P>(c[2 * k][0] * s[0], c[2 * k][1] * s[0], a[k].h[0], a[k].l[0]);
+    split2<P>(c[2 * k][2] * s[1], c[2 * k][3] * s[1], a[k].h[1], a[k].l[1]);
+    split2<P>(c[2 * k + 1][0] * s[0], c[2 * k + 1][1] * s[0], a[k].h[2], a[k].l[2]);
+    split2<P>(c[2 * k + 1][2] * s[1], c[2 * k + 1][3] * s[1], a[k].h[3], a[k].l[3]);
+  }
+}
+
+// A weight matrix staged in shared memory: f16 hi and lo, [rows][LD] with LD = 16 KC + 8 (the
+// +8 halves make the fragment loads bank-conflict free).
+struct SMat { const __half* hi; const __half* lo; };
+
+// out[nt] += a . W^T for the W rows 8 nt .. 8 nt + 7 (weights as the B operand).
+template <int KC, int NT, int P, int LD>
+__device__ __forceinline__ void linear(float (&out)[NT][4], const AFrag (&a)[KC], SMat w, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+#pragma unroll
+    for (int k = 0; k < KC; ++k) {
+      const int off = (8 * n + g) * LD + 16 * k + 2 * t;
+      const uint32_t h0 = *reinterpret_cast<const uint32_t*>(w.hi + off);
+      const uint32_t h1 = *reinterpret_cast<const uint32_t*>(w.hi + off + 8);
+      uint32_t l0 = 0, l1 = 0;
+      if (P >= 2) {
+        l0 = *reinterpret_cast<const uint32_t*>(w.lo + off);
+        l1 = *reinterpret_cast<const uint32_t*>(w.lo + off + 8);
+      }
+      mma_p<P>(out[n], a[k], h0, h1, l0, l1);
+    }
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void zero(float (&c)[NT][4]) {
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) c[n][e] = 0.0f;
+}
+
+// c = c / s[row] + bias[channel] (channel = 8 n + 2 t + e % 2; bias entries >= count read as 0).
+template <int NT>
+__device__ __forceinline__ void rescale_bias(float (&c)[NT][4], const float (&s)[2], const float* __restrict__ bias,
+                                             int count, int lane) {
+  const int t = lane & 3;
+  const float i0 = 1.0f / s[0], i1 = 1.0f / s[1];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    const int ch = 8 * n + 2 * t;
+    const float b0 = ch < count ? __ldg(bias + ch) : 0.0f;
+    const float b1 = ch + 1 < count ? __ldg(bias + ch + 1) : 0.0f;
+    c[n][0] = fmaf(c[n][0], i0, b0);
+    c[n][1] = fmaf(c[n][1], i0, b1);
+    c[n][2] = fmaf(c[n][2], i1, b0);
+    c[n][3] = fmaf(c[n][3], i1, b1);
+  }
+}
+
+// Stages W [rows][cols] (row-major f32 at `src`) as f16 hi / lo [prows][LD] (zero padding).
+template <int P, int LD>
+__device__ void stage(__half* hi, __half* lo, const float* __restrict__ src, int rows, int cols, int prows,
+                      int pcols) {
+  for (int i = threadIdx.x; i < prows * pcols; i += blockDim.x) {
+    const int r = i / pcols, c = i % pcols;
+    const float v = (r < rows && c < cols) ? __ldg(src + r * cols + c) : 0.0f;
+    const __half h = __float2half_rn(v);
+    hi[r * LD + c] = h;
+    if (P >= 2) lo[r * LD + c] = __float2half_rn(v - __half2float(h));
+  }
+}
+
+__device__ __forceinline__ uint32_t dynamic_smem_size() {
+  uint32_t r;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+  return r;
+}
+
+// lp and keep of tokens g and g+8 of the tile starting at t0 (past V: lp 0, keep 0).
+__device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, const float* st, int V, int t0, int lane,
+                                        float (&lp)[2], float (&keep)[2]) {
+  const int g = lane >> 2;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = t0 + g + 8 * r;
+    lp[r] = 0.0f;
+    keep[r] = 0.0f;
+    if (t < V) {
+      const float z = zrow[t];
+      if (z != NEG_INF) { lp[r] = z - st[0] - st[1]; keep[r] = 1.0f; }
+    }
+  }
+}
+
+}  // namespace tc
