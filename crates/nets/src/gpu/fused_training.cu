@@ -8,8 +8,6 @@
 // from gpu::fused_training): a layer's input buffer carries one extra channel of ones after its
 // K channels, which makes the last column of dY * X^T the bias gradient. The kernels of one step:
 //
-//   tr_pack                         the parameters gathered into one buffer (once per
-//                                   optimizer step, not per step)
 //   tr_row_stats (z, then target)   per row: max, log sum exp(x - max), #NaN/+inf, #finite
 //   tr_encode_<cfg>                 lp, encoder -> x_0; block 0's sums S = sum phi(k) v^T, s
 //   tr_block_<cfg>   (b = 0..B-1)   x_b -> x_{b+1}; block b+1's sums (or the pool sum)
@@ -115,19 +113,6 @@ extern "C" __global__ void tr_row_stats(const float* __restrict__ x, int V, floa
     out[2] = bad;
     out[3] = kept;
   }
-}
-
-// Packs the parameters into one buffer (the order of gpu::fused::packing_order): `table` holds
-// per parameter {device address, offset in dst, float count}; grid (x: blocks striding over a
-// parameter, y: parameter).
-extern "C" __global__ void tr_pack(const unsigned long long* __restrict__ table, float* __restrict__ dst) {
-  const unsigned long long* e = table + 3 * blockIdx.y;
-  const float* src = reinterpret_cast<const float*>(e[0]);
-  float* out = dst + e[1];
-  const unsigned long long len = e[2];
-  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < len;
-       i += (unsigned long long)gridDim.x * blockDim.x)
-    out[i] = src[i];
 }
 
 // Per row, from the outputs `out` (-inf at input-masked tokens) and the target (row stats

@@ -21,8 +21,8 @@
 //!   each (a thread block per row; the forward is the inference's `sn_head_ctx`), so nothing
 //!   goes to the host inside a step but the loss sums and the row checks, copied back once at
 //!   its end;
-//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (one gather
-//!   launch) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
+//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (a device copy
+//!   per parameter and one concatenation) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
 //! - the weight gradients of the transform's token part (gate and up, written straight into
 //!   their weights' token columns) and of the encoder's down projection are `dY·Xᵀ` over the `T`
 //!   tokens by cuBLAS (three GEMMs), on operands the kernels write channel-major (`[C][T]`), each
@@ -48,10 +48,9 @@ use candle_core::{CudaStorage, DType, Device, Storage, Tensor};
 use crate::arch::logits_dims;
 use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
-use crate::gpu::adamw::address;
 use crate::gpu::fused::{
-    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order,
-    MAX_ROWS, ROW_THREADS,
+    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, pack_weights,
+    packing_order, MAX_ROWS, ROW_THREADS,
 };
 use crate::layers::SwiGlu;
 
@@ -64,9 +63,6 @@ const STATS: usize = 4;
 const LOSS: usize = 4;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
 const THREADS: u32 = 128;
-/// Threads per block of the parameter gather `tr_pack`, and most blocks per parameter.
-const PACK_THREADS: u32 = 256;
-const PACK_BLOCKS: usize = 256;
 /// Threads per block of the per-row head kernels (the kernels' `ROW_HEAD_THREADS`).
 const ROW_HEAD_THREADS: u32 = 128;
 /// Warps per block of the tensor-core block backward (the kernels' `BW_WARPS`).
@@ -82,8 +78,7 @@ macro_rules! launch {
         // SAFETY: the per-token kernels read and write their own token's channels of the
         // [C][N][V] buffers (sized by the step for N·V tokens) and add to per-row and
         // per-parameter sums with atomics; the per-row kernels read their row of V floats and
-        // write their row's few outputs; the gather `tr_pack` copies each parameter (address and
-        // length from its table, held alive by `pack`) into its range of the packed buffer.
+        // write their row's few outputs.
         unsafe { b.launch($cfg) }.w()?;
     }};
 }
@@ -376,65 +371,41 @@ impl FusedTrainer {
     }
 
     /// The parameters in `params` (all of the configuration's, by name, f32 or convertible, on
-    /// any device) packed into one f32 buffer on this trainer's device (one gather launch), for
-    /// any number of [`FusedTrainer::step_packed`] calls while they do not change. Errors name
-    /// a missing parameter or a total size that does not fit the configuration.
+    /// any device) packed into one f32 buffer on this trainer's device, for any number of
+    /// [`FusedTrainer::step_packed`] calls while they do not change. Errors name a missing
+    /// parameter or a total size that does not fit the configuration.
     pub fn pack(&self, params: &[(String, Tensor)]) -> Result<PackedParameters> {
         let named: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
         let device = Device::Cuda(self.cuda.clone());
-        let stream = self.cuda.cuda_stream();
         let order = packing_order(&self.config);
-        // Each parameter as f32, contiguous, on this device (no copy when it is already), kept
-        // alive until the gather below is queued; its table entry: address, offset, length.
-        let mut held = Vec::with_capacity(order.len());
-        let mut table = Vec::with_capacity(3 * order.len());
-        let mut shapes = Vec::with_capacity(order.len());
-        let (mut total, mut longest) = (0usize, 1usize);
-        for name in order {
-            let t = named
-                .get(name.as_str())
-                .ok_or_else(|| NetsError::MissingParameter {
-                    origin: "fused training step".into(),
-                    name: name.clone(),
-                    expected: vec![],
-                    architecture: "sampling_network".into(),
-                    hint: String::new(),
-                })?;
-            let t = t.to_device(&device)?.to_dtype(DType::F32)?.contiguous()?;
-            let len = t.elem_count();
-            table.extend([
-                address(&t, &format!("parameter `{name}`"), &device, &stream)?,
-                total as u64,
-                len as u64,
-            ]);
-            total += len;
-            longest = longest.max(len);
-            shapes.push((name, t.dims().to_vec()));
-            held.push(t);
-        }
+        let packed = pack_weights(
+            &order,
+            &named,
+            &device,
+            "fused training step",
+            "sampling_network",
+            |_| vec![],
+        )?;
         let dims = Dims::of(&self.config);
         let expected = dims.head_offset() + dims.head_len();
-        if total != expected {
+        if packed.elem_count() != expected {
             return Err(NetsError::shape(
                 "packed sampling_network parameters",
                 format!("{expected} floats (the configuration's)"),
-                format!("{total} floats"),
+                format!("{} floats", packed.elem_count()),
             ));
         }
-        let table = stream.clone_htod(&table).w()?;
-        let mut weights = self.buffer(total)?;
-        let cfg = LaunchConfig {
-            grid_dim: (
-                longest.div_ceil(PACK_THREADS as usize).min(PACK_BLOCKS) as u32,
-                shapes.len() as u32,
-                1,
-            ),
-            block_dim: (PACK_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        launch!(self, "tr_pack", cfg; &table, &mut weights);
-        drop(held);
-        Ok(PackedParameters { weights, shapes })
+        let shapes = order
+            .into_iter()
+            .map(|name| {
+                let dims = named.get(name.as_str()).map(|t| t.dims().to_vec());
+                (name, dims.unwrap_or_default())
+            })
+            .collect();
+        Ok(PackedParameters {
+            weights: to_slice(&packed, &device)?,
+            shapes,
+        })
     }
 
     /// One step on raw logits `z: [N, V]` (`-inf` = masked token) and targets `[N, V]` (the
