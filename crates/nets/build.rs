@@ -17,7 +17,7 @@ const KERNELS: [&str; 4] = [
 /// The folder of the kernel sources and of the device helpers they share.
 const KERNEL_DIR: &str = "src/gpu";
 /// Headers included by every kernel source (from [`KERNEL_DIR`]).
-const HEADERS: [&str; 2] = ["common.cuh", "tensor_core.cuh"];
+const HEADERS: [&str; 3] = ["common.cuh", "mma.cuh", "tensor_core.cuh"];
 
 fn main() -> Result<(), String> {
     println!("cargo::rerun-if-changed=build.rs");

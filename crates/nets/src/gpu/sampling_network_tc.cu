@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 #define TC_WARPS 8
 #define TC_THREADS (TC_WARPS * 32)
@@ -85,7 +86,6 @@ __device__ __forceinline__ float fast_softplus(float x) {
   return fmaxf(x, 0.0f) + 0.6931471805599453f * lg2_approx(1.0f + fast_exp(-fabsf(x)));
 }
 
-__device__ __forceinline__ uint32_t pack(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
 // v summed over the lanes that differ from this one in the bits of MASKS (xor shuffles, in order).
 template <int... MASKS>
@@ -94,32 +94,9 @@ __device__ __forceinline__ float xor_sum(float v) {
   return v;
 }
 
-// f16 hi / lo halves of a pair of floats: hi = f16(a), lo = f16(a - hi).
-template <int P>
-__device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
-  const __half2 h = __floats2half2_rn(a, b);
-  hi = pack(h);
-  if (P >= 1) lo = pack(__floats2half2_rn(a - __low2float(h), b - __high2float(h)));
-}
 
-// A operand (16 x 16) as hi and lo f16 pairs.
-struct AFrag { uint32_t h[4], l[4]; };
 
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
-// c += a.b at precision P; b given as hi (bh0, bh1) and lo (bl0, bl1).
-template <int P>
-__device__ __forceinline__ void mma_p(float (&c)[4], const AFrag& a, uint32_t bh0, uint32_t bh1, uint32_t bl0,
-                                      uint32_t bl1) {
-  mma(c, a.h, bh0, bh1);
-  if (P >= 1) mma(c, a.l, bh0, bh1);
-  if (P >= 2) mma(c, a.h, bl0, bl1);
-}
 
 // A power-of-two factor s and its exact inverse.
 struct Pow2 { float s, inv; };
@@ -234,13 +211,6 @@ __device__ __forceinline__ void linear(float (&out)[NT][4], const AFrag (&a)[KC]
   }
 }
 
-template <int NT>
-__device__ __forceinline__ void zero(float (&c)[NT][4]) {
-#pragma unroll
-  for (int n = 0; n < NT; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) c[n][e] = 0.0f;
-}
 
 // c = c * inv[row] + bias[channel] (channel = 8 n + 2 t + e % 2; bias: a zero-padded shared
 // vector of at least 8 NT entries).
@@ -348,11 +318,6 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static_assert(SMEM_BYTES <= TC_SMEM_BYTES, "shared memory over TC_SMEM_BYTES");
 };
 
-__device__ __forceinline__ uint32_t dynamic_smem_size() {
-  uint32_t r;
-  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
-  return r;
-}
 
 // lp and keep of tokens g and g+8 of the tile starting at t0 (past V: lp 0, keep 0).
 __device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, float zmax, float lse, int V, int t0,

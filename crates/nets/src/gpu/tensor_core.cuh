@@ -1,7 +1,8 @@
-// Tensor-core helpers shared by the SamplingNetwork's kernels (sampling_network_tc.cu: the
-// inference forward; fused_training.cu: the training step's block backward): f16 hi / lo
-// splitting, mma.sync.m16n8k16 fragments, weights staged in shared memory as the B operand,
-// 16-token tiles. Everything is inlined into its callers.
+// Tensor-core helpers of the training step's block kernels (fused_training.cu), on top of the
+// mma primitives of mma.cuh that the inference forward (sampling_network_tc.cu, which has its own
+// fragment-order weight staging) shares: C tiles to A fragments, weights staged in shared memory
+// as the B operand in row-major f16 hi / lo, 16-token tiles. Everything is inlined into its
+// callers.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
 //   A (16x16, row-major): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
@@ -14,38 +15,14 @@
 #include <stdint.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace tc {
 
-__device__ __forceinline__ uint32_t pack(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
-// f16 hi / lo halves of a pair of floats: hi = f16(a), lo = f16(a - hi).
-template <int P>
-__device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
-  const __half2 h = __floats2half2_rn(a, b);
-  hi = pack(h);
-  if (P >= 1) lo = pack(__floats2half2_rn(a - __low2float(h), b - __high2float(h)));
-}
 
-// A operand (16 x 16) as hi and lo f16 pairs.
-struct AFrag { uint32_t h[4], l[4]; };
 
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
-// c += a.b at precision P; b given as hi (bh0, bh1) and lo (bl0, bl1).
-template <int P>
-__device__ __forceinline__ void mma_p(float (&c)[4], const AFrag& a, uint32_t bh0, uint32_t bh1, uint32_t bl0,
-                                      uint32_t bl1) {
-  mma(c, a.h, bh0, bh1);
-  if (P >= 1) mma(c, a.l, bh0, bh1);
-  if (P >= 2) mma(c, a.h, bl0, bl1);
-}
 
 // C tiles (NT = 2 KC n-tiles of 8 channels; rows g, g+8 times s[0], s[1]) -> KC A fragments.
 template <int KC, int P>
@@ -84,13 +61,6 @@ __device__ __forceinline__ void linear(float (&out)[NT][4], const AFrag (&a)[KC]
   }
 }
 
-template <int NT>
-__device__ __forceinline__ void zero(float (&c)[NT][4]) {
-#pragma unroll
-  for (int n = 0; n < NT; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) c[n][e] = 0.0f;
-}
 
 // c = c / s[row] + bias[channel] (channel = 8 n + 2 t + e % 2; bias entries >= count read as 0).
 template <int NT>
@@ -123,11 +93,6 @@ __device__ void stage(__half* hi, __half* lo, const float* __restrict__ src, int
   }
 }
 
-__device__ __forceinline__ uint32_t dynamic_smem_size() {
-  uint32_t r;
-  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
-  return r;
-}
 
 // lp and keep of tokens g and g+8 of the tile starting at t0 (past V: lp 0, keep 0).
 __device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, const float* st, int V, int t0, int lane,
