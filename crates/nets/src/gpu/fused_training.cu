@@ -726,12 +726,7 @@ template <int NT>
 __device__ __forceinline__ void token_scales(const float (&c)[NT][4], float (&s)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float m = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NT; ++i) m = fmaxf(m, fmaxf(fabsf(c[i][2 * r]), fabsf(c[i][2 * r + 1])));
-    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-    s[r] = norm_scale(m);
+    s[r] = norm_scale(tc::token_absmax(c, r));
   }
 }
 

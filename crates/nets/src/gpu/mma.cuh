@@ -1,7 +1,8 @@
 // The mma.sync.m16n8k16 primitives shared by every tensor-core kernel (sampling_network_tc.cu
 // directly, fused_training.cu through tensor_core.cuh): f16 hi / lo splitting of f32 pairs, the
 // A fragment, the product at precision P (0: one f16 product; 1: + a_lo·b_hi; 2: split f16,
-// + a_hi·b_lo, ~22 bits), zeroed C tiles, the launch's dynamic shared-memory size.
+// + a_hi·b_lo, ~22 bits), zeroed C tiles, a token's largest |.| over a C tile row, the launch's
+// dynamic shared-memory size.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -44,6 +45,17 @@ __device__ __forceinline__ void zero(float (&c)[NT][4]) {
   for (int n = 0; n < NT; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) c[n][e] = 0.0f;
+}
+
+// max |.| over the channels of token g (r = 0) or g + 8 (r = 1) of NT C tiles (a quad holds a
+// token's channels), the same in the quad's four lanes.
+template <int NT>
+__device__ __forceinline__ float token_absmax(const float (&c)[NT][4], int r) {
+  float m = 0.0f;
+#pragma unroll
+  for (int i = 0; i < NT; ++i) m = fmaxf(m, fmaxf(fabsf(c[i][2 * r]), fabsf(c[i][2 * r + 1])));
+  m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+  return fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
 }
 
 __device__ __forceinline__ uint32_t dynamic_smem_size() {
