@@ -9,10 +9,13 @@
 //          + a_hi.w_lo, three mmas per product, about f32 accuracy (~22 bits).
 // Activations whose range is not bounded by a LayerNorm (the encoder's hidden units, the
 // block input, phi(q), the attention output) are scaled per token, phi(k) and v (the sums'
-// operands) per channel over a 16-token tile, the attention sums per head, by a power of two
-// before the f16 conversion (the products are scaled back in f32 by the exact inverse, both
-// read off the exponent bits), so large |log-probabilities| cannot overflow f16; values under
-// 2^10 are never rescaled.
+// operands) per channel over a 16-token tile, the attention sums per head (its numerators and
+// its denominator apart), by a power of two before the f16 conversion (the products are scaled
+// back in f32 by the exact inverse, both read off the exponent bits), so large
+// |log-probabilities| cannot overflow f16; values under 2^10 are never rescaled. Where a head's
+// sums span more than WIDE_RANGE (soft-masked rows: finite logits ~1e4 below the maximum), no
+// such factor keeps every term within split f16's 22 bits: that row's thread blocks compute
+// phi(q) . [S | s] in f32 on the CUDA cores instead (attention_f32).
 //
 // Per-token exponentials, logarithms and reciprocals use the hardware approximations (ex2, lg2,
 // rcp .approx.ftz: within 2 ulp of f32, far below the f16 split's rounding); docs/gpu.md gives
@@ -55,6 +58,26 @@
 #define SNT_ENC 1
 #define SNT_BLOCK 2
 #define SNT_NEXT 4
+
+// The pass's shared f32 scalar slots (`scal`, SLOTS of them; head h < 4 at base + h):
+// S_NUM / S_DEN: max |.| of head h's attention numerators / denominators (block p-1's sums /
+// #kept), S_DMIN: their smallest denominator entry; S_EPS: ATTENTION_EPS / #kept times the
+// denominators' factor, S_RATIO: denominators' factor / numerators' factor (head_scale); slots
+// 4 .. 15: the |weight| and |bias| maxima of the pass's Bounds; S_EPS32: ATTENTION_EPS / #kept.
+#define S_NUM 0
+#define S_DEN 16
+#define S_DMIN 20
+#define S_EPS 24
+#define S_RATIO 28
+#define S_EPS32 32
+#define SLOTS 36
+
+// A head's sums count as wide (attention in f32 on the CUDA cores, see block) when its largest
+// denominator entry (mean phi(k) over the row's kept tokens, one k channel) exceeds its
+// smallest more than this many times (2^28 = 2.7e8). In an f64 emulation of block 0 on the CPU
+// (docs/gpu.md, "Open limitation"; 84 rows each) the largest head's span was 3.7e4 .. 1.5e8 on
+// ordinary rows, 2.4e9 .. 9.5e13 on soft-masked rows.
+#define WIDE_RANGE 268435456.0f
 
 namespace tc {
 
@@ -306,10 +329,10 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int V_FGB = V_LN1B + D, V_FUB = V_FGB + 16 * KF, V_FDB = V_FUB + 16 * KF;
   static constexpr int V_LN2W = V_FDB + D, V_LN2B = V_LN2W + D, V_KVB = V_LN2B + D, V_EDB = V_KVB + 2 * D;
   static constexpr int V_ENC = V_EDB + D, VECS = V_ENC + 4 * 16 * KE;
-  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), 16 maxima
-  // (4 heads' sums, then the |weight| and |bias| maxima of the pass's Bounds), the vectors
-  static constexpr int SMEM_BYTES = UNITS * 16 + (2 * ACC_BLOCK + 16 + VECS) * 4;
-  static_assert(H <= 4, "one shared scale slot per head, 4 slots");
+  // f32 shared: sums of this thread block (ACC_BLOCK), attention staging (ACC_BLOCK), SLOTS
+  // scalars (the S_* slots below), the vectors
+  static constexpr int SMEM_BYTES = UNITS * 16 + (2 * ACC_BLOCK + SLOTS + VECS) * 4;
+  static_assert(H <= 4, "four shared slots per head and kind");
   static_assert(SMEM_BYTES <= TC_SMEM_BYTES, "shared memory over TC_SMEM_BYTES");
 };
 
@@ -399,50 +422,80 @@ __device__ __forceinline__ void layer_norm(float (&y)[C::ND][4], const float* w,
   }
 }
 
-// Shared-memory pointers of a pass: fragment matrices and vectors.
+// Shared-memory pointers of a pass: fragment matrices, vectors, the scalar slots and the
+// attention sums in f32 (block p-1's, / #kept: [D][8] numerators then [D] denominators).
 struct Smem {
   const void *enc, *q, *out, *gate, *up, *down, *att;
   const uint4* kv;
-  const float* vec;
+  const float *vec, *slots, *att32;
 };
 
 // What is known to stay under 2^10 in magnitude (to_frags_scaled) for a pass's tiles: the block
 // input x, phi(q), the attention output (block p-1, from its weights and x's LayerNorm), and
-// x, k, phi(k), v of add_kv (block p's weights, block p-1's LayerNorm).
-struct Bounds { bool x, q, a, kv; };
+// x, k, phi(k), v of add_kv (block p's weights, block p-1's LayerNorm); `wide`: block p-1's
+// sums span more than WIDE_RANGE within a head (the same for the whole thread block).
+struct Bounds { bool x, q, a, kv, wide; };
 
-// One block on the tile: x = LN2(y + FFN(y)), y = LN1(x + out(attention(x))).
-// `sm.att` holds the row's sums as the B operand [D numerators + H denominators][q channel],
-// head h's entries scaled by att_scale[h]; `eps[h]` = ATTENTION_EPS * att_scale[h].
+// The attention output of the tile in f32 on the CUDA cores, as the plain path computes it,
+// in place (qa: phi(q) in, the output out; n-tile h at a time, so no second tile array):
+// a_h = phi(q)_h S_h / (phi(q)_h . s_h + eps) with S, s from `att32` (f32, unscaled). Head h
+// is n-tile h (heads of width 8): a quad holds a token's 8 phi(q) entries of the head, two
+// each; every lane gathers all 8 by shuffles, then its two output channels 2 t, 2 t + 1 and
+// the denominator are 8-term f32 dot products.
+template <class C>
+__device__ __forceinline__ void attention_f32(float (&qa)[C::ND][4], const float* att32, float eps, int lane) {
+  const int t = lane & 3, quad = lane & ~3;
+#pragma unroll
+  for (int h = 0; h < C::H; ++h) {
+    float out[4];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float n0 = 0.0f, n1 = 0.0f, d = 0.0f;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const float q = __shfl_sync(0xffffffffu, qa[h][2 * r + (c & 1)], quad | (c >> 1));
+        const int ch = 8 * h + c;
+        const float2 sv = *reinterpret_cast<const float2*>(att32 + ch * 8 + 2 * t);
+        n0 = fmaf(q, sv.x, n0);
+        n1 = fmaf(q, sv.y, n1);
+        d = fmaf(q, att32[C::D * 8 + ch], d);
+      }
+      const float i = rcp_approx(d + eps);
+      out[2 * r] = n0 * i;
+      out[2 * r + 1] = n1 * i;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) qa[h][e] = out[e];
+  }
+}
+
+// The tile's attention output on tensor cores: `sm.att` holds the row's sums as the B operand
+// [D numerators + H denominators][q channel], head h's numerators scaled by its factor
+// num_scale[h], its denominator by den_scale[h] (apart: their ratio is about |v|, ~1e7 on
+// soft-masked rows, where one shared factor made the denominators f16-subnormal); slots
+// S_EPS + h = ATTENTION_EPS / #kept * den_scale[h], S_RATIO + h = den_scale[h] / num_scale[h]
+// (a power of two: `ratio * (1 / den)` rounds as `ratio / den`, and spills less).
 template <class C, int P>
-__device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, const float (&eps)[C::H],
-                                      const Bounds& bounded, int lane) {
-  const float* vec = sm.vec;
-  // phi(q)
-  float qc[C::ND][4];
-  scaled_linear<C::KD, C::ND, P>(qc, x, bounded.x, sm.q, vec + C::V_QB, lane);
-#pragma unroll
-  for (int n = 0; n < C::ND; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) qc[n][e] = fast_elu_plus_one(qc[n][e]);
+__device__ __forceinline__ void attention_tc(float (&a)[C::ND][4], const float (&qc)[C::ND][4], const Smem& sm,
+                                             bool bounded_q, int lane) {
   // numerators and denominators
   Pow2 sq[2];
   AFrag qa[C::KD];
-  to_frags_scaled<C::KD, P>(qa, qc, bounded.q, sq);
+  to_frags_scaled<C::KD, P>(qa, qc, bounded_q, sq);
   // each head's denominator (column h of n-tile ND), then its numerators (n-tile h)
   float den[1][4];
   zero(den);
   linear<C::KD, 1, P>(den, qa, sm.att, lane, 0, C::ND);
   // numerators and denominators of a token carry its phi(q) scale: so must the epsilon
-  float a[C::ND][4];
 #pragma unroll
   for (int h = 0; h < C::H; ++h) {
     // head h's denominator: lane t = h / 2, element h % 2
     const int src = (lane & ~3) | (h >> 1);
     const float d0 = __shfl_sync(0xffffffffu, den[0][h & 1], src);
     const float d1 = __shfl_sync(0xffffffffu, den[0][2 + (h & 1)], src);
-    const float i0 = rcp_approx(fmaf(eps[h], sq[0].s, d0));
-    const float i1 = rcp_approx(fmaf(eps[h], sq[1].s, d1));
+    const float eps = sm.slots[S_EPS + h], ratio = sm.slots[S_RATIO + h];
+    const float i0 = ratio * rcp_approx(fmaf(eps, sq[0].s, d0));
+    const float i1 = ratio * rcp_approx(fmaf(eps, sq[1].s, d1));
     // head h's numerators use only its own q channels 8 h .. 8 h + 7: k-chunk h / 2 (the other
     // chunks' entries are zero)
     float num[1][4];
@@ -454,9 +507,36 @@ __device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, cons
     a[h][2] = num[0][2] * i1;
     a[h][3] = num[0][3] * i1;
   }
+}
+
+// One block on the tile: x = LN2(y + FFN(y)), y = LN1(x + out(attention(x))); the attention on
+// tensor cores (attention_tc), or in f32 (attention_f32) when block p-1's sums are wide
+// (`bounded.wide`: split f16 with one factor per head cannot hold a head's rows spanning ~1e17,
+// the soft-masked rows' case, docs/gpu.md).
+template <class C, int P>
+__device__ __forceinline__ void block(float (&x)[C::ND][4], const Smem& sm, const Bounds& bounded, int lane) {
+  const float* vec = sm.vec;
+  // phi(q)
+  float qc[C::ND][4];
+  scaled_linear<C::KD, C::ND, P>(qc, x, bounded.x, sm.q, vec + C::V_QB, lane);
+#pragma unroll
+  for (int n = 0; n < C::ND; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) qc[n][e] = fast_elu_plus_one(qc[n][e]);
+  // qc becomes the attention output a
+  if (bounded.wide) {
+    attention_f32<C>(qc, sm.att32, sm.slots[S_EPS32], lane);
+  } else {
+    float a[C::ND][4];
+    attention_tc<C, P>(a, qc, sm, bounded.q, lane);
+#pragma unroll
+    for (int n = 0; n < C::ND; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) qc[n][e] = a[n][e];
+  }
   // y = LN1(x + out(a))
   float y[C::ND][4];
-  scaled_linear<C::KD, C::ND, P>(y, a, bounded.a, sm.out, vec + C::V_OB, lane);
+  scaled_linear<C::KD, C::ND, P>(y, qc, bounded.a, sm.out, vec + C::V_OB, lane);
 #pragma unroll
   for (int n = 0; n < C::ND; ++n)
 #pragma unroll
@@ -657,7 +737,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   float* sums = reinterpret_cast<float*>(units + C::UNITS);
   float* stage_att = sums + C::ACC_BLOCK;
   float* scal = stage_att + C::ACC_BLOCK;
-  float* vec = scal + 16;
+  float* vec = scal + SLOTS;
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* st = stats + SN_STATS * n;
   const float* zrow = z + (size_t)n * V;
@@ -666,7 +746,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   const float* Wb = W + C::ENC_SIZE + (p - 1) * C::BLOCK_SIZE;  // block p-1 (if any)
   const float* Wn = W + C::ENC_SIZE + p * C::BLOCK_SIZE;        // block p (if any)
   for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) sums[i] = 0.0f;
-  if (threadIdx.x < 16) scal[threadIdx.x] = 0.0f;
+  if (threadIdx.x < SLOTS) scal[threadIdx.x] = threadIdx.x >= S_DMIN && threadIdx.x < S_DMIN + 4 ? POS_INF : 0.0f;
   __syncthreads();
   if constexpr (ENC) {
     stage_b<P, C::ND, C::KE>(units + C::O_ENC, [&](int r, int c) {
@@ -715,18 +795,26 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     abs_max(scal + 9, Wb + C::QKV_B, C::D);
     abs_max(scal + 10, Wb + C::QKV_W + 2 * C::D * C::D, C::D * C::D);
     abs_max(scal + 11, Wb + C::QKV_B + 2 * C::D, C::D);
-    // the attention B operand from block p-1's sums / #kept, then each head's entries scaled
-    // to max |.| in [2^7, 2^8) (a head's numerators and denominator share the factor, so its
-    // ratio is unchanged; one factor for all heads would push a head with small sums into
-    // f16's subnormals when another head's are huge)
+    // the attention sums: block p-1's sums / #kept in f32 (stage_att), then the B operand
+    // with each head's numerators and its denominator scaled to max |.| in [2^7, 2^8), each
+    // kind with its own factor (one factor for all heads would push a head with small sums
+    // into f16's subnormals when another head's are huge; one for a head's numerators and
+    // denominator did so to the denominator when |v| ~ 1e7); the denominators' smallest entry
+    // for Bounds::wide
     const float* in = row_acc + (p - 1) * C::ACC_BLOCK;
     const float kept = fmaxf(st[3], 1.0f);
 #pragma unroll 2
     for (int i = threadIdx.x; i < C::ACC_BLOCK; i += TC_THREADS) {
       const float v = in[i] / kept;
       stage_att[i] = v;
-      const int head = i < C::D * 8 ? i / 64 : (i - C::D * 8) / 8;
-      atomicMax(reinterpret_cast<int*>(scal + head), __float_as_int(fabsf(v)));
+      const int bits = __float_as_int(fabsf(v));
+      if (i < C::D * 8) {
+        atomicMax(reinterpret_cast<int*>(scal + S_NUM + i / 64), bits);
+      } else {
+        const int head = (i - C::D * 8) / 8;
+        atomicMax(reinterpret_cast<int*>(scal + S_DEN + head), bits);
+        atomicMin(reinterpret_cast<int*>(scal + S_DMIN + head), bits);
+      }
     }
   }
   if constexpr (NEXT) {
@@ -742,7 +830,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   }
   __syncthreads();
   // what stays under 2^10 (a linear map's output: |W x + b| <= D max|W| max|x| + max|b|)
-  Bounds bounded{false, false, false, false};
+  Bounds bounded{false, false, false, false, false};
   {
     const float x_in = ENC ? POS_INF : ln_bound<C::D>(scal[4], scal[5]);
     const float x_out = BLK ? ln_bound<C::D>(scal[6], scal[7]) : POS_INF;
@@ -752,11 +840,18 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     bounded.kv = NEXT && x_out < BOUND && fmaf(C::D * scal[12], x_out, scal[13]) + 1.0f < BOUND &&
                  fmaf(C::D * scal[14], x_out, scal[15]) < BOUND;
   }
-  float eps[C::H];
   if constexpr (BLK) {
-    const float kept = fmaxf(st[3], 1.0f);
+    // wide: some head's denominators span more than WIDE_RANGE (a zero smallest entry beside a
+    // nonzero largest counts; NaN does not): the attention in f32 for the whole thread block
 #pragma unroll
-    for (int h = 0; h < C::H; ++h) eps[h] = ATTENTION_EPS / kept * head_scale(scal[h]);
+    for (int h = 0; h < C::H; ++h) bounded.wide |= scal[S_DEN + h] > scal[S_DMIN + h] * WIDE_RANGE;
+    if (threadIdx.x < C::H) {
+      const int h = threadIdx.x;
+      const float eps = ATTENTION_EPS / fmaxf(st[3], 1.0f), sd = head_scale(scal[S_DEN + h]);
+      scal[S_EPS + h] = eps * sd;
+      scal[S_RATIO + h] = sd / head_scale(scal[S_NUM + h]);
+      if (h == 0) scal[S_EPS32] = eps;
+    }
     // row r: output column (numerator 8 h + j, or denominator D + h); column c: q channel
     stage_b<P, C::NA, C::KD>(units + C::O_ATT, [&](int r, int c) {
       const int head = c >> 3;
@@ -766,12 +861,13 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
       } else if (r - C::D == head) {
         v = stage_att[C::D * 8 + c];
       }
-      return v * head_scale(scal[head]);
+      return v * head_scale(scal[r < C::D ? S_NUM + head : S_DEN + head]);
     });
     __syncthreads();
   }
   const Smem sm{units + C::O_ENC, units + C::O_Q,  units + C::O_OUT, units + C::O_G, units + C::O_U,
-                units + C::O_DN,  units + C::O_ATT, units + C::O_KV,  vec};
+                units + C::O_DN,  units + C::O_ATT, units + C::O_KV,  vec,
+                scal,             stage_att};
   float S[C::H][4], s[C::KD][2], pool[C::ND][2];
   zero(S);
 #pragma unroll
@@ -789,7 +885,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     if constexpr (ENC) encoder<C, P>(x, lp, vec + C::V_ENC, sm.enc, vec + C::V_EDB, lane);
     else load_x<C>(x, xrow, V, t0, lane);
     if constexpr (BLK) {
-      block<C, P>(x, sm, eps, bounded, lane);
+      block<C, P>(x, sm, bounded, lane);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int tok = t0 + g + 8 * r;

@@ -25,8 +25,16 @@ pub fn cuda_or_skip(test: &str) -> Option<Device> {
     }
 }
 
-/// A seed from the clock, printed with the test's name so a failure can be replayed.
+/// A seed from the clock, printed with the test's name so a failure can be replayed: setting
+/// `ADASAMP_TEST_SEED` to a printed seed replays that run instead.
 pub fn fresh_seed(test: &str) -> u64 {
+    if let Ok(text) = std::env::var("ADASAMP_TEST_SEED") {
+        let seed = text
+            .parse()
+            .unwrap_or_else(|e| panic!("ADASAMP_TEST_SEED = {text:?} is not a u64: {e}"));
+        eprintln!("{test}: seed {seed} (replayed from ADASAMP_TEST_SEED)");
+        return seed;
+    }
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
