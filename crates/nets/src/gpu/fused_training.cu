@@ -3,13 +3,14 @@
 // in split f16 on tensor cores (about f32 accuracy), the rest f32.
 //
 // Every per-token buffer is channel-major over all tokens of the batch, [C][N][V] (channel c of
-// token (n, t) at c*T + n*V + t, T = N*V). The encoder, the head and their backward run one
-// thread per (row n, token t); the blocks, forward and backward, run on tensor cores, one warp
-// per 16-token tile of a row (see "Blocks on tensor cores" below), and add the weight gradients
-// of their Linears in-kernel. The Linears outside the blocks (the encoder's down projection, the
-// transform's gate and up token columns) get theirs as one GEMM over the T tokens each (cuBLAS,
-// from gpu::fused_training): a layer's input buffer carries one extra channel of ones after its
-// K channels, which makes the last column of dY * X^T the bias gradient. The kernels of one step:
+// token (n, t) at c*T + n*V + t, T = N*V). The head, its backward and the encoder's backward
+// run one thread per (row n, token t); the encoder and the blocks, forward and backward, run on
+// tensor cores, one warp per 16-token tile of a row (see "Blocks on tensor cores" below), and
+// the blocks' backward adds the weight gradients of their Linears in-kernel. The Linears outside
+// the blocks (the encoder's down projection, the transform's gate and up token columns) get
+// theirs as one GEMM over the T tokens each (cuBLAS, from gpu::fused_training): a layer's input
+// buffer carries one extra channel of ones after its K channels, which makes the last column of
+// dY * X^T the bias gradient. The kernels of one step:
 //
 //   tr_row_stats (z, then target)   per row: max, log sum exp(x - max), #NaN/+inf, #finite
 //   tr_encode_<cfg>                 lp, encoder -> x_0; block 0's sums S = sum phi(k) v^T, s
@@ -200,6 +201,11 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int F_DN = F_U + 16 * KF * LDD, F_ATT = F_DN + D * LDF, F_HALVES = F_ATT + 8 * NA * LDD;
   static constexpr int F_GATE = 0, F_UP = FF * (D + 1), F_DOWN = 2 * FF * (D + 1), F_LN = F_DOWN + D * (FF + 1);
   static constexpr int F_PRIV = F_LN + 4 * D, F_SMEM = smem(F_HALVES, F_PRIV);
+  // tr_encode: the encoder's down projection (LDE: its hidden width, padded), block 0's W_k,
+  // W_v; sums: block 0's S, s
+  static constexpr int KE = (FE + 15) / 16, LDE = 16 * KE + 8;
+  static constexpr int E_ENC = 0, E_KV = D * LDE, E_HALVES = E_KV + 2 * D * LDD, E_PRIV = ACC_BLOCK;
+  static constexpr int E_SMEM = smem(E_HALVES, E_PRIV);
   // tr_block (forward): the F_* matrices, then block b+1's W_k, W_v; sums: S, s (or the pool)
   static constexpr int P_KV = F_HALVES, P_HALVES = P_KV + 2 * D * LDD, P_PRIV = ACC_BLOCK;
   static constexpr int P_SMEM = smem(P_HALVES, P_PRIV);
@@ -232,75 +238,8 @@ __device__ __forceinline__ void warp_add(float* dst, float v) {
   if ((threadIdx.x % 32) == 0) atomicAdd(dst, v);
 }
 
-// Channel i of the key (pre-activation, a) and the value (b) of token x for block weights Wb.
-template <class C>
-__device__ __forceinline__ void key_value(const float (&x)[C::D], const float* __restrict__ Wb, int i, float& a,
-                                          float& b) {
-  a = __ldg(Wb + C::QKV_B + C::D + i);
-  b = __ldg(Wb + C::QKV_B + 2 * C::D + i);
-#pragma unroll
-  for (int j = 0; j < C::D; ++j) {
-    a = fmaf(__ldg(Wb + C::QKV_W + (C::D + i) * C::D + j), x[j], a);
-    b = fmaf(__ldg(Wb + C::QKV_W + (2 * C::D + i) * C::D + j), x[j], b);
-  }
-}
-
-// Adds keep * phi(k) v^T (same-head pairs) and keep * phi(k) of this thread's token into
-// `sums` (shared, ACC_BLOCK floats).
-template <class C>
-__device__ __forceinline__ void add_kv(const float (&x)[C::D], const float* __restrict__ Wb, float keep, float* sums) {
-  float k[C::D], v[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    float a, b;
-    key_value<C>(x, Wb, i, a, b);
-    k[i] = keep * elu_plus_one(a);
-    v[i] = b;
-  }
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    const int head = i / C::HW;
-#pragma unroll
-    for (int j = 0; j < C::HW; ++j) warp_add(sums + i * C::HW + j, k[i] * v[head * C::HW + j]);
-    warp_add(sums + C::D * C::HW + i, k[i]);
-  }
-}
-
 // Channel c of token (n, t) in a [C][N][V] buffer.
 __device__ __forceinline__ size_t at(int c, size_t T, size_t tok) { return (size_t)c * T + tok; }
-
-// x_0 = encoder(lp) into slot 0 of xs (slots of D + 1 channels, the last all ones), and block
-// 0's sums.
-template <class C>
-__device__ void encode(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
-                       float* __restrict__ xs, float* __restrict__ acc, int V, int blocks) {
-  __shared__ float sums[C::ACC_BLOCK];
-  zero_shared(sums, C::ACC_BLOCK);
-  __syncthreads();
-  const int n = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
-  const size_t T = (size_t)gridDim.y * V, tok = (size_t)n * V + t;
-  const bool valid = t < V;
-  float lp = 0.0f, keep = 0.0f;
-  if (valid) token_lp(z, zstats, V, n, t, lp, keep);
-  float x[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = __ldg(W + C::ENC_DB + i);
-#pragma unroll
-  for (int f = 0; f < C::FE; ++f) {
-    const float g = fmaf(__ldg(W + C::ENC_GW + f), lp, __ldg(W + C::ENC_GB + f));
-    const float u = fmaf(__ldg(W + C::ENC_UW + f), lp, __ldg(W + C::ENC_UB + f));
-    const float h = silu(g) * u;
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) x[i] = fmaf(__ldg(W + C::ENC_DW + i * C::FE + f), h, x[i]);
-  }
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) xs[at(i, T, tok)] = x[i];
-  }
-  add_kv<C>(x, W + C::ENC_SIZE, keep, sums);
-  __syncthreads();
-  flush_sums(sums, acc + (size_t)n * C::acc_row(blocks), C::ACC_BLOCK);
-}
 
 // The transform's hidden pre-activations g, u of token x with the row's context part ctx.
 template <class C>
@@ -559,8 +498,10 @@ __device__ void rows_backward(const float* __restrict__ zstats, const float* __r
 
 // ---------------------------------------------------------------------------------------------
 // Blocks on tensor cores. Grid (thread blocks per row, rows), BW_WARPS warps per thread block,
-// each warp looping over its row's 16-token tiles. Forward, one launch per block:
+// each warp looping over its row's 16-token tiles. Forward, one launch for the encoder and one
+// per block:
 //
+//   tr_encode_<cfg>    lp -> x_0 (the down projection on tensor cores); block 0's sums
 //   tr_block_<cfg>     x_b -> x_{b+1}; block b+1's sums S = sum phi(k) v^T, s = sum phi(k)
 //                      (tensor-core products over the tokens) or the pool sum
 //
@@ -1059,6 +1000,111 @@ __device__ __forceinline__ Smem carve(int halves, int need, int priv_count) {
 
 }  // namespace trc
 
+// Adds the tile's share of the next block's attention sums to `mine` (ACC_BLOCK floats, this
+// warp's): S[c][j] += sum keep phi(k)_c v_j (c, j of one head), s[c] += sum keep phi(k)_c, with
+// k, v = W_k x, W_v x of that block (weights Wn, W_k and W_v staged as wk, wv).
+template <class C>
+__device__ __forceinline__ void add_kv_tile(float* mine, const float (&x)[C::ND][4], const float* __restrict__ Wn,
+                                            trc::SMat wk, trc::SMat wv, const float (&keep)[2], int lane) {
+  using namespace trc;
+  const int g = lane >> 2, t = lane & 3;
+      float pk[C::ND][4], v[C::ND][4];
+    {
+      AFrag xa[C::KD];
+      float ix[2];
+      to_afrags<C::KD>(xa, ix, x);
+      tc::zero(pk);
+      tc::zero(v);
+      tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
+      tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
+      unscale(pk, ix);
+      unscale(v, ix);
+    }
+    add_bias(pk, Wn + C::QKV_B + C::D, C::D, lane);
+    add_bias(v, Wn + C::QKV_B + 2 * C::D, C::D, lane);
+#pragma unroll
+    for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) pk[i][e] = keep[e >> 1] * elu_plus_one(pk[i][e]);
+    // S[c][j] += sum phi(k)_c v_j (c, j of one head); s[c] += sum phi(k)_c
+    float sp[C::ND][2], sv[C::ND][2];
+    TFrag tp[C::ND], tv[C::ND];
+    channel_scales(pk, sp);
+    to_tfrags(tp, pk, sp);
+    channel_scales(v, sv);
+    to_tfrags(tv, v, sv);
+#pragma unroll
+    for (int h = 0; h < C::H; ++h) {
+      const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      mma3(c, af, tv[h].h[0], tv[h].h[1], tv[h].l[0], tv[h].l[1]);
+      const int e0 = 2 * (h & 1);
+      const float ir = row_inv(sp[h], lane);
+      float* dst = mine + (8 * h + g) * 8 + 2 * t;
+      dst[0] += c[e0] * ir * inv_pow2(sv[h][0]);
+      dst[1] += c[e0 + 1] * ir * inv_pow2(sv[h][1]);
+    }
+    float ks[C::ND][2];
+#pragma unroll
+    for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) ks[i][e] = pk[i][e] + pk[i][e + 2];
+    add_channel_sums(mine + C::D * 8, ks, lane);
+}
+
+// x_0 = encoder(lp) into slot 0 of xs (slots of D + 1 channels, the last all ones) on tensor
+// cores (the hidden units f32, the down projection a tensor-core product), and block 0's sums
+// (tr_encode).
+template <class C>
+__device__ void fwd_encode(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
+                           float* __restrict__ xs, float* __restrict__ acc, int V, int blocks) {
+  using namespace trc;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __half* hi = reinterpret_cast<__half*>(smem_raw);
+  __half* lo = hi + C::E_HALVES;
+  float* sf = reinterpret_cast<float*>(lo + C::E_HALVES);
+  float* scal = sf + C::ACC_BLOCK;
+  float* priv = scal + 4;
+  begin(C::E_SMEM, priv, C::E_PRIV, scal);
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const float* W0 = W + C::ENC_SIZE;  // block 0
+  tc::stage<2, C::LDE>(hi + C::E_ENC, lo + C::E_ENC, W + C::ENC_DW, C::D, C::FE, C::D, 16 * C::KE);
+  tc::stage<2, C::LDD>(hi + C::E_KV, lo + C::E_KV, W0 + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
+  __syncthreads();
+  const SMat enc{hi + C::E_ENC, lo + C::E_ENC};
+  const SMat wk{hi + C::E_KV, lo + C::E_KV}, wv{hi + C::E_KV + C::D * C::LDD, lo + C::E_KV + C::D * C::LDD};
+  float* mine = priv + warp * C::E_PRIV;
+  const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
+  const float* zrow = z + row0;
+  const int tiles = (V + 15) / 16;
+  for (int tile = blockIdx.x * BW_WARPS + warp; tile < tiles; tile += gridDim.x * BW_WARPS) {
+    const int t0 = 16 * tile;
+    float lp[2], keep[2];
+    tc::tile_lp(zrow, zstats + STATS * n, V, t0, lane, lp, keep);
+    float h[2 * C::KE][4];
+#pragma unroll
+    for (int i = 0; i < 2 * C::KE; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int f = 8 * i + 2 * t + (e & 1);
+        float v = 0.0f;
+        if (f < C::FE) {
+          const float l = lp[e >> 1];
+          const float gt = fmaf(__ldg(W + C::ENC_GW + f), l, __ldg(W + C::ENC_GB + f));
+          const float u = fmaf(__ldg(W + C::ENC_UW + f), l, __ldg(W + C::ENC_UB + f));
+          v = silu(gt) * u;
+        }
+        h[i][e] = v;
+      }
+    float x[C::ND][4];
+    token_product<C::KE, C::ND, C::LDE, false>(x, h, enc, lane);
+    add_bias(x, W + C::ENC_DB, C::D, lane);
+    store_cm(xs, x, T, row0, t0, V, lane);
+    add_kv_tile<C>(mine, x, W0, wk, wv, keep, lane);
+  }
+  flush_warps(priv, C::ACC_BLOCK, C::ACC_BLOCK, acc + (size_t)n * C::acc_row(blocks), nullptr);
+}
+
 // Block b on the tile x (tensor cores): xh1, r1 = LN1's normalized input and 1 / sigma, y1 its
 // output; hg, hu the FFN's gate and up pre-activations, hf = silu(hg) hu; xh2, r2 = LN2's
 // normalized input and 1 / sigma (the block output is xh2 w + b).
@@ -1136,7 +1182,7 @@ __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__
   float* scal = sf + C::ACC_BLOCK;
   float* priv = scal + 4;
   begin(C::P_SMEM, priv, C::P_PRIV, scal);
-  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const bool has_next = b + 1 < blocks;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float* Wn = Wb + C::BLOCK_SIZE;  // block b + 1 (if any)
@@ -1168,49 +1214,7 @@ __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__
     affine(x, xh2, Wb + C::LN2_W, Wb + C::LN2_B, lane);
     store_cm(xo, x, T, row0, t0, V, lane);
     if (has_next) {
-      // phi(k) (times keep) and v of block b + 1
-      float pk[C::ND][4], v[C::ND][4];
-      {
-        AFrag xa[C::KD];
-        float ix[2];
-        to_afrags<C::KD>(xa, ix, x);
-        tc::zero(pk);
-        tc::zero(v);
-        tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
-        tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
-        unscale(pk, ix);
-        unscale(v, ix);
-      }
-      add_bias(pk, Wn + C::QKV_B + C::D, C::D, lane);
-      add_bias(v, Wn + C::QKV_B + 2 * C::D, C::D, lane);
-#pragma unroll
-      for (int i = 0; i < C::ND; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) pk[i][e] = keep[e >> 1] * elu_plus_one(pk[i][e]);
-      // S[c][j] += sum phi(k)_c v_j (c, j of one head); s[c] += sum phi(k)_c
-      float sp[C::ND][2], sv[C::ND][2];
-      TFrag tp[C::ND], tv[C::ND];
-      channel_scales(pk, sp);
-      to_tfrags(tp, pk, sp);
-      channel_scales(v, sv);
-      to_tfrags(tv, v, sv);
-#pragma unroll
-      for (int h = 0; h < C::H; ++h) {
-        const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
-        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        mma3(c, af, tv[h].h[0], tv[h].h[1], tv[h].l[0], tv[h].l[1]);
-        const int e0 = 2 * (h & 1);
-        const float ir = row_inv(sp[h], lane);
-        float* dst = mine + (8 * h + g) * 8 + 2 * t;
-        dst[0] += c[e0] * ir * inv_pow2(sv[h][0]);
-        dst[1] += c[e0 + 1] * ir * inv_pow2(sv[h][1]);
-      }
-      float ks[C::ND][2];
-#pragma unroll
-      for (int i = 0; i < C::ND; ++i)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) ks[i][e] = pk[i][e] + pk[i][e + 2];
-      add_channel_sums(mine + C::D * 8, ks, lane);
+      add_kv_tile<C>(mine, x, Wn, wk, wv, keep, lane);
     } else {
       float ps[C::ND][2];
 #pragma unroll
@@ -1597,9 +1601,9 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
 // One set of entry points per compiled configuration: name suffix d{D}_h{H}_e{EH}_f{DFF}_s{0|1}.
 #define TR_CONFIG(NAME, D, H, EH, DFF, SC)                                                               \
   typedef Net<D, H, EH, DFF, SC> Net_##NAME;                                                             \
-  extern "C" __global__ void __launch_bounds__(THREADS) tr_encode_##NAME(                               \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_encode_##NAME(                        \
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks) {         \
-    encode<Net_##NAME>(z, zs, W, xs, acc, V, blocks);                                                    \
+    fwd_encode<Net_##NAME>(z, zs, W, xs, acc, V, blocks);                                                \
   }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_block_##NAME(                         \
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks, int b) {  \

@@ -6,10 +6,11 @@
 //! rounding.
 //!
 //! A step over `N` rows of `V` tokens (`T = N·V` tokens in all):
-//! - the encoder, the output head and their backward run one thread per token (the encoder, the
-//!   head, the head's backward with the loss gradient, the encoder's backward);
-//! - the blocks run on tensor cores over 16-token tiles: one launch per block forward (with the
-//!   next block's attention sums or the pool), three per block backward (FFN and LayerNorms;
+//! - the output head, its backward with the loss gradient and the encoder's backward run one
+//!   thread per token;
+//! - the encoder and the blocks run on tensor cores over 16-token tiles: one launch for the
+//!   encoder and one per block forward (each with the next block's attention sums or the pool),
+//!   three per block backward (FFN and LayerNorms;
 //!   the output projection and attention; the attention's key / value side and `dx`, which needs
 //!   the block's vocabulary-wide `dS`, `ds`), each backward launch adding its Linear layers'
 //!   weight and bias gradients `dY·Xᵀ` in-kernel (per-warp shared-memory sums, then one global
@@ -294,11 +295,11 @@ impl Dims {
         let (d, ff) = (self.d, self.ff);
         4 * d * (d + 1) + 2 * ff * (d + 1) + d * (ff + 1)
     }
-    /// Dynamic shared memory (bytes) of the tensor-core block kernels — the forward, the
-    /// backward's FFN, attention and qkv kernels (the kernels' `P_SMEM`, `F_SMEM`, `A_SMEM`,
-    /// `B_SMEM`): staged matrices in f16 hi and lo, the staged sums and 4 scale slots, each
-    /// warp's own sums.
-    fn block_smem(&self) -> [usize; 4] {
+    /// Dynamic shared memory (bytes) of the tensor-core kernels — the encoder, the block
+    /// forward, the block backward's FFN, attention and qkv kernels (the kernels' `E_SMEM`,
+    /// `P_SMEM`, `F_SMEM`, `A_SMEM`, `B_SMEM`): staged matrices in f16 hi and lo, the staged
+    /// sums and 4 scale slots, each warp's own sums.
+    fn tc_smem(&self) -> [usize; 5] {
         let (d, ff) = (self.d, self.ff);
         let kf = ff.div_ceil(16);
         let (ldd, ldf, na) = (d + 8, 16 * kf + 8, d / 8 + 1);
@@ -315,7 +316,9 @@ impl Dims {
             4 * d * ldd + 2 * 16 * kf * ldd + d * ldf + 8 * na * ldd,
             self.acc_block(),
         );
-        [fwd, ffn, attn, qkv]
+        let lde = 16 * self.fe.div_ceil(16) + 8;
+        let enc = bytes(d * lde + 2 * d * ldd, self.acc_block());
+        [enc, fwd, ffn, attn, qkv]
     }
 }
 
@@ -526,9 +529,9 @@ impl FusedTrainer {
             self.fill(&mut xs, off, t, 1.0)?;
         }
         let mut acc = dev.alloc_zeros::<f32>(n * dims.acc_row())?;
-        launch!(self, &format!("tr_encode_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks);
-        let [fwd_smem, ffn_smem, attn_smem, qkv_smem] = dims.block_smem();
+        let [enc_smem, fwd_smem, ffn_smem, attn_smem, qkv_smem] = dims.tc_smem();
         let sfx = &self.suffix;
+        launch_bw!(self, &format!("tr_encode_{sfx}"), enc_smem, n, v; &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks);
         for i in 0..blocks {
             launch_bw!(self, &format!("tr_block_{sfx}"), fwd_smem, n, v; &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
         }
