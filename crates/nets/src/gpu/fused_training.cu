@@ -1059,13 +1059,7 @@ template <class C>
 __device__ void fwd_encode(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
                            float* __restrict__ xs, float* __restrict__ acc, int V, int blocks) {
   using namespace trc;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half* hi = reinterpret_cast<__half*>(smem_raw);
-  __half* lo = hi + C::E_HALVES;
-  float* sf = reinterpret_cast<float*>(lo + C::E_HALVES);
-  float* scal = sf + C::ACC_BLOCK;
-  float* priv = scal + 4;
-  begin(C::E_SMEM, priv, C::E_PRIV, scal);
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::E_HALVES, C::E_SMEM, C::E_PRIV);
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const float* W0 = W + C::ENC_SIZE;  // block 0
   tc::stage<2, C::LDE>(hi + C::E_ENC, lo + C::E_ENC, W + C::ENC_DW, C::D, C::FE, C::D, 16 * C::KE);
@@ -1175,13 +1169,7 @@ template <class C>
 __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
                           float* __restrict__ xs, float* __restrict__ acc, int V, int blocks, int b) {
   using namespace trc;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half* hi = reinterpret_cast<__half*>(smem_raw);
-  __half* lo = hi + C::P_HALVES;
-  float* sf = reinterpret_cast<float*>(lo + C::P_HALVES);
-  float* scal = sf + C::ACC_BLOCK;
-  float* priv = scal + 4;
-  begin(C::P_SMEM, priv, C::P_PRIV, scal);
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::P_HALVES, C::P_SMEM, C::P_PRIV);
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const bool has_next = b + 1 < blocks;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
