@@ -1008,48 +1008,50 @@ __device__ __forceinline__ void add_kv_tile(float* mine, const float (&x)[C::ND]
                                             trc::SMat wk, trc::SMat wv, const float (&keep)[2], int lane) {
   using namespace trc;
   const int g = lane >> 2, t = lane & 3;
-      float pk[C::ND][4], v[C::ND][4];
-    {
-      AFrag xa[C::KD];
-      float ix[2];
-      to_afrags<C::KD>(xa, ix, x);
-      tc::zero(pk);
-      tc::zero(v);
-      tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
-      tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
-      unscale(pk, ix);
-      unscale(v, ix);
-    }
-    add_bias(pk, Wn + C::QKV_B + C::D, C::D, lane);
-    add_bias(v, Wn + C::QKV_B + 2 * C::D, C::D, lane);
+  float pk[C::ND][4], v[C::ND][4];
+  {
+    AFrag xa[C::KD];
+    float ix[2];
+    to_afrags<C::KD>(xa, ix, x);
+    tc::zero(pk);
+    tc::zero(v);
+    tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
+    tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
+    unscale(pk, ix);
+    unscale(v, ix);
+  }
+  add_bias(pk, Wn + C::QKV_B + C::D, C::D, lane);
+  add_bias(v, Wn + C::QKV_B + 2 * C::D, C::D, lane);
 #pragma unroll
-    for (int i = 0; i < C::ND; ++i)
+  for (int i = 0; i < C::ND; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) pk[i][e] = keep[e >> 1] * elu_plus_one(pk[i][e]);
-    // S[c][j] += sum phi(k)_c v_j (c, j of one head); s[c] += sum phi(k)_c
-    float sp[C::ND][2], sv[C::ND][2];
-    TFrag tp[C::ND], tv[C::ND];
-    channel_scales(pk, sp);
-    to_tfrags(tp, pk, sp);
-    channel_scales(v, sv);
-    to_tfrags(tv, v, sv);
+    for (int e = 0; e < 4; ++e) pk[i][e] = keep[e >> 1] * elu_plus_one(pk[i][e]);
+  // S[c][j] += sum phi(k)_c v_j (c, j of one head): A = phi(k)^T of the head pair (2 (h / 2),
+  // 2 (h / 2) + 1; ND = H is even since D % 16 == 0 and HW == 8), B = v of head h; head h's
+  // rows are C rows g (h even) or g + 8 (h odd). s[c] += sum phi(k)_c in f32.
+  float sp[C::ND][2], sv[C::ND][2];
+  TFrag tp[C::ND], tv[C::ND];
+  channel_scales(pk, sp);
+  to_tfrags(tp, pk, sp);
+  channel_scales(v, sv);
+  to_tfrags(tv, v, sv);
 #pragma unroll
-    for (int h = 0; h < C::H; ++h) {
-      const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
-      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      mma3(c, af, tv[h].h[0], tv[h].h[1], tv[h].l[0], tv[h].l[1]);
-      const int e0 = 2 * (h & 1);
-      const float ir = row_inv(sp[h], lane);
-      float* dst = mine + (8 * h + g) * 8 + 2 * t;
-      dst[0] += c[e0] * ir * inv_pow2(sv[h][0]);
-      dst[1] += c[e0 + 1] * ir * inv_pow2(sv[h][1]);
-    }
-    float ks[C::ND][2];
+  for (int h = 0; h < C::H; ++h) {
+    const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    mma3(c, af, tv[h].h[0], tv[h].h[1], tv[h].l[0], tv[h].l[1]);
+    const int e0 = 2 * (h & 1);
+    const float ir = row_inv(sp[h], lane);
+    float* dst = mine + (8 * h + g) * 8 + 2 * t;
+    dst[0] += c[e0] * ir * inv_pow2(sv[h][0]);
+    dst[1] += c[e0 + 1] * ir * inv_pow2(sv[h][1]);
+  }
+  float ks[C::ND][2];
 #pragma unroll
-    for (int i = 0; i < C::ND; ++i)
+  for (int i = 0; i < C::ND; ++i)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) ks[i][e] = pk[i][e] + pk[i][e + 2];
-    add_channel_sums(mine + C::D * 8, ks, lane);
+    for (int e = 0; e < 2; ++e) ks[i][e] = pk[i][e] + pk[i][e + 2];
+  add_channel_sums(mine + C::D * 8, ks, lane);
 }
 
 // x_0 = encoder(lp) into slot 0 of xs (slots of D + 1 channels, the last all ones) on tensor
@@ -1185,7 +1187,10 @@ __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__
   const SMat gate{hi + C::F_G, lo + C::F_G}, up{hi + C::F_U, lo + C::F_U}, down{hi + C::F_DN, lo + C::F_DN};
   const SMat wk{hi + C::P_KV, lo + C::P_KV}, wv{hi + C::P_KV + C::D * C::LDD, lo + C::P_KV + C::D * C::LDD};
   const float eps_k = ATTENTION_EPS / kept;
-  float* mine = priv + warp * C::P_PRIV;
+  // This warp's sums: block b+1's S, s (ACC_BLOCK floats) or the pool (D floats), the warps'
+  // copies at the stride flush_warps reads them with (its count).
+  const int priv_count = has_next ? C::ACC_BLOCK : C::D;
+  float* mine = priv + warp * priv_count;
   const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
   const float* xb = xs + (size_t)b * (C::D + 1) * T;
   float* xo = xs + (size_t)(b + 1) * (C::D + 1) * T;
@@ -1212,8 +1217,8 @@ __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__
       add_channel_sums(mine, ps, lane);
     }
   }
-  if (has_next) flush_warps(priv, C::ACC_BLOCK, C::ACC_BLOCK, row_acc + (b + 1) * C::ACC_BLOCK, nullptr);
-  else flush_warps(priv, C::D, C::D, row_acc + blocks * C::ACC_BLOCK, nullptr);
+  if (has_next) flush_warps(priv, priv_count, priv_count, row_acc + (b + 1) * C::ACC_BLOCK, nullptr);
+  else flush_warps(priv, priv_count, priv_count, row_acc + blocks * C::ACC_BLOCK, nullptr);
 }
 
 // Block b's backward, FFN part (tr_bwd_ffn, see above): dx = dL/dx_{b+1}; writes dy1.
