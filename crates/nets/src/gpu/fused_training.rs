@@ -10,12 +10,12 @@
 //!   thread per token;
 //! - the encoder and the blocks run on tensor cores over 16-token tiles: one launch for the
 //!   encoder and one per block forward (each with the next block's attention sums or the pool),
-//!   three per block backward (FFN and LayerNorms;
-//!   the output projection and attention; the attention's key / value side and `dx`, which needs
-//!   the block's vocabulary-wide `dS`, `ds`), each backward launch adding its Linear layers'
-//!   weight and bias gradients `dY·Xᵀ` in-kernel (per-warp shared-memory sums, then one global
-//!   add per thread block) — `4B + 9` launches in all with the per-row ones (row statistics ×2,
-//!   loss, the per-row heads and their backward), [`FusedTrainer::launches`];
+//!   three per block backward (FFN and LayerNorms; the output projection and attention; the
+//!   attention's key / value side and `dx`, which needs the block's vocabulary-wide `dS`,
+//!   `ds`), each backward launch adding its Linear layers' weight and bias gradients `dY·Xᵀ`
+//!   in-kernel (per-warp shared-memory sums, then one global add per thread block) — `4B + 9`
+//!   launches in all with the per-row ones (row statistics ×2, loss, the per-row heads and their
+//!   backward), [`FusedTrainer::launches`];
 //! - the vocabulary-wide sums the network itself needs (attention sums, pool, their backward)
 //!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
 //!   transform's context part, a few thousand flops per row) and their backward are one kernel
