@@ -1000,6 +1000,26 @@ __device__ __forceinline__ Smem carve(int halves, int need, int priv_count) {
 
 }  // namespace trc
 
+// k (the pre-activation, bias added) and v of the tile x for block weights Wb, with W_k and W_v
+// staged as wk, wv.
+template <class C>
+__device__ __forceinline__ void key_value_tile(const float (&x)[C::ND][4], const float* __restrict__ Wb,
+                                               trc::SMat wk, trc::SMat wv, float (&k)[C::ND][4],
+                                               float (&v)[C::ND][4], int lane) {
+  using namespace trc;
+  AFrag xa[C::KD];
+  float ix[2];
+  to_afrags<C::KD>(xa, ix, x);
+  tc::zero(k);
+  tc::zero(v);
+  tc::linear<C::KD, C::ND, 2, C::LDD>(k, xa, wk, lane);
+  tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
+  unscale(k, ix);
+  unscale(v, ix);
+  add_bias(k, Wb + C::QKV_B + C::D, C::D, lane);
+  add_bias(v, Wb + C::QKV_B + 2 * C::D, C::D, lane);
+}
+
 // Adds the tile's share of the next block's attention sums to `mine` (ACC_BLOCK floats, this
 // warp's): S[c][j] += sum keep phi(k)_c v_j (c, j of one head), s[c] += sum keep phi(k)_c, with
 // k, v = W_k x, W_v x of that block (weights Wn, W_k and W_v staged as wk, wv).
@@ -1009,19 +1029,7 @@ __device__ __forceinline__ void add_kv_tile(float* mine, const float (&x)[C::ND]
   using namespace trc;
   const int g = lane >> 2, t = lane & 3;
   float pk[C::ND][4], v[C::ND][4];
-  {
-    AFrag xa[C::KD];
-    float ix[2];
-    to_afrags<C::KD>(xa, ix, x);
-    tc::zero(pk);
-    tc::zero(v);
-    tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
-    tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
-    unscale(pk, ix);
-    unscale(v, ix);
-  }
-  add_bias(pk, Wn + C::QKV_B + C::D, C::D, lane);
-  add_bias(v, Wn + C::QKV_B + 2 * C::D, C::D, lane);
+  key_value_tile<C>(x, Wn, wk, wv, pk, v, lane);
 #pragma unroll
   for (int i = 0; i < C::ND; ++i)
 #pragma unroll
@@ -1490,17 +1498,7 @@ __device__ void bwd_qkv(const float* __restrict__ z, const float* __restrict__ z
     float d[3 * C::ND][4];
     {
       float pk[C::ND][4], v[C::ND][4];
-      AFrag xa[C::KD];
-      float ix[2];
-      to_afrags<C::KD>(xa, ix, x);
-      tc::zero(pk);
-      tc::zero(v);
-      tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
-      tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
-      unscale(pk, ix);
-      unscale(v, ix);
-      add_bias(pk, Wb + C::QKV_B + C::D, C::D, lane);
-      add_bias(v, Wb + C::QKV_B + 2 * C::D, C::D, lane);
+      key_value_tile<C>(x, Wb, wk, wv, pk, v, lane);
 #pragma unroll
       for (int i = 0; i < C::ND; ++i)
 #pragma unroll
