@@ -1000,6 +1000,38 @@ __device__ __forceinline__ Smem carve(int halves, int need, int priv_count) {
 
 }  // namespace trc
 
+// dst[(8 h + g) 8 + j] += sum over the tile's 16 tokens of a_c b_(8 h + j) for the channels c =
+// 8 h + g, 8 h + j of each head h (per-head outer products, the layout of the attention sums S;
+// this warp's own copy): split-f16 tensor-core products with the tokens as the reduction
+// dimension, each channel scaled over the tile. A = a^T of the head pair 2 (h / 2),
+// 2 (h / 2) + 1 (ND = H is even: D % 16 == 0 and heads of width 8), B = b of head h; head h's
+// rows of the product are g (h even, c0 c1) or g + 8 (h odd, c2 c3).
+template <int ND>
+__device__ __forceinline__ void add_head_outer(float* dst, const float (&a)[ND][4], const float (&b)[ND][4],
+                                               int lane) {
+  using namespace trc;
+  const int g = lane >> 2, t = lane & 3;
+  float sa[ND][2], sb[ND][2];
+  TFrag ta[ND], tb[ND];
+  channel_scales(a, sa);
+  to_tfrags(ta, a, sa);
+  channel_scales(b, sb);
+  to_tfrags(tb, b, sb);
+#pragma unroll
+  for (int h = 0; h < ND; ++h) {
+    const AFrag af = afrag_t(ta[2 * (h / 2)], ta[2 * (h / 2) + 1]);
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    mma3(c, af, tb[h].h[0], tb[h].h[1], tb[h].l[0], tb[h].l[1]);
+    const int e0 = 2 * (h & 1);
+    const float ir = row_inv(sa[h], lane);
+    float2* d = reinterpret_cast<float2*>(dst + (8 * h + g) * 8 + 2 * t);  // dst: 8-byte aligned
+    float2 v = *d;
+    v.x += c[e0] * ir * inv_pow2(sb[h][0]);
+    v.y += c[e0 + 1] * ir * inv_pow2(sb[h][1]);
+    *d = v;
+  }
+}
+
 // k (the pre-activation, bias added) and v of the tile x for block weights Wb, with W_k and W_v
 // staged as wk, wv.
 template <class C>
@@ -1027,33 +1059,14 @@ template <class C>
 __device__ __forceinline__ void add_kv_tile(float* mine, const float (&x)[C::ND][4], const float* __restrict__ Wn,
                                             trc::SMat wk, trc::SMat wv, const float (&keep)[2], int lane) {
   using namespace trc;
-  const int g = lane >> 2, t = lane & 3;
   float pk[C::ND][4], v[C::ND][4];
   key_value_tile<C>(x, Wn, wk, wv, pk, v, lane);
 #pragma unroll
   for (int i = 0; i < C::ND; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) pk[i][e] = keep[e >> 1] * elu_plus_one(pk[i][e]);
-  // S[c][j] += sum phi(k)_c v_j (c, j of one head): A = phi(k)^T of the head pair (2 (h / 2),
-  // 2 (h / 2) + 1; ND = H is even since D % 16 == 0 and HW == 8), B = v of head h; head h's
-  // rows are C rows g (h even) or g + 8 (h odd). s[c] += sum phi(k)_c in f32.
-  float sp[C::ND][2], sv[C::ND][2];
-  TFrag tp[C::ND], tv[C::ND];
-  channel_scales(pk, sp);
-  to_tfrags(tp, pk, sp);
-  channel_scales(v, sv);
-  to_tfrags(tv, v, sv);
-#pragma unroll
-  for (int h = 0; h < C::H; ++h) {
-    const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
-    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    mma3(c, af, tv[h].h[0], tv[h].h[1], tv[h].l[0], tv[h].l[1]);
-    const int e0 = 2 * (h & 1);
-    const float ir = row_inv(sp[h], lane);
-    float* dst = mine + (8 * h + g) * 8 + 2 * t;
-    dst[0] += c[e0] * ir * inv_pow2(sv[h][0]);
-    dst[1] += c[e0 + 1] * ir * inv_pow2(sv[h][1]);
-  }
+  // S[c][j] += sum phi(k)_c v_j (c, j of one head) on tensor cores; s[c] += sum phi(k)_c in f32
+  add_head_outer(mine, pk, v, lane);
   float ks[C::ND][2];
 #pragma unroll
   for (int i = 0; i < C::ND; ++i)
@@ -1344,7 +1357,7 @@ __device__ void bwd_attn(const float* __restrict__ z, const float* __restrict__ 
                          float* __restrict__ wgrad, int V, int blocks, int b) {
   using namespace trc;
   const auto [hi, lo, sf, scal, priv] = carve<C>(C::A_HALVES, C::A_SMEM, C::A_PRIV);
-  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
   tc::stage<2, C::LDD>(hi + C::A_Q, lo + C::A_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
@@ -1411,24 +1424,7 @@ __device__ void bwd_attn(const float* __restrict__ z, const float* __restrict__ 
     }
     // dS'[c][j] += sum phi(q)_c dnum'_j (c, j of one head), ds'[c] += sum dden'_h phi(q)_c
     {
-      float sp[C::ND][2], sn[C::ND][2];
-      TFrag tp[C::ND], tn[C::ND];
-      channel_scales(phiq, sp);
-      to_tfrags(tp, phiq, sp);
-      channel_scales(dn, sn);
-      to_tfrags(tn, dn, sn);
-#pragma unroll
-      for (int h = 0; h < C::H; ++h) {
-        const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
-        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        mma3(c, af, tn[h].h[0], tn[h].h[1], tn[h].l[0], tn[h].l[1]);
-        // head h's rows of the m-tile: g (h even, c0 c1) or g + 8 (h odd, c2 c3) = channel 8 h + g
-        const int e0 = 2 * (h & 1);
-        const float ir = row_inv(sp[h], lane);
-        float* dst = mine + C::D * (C::D + 1) + (8 * h + g) * 8 + 2 * t;
-        dst[0] += c[e0] * ir * inv_pow2(sn[h][0]);
-        dst[1] += c[e0 + 1] * ir * inv_pow2(sn[h][1]);
-      }
+      add_head_outer(mine + C::D * (C::D + 1), phiq, dn, lane);
       float ds[C::ND][2];
 #pragma unroll
       for (int h = 0; h < C::ND; ++h)
