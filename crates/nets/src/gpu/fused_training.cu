@@ -727,6 +727,21 @@ __device__ __forceinline__ void token_product(float (&out)[NT][4], const float (
   unscale(out, inv);
 }
 
+// o1 = in W1^T, o2 = in W2^T (W rows = outputs) from one scaled split of `in` (per token).
+template <int KC, int NT, int LD>
+__device__ __forceinline__ void token_product2(float (&o1)[NT][4], float (&o2)[NT][4], const float (&in)[2 * KC][4],
+                                               SMat w1, SMat w2, int lane) {
+  AFrag a[KC];
+  float inv[2];
+  to_afrags<KC>(a, inv, in);
+  tc::zero(o1);
+  tc::zero(o2);
+  tc::linear<KC, NT, 2, LD>(o1, a, w1, lane);
+  tc::linear<KC, NT, 2, LD>(o2, a, w2, lane);
+  unscale(o1, inv);
+  unscale(o2, inv);
+}
+
 // c += bias (entries >= count read as 0).
 template <int NT>
 __device__ __forceinline__ void add_bias(float (&c)[NT][4], const float* __restrict__ bias, int count, int lane) {
@@ -1039,15 +1054,7 @@ __device__ __forceinline__ void key_value_tile(const float (&x)[C::ND][4], const
                                                trc::SMat wk, trc::SMat wv, float (&k)[C::ND][4],
                                                float (&v)[C::ND][4], int lane) {
   using namespace trc;
-  AFrag xa[C::KD];
-  float ix[2];
-  to_afrags<C::KD>(xa, ix, x);
-  tc::zero(k);
-  tc::zero(v);
-  tc::linear<C::KD, C::ND, 2, C::LDD>(k, xa, wk, lane);
-  tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
-  unscale(k, ix);
-  unscale(v, ix);
+  token_product2<C::KD, C::ND, C::LDD>(k, v, x, wk, wv, lane);
   add_bias(k, Wb + C::QKV_B + C::D, C::D, lane);
   add_bias(v, Wb + C::QKV_B + 2 * C::D, C::D, lane);
 }
@@ -1145,17 +1152,7 @@ __device__ __forceinline__ void block_tile(const float (&x)[C::ND][4], const flo
     for (int e = 0; e < 4; ++e) xh1[i][e] += x[i][e];
   normalize_tile(xh1, r1);
   affine(y1, xh1, Wb + C::LN1_W, Wb + C::LN1_B, lane);
-  {
-    AFrag ya[C::KD];
-    float iy[2];
-    to_afrags<C::KD>(ya, iy, y1);
-    tc::zero(hg);
-    tc::zero(hu);
-    tc::linear<C::KD, C::NF, 2, C::LDD>(hg, ya, gate, lane);
-    tc::linear<C::KD, C::NF, 2, C::LDD>(hu, ya, up, lane);
-    unscale(hg, iy);
-    unscale(hu, iy);
-  }
+  token_product2<C::KD, C::NF, C::LDD>(hg, hu, y1, gate, up, lane);
   add_bias(hg, Wb + C::FG_B, C::FF, lane);
   add_bias(hu, Wb + C::FU_B, C::FF, lane);
 #pragma unroll
