@@ -19,8 +19,8 @@ mod gpu_common;
 use adasamp_nets::SamplerConfig;
 use candle_core::{DType, Device, Tensor};
 use gpu_common::{
-    gradient_error, lm_logits, logits_and_targets, loss_error, noisy_params, output_error,
-    plain_forward, plain_steps, soft_mask, GRADIENT_FLOOR,
+    gradient_error, gradient_norm_error, lm_logits, logits_and_targets, loss_error, noisy_params,
+    output_error, plain_forward, plain_steps, soft_mask, GRADIENT_FLOOR,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -96,12 +96,17 @@ fn plain_f32_training_step_matches_f64_at_small_vocab() {
             let (a, b) = plain_steps(&config, &params, &z, &t, gamma, 1.0 / n as f64);
             let (kl, pen) = (loss_error(a.kl, b.kl), loss_error(a.penalty, b.penalty));
             let (grad, at) = gradient_error(&a.grads, &b.grads, GRADIENT_FLOOR, "f32 vs f64");
-            eprintln!("{config}: f32 from f64: KL {kl:.1e}, penalty {pen:.1e}, gradients {grad:.2e} at {at}");
+            let (norm, norm_at) = gradient_norm_error(&a.grads, &b.grads, "f32 vs f64");
+            eprintln!(
+                "{config}: f32 from f64: KL {kl:.1e}, penalty {pen:.1e}, gradients {grad:.2e} at \
+                 {at} (normwise {norm:.2e} at {norm_at})"
+            );
             assert!(
                 kl <= 1e-5 && pen <= 1e-5,
                 "{config}: KL {kl:e}, penalty {pen:e}"
             );
             assert!(grad <= 5e-3, "{config}: {at}: {grad:e}");
+            assert!(norm <= 1e-4, "{config}: {norm_at}: normwise {norm:e}");
         }
     }
 }

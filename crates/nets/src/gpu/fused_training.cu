@@ -1,12 +1,16 @@
 // Fused CUDA training step of the SamplingNetwork (SPEC section 2): forward with the block inputs
-// kept, TruncatedLogitsLoss, backward; f32 storage, f32 arithmetic and accumulation.
+// kept, TruncatedLogitsLoss, backward; f32 storage and accumulation, the blocks' matrix products
+// in split f16 on tensor cores (about f32 accuracy), the rest f32.
 //
-// One thread per (row n, token t). Every per-token buffer is channel-major over all tokens of
-// the batch, [C][N][V] (channel c of token (n, t) at c*T + n*V + t, T = N*V). The weight
-// gradients of the blocks' Linears are tensor-core sums inside the block backward; those of the
-// encoder's down projection and the transform head are one GEMM over the T tokens each (cuBLAS,
-// from gpu::fused_training): a layer's input buffer carries one extra channel of ones after its
-// K channels, which makes the last column of dY * X^T the bias gradient. The kernels of one step:
+// Every per-token buffer is channel-major over all tokens of the batch, [C][N][V] (channel c of
+// token (n, t) at c*T + n*V + t, T = N*V). The head, its backward and the encoder's backward
+// run one thread per (row n, token t); the encoder and the blocks, forward and backward, run on
+// tensor cores, one warp per 16-token tile of a row (see "Blocks on tensor cores" below), and
+// the blocks' backward adds the weight gradients of their Linears in-kernel. The Linears outside
+// the blocks (the encoder's down projection, the transform's gate and up token columns) get
+// theirs as one GEMM over the T tokens each (cuBLAS, from gpu::fused_training): a layer's input
+// buffer carries one extra channel of ones after its K channels, which makes the last column of
+// dY * X^T the bias gradient. The kernels of one step:
 //
 //   tr_row_stats (z, then target)   per row: max, log sum exp(x - max), #NaN/+inf, #finite
 //   tr_encode_<cfg>                 lp, encoder -> x_0; block 0's sums S = sum phi(k) v^T, s
@@ -19,14 +23,16 @@
 //                                   of the transform, per-row sums (dmult, ds, dtau, dctx)
 //   tr_rows_bwd_<cfg>               per row: the per-row heads' backward -> their parameters'
 //                                   gradients (atomics), dL/dpool
-//   tr_bwd_ffn_<cfg>  (b = B-1..0)  tensor cores (see "Block backward on tensor cores" below):
+//   tr_bwd_ffn_<cfg>  (b = B-1..0)  tensor cores (see "Blocks on tensor cores" below):
 //   tr_bwd_attn_<cfg>               recompute block b, its backward and its Linears' weight
 //   tr_bwd_qkv_<cfg>                gradients in-kernel; dx_b = dL/dx_b
 //   tr_encode_bwd_<cfg>             the encoder's backward
 //
-// Sums over tokens: warp shuffles, then shared-memory atomics per thread block, then global
-// atomics (f32). Masked tokens (z = -inf) use lp = 0 (MASKED_LP_SENTINEL), take no part in any
-// sum, get -inf out and a zero gradient, exactly as the candle path.
+// Sums over tokens in the per-thread kernels: warp shuffles, then shared-memory atomics per
+// thread block, then global atomics (f32); in the tensor-core kernels: tensor-core products
+// with the tokens as the reduction dimension into each warp's shared-memory copy, then global
+// atomics. Masked tokens (z = -inf) use lp = 0 (MASKED_LP_SENTINEL), take no part in any sum,
+// get -inf out and a zero gradient, exactly as the candle path.
 //
 // The weights are one packed f32 buffer in the order of `gpu::fused::packing_order` (every
 // Linear as weight [out, in] row-major followed by bias [out]).
@@ -37,7 +43,7 @@
 #define THREADS 128
 // threads per block of the per-row head kernels (tr_rows, tr_rows_bwd; one block per row)
 #define ROW_HEAD_THREADS 128
-// warps per thread block of the tensor-core block backward
+// warps per thread block of the tensor-core block kernels (forward and backward)
 #define BW_WARPS 8
 #define BW_THREADS (BW_WARPS * 32)
 // floats per row of tr_row_stats and of tr_loss
@@ -195,6 +201,14 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int F_DN = F_U + 16 * KF * LDD, F_ATT = F_DN + D * LDF, F_HALVES = F_ATT + 8 * NA * LDD;
   static constexpr int F_GATE = 0, F_UP = FF * (D + 1), F_DOWN = 2 * FF * (D + 1), F_LN = F_DOWN + D * (FF + 1);
   static constexpr int F_PRIV = F_LN + 4 * D, F_SMEM = smem(F_HALVES, F_PRIV);
+  // tr_encode: the encoder's down projection (LDE: its hidden width, padded), block 0's W_k,
+  // W_v; sums: block 0's S, s
+  static constexpr int KE = (FE + 15) / 16, LDE = 16 * KE + 8;
+  static constexpr int E_ENC = 0, E_KV = D * LDE, E_HALVES = E_KV + 2 * D * LDD, E_PRIV = ACC_BLOCK;
+  static constexpr int E_SMEM = smem(E_HALVES, E_PRIV);
+  // tr_block (forward): the F_* matrices, then block b+1's W_k, W_v; sums: S, s (or the pool)
+  static constexpr int P_KV = F_HALVES, P_HALVES = P_KV + 2 * D * LDD, P_PRIV = ACC_BLOCK;
+  static constexpr int P_SMEM = smem(P_HALVES, P_PRIV);
   // tr_bwd_attn: W_q, W_out, the attention operand and its transpose; sums: out (wgrad), dS', ds'
   static constexpr int A_Q = 0, A_OUT = D * LDD, A_ATT = 2 * D * LDD, A_ATTT = A_ATT + 8 * NA * LDD;
   static constexpr int A_HALVES = A_ATTT + D * LDD, A_PRIV = D * (D + 1) + ACC_BLOCK, A_SMEM = smem(A_HALVES, A_PRIV);
@@ -224,202 +238,8 @@ __device__ __forceinline__ void warp_add(float* dst, float v) {
   if ((threadIdx.x % 32) == 0) atomicAdd(dst, v);
 }
 
-// Channel i of the key (pre-activation, a) and the value (b) of token x for block weights Wb.
-template <class C>
-__device__ __forceinline__ void key_value(const float (&x)[C::D], const float* __restrict__ Wb, int i, float& a,
-                                          float& b) {
-  a = __ldg(Wb + C::QKV_B + C::D + i);
-  b = __ldg(Wb + C::QKV_B + 2 * C::D + i);
-#pragma unroll
-  for (int j = 0; j < C::D; ++j) {
-    a = fmaf(__ldg(Wb + C::QKV_W + (C::D + i) * C::D + j), x[j], a);
-    b = fmaf(__ldg(Wb + C::QKV_W + (2 * C::D + i) * C::D + j), x[j], b);
-  }
-}
-
-// Adds keep * phi(k) v^T (same-head pairs) and keep * phi(k) of this thread's token into
-// `sums` (shared, ACC_BLOCK floats).
-template <class C>
-__device__ __forceinline__ void add_kv(const float (&x)[C::D], const float* __restrict__ Wb, float keep, float* sums) {
-  float k[C::D], v[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    float a, b;
-    key_value<C>(x, Wb, i, a, b);
-    k[i] = keep * elu_plus_one(a);
-    v[i] = b;
-  }
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    const int head = i / C::HW;
-#pragma unroll
-    for (int j = 0; j < C::HW; ++j) warp_add(sums + i * C::HW + j, k[i] * v[head * C::HW + j]);
-    warp_add(sums + C::D * C::HW + i, k[i]);
-  }
-}
-
-// y <- LN(y) without the affine part; returns 1 / sqrt(var + eps).
-template <class C>
-__device__ __forceinline__ float normalize(float (&y)[C::D]) {
-  float mean = 0.0f;
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) mean += y[i];
-  mean *= 1.0f / C::D;
-  float var = 0.0f;
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) { y[i] -= mean; var = fmaf(y[i], y[i], var); }
-  const float r = rsqrtf(var * (1.0f / C::D) + LAYER_NORM_EPS);
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) y[i] *= r;
-  return r;
-}
-
 // Channel c of token (n, t) in a [C][N][V] buffer.
 __device__ __forceinline__ size_t at(int c, size_t T, size_t tok) { return (size_t)c * T + tok; }
-
-// x_0 = encoder(lp) into slot 0 of xs (slots of D + 1 channels, the last all ones), and block
-// 0's sums.
-template <class C>
-__device__ void encode(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
-                       float* __restrict__ xs, float* __restrict__ acc, int V, int blocks) {
-  __shared__ float sums[C::ACC_BLOCK];
-  zero_shared(sums, C::ACC_BLOCK);
-  __syncthreads();
-  const int n = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
-  const size_t T = (size_t)gridDim.y * V, tok = (size_t)n * V + t;
-  const bool valid = t < V;
-  float lp = 0.0f, keep = 0.0f;
-  if (valid) token_lp(z, zstats, V, n, t, lp, keep);
-  float x[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = __ldg(W + C::ENC_DB + i);
-#pragma unroll
-  for (int f = 0; f < C::FE; ++f) {
-    const float g = fmaf(__ldg(W + C::ENC_GW + f), lp, __ldg(W + C::ENC_GB + f));
-    const float u = fmaf(__ldg(W + C::ENC_UW + f), lp, __ldg(W + C::ENC_UB + f));
-    const float h = silu(g) * u;
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) x[i] = fmaf(__ldg(W + C::ENC_DW + i * C::FE + f), h, x[i]);
-  }
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) xs[at(i, T, tok)] = x[i];
-  }
-  add_kv<C>(x, W + C::ENC_SIZE, keep, sums);
-  __syncthreads();
-  flush_sums(sums, acc + (size_t)n * C::acc_row(blocks), C::ACC_BLOCK);
-}
-
-// The attention output a = (phi(q)^T S_h) / (phi(q) . s_h + eps) per head, from phi(q) and the
-// row's sums; also 1 / (den + eps) per head.
-template <class C>
-__device__ __forceinline__ void attend(const float (&phiq)[C::D], const float* sums, float (&a)[C::D],
-                                       float (&inv)[C::H]) {
-#pragma unroll
-  for (int h = 0; h < C::H; ++h) {
-    float den = 0.0f;
-#pragma unroll
-    for (int i = 0; i < C::HW; ++i) den = fmaf(phiq[h * C::HW + i], sums[C::D * C::HW + h * C::HW + i], den);
-    inv[h] = 1.0f / (den + ATTENTION_EPS);
-#pragma unroll
-    for (int j = 0; j < C::HW; ++j) {
-      float num = 0.0f;
-#pragma unroll
-      for (int i = 0; i < C::HW; ++i) num = fmaf(phiq[h * C::HW + i], sums[(h * C::HW + i) * C::HW + j], num);
-      a[h * C::HW + j] = num * inv[h];
-    }
-  }
-}
-
-// phi(q) of x for block weights Wb.
-template <class C>
-__device__ __forceinline__ void query(const float (&x)[C::D], const float* __restrict__ Wb, float (&phiq)[C::D]) {
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    float a = __ldg(Wb + C::QKV_B + i);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) a = fmaf(__ldg(Wb + C::QKV_W + i * C::D + j), x[j], a);
-    phiq[i] = elu_plus_one(a);
-  }
-}
-
-// The FFN's gate and up pre-activations g, u of hidden unit f for the LN1 output y (block
-// weights Wb).
-template <class C>
-__device__ __forceinline__ void ffn_hidden(const float (&y)[C::D], const float* __restrict__ Wb, int f, float& g,
-                                           float& u) {
-  g = __ldg(Wb + C::FG_B + f);
-  u = __ldg(Wb + C::FU_B + f);
-#pragma unroll
-  for (int j = 0; j < C::D; ++j) {
-    g = fmaf(__ldg(Wb + C::FG_W + f * C::D + j), y[j], g);
-    u = fmaf(__ldg(Wb + C::FU_W + f * C::D + j), y[j], u);
-  }
-}
-
-// Block b: x_b (slot b) -> x_{b+1} (slot b + 1), then block b+1's sums or the pool sum.
-template <class C>
-__device__ void block(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
-                      float* __restrict__ xs, float* __restrict__ acc, int V, int blocks, int b) {
-  __shared__ float in_sums[C::ACC_BLOCK];
-  __shared__ float out_sums[C::ACC_BLOCK];
-  const int n = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
-  const size_t T = (size_t)gridDim.y * V, tok = (size_t)n * V + t;
-  float* row_acc = acc + (size_t)n * C::acc_row(blocks);
-  for (int i = threadIdx.x; i < C::ACC_BLOCK; i += blockDim.x) in_sums[i] = row_acc[b * C::ACC_BLOCK + i];
-  zero_shared(out_sums, C::ACC_BLOCK);
-  __syncthreads();
-  const bool valid = t < V;
-  float lp = 0.0f, keep = 0.0f;
-  if (valid) token_lp(z, zstats, V, n, t, lp, keep);
-  const float* xin = xs + (size_t)b * (C::D + 1) * T;
-  float* xout = xs + (size_t)(b + 1) * (C::D + 1) * T;
-  float x[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = valid ? xin[at(i, T, tok)] : 0.0f;
-  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
-  float phiq[C::D], att[C::D], inv[C::H];
-  query<C>(x, Wb, phiq);
-  attend<C>(phiq, in_sums, att, inv);
-  float y[C::D];
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) {
-    float a = __ldg(Wb + C::OUT_B + i);
-#pragma unroll
-    for (int j = 0; j < C::D; ++j) a = fmaf(__ldg(Wb + C::OUT_W + i * C::D + j), att[j], a);
-    y[i] = x[i] + a;
-  }
-  normalize<C>(y);
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) y[i] = fmaf(y[i], __ldg(Wb + C::LN1_W + i), __ldg(Wb + C::LN1_B + i));
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = y[i] + __ldg(Wb + C::FD_B + i);
-#pragma unroll 2
-  for (int f = 0; f < C::FF; ++f) {
-    float g, u;
-    ffn_hidden<C>(y, Wb, f, g, u);
-    const float hf = silu(g) * u;
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) x[i] = fmaf(__ldg(Wb + C::FD_W + i * C::FF + f), hf, x[i]);
-  }
-  normalize<C>(x);
-#pragma unroll
-  for (int i = 0; i < C::D; ++i) x[i] = fmaf(x[i], __ldg(Wb + C::LN2_W + i), __ldg(Wb + C::LN2_B + i));
-  if (valid) {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) xout[at(i, T, tok)] = x[i];
-  }
-  if (b + 1 < blocks) {
-    add_kv<C>(x, Wb + C::BLOCK_SIZE, keep, out_sums);
-    __syncthreads();
-    flush_sums(out_sums, row_acc + (b + 1) * C::ACC_BLOCK, C::ACC_BLOCK);
-  } else {
-#pragma unroll
-    for (int i = 0; i < C::D; ++i) warp_add(out_sums + i, keep * x[i]);
-    __syncthreads();
-    flush_sums(out_sums, row_acc + blocks * C::ACC_BLOCK, C::D);
-  }
-}
 
 // The transform's hidden pre-activations g, u of token x with the row's context part ctx.
 template <class C>
@@ -677,8 +497,15 @@ __device__ void rows_backward(const float* __restrict__ zstats, const float* __r
 }
 
 // ---------------------------------------------------------------------------------------------
-// Block backward on tensor cores (three launches per block, grid (thread blocks per row, rows),
-// BW_WARPS warps per thread block, each warp looping over its row's 16-token tiles):
+// Blocks on tensor cores. Grid (thread blocks per row, rows), BW_WARPS warps per thread block,
+// each warp looping over its row's 16-token tiles. Forward, one launch for the encoder and one
+// per block:
+//
+//   tr_encode_<cfg>    lp -> x_0 (the down projection on tensor cores); block 0's sums
+//   tr_block_<cfg>     x_b -> x_{b+1}; block b+1's sums S = sum phi(k) v^T, s = sum phi(k)
+//                      (tensor-core products over the tokens) or the pool sum
+//
+// Backward, three launches per block:
 //
 //   tr_bwd_ffn_<cfg>   recompute block b from x_b and its forward sums; from dL/dx_{b+1} (+ the
 //                      pool's share for the last block): LN2, FFN and LN1 backward -> dy1 (the
@@ -893,6 +720,21 @@ __device__ __forceinline__ void token_product(float (&out)[NT][4], const float (
   if (TRANS) linear_t<KC, NT, LD>(out, a, w, lane);
   else tc::linear<KC, NT, 2, LD>(out, a, w, lane);
   unscale(out, inv);
+}
+
+// o1 = in W1^T, o2 = in W2^T (W rows = outputs) from one scaled split of `in` (per token).
+template <int KC, int NT, int LD>
+__device__ __forceinline__ void token_product2(float (&o1)[NT][4], float (&o2)[NT][4], const float (&in)[2 * KC][4],
+                                               SMat w1, SMat w2, int lane) {
+  AFrag a[KC];
+  float inv[2];
+  to_afrags<KC>(a, inv, in);
+  tc::zero(o1);
+  tc::zero(o2);
+  tc::linear<KC, NT, 2, LD>(o1, a, w1, lane);
+  tc::linear<KC, NT, 2, LD>(o2, a, w2, lane);
+  unscale(o1, inv);
+  unscale(o2, inv);
 }
 
 // c += bias (entries >= count read as 0).
@@ -1168,6 +1010,230 @@ __device__ __forceinline__ Smem carve(int halves, int need, int priv_count) {
 
 }  // namespace trc
 
+// dst[(8 h + g) 8 + j] += sum over the tile's 16 tokens of a_c b_(8 h + j) for the channels c =
+// 8 h + g, 8 h + j of each head h (per-head outer products, the layout of the attention sums S;
+// this warp's own copy): split-f16 tensor-core products with the tokens as the reduction
+// dimension, each channel scaled over the tile. A = a^T of the head pair 2 (h / 2),
+// 2 (h / 2) + 1 (ND = H is even: D % 16 == 0 and heads of width 8), B = b of head h; head h's
+// rows of the product are g (h even, c0 c1) or g + 8 (h odd, c2 c3).
+template <int ND>
+__device__ __forceinline__ void add_head_outer(float* dst, const float (&a)[ND][4], const float (&b)[ND][4],
+                                               int lane) {
+  using namespace trc;
+  const int g = lane >> 2, t = lane & 3;
+  float sa[ND][2], sb[ND][2];
+  TFrag ta[ND], tb[ND];
+  channel_scales(a, sa);
+  to_tfrags(ta, a, sa);
+  channel_scales(b, sb);
+  to_tfrags(tb, b, sb);
+#pragma unroll
+  for (int h = 0; h < ND; ++h) {
+    const AFrag af = afrag_t(ta[2 * (h / 2)], ta[2 * (h / 2) + 1]);
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    mma3(c, af, tb[h].h[0], tb[h].h[1], tb[h].l[0], tb[h].l[1]);
+    const int e0 = 2 * (h & 1);
+    const float ir = row_inv(sa[h], lane);
+    float2* d = reinterpret_cast<float2*>(dst + (8 * h + g) * 8 + 2 * t);  // dst: 8-byte aligned
+    float2 v = *d;
+    v.x += c[e0] * ir * inv_pow2(sb[h][0]);
+    v.y += c[e0 + 1] * ir * inv_pow2(sb[h][1]);
+    *d = v;
+  }
+}
+
+// k (the pre-activation, bias added) and v of the tile x for block weights Wb, with W_k and W_v
+// staged as wk, wv.
+template <class C>
+__device__ __forceinline__ void key_value_tile(const float (&x)[C::ND][4], const float* __restrict__ Wb,
+                                               trc::SMat wk, trc::SMat wv, float (&k)[C::ND][4],
+                                               float (&v)[C::ND][4], int lane) {
+  using namespace trc;
+  token_product2<C::KD, C::ND, C::LDD>(k, v, x, wk, wv, lane);
+  add_bias(k, Wb + C::QKV_B + C::D, C::D, lane);
+  add_bias(v, Wb + C::QKV_B + 2 * C::D, C::D, lane);
+}
+
+// Adds the tile's share of the next block's attention sums to `mine` (ACC_BLOCK floats, this
+// warp's): S[c][j] += sum keep phi(k)_c v_j (c, j of one head), s[c] += sum keep phi(k)_c, with
+// k, v = W_k x, W_v x of that block (weights Wn, W_k and W_v staged as wk, wv).
+template <class C>
+__device__ __forceinline__ void add_kv_tile(float* mine, const float (&x)[C::ND][4], const float* __restrict__ Wn,
+                                            trc::SMat wk, trc::SMat wv, const float (&keep)[2], int lane) {
+  using namespace trc;
+  float pk[C::ND][4], v[C::ND][4];
+  key_value_tile<C>(x, Wn, wk, wv, pk, v, lane);
+#pragma unroll
+  for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) pk[i][e] = keep[e >> 1] * elu_plus_one(pk[i][e]);
+  // S[c][j] += sum phi(k)_c v_j (c, j of one head) on tensor cores; s[c] += sum phi(k)_c in f32
+  add_head_outer(mine, pk, v, lane);
+  float ks[C::ND][2];
+#pragma unroll
+  for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) ks[i][e] = pk[i][e] + pk[i][e + 2];
+  add_channel_sums(mine + C::D * 8, ks, lane);
+}
+
+// x_0 = encoder(lp) into slot 0 of xs (slots of D + 1 channels, the last all ones) on tensor
+// cores (the hidden units f32, the down projection a tensor-core product), and block 0's sums
+// (tr_encode).
+template <class C>
+__device__ void fwd_encode(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
+                           float* __restrict__ xs, float* __restrict__ acc, int V, int blocks) {
+  using namespace trc;
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::E_HALVES, C::E_SMEM, C::E_PRIV);
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const float* W0 = W + C::ENC_SIZE;  // block 0
+  tc::stage<2, C::LDE>(hi + C::E_ENC, lo + C::E_ENC, W + C::ENC_DW, C::D, C::FE, C::D, 16 * C::KE);
+  tc::stage<2, C::LDD>(hi + C::E_KV, lo + C::E_KV, W0 + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
+  __syncthreads();
+  const SMat enc{hi + C::E_ENC, lo + C::E_ENC};
+  const SMat wk{hi + C::E_KV, lo + C::E_KV}, wv{hi + C::E_KV + C::D * C::LDD, lo + C::E_KV + C::D * C::LDD};
+  float* mine = priv + warp * C::E_PRIV;
+  const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
+  const float* zrow = z + row0;
+  const int tiles = (V + 15) / 16;
+  for (int tile = blockIdx.x * BW_WARPS + warp; tile < tiles; tile += gridDim.x * BW_WARPS) {
+    const int t0 = 16 * tile;
+    float lp[2], keep[2];
+    tc::tile_lp(zrow, zstats + STATS * n, V, t0, lane, lp, keep);
+    float h[2 * C::KE][4];
+#pragma unroll
+    for (int i = 0; i < 2 * C::KE; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int f = 8 * i + 2 * t + (e & 1);
+        float v = 0.0f;
+        if (f < C::FE) {
+          const float l = lp[e >> 1];
+          const float gt = fmaf(__ldg(W + C::ENC_GW + f), l, __ldg(W + C::ENC_GB + f));
+          const float u = fmaf(__ldg(W + C::ENC_UW + f), l, __ldg(W + C::ENC_UB + f));
+          v = silu(gt) * u;
+        }
+        h[i][e] = v;
+      }
+    float x[C::ND][4];
+    token_product<C::KE, C::ND, C::LDE, false>(x, h, enc, lane);
+    add_bias(x, W + C::ENC_DB, C::D, lane);
+    store_cm(xs, x, T, row0, t0, V, lane);
+    add_kv_tile<C>(mine, x, W0, wk, wv, keep, lane);
+  }
+  flush_warps(priv, C::ACC_BLOCK, C::ACC_BLOCK, acc + (size_t)n * C::acc_row(blocks), nullptr);
+}
+
+// Block b on the tile x (tensor cores): xh1, r1 = LN1's normalized input and 1 / sigma, y1 its
+// output; hg, hu the FFN's gate and up pre-activations, hf = silu(hg) hu; xh2, r2 = LN2's
+// normalized input and 1 / sigma (the block output is xh2 w + b).
+template <class C>
+__device__ __forceinline__ void block_tile(const float (&x)[C::ND][4], const float* __restrict__ Wb, trc::SMat q,
+                                           trc::SMat out, trc::SMat att, trc::SMat gate, trc::SMat up,
+                                           trc::SMat down, const float (&sc)[C::H], float eps_k,
+                                           float (&xh1)[C::ND][4], float (&r1)[2], float (&y1)[C::ND][4],
+                                           float (&hg)[C::NF][4], float (&hu)[C::NF][4], float (&hf)[C::NF][4],
+                                           float (&xh2)[C::ND][4], float (&r2)[2], int lane) {
+  using namespace trc;
+  {
+    float phiq[C::ND][4], a[C::ND][4], inv[C::H][2];
+    attention_fwd<C>(x, Wb, q, att, sc, eps_k, phiq, a, inv, lane);
+    token_product<C::KD, C::ND, C::LDD, false>(xh1, a, out, lane);
+  }
+  add_bias(xh1, Wb + C::OUT_B, C::D, lane);
+#pragma unroll
+  for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) xh1[i][e] += x[i][e];
+  normalize_tile(xh1, r1);
+  affine(y1, xh1, Wb + C::LN1_W, Wb + C::LN1_B, lane);
+  token_product2<C::KD, C::NF, C::LDD>(hg, hu, y1, gate, up, lane);
+  add_bias(hg, Wb + C::FG_B, C::FF, lane);
+  add_bias(hu, Wb + C::FU_B, C::FF, lane);
+#pragma unroll
+  for (int i = 0; i < C::NF; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) hf[i][e] = silu(hg[i][e]) * hu[i][e];
+  token_product<C::KF, C::ND, C::LDF, false>(xh2, hf, down, lane);
+  add_bias(xh2, Wb + C::FD_B, C::D, lane);
+#pragma unroll
+  for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) xh2[i][e] += y1[i][e];
+  normalize_tile(xh2, r2);
+}
+
+// Stages block b's matrices for block_tile (the shared-memory plan F_*) and its attention
+// operand from the row's sums; the thread block calls this together.
+template <class C>
+__device__ __forceinline__ void stage_block(__half* hi, __half* lo, const float* __restrict__ Wb,
+                                            const float* __restrict__ sums, float kept, float* sf, float* scal,
+                                            float (&sc)[C::H]) {
+  tc::stage<2, C::LDD>(hi + C::F_Q, lo + C::F_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
+  tc::stage<2, C::LDD>(hi + C::F_OUT, lo + C::F_OUT, Wb + C::OUT_W, C::D, C::D, C::D, C::D);
+  tc::stage<2, C::LDD>(hi + C::F_G, lo + C::F_G, Wb + C::FG_W, C::FF, C::D, 16 * C::KF, C::D);
+  tc::stage<2, C::LDD>(hi + C::F_U, lo + C::F_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
+  tc::stage<2, C::LDF>(hi + C::F_DN, lo + C::F_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
+  trc::stage_attention<C>(hi, lo, C::F_ATT, -1, sums, kept, sf, scal, sc);
+}
+
+// Block b's forward on tensor cores (tr_block): x_b (slot b) -> x_{b+1} (slot b + 1), then
+// block b+1's attention sums S = sum phi(k) v^T, s = sum phi(k) over the kept tokens, or (last
+// block) the pool sum, added to the row's acc.
+template <class C>
+__device__ void fwd_block(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
+                          float* __restrict__ xs, float* __restrict__ acc, int V, int blocks, int b) {
+  using namespace trc;
+  const auto [hi, lo, sf, scal, priv] = carve<C>(C::P_HALVES, C::P_SMEM, C::P_PRIV);
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool has_next = b + 1 < blocks;
+  const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
+  const float* Wn = Wb + C::BLOCK_SIZE;  // block b + 1 (if any)
+  const float kept = zstats[STATS * n + 3];
+  float* row_acc = acc + (size_t)n * C::acc_row(blocks);
+  float sc[C::H];
+  stage_block<C>(hi, lo, Wb, row_acc + b * C::ACC_BLOCK, kept, sf, scal, sc);
+  if (has_next)
+    tc::stage<2, C::LDD>(hi + C::P_KV, lo + C::P_KV, Wn + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
+  __syncthreads();
+  const SMat q{hi + C::F_Q, lo + C::F_Q}, out{hi + C::F_OUT, lo + C::F_OUT}, att{hi + C::F_ATT, lo + C::F_ATT};
+  const SMat gate{hi + C::F_G, lo + C::F_G}, up{hi + C::F_U, lo + C::F_U}, down{hi + C::F_DN, lo + C::F_DN};
+  const SMat wk{hi + C::P_KV, lo + C::P_KV}, wv{hi + C::P_KV + C::D * C::LDD, lo + C::P_KV + C::D * C::LDD};
+  const float eps_k = ATTENTION_EPS / kept;
+  // This warp's sums: block b+1's S, s (ACC_BLOCK floats) or the pool (D floats), the warps'
+  // copies at the stride flush_warps reads them with (its count).
+  const int priv_count = has_next ? C::ACC_BLOCK : C::D;
+  float* mine = priv + warp * priv_count;
+  const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
+  const float* xb = xs + (size_t)b * (C::D + 1) * T;
+  float* xo = xs + (size_t)(b + 1) * (C::D + 1) * T;
+  const float* zrow = z + row0;
+  const int tiles = (V + 15) / 16;
+  for (int tile = blockIdx.x * BW_WARPS + warp; tile < tiles; tile += gridDim.x * BW_WARPS) {
+    const int t0 = 16 * tile;
+    float lp[2], keep[2];
+    tc::tile_lp(zrow, zstats + STATS * n, V, t0, lane, lp, keep);
+    float x[C::ND][4], xh1[C::ND][4], r1[2], y1[C::ND][4], hg[C::NF][4], hu[C::NF][4], hf[C::NF][4];
+    float xh2[C::ND][4], r2[2];
+    load_cm(x, xb, T, row0, t0, V, lane);
+    block_tile<C>(x, Wb, q, out, att, gate, up, down, sc, eps_k, xh1, r1, y1, hg, hu, hf, xh2, r2, lane);
+    affine(x, xh2, Wb + C::LN2_W, Wb + C::LN2_B, lane);
+    store_cm(xo, x, T, row0, t0, V, lane);
+    if (has_next) {
+      add_kv_tile<C>(mine, x, Wn, wk, wv, keep, lane);
+    } else {
+      float ps[C::ND][2];
+#pragma unroll
+      for (int i = 0; i < C::ND; ++i)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) ps[i][e] = fmaf(keep[0], x[i][e], keep[1] * x[i][e + 2]);
+      add_channel_sums(mine, ps, lane);
+    }
+  }
+  if (has_next) flush_warps(priv, priv_count, priv_count, row_acc + (b + 1) * C::ACC_BLOCK, nullptr);
+  else flush_warps(priv, priv_count, priv_count, row_acc + blocks * C::ACC_BLOCK, nullptr);
+}
+
 // Block b's backward, FFN part (tr_bwd_ffn, see above): dx = dL/dx_{b+1}; writes dy1.
 template <class C>
 __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ zstats, const float* __restrict__ W,
@@ -1179,14 +1245,8 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
-  tc::stage<2, C::LDD>(hi + C::F_Q, lo + C::F_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
-  tc::stage<2, C::LDD>(hi + C::F_OUT, lo + C::F_OUT, Wb + C::OUT_W, C::D, C::D, C::D, C::D);
-  tc::stage<2, C::LDD>(hi + C::F_G, lo + C::F_G, Wb + C::FG_W, C::FF, C::D, 16 * C::KF, C::D);
-  tc::stage<2, C::LDD>(hi + C::F_U, lo + C::F_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
-  tc::stage<2, C::LDF>(hi + C::F_DN, lo + C::F_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
   float sc[C::H];
-  stage_attention<C>(hi, lo, C::F_ATT, -1, acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK, kept, sf, scal,
-                     sc);
+  stage_block<C>(hi, lo, Wb, acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK, kept, sf, scal, sc);
   __syncthreads();
   const SMat q{hi + C::F_Q, lo + C::F_Q}, out{hi + C::F_OUT, lo + C::F_OUT}, att{hi + C::F_ATT, lo + C::F_ATT};
   const SMat gate{hi + C::F_G, lo + C::F_G}, up{hi + C::F_U, lo + C::F_U}, down{hi + C::F_DN, lo + C::F_DN};
@@ -1200,47 +1260,10 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
     const int t0 = 16 * tile;
     float lp[2], keep[2];
     tc::tile_lp(zrow, zstats + STATS * n, V, t0, lane, lp, keep);
-    float xh1[C::ND][4], r1[2];
-    {
-      float x[C::ND][4], phiq[C::ND][4], a[C::ND][4], inv[C::H][2];
-      load_cm(x, xb, T, row0, t0, V, lane);
-      attention_fwd<C>(x, Wb, q, att, sc, eps_k, phiq, a, inv, lane);
-      token_product<C::KD, C::ND, C::LDD, false>(xh1, a, out, lane);
-      add_bias(xh1, Wb + C::OUT_B, C::D, lane);
-#pragma unroll
-      for (int i = 0; i < C::ND; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) xh1[i][e] += x[i][e];
-    }
-    normalize_tile(xh1, r1);
-    float y1[C::ND][4];
-    affine(y1, xh1, Wb + C::LN1_W, Wb + C::LN1_B, lane);
-    float hg[C::NF][4], hu[C::NF][4], hf[C::NF][4];
-    {
-      AFrag ya[C::KD];
-      float iy[2];
-      to_afrags<C::KD>(ya, iy, y1);
-      tc::zero(hg);
-      tc::zero(hu);
-      tc::linear<C::KD, C::NF, 2, C::LDD>(hg, ya, gate, lane);
-      tc::linear<C::KD, C::NF, 2, C::LDD>(hu, ya, up, lane);
-      unscale(hg, iy);
-      unscale(hu, iy);
-    }
-    add_bias(hg, Wb + C::FG_B, C::FF, lane);
-    add_bias(hu, Wb + C::FU_B, C::FF, lane);
-#pragma unroll
-    for (int i = 0; i < C::NF; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) hf[i][e] = silu(hg[i][e]) * hu[i][e];
+    float x[C::ND][4], xh1[C::ND][4], r1[2], y1[C::ND][4], hg[C::NF][4], hu[C::NF][4], hf[C::NF][4];
     float xh2[C::ND][4], r2[2];
-    token_product<C::KF, C::ND, C::LDF, false>(xh2, hf, down, lane);
-    add_bias(xh2, Wb + C::FD_B, C::D, lane);
-#pragma unroll
-    for (int i = 0; i < C::ND; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) xh2[i][e] += y1[i][e];
-    normalize_tile(xh2, r2);
+    load_cm(x, xb, T, row0, t0, V, lane);
+    block_tile<C>(x, Wb, q, out, att, gate, up, down, sc, eps_k, xh1, r1, y1, hg, hu, hf, xh2, r2, lane);
     // dL/dx_{b+1} (+ the pool's share) -> dy2 through LN2
     float gr[C::ND][4];
     load_cm(gr, dx, T, row0, t0, V, lane);
@@ -1326,7 +1349,7 @@ __device__ void bwd_attn(const float* __restrict__ z, const float* __restrict__ 
                          float* __restrict__ wgrad, int V, int blocks, int b) {
   using namespace trc;
   const auto [hi, lo, sf, scal, priv] = carve<C>(C::A_HALVES, C::A_SMEM, C::A_PRIV);
-  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
   tc::stage<2, C::LDD>(hi + C::A_Q, lo + C::A_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
@@ -1393,24 +1416,7 @@ __device__ void bwd_attn(const float* __restrict__ z, const float* __restrict__ 
     }
     // dS'[c][j] += sum phi(q)_c dnum'_j (c, j of one head), ds'[c] += sum dden'_h phi(q)_c
     {
-      float sp[C::ND][2], sn[C::ND][2];
-      TFrag tp[C::ND], tn[C::ND];
-      channel_scales(phiq, sp);
-      to_tfrags(tp, phiq, sp);
-      channel_scales(dn, sn);
-      to_tfrags(tn, dn, sn);
-#pragma unroll
-      for (int h = 0; h < C::H; ++h) {
-        const AFrag af = afrag_t(tp[2 * (h / 2)], tp[2 * (h / 2) + 1]);
-        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        mma3(c, af, tn[h].h[0], tn[h].h[1], tn[h].l[0], tn[h].l[1]);
-        // head h's rows of the m-tile: g (h even, c0 c1) or g + 8 (h odd, c2 c3) = channel 8 h + g
-        const int e0 = 2 * (h & 1);
-        const float ir = row_inv(sp[h], lane);
-        float* dst = mine + C::D * (C::D + 1) + (8 * h + g) * 8 + 2 * t;
-        dst[0] += c[e0] * ir * inv_pow2(sn[h][0]);
-        dst[1] += c[e0 + 1] * ir * inv_pow2(sn[h][1]);
-      }
+      add_head_outer(mine + C::D * (C::D + 1), phiq, dn, lane);
       float ds[C::ND][2];
 #pragma unroll
       for (int h = 0; h < C::ND; ++h)
@@ -1480,17 +1486,7 @@ __device__ void bwd_qkv(const float* __restrict__ z, const float* __restrict__ z
     float d[3 * C::ND][4];
     {
       float pk[C::ND][4], v[C::ND][4];
-      AFrag xa[C::KD];
-      float ix[2];
-      to_afrags<C::KD>(xa, ix, x);
-      tc::zero(pk);
-      tc::zero(v);
-      tc::linear<C::KD, C::ND, 2, C::LDD>(pk, xa, wk, lane);
-      tc::linear<C::KD, C::ND, 2, C::LDD>(v, xa, wv, lane);
-      unscale(pk, ix);
-      unscale(v, ix);
-      add_bias(pk, Wb + C::QKV_B + C::D, C::D, lane);
-      add_bias(v, Wb + C::QKV_B + 2 * C::D, C::D, lane);
+      key_value_tile<C>(x, Wb, wk, wv, pk, v, lane);
 #pragma unroll
       for (int i = 0; i < C::ND; ++i)
 #pragma unroll
@@ -1584,13 +1580,13 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
 // One set of entry points per compiled configuration: name suffix d{D}_h{H}_e{EH}_f{DFF}_s{0|1}.
 #define TR_CONFIG(NAME, D, H, EH, DFF, SC)                                                               \
   typedef Net<D, H, EH, DFF, SC> Net_##NAME;                                                             \
-  extern "C" __global__ void __launch_bounds__(THREADS) tr_encode_##NAME(                               \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_encode_##NAME(                        \
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks) {         \
-    encode<Net_##NAME>(z, zs, W, xs, acc, V, blocks);                                                    \
+    fwd_encode<Net_##NAME>(z, zs, W, xs, acc, V, blocks);                                                \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(THREADS) tr_block_##NAME(                                \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_block_##NAME(                         \
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks, int b) {  \
-    block<Net_##NAME>(z, zs, W, xs, acc, V, blocks, b);                                                  \
+    fwd_block<Net_##NAME>(z, zs, W, xs, acc, V, blocks, b);                                              \
   }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(ROW_HEAD_THREADS) tr_rows_##NAME(                      \
       const float* zs, const float* W, const float* acc, float* rows, int blocks) {                      \

@@ -1,20 +1,21 @@
 //! [`FusedTrainer`]: one training step of a SamplingNetwork — forward, [`crate::TruncatedLogitsLoss`]
 //! and backward — as fused CUDA kernels (`fused_training.cu`), f32 storage with f32 arithmetic
-//! and accumulation (the block backward's matrix products in split f16 on tensor cores, about
+//! and accumulation (the blocks' matrix products in split f16 on tensor cores, about
 //! f32 accuracy), giving the loss sums and the gradient of every parameter; equal to candle's
 //! autograd of [`crate::LearnedSampler::forward`] + [`crate::TruncatedLogitsLoss::per_row`] up to
 //! rounding.
 //!
 //! A step over `N` rows of `V` tokens (`T = N·V` tokens in all):
-//! - the forward, the output head and its backward run one thread per token, fused per layer
-//!   group (the encoder, each block, the head, the head's backward with the loss gradient, the
-//!   encoder's backward);
-//! - each block's backward is three tensor-core launches over 16-token tiles (FFN and LayerNorms;
-//!   the output projection and attention; the attention's key / value side and `dx`, which needs
-//!   the block's vocabulary-wide `dS`, `ds`), each adding its Linear layers' weight and bias
-//!   gradients `dY·Xᵀ` in-kernel (per-warp shared-memory sums, then one global add per thread
-//!   block) — `4B + 9` launches in all with the per-row ones (row statistics ×2, loss, the
-//!   per-row heads and their backward), [`FusedTrainer::launches`];
+//! - the output head, its backward with the loss gradient and the encoder's backward run one
+//!   thread per token;
+//! - the encoder and the blocks run on tensor cores over 16-token tiles: one launch for the
+//!   encoder and one per block forward (each with the next block's attention sums or the pool),
+//!   three per block backward (FFN and LayerNorms; the output projection and attention; the
+//!   attention's key / value side and `dx`, which needs the block's vocabulary-wide `dS`,
+//!   `ds`), each backward launch adding its Linear layers' weight and bias gradients `dY·Xᵀ`
+//!   in-kernel (per-warp shared-memory sums, then one global add per thread block) — `4B + 9`
+//!   launches in all with the per-row ones (row statistics ×2, loss, the per-row heads and their
+//!   backward), [`FusedTrainer::launches`];
 //! - the vocabulary-wide sums the network itself needs (attention sums, pool, their backward)
 //!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
 //!   transform's context part, a few thousand flops per row) and their backward are one kernel
@@ -65,7 +66,7 @@ const LOSS: usize = 4;
 const THREADS: u32 = 128;
 /// Threads per block of the per-row head kernels (the kernels' `ROW_HEAD_THREADS`).
 const ROW_HEAD_THREADS: u32 = 128;
-/// Warps per block of the tensor-core block backward (the kernels' `BW_WARPS`).
+/// Warps per block of the tensor-core block kernels (the kernels' `BW_WARPS`).
 const BW_WARPS: usize = 8;
 
 /// Launches CUDA kernel `$name` of the training module with launch configuration `$cfg` and the
@@ -83,7 +84,7 @@ macro_rules! launch {
     }};
 }
 
-/// Launches tensor-core block-backward kernel `$name` (dynamic shared memory `$smem` bytes,
+/// Launches tensor-core block kernel `$name` (dynamic shared memory `$smem` bytes,
 /// [`BW_WARPS`] warps per block, thread blocks per row to fill the device) over `$rows` rows
 /// of `$vocab` tokens.
 macro_rules! launch_bw {
@@ -294,10 +295,11 @@ impl Dims {
         let (d, ff) = (self.d, self.ff);
         4 * d * (d + 1) + 2 * ff * (d + 1) + d * (ff + 1)
     }
-    /// Dynamic shared memory (bytes) of the block backward's FFN, attention and qkv kernels
-    /// (the kernels' `F_SMEM`, `A_SMEM`, `B_SMEM`): staged matrices in f16 hi and lo, the
-    /// staged sums and 4 scale slots, each warp's own sums.
-    fn bw_smem(&self) -> [usize; 3] {
+    /// Dynamic shared memory (bytes) of the tensor-core kernels — the encoder, the block
+    /// forward, the block backward's FFN, attention and qkv kernels (the kernels' `E_SMEM`,
+    /// `P_SMEM`, `F_SMEM`, `A_SMEM`, `B_SMEM`): staged matrices in f16 hi and lo, the staged
+    /// sums and 4 scale slots, each warp's own sums.
+    fn tc_smem(&self) -> [usize; 5] {
         let (d, ff) = (self.d, self.ff);
         let kf = ff.div_ceil(16);
         let (ldd, ldf, na) = (d + 8, 16 * kf + 8, d / 8 + 1);
@@ -310,7 +312,13 @@ impl Dims {
         );
         let attn = bytes(3 * d * ldd + 8 * na * ldd, d * (d + 1) + self.acc_block());
         let qkv = bytes(5 * d * ldd, 3 * d * (d + 1));
-        [ffn, attn, qkv]
+        let fwd = bytes(
+            4 * d * ldd + 2 * 16 * kf * ldd + d * ldf + 8 * na * ldd,
+            self.acc_block(),
+        );
+        let lde = 16 * self.fe.div_ceil(16) + 8;
+        let enc = bytes(d * lde + 2 * d * ldd, self.acc_block());
+        [enc, fwd, ffn, attn, qkv]
     }
 }
 
@@ -521,9 +529,11 @@ impl FusedTrainer {
             self.fill(&mut xs, off, t, 1.0)?;
         }
         let mut acc = dev.alloc_zeros::<f32>(n * dims.acc_row())?;
-        launch!(self, &format!("tr_encode_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks);
+        let [enc_smem, fwd_smem, ffn_smem, attn_smem, qkv_smem] = dims.tc_smem();
+        let sfx = &self.suffix;
+        launch_bw!(self, &format!("tr_encode_{sfx}"), enc_smem, n, v; &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks);
         for i in 0..blocks {
-            launch!(self, &format!("tr_block_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
+            launch_bw!(self, &format!("tr_block_{sfx}"), fwd_smem, n, v; &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
         }
         ph.mark(dev, "forward: encoder and blocks")?;
         // The per-row heads: c = pool / kept -> ctx_g, ctx_u, mult, s, τ per row.
@@ -567,8 +577,6 @@ impl FusedTrainer {
         let (mut dy1, mut dq) = (ch(dims.d)?, ch(dims.d)?);
         let mut dacc = dev.alloc_zeros::<f32>(n * dims.acc_block())?;
         let mut wgrad = dev.alloc_zeros::<f32>(dims.blocks * dims.wg_block())?;
-        let [ffn_smem, attn_smem, qkv_smem] = dims.bw_smem();
-        let sfx = &self.suffix;
         for b in (0..dims.blocks).rev() {
             let bi = b as i32;
             let pool = i32::from(b + 1 == dims.blocks);

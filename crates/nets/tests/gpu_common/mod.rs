@@ -295,6 +295,40 @@ pub fn gradient_error(
     worst
 }
 
+/// The largest normwise relative difference of gradients from their reference over every
+/// parameter: `‖g − truth‖₂ / ‖truth‖₂` (the usual relative error of a tensor: a wrong entry or
+/// stride shows as O(1), the rounding of sums of many cancelling terms as the precision's
+/// size), with the parameter's name. Panics (naming `what`) on different names or shapes or a
+/// non-finite entry.
+pub fn gradient_norm_error(
+    grads: &BTreeMap<String, Tensor>,
+    truth: &BTreeMap<String, Tensor>,
+    what: &str,
+) -> (f64, String) {
+    assert_eq!(
+        grads.keys().collect::<Vec<_>>(),
+        truth.keys().collect::<Vec<_>>(),
+        "{what}: parameter names"
+    );
+    let mut worst = (0.0f64, String::new());
+    for (name, t) in truth {
+        let g = &grads[name];
+        assert_eq!(g.dims(), t.dims(), "{what}: {name} shape");
+        let (g, t) = (flat_f64(g), flat_f64(t));
+        let (mut diff, mut norm) = (0.0f64, 0.0f64);
+        for (i, (&a, &b)) in g.iter().zip(&t).enumerate() {
+            assert!(a.is_finite(), "{what}: {name}[{i}]: {a}, reference {b}");
+            diff += (a - b) * (a - b);
+            norm += b * b;
+        }
+        let rel = diff.sqrt() / norm.sqrt().max(f64::MIN_POSITIVE);
+        if rel > worst.0 {
+            worst = (rel, name.clone());
+        }
+    }
+    worst
+}
+
 /// The relative difference `|a − truth| / max(|truth|, 1e-6)` of a loss sum.
 pub fn loss_error(a: f64, truth: f64) -> f64 {
     (a - truth).abs() / truth.abs().max(1e-6)
