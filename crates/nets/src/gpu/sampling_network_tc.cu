@@ -33,7 +33,7 @@
 // Each thread block works on one row (grid.y = row); its 8 warps loop over that row's 16-token
 // tiles; the sums go warp registers -> shared memory -> global atomics (the `acc` layout of
 // common.cuh's SnLayout: per block S [D][8] then s [D]; after the blocks the pool [D]).
-// Activations between passes: f32, token-major [N][V][D].
+// Activations between passes: [N][V][D] in lane order, f32 (P = 2) or f16 (P = 0); load_x.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
 //   A (16x16, row-major): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
@@ -351,20 +351,81 @@ __device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, float zm
   }
 }
 
-// The tile's x (token-major f32 rows of `xs`, tokens g and g+8; past V: 0).
-template <class C>
-__device__ __forceinline__ void load_x(float (&x)[C::ND][4], const float* __restrict__ xs, int V, int t0, int lane) {
+// Activations between passes (`xs`): per token its D channels in lane order — lane t of the
+// token's quad holds channels 8 c + 2 t, 8 c + 2 t + 1 (c < ND) of the C fragments, and they lie
+// together at t 2 ND, so a lane reads or writes a token with one or two vector accesses. f32 at
+// P = 2; f16 at P = 0, whose next pass and head round x to f16 for their products anyway (the
+// residual add and the pool take the f16 rounding too), halving the passes' memory traffic.
+template <int P> struct XStore { using T = float; };
+template <> struct XStore<0> { using T = __half; };
+// The vector type of ND half2 (one lane's part of a token at P = 0).
+template <int ND> struct Half2s;
+template <> struct Half2s<2> { using T = uint2; };
+template <> struct Half2s<4> { using T = uint4; };
+
+// Bytes of one row's activations (V tokens of D channels) in `xs` at precision P.
+template <class C, int P>
+__device__ __forceinline__ size_t x_row_bytes(int V) {
+  return (size_t)V * C::D * sizeof(typename XStore<P>::T);
+}
+
+// The tile's x from the row's activations `xrow` (tokens g and g+8; past V: 0).
+template <class C, int P>
+__device__ __forceinline__ void load_x(float (&x)[C::ND][4], const unsigned char* __restrict__ xrow, int V, int t0,
+                                       int lane) {
+  static_assert(C::ND == 2 || C::ND == 4, "lane-order storage of 16 or 32 channels");
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int tok = t0 + g + 8 * r;
-    const float* src = xs + (size_t)tok * C::D;
+    const size_t lane_unit = (size_t)tok * 4 + t;  // this lane's part of the token
+    if constexpr (P == 0) {
+      using U = typename Half2s<C::ND>::T;
+      U u{};
+      if (tok < V) u = reinterpret_cast<const U*>(xrow)[lane_unit];
+      const __half2* h = reinterpret_cast<const __half2*>(&u);
 #pragma unroll
-    for (int c = 0; c < C::ND; ++c) {
-      float2 v = make_float2(0.0f, 0.0f);
-      if (tok < V) v = *reinterpret_cast<const float2*>(src + 8 * c + 2 * t);
-      x[c][2 * r] = v.x;
-      x[c][2 * r + 1] = v.y;
+      for (int c = 0; c < C::ND; ++c) {
+        const float2 f = __half22float2(h[c]);
+        x[c][2 * r] = f.x;
+        x[c][2 * r + 1] = f.y;
+      }
+    } else {
+      const float4* src = reinterpret_cast<const float4*>(xrow) + lane_unit * (C::ND / 2);
+#pragma unroll
+      for (int q = 0; q < C::ND / 2; ++q) {
+        const float4 f = tok < V ? src[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        x[2 * q][2 * r] = f.x;
+        x[2 * q][2 * r + 1] = f.y;
+        x[2 * q + 1][2 * r] = f.z;
+        x[2 * q + 1][2 * r + 1] = f.w;
+      }
+    }
+  }
+}
+
+// Stores the tile's x into the row's activations `xrow` (load_x's layout; tokens past V skipped).
+template <class C, int P>
+__device__ __forceinline__ void store_x(const float (&x)[C::ND][4], unsigned char* __restrict__ xrow, int V, int t0,
+                                        int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int tok = t0 + g + 8 * r;
+    if (tok >= V) continue;
+    const size_t lane_unit = (size_t)tok * 4 + t;
+    if constexpr (P == 0) {
+      using U = typename Half2s<C::ND>::T;
+      U u;
+      __half2* h = reinterpret_cast<__half2*>(&u);
+#pragma unroll
+      for (int c = 0; c < C::ND; ++c) h[c] = __floats2half2_rn(x[c][2 * r], x[c][2 * r + 1]);
+      reinterpret_cast<U*>(xrow)[lane_unit] = u;
+    } else {
+      float4* dst = reinterpret_cast<float4*>(xrow) + lane_unit * (C::ND / 2);
+#pragma unroll
+      for (int q = 0; q < C::ND / 2; ++q)
+        dst[q] = make_float4(x[2 * q][2 * r], x[2 * q][2 * r + 1], x[2 * q + 1][2 * r], x[2 * q + 1][2 * r + 1]);
     }
   }
 }
@@ -741,7 +802,7 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
   const int n = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* st = stats + SN_STATS * n;
   const float* zrow = z + (size_t)n * V;
-  float* xrow = xs + (size_t)n * V * C::D;
+  unsigned char* xrow = reinterpret_cast<unsigned char*>(xs) + n * x_row_bytes<C, P>(V);
   float* row_acc = acc + (size_t)n * C::acc_row(blocks);
   const float* Wb = W + C::ENC_SIZE + (p - 1) * C::BLOCK_SIZE;  // block p-1 (if any)
   const float* Wn = W + C::ENC_SIZE + p * C::BLOCK_SIZE;        // block p (if any)
@@ -883,19 +944,10 @@ __device__ void pass(const float* __restrict__ z, const float* __restrict__ stat
     tile_lp(zrow, zmax, lse, V, t0, lane, lp, keep);
     float x[C::ND][4];
     if constexpr (ENC) encoder<C, P>(x, lp, vec + C::V_ENC, sm.enc, vec + C::V_EDB, lane);
-    else load_x<C>(x, xrow, V, t0, lane);
+    else load_x<C, P>(x, xrow, V, t0, lane);
     if constexpr (BLK) {
       block<C, P>(x, sm, bounded, lane);
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int tok = t0 + g + 8 * r;
-        if (tok < V) {
-          float* dst = xrow + (size_t)tok * C::D;
-#pragma unroll
-          for (int c = 0; c < C::ND; ++c)
-            *reinterpret_cast<float2*>(dst + 8 * c + 2 * t) = make_float2(x[c][2 * r], x[c][2 * r + 1]);
-        }
-      }
+      store_x<C, P>(x, xrow, V, t0, lane);
     }
     if constexpr (NEXT) {
       if (bounded.kv) add_kv<C, P, true>(S, s, x, sm.kv, vec + C::V_KVB, keep, lane);
@@ -966,14 +1018,14 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ stat
   const float mult = cx[2 * C::FT], gs = cx[2 * C::FT + 1], gt = cx[2 * C::FT + 2];
   const float td_b = __ldg(Wh + C::TD_B), zmax = st[0], lse = st[1];
   const float* zrow = z + (size_t)n * V;
-  const float* xrow = xs + (size_t)n * V * C::D;
+  const unsigned char* xrow = reinterpret_cast<const unsigned char*>(xs) + n * x_row_bytes<C, P>(V);
   const int tiles = (V + 15) / 16;
   for (int tile = blockIdx.x * TC_WARPS + warp; tile < tiles; tile += gridDim.x * TC_WARPS) {
     const int t0 = 16 * tile;
     float lp[2], keep[2];
     tile_lp(zrow, zmax, lse, V, t0, lane, lp, keep);
     float x[C::ND][4];
-    load_x<C>(x, xrow, V, t0, lane);
+    load_x<C, P>(x, xrow, V, t0, lane);
     AFrag xa[C::KD];  // x left a LayerNorm: bounded
     to_frags<C::KD, P>(xa, x, 1.0f, 1.0f);
     float hg[C::NTT][4], hu[C::NTT][4];
