@@ -163,7 +163,11 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
     let weights = WeightType::parse(&a.random_weights)?;
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
     let skipped = sampler_rows_skipped(device, a.sampler_iters);
-    // Resolved before the decode rows, so that a wrong path fails at once.
+    // Resolved before the decode rows, so that a wrong path fails at once (also where there is
+    // nothing to compare with).
+    if let Some(choice) = &a.pytorch_reference {
+        pytorch::check_script(choice).map_err(anyhow::Error::msg)?;
+    }
     let reference = match (&a.pytorch_reference, skipped) {
         (None, _) => Ok(None),
         (Some(_), Some(why)) => Err(format!(

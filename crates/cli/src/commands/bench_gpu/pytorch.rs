@@ -418,6 +418,17 @@ impl std::str::FromStr for ReferenceChoice {
     }
 }
 
+/// An error unless `choice` is `auto` or an existing file.
+pub fn check_script(choice: &ReferenceChoice) -> Result<(), String> {
+    match choice {
+        ReferenceChoice::Script(p) if !p.is_file() => Err(format!(
+            "--pytorch-reference {}: no such file (expected gpu_sampler.py or `auto`)",
+            p.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The command to run for `choice` with `python`, or a note saying why there is none (`auto`
 /// only: without the script under `cwd` or without torch for `python`). An explicit script that
 /// is not a file is an error.
@@ -426,20 +437,12 @@ pub fn resolve(
     python: &str,
     cwd: &Path,
 ) -> Result<Result<ReferenceCommand, String>, String> {
+    check_script(choice)?;
     match choice {
-        ReferenceChoice::Script(p) => {
-            if p.is_file() {
-                Ok(Ok(ReferenceCommand {
-                    python: python.to_string(),
-                    script: p.clone(),
-                }))
-            } else {
-                Err(format!(
-                    "--pytorch-reference {}: no such file (expected gpu_sampler.py or `auto`)",
-                    p.display()
-                ))
-            }
-        }
+        ReferenceChoice::Script(p) => Ok(Ok(ReferenceCommand {
+            python: python.to_string(),
+            script: p.clone(),
+        })),
         ReferenceChoice::Auto => {
             let script = cwd.join(DEFAULT_SCRIPT);
             if !script.is_file() {
