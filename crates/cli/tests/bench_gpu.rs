@@ -174,3 +174,67 @@ fn cuda_on_a_cpu_build_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("device = `gpu`"), "{}", stderr(&out));
 }
+
+#[test]
+fn pytorch_reference_without_learned_sampler_rows_is_a_note_and_a_missing_script_an_error() {
+    let d = tmpdir("bench-gpu-pytorch");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/pytorch_reference_fixture.sh");
+    let dir = d.to_str().unwrap();
+    let bench = |reference: &str| {
+        adasamp_in(
+            &[
+                "bench-gpu",
+                "--models",
+                "tiny",
+                "--vocab",
+                "300",
+                "--random-dir",
+                dir,
+                "--backends",
+                "candle",
+                "--batch",
+                "1",
+                "--new-tokens",
+                "2",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--pytorch-reference",
+                reference,
+                "--python",
+                "sh",
+            ],
+            &d,
+        )
+    };
+    // On the CPU there are no learned-sampler rows: the decode table, then a note.
+    for reference in [fixture.to_str().unwrap(), "auto"] {
+        let out = bench(reference);
+        assert!(out.status.success(), "{reference}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert_eq!(
+            text.lines().nth(2).map(|l| l.contains("decode tok/s")),
+            Some(true)
+        );
+        assert!(!text.contains("PyTorch bf16"), "{text}");
+        assert!(
+            text.contains("PyTorch reference not run: no learned-sampler rows to compare with ("),
+            "{reference}: {text}"
+        );
+    }
+    // An explicit script that is not there fails before any measurement.
+    let missing = d.join("no-gpu_sampler.py");
+    let out = bench(missing.to_str().unwrap());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "--pytorch-reference {}: no such file",
+            missing.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+}

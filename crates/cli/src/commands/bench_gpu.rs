@@ -2,7 +2,14 @@
 //! default model and random Llama-3.2-1B/3B-shaped models on each backend, on the GPU of a
 //! `cuda` build (or the CPU, with small models, anywhere). Every row names the reference it is
 //! compared with, measured in the same run. Each decode row also gives the share of a step taken
-//! by the CPU sampling and by copying the step's `[batch, V]` f32 logits to the host.
+//! by the CPU sampling and by copying the step's `[batch, V]` f32 logits to the host. With
+//! `--pytorch-reference`, the learned-sampler rows are also compared with PyTorch (fp32 eager and
+//! bf16 `torch.compile`) run in the same call.
+
+// Running the reference and its rows are used by the `cuda` build only (the CPU build measures
+// no learned-sampler rows to compare with); its tests run on every build.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod pytorch;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,6 +20,7 @@ use adasamp_engine::{generate, BackendChoice, ComputeDevice, GenerationRequest, 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use self::pytorch::{ReferenceChoice, ReferenceCommand};
 use super::bench_generate::{fixed_length_requests, greedy, PROMPTS};
 
 /// Options of `bench-gpu`.
@@ -50,6 +58,16 @@ pub struct BenchGpuArgs {
     /// plain candle, on a GPU of a `cuda` build; 0 skips them).
     #[arg(long, default_value_t = 5)]
     pub sampler_iters: usize,
+    /// Also compare the learned-sampler rows with the PyTorch reference of the SamplingNetwork
+    /// (fp32 eager and bf16 torch.compile, forward and training step), run in the same call:
+    /// the path of benches/reference/gpu_sampler.py, or `auto` (that script under the current
+    /// directory if present and --python imports torch, else a note saying why not). Default:
+    /// no PyTorch rows.
+    #[arg(long)]
+    pub pytorch_reference: Option<ReferenceChoice>,
+    /// The Python interpreter of --pytorch-reference.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
     /// Write the table (markdown) here as well.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -74,6 +92,8 @@ pub struct BenchRow {
     pub reference: String,
     /// The reference's value, measured in the same run.
     pub reference_value: f64,
+    /// `true` for times (ms), where less is faster; `false` for rates (tokens/s, positions/s).
+    pub lower_is_better: bool,
     /// Share of a decode step spent in the CPU sampling (decode rows).
     pub sampling_share: Option<f64>,
     /// Share of a decode step spent copying the `[batch, V]` f32 logits to the host (decode rows).
@@ -81,9 +101,14 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
-    /// `value / reference_value`.
+    /// How many times faster than the reference: `value / reference_value` for rates,
+    /// `reference_value / value` for times.
     pub fn ratio(&self) -> f64 {
-        self.value / self.reference_value
+        if self.lower_is_better {
+            self.reference_value / self.value
+        } else {
+            self.value / self.reference_value
+        }
     }
 
     /// The row as a markdown table line.
@@ -106,7 +131,7 @@ impl BenchRow {
 }
 
 /// The table's header lines.
-pub const TABLE_HEADER: &str = "| measure | model | backend | batch | value | same-run reference (value) | ratio | CPU sampling share of a step | logits copy share of a step |\n|---|---|---|---:|---:|---|---:|---:|---:|";
+pub const TABLE_HEADER: &str = "| measure | model | backend | batch | value | same-run reference (value) | ratio (× faster) | CPU sampling share of a step | logits copy share of a step |\n|---|---|---|---:|---:|---|---:|---:|---:|";
 
 /// One decode measurement before its reference is known.
 struct Decode {
@@ -137,6 +162,24 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
         .unwrap_or_else(|| adasamp_engine::fetch::home().join("random-models"));
     let weights = WeightType::parse(&a.random_weights)?;
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
+    let skipped = sampler_rows_skipped(device, a.sampler_iters);
+    // Resolved before the decode rows, so that a wrong path fails at once (also where there is
+    // nothing to compare with).
+    if let Some(choice) = &a.pytorch_reference {
+        pytorch::check_script(choice).map_err(anyhow::Error::msg)?;
+    }
+    let reference = match (&a.pytorch_reference, skipped) {
+        (None, _) => Ok(None),
+        (Some(_), Some(why)) => Err(format!(
+            "PyTorch reference not run: no learned-sampler rows to compare with ({why})"
+        )),
+        (Some(choice), None) => {
+            let cwd = std::env::current_dir().context("the current directory")?;
+            pytorch::resolve(choice, &a.python, &cwd)
+                .map_err(anyhow::Error::msg)?
+                .map(Some)
+        }
+    };
     eprintln!("bench-gpu on {device}");
     let mut decodes = Vec::new();
     for m in &a.models {
@@ -194,7 +237,14 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
         }
     }
     let mut rows = decode_rows(&decodes, device);
-    let (sampler, notes) = sampler_rows(device, a.sampler_iters)?;
+    let (sampler, mut notes) = match (skipped, &reference) {
+        (Some(_), _) => (vec![], vec![]),
+        (None, Ok(command)) => sampler_rows(device, a.sampler_iters, command.as_ref())?,
+        (None, Err(_)) => sampler_rows(device, a.sampler_iters, None)?,
+    };
+    if let Err(note) = reference {
+        notes.push(note);
+    }
     rows.extend(sampler);
     let mut table = String::new();
     writeln!(table, "{TABLE_HEADER}")?;
@@ -211,14 +261,35 @@ pub fn run(a: &BenchGpuArgs) -> Result<()> {
     Ok(())
 }
 
+/// Why the learned-sampler rows are not measured for `device` and `iters`, or `None` when they
+/// are (a GPU of a `cuda` build, at least one timed call).
+fn sampler_rows_skipped(device: ComputeDevice, iters: usize) -> Option<&'static str> {
+    if !cfg!(feature = "cuda") {
+        Some("this build has no CUDA support")
+    } else if device == ComputeDevice::Cpu {
+        Some("the device is the CPU")
+    } else if iters == 0 {
+        Some("--sampler-iters is 0")
+    } else {
+        None
+    }
+}
+
 /// The learned-sampler rows on a GPU: the reference SamplingNetwork's forward at V = 128,256
 /// (batch 1 / 16 / 64) and its training step at V = 49,152 with 32 positions, fused kernels
 /// against plain candle on the same device in the same run, plus notes for what has no fused
-/// figure. Empty on the CPU or for `iters` = 0.
+/// figure; with `pytorch`, every fused figure also against the PyTorch reference's fp32 eager
+/// and bf16 compiled figures of the same measurement, run after the fused ones. Empty on the
+/// CPU or for `iters` = 0.
 #[cfg(feature = "cuda")]
-fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
-    use adasamp_nets::gpu::bench::TRAIN_POSITIONS;
-    if iters == 0 || device == ComputeDevice::Cpu {
+fn sampler_rows(
+    device: ComputeDevice,
+    iters: usize,
+    pytorch: Option<&ReferenceCommand>,
+) -> Result<(Vec<BenchRow>, Vec<String>)> {
+    use adasamp_nets::gpu::bench::{FORWARD_BATCHES, FORWARD_VOCAB, TRAIN_POSITIONS, TRAIN_VOCAB};
+    use pytorch::{FusedFigure, FusedKind, ReferenceSetup};
+    if sampler_rows_skipped(device, iters).is_some() {
         return Ok((vec![], vec![]));
     }
     let (name, config) = super::bench_train::default_configs()?
@@ -230,35 +301,69 @@ fn sampler_rows(device: ComputeDevice, iters: usize) -> Result<(Vec<BenchRow>, V
     let measured = adasamp_nets::gpu::gpu_bench_rows(&device.candle()?, &config, iters, &scratch)?;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut figures = Vec::new();
     for r in measured {
+        let lower_is_better = r.unit == "ms";
+        let measure = format!(
+            "learned sampler, {} ({} is better)",
+            r.unit,
+            if lower_is_better { "lower" } else { "higher" }
+        );
+        let model = format!("{name}: {}", r.what);
         match r.fused {
-            Some(fused) => rows.push(BenchRow {
-                measure: format!(
-                    "learned sampler, {} ({} is better)",
-                    r.unit,
-                    if r.unit == "ms" { "lower" } else { "higher" }
-                ),
-                model: format!("{name}: {}", r.what),
-                backend: "fused kernels".into(),
-                batch: r.batch.unwrap_or(TRAIN_POSITIONS),
-                value: fused,
-                reference: r.reference_name.into(),
-                reference_value: r.reference,
-                sampling_share: None,
-                copy_share: None,
-            }),
+            Some(fused) => {
+                figures.push(FusedFigure {
+                    measure: measure.clone(),
+                    model: model.clone(),
+                    kind: match r.batch {
+                        Some(b) if lower_is_better => FusedKind::ForwardMs(b),
+                        _ => FusedKind::TrainPositionsPerS(TRAIN_POSITIONS),
+                    },
+                    value: fused,
+                });
+                rows.push(BenchRow {
+                    measure,
+                    model,
+                    backend: "fused kernels".into(),
+                    batch: r.batch.unwrap_or(TRAIN_POSITIONS),
+                    value: fused,
+                    reference: r.reference_name.into(),
+                    reference_value: r.reference,
+                    lower_is_better,
+                    sampling_share: None,
+                    copy_share: None,
+                })
+            }
             None => notes.push(format!(
                 "{name}: {}: {} {:.1} {} (no fused implementation to compare)",
                 r.what, r.reference_name, r.reference, r.unit
             )),
         }
     }
+    if let Some(command) = pytorch {
+        let setup = ReferenceSetup {
+            config_json: serde_json::to_string(&config)?,
+            forward_vocab: FORWARD_VOCAB,
+            batches: FORWARD_BATCHES.to_vec(),
+            train_vocab: TRAIN_VOCAB,
+            train_positions: TRAIN_POSITIONS,
+            iters,
+        };
+        eprintln!("PyTorch reference: {command}");
+        let reference = command.run(&setup)?;
+        rows.extend(pytorch::pytorch_rows(&figures, &reference).map_err(anyhow::Error::msg)?);
+        notes.push(pytorch::source_note(command, &reference));
+    }
     Ok((rows, notes))
 }
 
 /// Without the `cuda` feature there are no fused kernels to measure.
 #[cfg(not(feature = "cuda"))]
-fn sampler_rows(_device: ComputeDevice, _iters: usize) -> Result<(Vec<BenchRow>, Vec<String>)> {
+fn sampler_rows(
+    _device: ComputeDevice,
+    _iters: usize,
+    _pytorch: Option<&ReferenceCommand>,
+) -> Result<(Vec<BenchRow>, Vec<String>)> {
     Ok((vec![], vec![]))
 }
 
@@ -344,6 +449,7 @@ fn decode_rows(decodes: &[Decode], device: ComputeDevice) -> Vec<BenchRow> {
                 value: d.tokens_per_s,
                 reference: format!("{}, batch {}", reference.backend, reference.batch),
                 reference_value: reference.tokens_per_s,
+                lower_is_better: false,
                 sampling_share: Some(d.sampling_share),
                 copy_share: Some(d.copy_share),
             }
