@@ -1,7 +1,9 @@
 # On a GPU machine (CUDA 13 runtime, PyTorch for the reference), from the repository root: runs
 # the fused learned-sampler kernels' equivalence tests and benchmarks carried in DIR (made by
 # kernel-binaries.sh) and the PyTorch reference in the same call, writing small text logs to
-# LOG_DIR. Exit status: 1 if any test binary failed, else 0.
+# LOG_DIR, and packs them into LOG_DIR.tar.xz (one file: a device call returns only a few files,
+# so keep LOG_DIR outside the returned folder and the tarball inside it, e.g. /tmp/logs with
+# `cp /tmp/logs.tar.xz $OUT/`). Exit status: 1 if any test binary failed, else 0.
 # Usage: kernel-check.sh DIR LOG_DIR [ITERS] [REPEATS]
 #   ITERS: gpu_bench iterations (default 5); REPEATS: extra fresh-seed runs of the every-shape
 #   tests (default 0).
@@ -27,4 +29,5 @@ done
 cat "$LOG/gpu_bench.md"
 (cd benches/reference && python3 gpu_sampler.py --iters "$ITERS") > "$LOG/pytorch.txt" 2>&1
 tail -20 "$LOG/pytorch.txt"
+tar -cJf "$LOG.tar.xz" -C "$LOG" .
 exit $failed
