@@ -273,19 +273,10 @@ pub fn gradient_error(
     floor: f64,
     what: &str,
 ) -> (f64, String) {
-    assert_eq!(
-        grads.keys().collect::<Vec<_>>(),
-        truth.keys().collect::<Vec<_>>(),
-        "{what}: parameter names"
-    );
     let mut worst = (0.0f64, String::new());
-    for (name, t) in truth {
-        let g = &grads[name];
-        assert_eq!(g.dims(), t.dims(), "{what}: {name} shape");
-        let (g, t) = (flat_f64(g), flat_f64(t));
+    for (name, g, t) in paired_gradients(grads, truth, what) {
         let top = t.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         for (i, (&a, &b)) in g.iter().zip(&t).enumerate() {
-            assert!(a.is_finite(), "{what}: {name}[{i}]: {a}, reference {b}");
             let rel = (a - b).abs() / b.abs().max(floor * top).max(f64::MIN_POSITIVE);
             if rel > worst.0 {
                 worst = (rel, format!("{name}[{i}]"));
@@ -293,6 +284,32 @@ pub fn gradient_error(
         }
     }
     worst
+}
+
+/// Every parameter's gradient and reference as f64 vectors, with its name. Panics (naming
+/// `what`) on different names or shapes or a non-finite gradient entry.
+fn paired_gradients<'a>(
+    grads: &BTreeMap<String, Tensor>,
+    truth: &'a BTreeMap<String, Tensor>,
+    what: &str,
+) -> Vec<(&'a str, Vec<f64>, Vec<f64>)> {
+    assert_eq!(
+        grads.keys().collect::<Vec<_>>(),
+        truth.keys().collect::<Vec<_>>(),
+        "{what}: parameter names"
+    );
+    truth
+        .iter()
+        .map(|(name, t)| {
+            let g = &grads[name];
+            assert_eq!(g.dims(), t.dims(), "{what}: {name} shape");
+            let (g, t) = (flat_f64(g), flat_f64(t));
+            for (i, (&a, &b)) in g.iter().zip(&t).enumerate() {
+                assert!(a.is_finite(), "{what}: {name}[{i}]: {a}, reference {b}");
+            }
+            (name.as_str(), g, t)
+        })
+        .collect()
 }
 
 /// The largest normwise relative difference of gradients from their reference over every
@@ -305,25 +322,13 @@ pub fn gradient_norm_error(
     truth: &BTreeMap<String, Tensor>,
     what: &str,
 ) -> (f64, String) {
-    assert_eq!(
-        grads.keys().collect::<Vec<_>>(),
-        truth.keys().collect::<Vec<_>>(),
-        "{what}: parameter names"
-    );
     let mut worst = (0.0f64, String::new());
-    for (name, t) in truth {
-        let g = &grads[name];
-        assert_eq!(g.dims(), t.dims(), "{what}: {name} shape");
-        let (g, t) = (flat_f64(g), flat_f64(t));
-        let (mut diff, mut norm) = (0.0f64, 0.0f64);
-        for (i, (&a, &b)) in g.iter().zip(&t).enumerate() {
-            assert!(a.is_finite(), "{what}: {name}[{i}]: {a}, reference {b}");
-            diff += (a - b) * (a - b);
-            norm += b * b;
-        }
+    for (name, g, t) in paired_gradients(grads, truth, what) {
+        let diff: f64 = g.iter().zip(&t).map(|(a, b)| (a - b) * (a - b)).sum();
+        let norm: f64 = t.iter().map(|b| b * b).sum();
         let rel = diff.sqrt() / norm.sqrt().max(f64::MIN_POSITIVE);
         if rel > worst.0 {
-            worst = (rel, name.clone());
+            worst = (rel, name.to_string());
         }
     }
     worst
