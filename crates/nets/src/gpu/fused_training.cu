@@ -1124,21 +1124,24 @@ __device__ void fwd_encode(const float* __restrict__ z, const float* __restrict_
   flush_warps(priv, C::ACC_BLOCK, C::ACC_BLOCK, acc + (size_t)n * C::acc_row(blocks), nullptr);
 }
 
+// A block's staged matrices (stage_block's shared-memory plan F_*): W_q, W_out, the attention
+// operand, W_gate, W_up, W_down.
+struct BlockMats { trc::SMat q, out, att, gate, up, down; };
+
 // Block b on the tile x (tensor cores): xh1, r1 = LN1's normalized input and 1 / sigma, y1 its
 // output; hg, hu the FFN's gate and up pre-activations, hf = silu(hg) hu; xh2, r2 = LN2's
 // normalized input and 1 / sigma (the block output is xh2 w + b).
 template <class C>
-__device__ __forceinline__ void block_tile(const float (&x)[C::ND][4], const float* __restrict__ Wb, trc::SMat q,
-                                           trc::SMat out, trc::SMat att, trc::SMat gate, trc::SMat up,
-                                           trc::SMat down, const float (&sc)[C::H], float eps_k,
+__device__ __forceinline__ void block_tile(const float (&x)[C::ND][4], const float* __restrict__ Wb,
+                                           const BlockMats& m, const float (&sc)[C::H], float eps_k,
                                            float (&xh1)[C::ND][4], float (&r1)[2], float (&y1)[C::ND][4],
                                            float (&hg)[C::NF][4], float (&hu)[C::NF][4], float (&hf)[C::NF][4],
                                            float (&xh2)[C::ND][4], float (&r2)[2], int lane) {
   using namespace trc;
   {
     float phiq[C::ND][4], a[C::ND][4], inv[C::H][2];
-    attention_fwd<C>(x, Wb, q, att, sc, eps_k, phiq, a, inv, lane);
-    token_product<C::KD, C::ND, C::LDD, false>(xh1, a, out, lane);
+    attention_fwd<C>(x, Wb, m.q, m.att, sc, eps_k, phiq, a, inv, lane);
+    token_product<C::KD, C::ND, C::LDD, false>(xh1, a, m.out, lane);
   }
   add_bias(xh1, Wb + C::OUT_B, C::D, lane);
 #pragma unroll
@@ -1147,14 +1150,14 @@ __device__ __forceinline__ void block_tile(const float (&x)[C::ND][4], const flo
     for (int e = 0; e < 4; ++e) xh1[i][e] += x[i][e];
   normalize_tile(xh1, r1);
   affine(y1, xh1, Wb + C::LN1_W, Wb + C::LN1_B, lane);
-  token_product2<C::KD, C::NF, C::LDD>(hg, hu, y1, gate, up, lane);
+  token_product2<C::KD, C::NF, C::LDD>(hg, hu, y1, m.gate, m.up, lane);
   add_bias(hg, Wb + C::FG_B, C::FF, lane);
   add_bias(hu, Wb + C::FU_B, C::FF, lane);
 #pragma unroll
   for (int i = 0; i < C::NF; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) hf[i][e] = silu(hg[i][e]) * hu[i][e];
-  token_product<C::KF, C::ND, C::LDF, false>(xh2, hf, down, lane);
+  token_product<C::KF, C::ND, C::LDF, false>(xh2, hf, m.down, lane);
   add_bias(xh2, Wb + C::FD_B, C::D, lane);
 #pragma unroll
   for (int i = 0; i < C::ND; ++i)
@@ -1164,9 +1167,10 @@ __device__ __forceinline__ void block_tile(const float (&x)[C::ND][4], const flo
 }
 
 // Stages block b's matrices for block_tile (the shared-memory plan F_*) and its attention
-// operand from the row's sums; the thread block calls this together.
+// operand from the row's sums; the thread block calls this together (and synchronises before
+// reading the returned matrices).
 template <class C>
-__device__ __forceinline__ void stage_block(__half* hi, __half* lo, const float* __restrict__ Wb,
+__device__ __forceinline__ BlockMats stage_block(__half* hi, __half* lo, const float* __restrict__ Wb,
                                             const float* __restrict__ sums, float kept, float* sf, float* scal,
                                             float (&sc)[C::H]) {
   tc::stage<2, C::LDD>(hi + C::F_Q, lo + C::F_Q, Wb + C::QKV_W, C::D, C::D, C::D, C::D);
@@ -1175,6 +1179,8 @@ __device__ __forceinline__ void stage_block(__half* hi, __half* lo, const float*
   tc::stage<2, C::LDD>(hi + C::F_U, lo + C::F_U, Wb + C::FU_W, C::FF, C::D, 16 * C::KF, C::D);
   tc::stage<2, C::LDF>(hi + C::F_DN, lo + C::F_DN, Wb + C::FD_W, C::D, C::FF, C::D, 16 * C::KF);
   trc::stage_attention<C>(hi, lo, C::F_ATT, -1, sums, kept, sf, scal, sc);
+  return BlockMats{{hi + C::F_Q, lo + C::F_Q}, {hi + C::F_OUT, lo + C::F_OUT}, {hi + C::F_ATT, lo + C::F_ATT},
+                   {hi + C::F_G, lo + C::F_G}, {hi + C::F_U, lo + C::F_U},   {hi + C::F_DN, lo + C::F_DN}};
 }
 
 // Block b's forward on tensor cores (tr_block): x_b (slot b) -> x_{b+1} (slot b + 1), then
@@ -1192,12 +1198,10 @@ __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__
   const float kept = zstats[STATS * n + 3];
   float* row_acc = acc + (size_t)n * C::acc_row(blocks);
   float sc[C::H];
-  stage_block<C>(hi, lo, Wb, row_acc + b * C::ACC_BLOCK, kept, sf, scal, sc);
+  const BlockMats mats = stage_block<C>(hi, lo, Wb, row_acc + b * C::ACC_BLOCK, kept, sf, scal, sc);
   if (has_next)
     tc::stage<2, C::LDD>(hi + C::P_KV, lo + C::P_KV, Wn + C::QKV_W + C::D * C::D, 2 * C::D, C::D, 2 * C::D, C::D);
   __syncthreads();
-  const SMat q{hi + C::F_Q, lo + C::F_Q}, out{hi + C::F_OUT, lo + C::F_OUT}, att{hi + C::F_ATT, lo + C::F_ATT};
-  const SMat gate{hi + C::F_G, lo + C::F_G}, up{hi + C::F_U, lo + C::F_U}, down{hi + C::F_DN, lo + C::F_DN};
   const SMat wk{hi + C::P_KV, lo + C::P_KV}, wv{hi + C::P_KV + C::D * C::LDD, lo + C::P_KV + C::D * C::LDD};
   const float eps_k = ATTENTION_EPS / kept;
   // This warp's sums: block b+1's S, s (ACC_BLOCK floats) or the pool (D floats), the warps'
@@ -1216,7 +1220,7 @@ __device__ void fwd_block(const float* __restrict__ z, const float* __restrict__
     float x[C::ND][4], xh1[C::ND][4], r1[2], y1[C::ND][4], hg[C::NF][4], hu[C::NF][4], hf[C::NF][4];
     float xh2[C::ND][4], r2[2];
     load_cm(x, xb, T, row0, t0, V, lane);
-    block_tile<C>(x, Wb, q, out, att, gate, up, down, sc, eps_k, xh1, r1, y1, hg, hu, hf, xh2, r2, lane);
+    block_tile<C>(x, Wb, mats, sc, eps_k, xh1, r1, y1, hg, hu, hf, xh2, r2, lane);
     affine(x, xh2, Wb + C::LN2_W, Wb + C::LN2_B, lane);
     store_cm(xo, x, T, row0, t0, V, lane);
     if (has_next) {
@@ -1246,10 +1250,9 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
   const float* Wb = W + C::ENC_SIZE + b * C::BLOCK_SIZE;
   const float kept = zstats[STATS * n + 3];
   float sc[C::H];
-  stage_block<C>(hi, lo, Wb, acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK, kept, sf, scal, sc);
+  const BlockMats mats =
+      stage_block<C>(hi, lo, Wb, acc + (size_t)n * C::acc_row(blocks) + b * C::ACC_BLOCK, kept, sf, scal, sc);
   __syncthreads();
-  const SMat q{hi + C::F_Q, lo + C::F_Q}, out{hi + C::F_OUT, lo + C::F_OUT}, att{hi + C::F_ATT, lo + C::F_ATT};
-  const SMat gate{hi + C::F_G, lo + C::F_G}, up{hi + C::F_U, lo + C::F_U}, down{hi + C::F_DN, lo + C::F_DN};
   const float eps_k = ATTENTION_EPS / kept;
   float* mine = priv + warp * C::F_PRIV;
   const size_t T = (size_t)gridDim.y * V, row0 = (size_t)n * V;
@@ -1263,7 +1266,7 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
     float x[C::ND][4], xh1[C::ND][4], r1[2], y1[C::ND][4], hg[C::NF][4], hu[C::NF][4], hf[C::NF][4];
     float xh2[C::ND][4], r2[2];
     load_cm(x, xb, T, row0, t0, V, lane);
-    block_tile<C>(x, Wb, q, out, att, gate, up, down, sc, eps_k, xh1, r1, y1, hg, hu, hf, xh2, r2, lane);
+    block_tile<C>(x, Wb, mats, sc, eps_k, xh1, r1, y1, hg, hu, hf, xh2, r2, lane);
     // dL/dx_{b+1} (+ the pool's share) -> dy2 through LN2
     float gr[C::ND][4];
     load_cm(gr, dx, T, row0, t0, V, lane);
@@ -1290,7 +1293,7 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
       add_wgrad<C::KD, C::NF, false>(mine + C::F_DOWN, C::FF + 1, C::D, C::FF + 1, ta, sa, tb, sb, lane);
     }
     float dh[C::NF][4];
-    token_product<C::KD, C::NF, C::LDF, true>(dh, gr, down, lane);
+    token_product<C::KD, C::NF, C::LDF, true>(dh, gr, mats.down, lane);
     // SwiGLU backward: hg <- dg, hu <- du
 #pragma unroll
     for (int i = 0; i < C::NF; ++i)
@@ -1325,8 +1328,8 @@ __device__ void bwd_ffn(const float* __restrict__ z, const float* __restrict__ z
       tc::to_frags<C::KF, 2>(au, hu, s);
       float d1[C::ND][4];
       tc::zero(d1);
-      linear_t<C::KF, C::ND, C::LDD>(d1, ag, gate, lane);
-      linear_t<C::KF, C::ND, C::LDD>(d1, au, up, lane);
+      linear_t<C::KF, C::ND, C::LDD>(d1, ag, mats.gate, lane);
+      linear_t<C::KF, C::ND, C::LDD>(d1, au, mats.up, lane);
       const float inv[2] = {inv_pow2(s[0]), inv_pow2(s[1])};
 #pragma unroll
       for (int i = 0; i < C::ND; ++i)
