@@ -21,7 +21,7 @@ for t in gpu_fused gpu_fused_training gpu_fused_optimizer; do
   grep -E "^test |test result" "$LOG/$t.log" | tail -12
 done
 for i in $(seq 1 "$REPEATS"); do
-  "$DIR/gpu_fused_training" --nocapture --test-threads 1 every_compiled_shape > "$LOG/repeat-train-$i.log" 2>&1 || failed=1
+  "$DIR/gpu_fused_training" --nocapture --test-threads 1 every_compiled_shape groups_equal_f16 > "$LOG/repeat-train-$i.log" 2>&1 || failed=1
   "$DIR/gpu_fused" --nocapture --test-threads 1 --include-ignored soft_masked > "$LOG/repeat-soft-$i.log" 2>&1
   grep -h "test result" "$LOG/repeat-train-$i.log" "$LOG/repeat-soft-$i.log"
 done

@@ -11,7 +11,7 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-use adasamp_nets::gpu::bench::gpu_forward_rows;
+use adasamp_nets::gpu::bench::{gpu_forward_rows, TRAIN_PRECISIONS};
 use adasamp_nets::gpu::gpu_bench_rows;
 use adasamp_nets::SamplerConfig;
 use candle_core::Device;
@@ -51,10 +51,19 @@ fn main() -> Result<(), Box<dyn Error>> {
             row.what, row.unit, row.reference, row.reference_name
         );
     }
-    if !forward_only && adasamp_nets::gpu::FusedTrainer::supports(&config) {
-        let phases = adasamp_nets::gpu::bench::fused_step_phases(&device, &config)?;
+    let phase_tables = if !forward_only && adasamp_nets::gpu::FusedTrainer::supports(&config) {
+        TRAIN_PRECISIONS.as_slice()
+    } else {
+        &[]
+    };
+    for &precision in phase_tables {
+        let phases = adasamp_nets::gpu::bench::fused_step_phases(&device, &config, precision)?;
         let total: f64 = phases.iter().map(|(_, s)| s).sum();
-        println!("\nOne fused training step ({total:.4} s, device synchronised between phases):\n");
+        println!(
+            "\nOne fused training step, {} logits ({total:.4} s, device synchronised between \
+             phases):\n",
+            precision.name()
+        );
         println!("| phase | ms | share |");
         println!("|---|---:|---:|");
         for (name, secs) in phases {

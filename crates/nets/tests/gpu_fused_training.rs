@@ -26,8 +26,8 @@ use adasamp_nets::{LearnedSampler, NetsError, SamplerConfig};
 use candle_core::{DType, Device, Tensor};
 use gpu_common::{
     assert_names_row_1_token_41, cuda_and_rng, cuda_or_skip, gradient_error, gradient_norm_error,
-    inputs_with_a_bad_token, logits_and_targets, loss_error, noisy_params, plain_steps, PlainStep,
-    GRADIENT_FLOOR,
+    inputs_with_a_bad_token, lm_logits, logits_and_targets, loss_error, noisy_params, plain_steps,
+    targets_of, PlainStep, GRADIENT_FLOOR,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -97,22 +97,39 @@ fn check(
 ) {
     let params = noisy_params(config, seed, device);
     let (z, t) = logits_and_targets(n, vocab, masked, rng);
+    let trainer = FusedTrainer::new(config, device).unwrap();
+    let what = format!("{config} N {n} V {vocab}");
+    check_step(&trainer, config, &params, (z, t), vocab, rng, &what);
+}
+
+/// One poisoned fused step of `trainer` on row-major logits and targets `(z, t)` (rows of
+/// `vocab`) against the plain step in f64 (loss sums and gradients); returns the positions the
+/// fused step ran over.
+fn check_step(
+    trainer: &FusedTrainer,
+    config: &SamplerConfig,
+    params: &[(String, Tensor)],
+    (z, t): (Vec<f32>, Vec<f32>),
+    vocab: usize,
+    rng: &mut ChaCha8Rng,
+    what: &str,
+) -> usize {
+    let device = params[0].1.device();
+    let n = z.len() / vocab;
     let z = Tensor::from_vec(z, (n, vocab), device).unwrap();
     let t = Tensor::from_vec(t, (n, vocab), device).unwrap();
     let (gamma, scale) = (rng.random_range(0.5..2.0), 1.0 / n as f64);
-    let trainer = FusedTrainer::new(config, device)
-        .unwrap()
-        .with_poisoned_buffers(true);
-    let fused = trainer.step(&params, &z, &t, gamma, scale).unwrap();
-    let plain = plain_steps(config, &params, &z, &t, gamma, scale);
-    let what = format!("{config} N {n} V {vocab}");
+    let trainer = trainer.clone().with_poisoned_buffers(true);
+    let fused = trainer.step(params, &z, &t, gamma, scale).unwrap();
+    let plain = plain_steps(config, params, &z, &t, gamma, scale);
     assert_loss_close(fused.kl, (plain.0.kl, plain.1.kl), &format!("{what}: KL"));
     assert_loss_close(
         fused.penalty,
         (plain.0.penalty, plain.1.penalty),
         &format!("{what}: penalty"),
     );
-    assert_grads_close(&fused.grads, &plain, &what);
+    assert_grads_close(&fused.grads, &plain, what);
+    fused.positions
 }
 
 #[test]
@@ -136,6 +153,94 @@ fn cuda_fused_training_step_equals_candle_autograd_at_smollm2_vocab() {
     };
     let config = common::load_config("sampling_network.yaml");
     check(&config, seed, 4, 49_152, 0.0, &mut rng, &device);
+}
+
+/// Logits of `rows` rows as the replay cache stores them or coarser, with targets whose kept /
+/// removed status and values differ between tokens of equal logit (so each unit's target sums
+/// mix): row 0 rounded to f16, the others to multiples of 1/4 (a few hundred distinct values);
+/// rows from `f32_from` on left in f32 (not all exact f16 values: run token by token).
+fn f16_rows(
+    rows: usize,
+    vocab: usize,
+    f32_from: usize,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut z = lm_logits(rows, vocab, 0.1, rng);
+    for (r, row) in z.chunks_mut(vocab).enumerate().take(f32_from) {
+        for x in row.iter_mut().filter(|x| x.is_finite()) {
+            *x = if r == 0 {
+                half::f16::from_f32(*x).to_f32()
+            } else {
+                (*x * 4.0).round() / 4.0
+            };
+        }
+    }
+    let mut t = targets_of(&z, vocab);
+    for (i, y) in t.iter_mut().enumerate() {
+        if y.is_finite() && i % vocab != 0 {
+            match rng.random_range(0..6) {
+                0 => *y = f32::NEG_INFINITY,
+                1 => *y += rng.random_range(-0.5..0.5),
+                _ => {}
+            }
+        }
+    }
+    (z, t)
+}
+
+#[test]
+fn cuda_fused_training_groups_equal_f16_logits_exactly() {
+    let Some((device, seed, mut rng)) = cuda_and_rng("fused training, grouped f16 rows") else {
+        return;
+    };
+    let config = common::load_config("sampling_network.yaml");
+    let params = noisy_params(&config, seed, &device);
+    let trainer = FusedTrainer::new(&config, &device).unwrap();
+    let (n, v) = (3, 20_000);
+    // All rows grouped: the network runs over the most units of a row.
+    let grouped = f16_rows(n, v, n, &mut rng);
+    let what = format!("{config} N {n} V {v}, f16 rows");
+    let positions = check_step(
+        &trainer,
+        &config,
+        &params,
+        grouped.clone(),
+        v,
+        &mut rng,
+        &what,
+    );
+    eprintln!("{what}: {positions} positions for {} tokens", n * v);
+    assert!(positions < n * v / 2, "{what}: {positions} positions");
+    assert!(
+        matches!(
+            trainer.clone().with_max_unit_weight(0),
+            Err(NetsError::InvalidConfig { .. })
+        ),
+        "max unit weight 0"
+    );
+    // Units of one token each (the rows compacted all the same).
+    let what = format!("{config} N {n} V {v}, f16 rows, units of one token");
+    let single = trainer.clone().with_max_unit_weight(1).unwrap();
+    let positions = check_step(
+        &single,
+        &config,
+        &params,
+        grouped.clone(),
+        v,
+        &mut rng,
+        &what,
+    );
+    assert!(positions < n * v, "{what}: {positions} positions");
+    // The same rows token by token.
+    let what = format!("{config} N {n} V {v}, f16 rows, grouping off");
+    let tokens = trainer.clone().with_grouping(false);
+    let positions = check_step(&tokens, &config, &params, grouped, v, &mut rng, &what);
+    assert_eq!(positions, n * v, "{what}");
+    // Grouped rows next to one in f32: its units are its tokens, the others padded to V.
+    let what = format!("{config} N {n} V {v}, two f16 rows and one f32 row");
+    let mixed = f16_rows(n, v, 2, &mut rng);
+    let positions = check_step(&trainer, &config, &params, mixed, v, &mut rng, &what);
+    assert_eq!(positions, n * v, "{what}");
 }
 
 #[test]

@@ -163,7 +163,9 @@ fn forward_rows_of(
 /// same random logits; one row per precision and batch), the fused training step alone against
 /// candle's autograd, and the training rate at V = [`TRAIN_VOCAB`], [`TRAIN_POSITIONS`] positions
 /// per step (`iters` steps of the trainer, fused engine against the candle engine; scratch files
-/// in `scratch`). Shows a progress bar.
+/// in `scratch`). The training rows come in pairs, on logits stored as f16 (the replay cache's
+/// rows: the fused step groups equal logits, see [`FusedTrainer`]) and as f32 (every token
+/// distinct: token by token). Shows a progress bar.
 pub fn gpu_bench_rows(
     device: &Device,
     config: &SamplerConfig,
@@ -172,66 +174,79 @@ pub fn gpu_bench_rows(
 ) -> Result<Vec<GpuBenchRow>> {
     check_iters(iters)?;
     let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
-    let bar = progress_bar(FORWARD_BATCHES.len() as u64 + 2)?;
+    let bar = progress_bar(FORWARD_BATCHES.len() as u64 + 4)?;
     let mut rows = forward_rows_of(device, config, &sampler, iters, &bar)?;
-    bar.set_message("training step");
-    if FusedTrainer::supports(config) {
-        rows.push(step_row(device, config, &sampler, iters)?);
+    for precision in TRAIN_PRECISIONS {
+        if FusedTrainer::supports(config) {
+            bar.set_message(format!("training step, {} rows", precision.name()));
+            rows.push(step_row(device, config, &sampler, iters, precision)?);
+            bar.inc(1);
+        }
+        bar.set_message(format!("training, {} rows", precision.name()));
+        let dataset = synthetic_dataset(TRAIN_VOCAB, TRAIN_POSITIONS * (iters + 1), 7, precision)?;
+        let rate = |engine| {
+            positions_per_second_on(
+                device,
+                &dataset,
+                config,
+                engine,
+                1,
+                TRAIN_POSITIONS,
+                iters as u64,
+                scratch,
+            )
+        };
+        let plain = rate(Engine::Candle)?;
+        let fused = if FusedTrainer::supports(config) {
+            Some(rate(Engine::Fused)?)
+        } else {
+            None
+        };
+        rows.push(GpuBenchRow {
+            what: format!(
+                "{} training step, V = {TRAIN_VOCAB}, {TRAIN_POSITIONS} positions, {}",
+                config.architecture(),
+                rows_name(precision)
+            ),
+            batch: None,
+            unit: "positions/s",
+            fused,
+            reference: plain,
+            reference_name: "plain candle (trainer)",
+        });
+        bar.inc(1);
     }
-    bar.set_message("training");
-    let dataset = synthetic_dataset(
-        TRAIN_VOCAB,
-        TRAIN_POSITIONS * (iters + 1),
-        7,
-        RowPrecision::F16,
-    )?;
-    let rate = |engine| {
-        positions_per_second_on(
-            device,
-            &dataset,
-            config,
-            engine,
-            1,
-            TRAIN_POSITIONS,
-            iters as u64,
-            scratch,
-        )
-    };
-    let plain = rate(Engine::Candle)?;
-    let fused = if FusedTrainer::supports(config) {
-        Some(rate(Engine::Fused)?)
-    } else {
-        None
-    };
-    rows.push(GpuBenchRow {
-        what: format!(
-            "{} training step, V = {TRAIN_VOCAB}, {TRAIN_POSITIONS} positions",
-            config.architecture()
-        ),
-        batch: None,
-        unit: "positions/s",
-        fused,
-        reference: plain,
-        reference_name: "plain candle (trainer)",
-    });
     bar.finish_and_clear();
     Ok(rows)
 }
 
+/// Storage precisions of the training rows' logits: f16 (the replay cache's; the fused step
+/// groups equal values) and f32 (every value distinct).
+pub const TRAIN_PRECISIONS: [RowPrecision; 2] = [RowPrecision::F16, RowPrecision::F32];
+
+/// How a training row names its logits.
+fn rows_name(precision: RowPrecision) -> &'static str {
+    match precision {
+        RowPrecision::F16 => "f16 logits (equal values grouped)",
+        RowPrecision::F32 => "f32 logits (token by token)",
+    }
+}
+
 /// The training step alone on inputs already on the GPU — forward, loss and backward of
-/// [`TRAIN_POSITIONS`] rows at V = [`TRAIN_VOCAB`] (random logits, targets temperature 0.8 →
-/// min_p 0.1 of them), no optimizer and no host data: [`FusedTrainer::step`] against candle's
-/// autograd of the same loss, in positions/s (median of `iters` steps each).
+/// [`TRAIN_POSITIONS`] rows at V = [`TRAIN_VOCAB`] (random logits rounded to `precision`, targets
+/// temperature 0.8 → min_p 0.1 of them), no optimizer and no host data: [`FusedTrainer::step`]
+/// against candle's autograd of the same loss, in positions/s (median of `iters` steps each).
 fn step_row(
     device: &Device,
     config: &SamplerConfig,
     sampler: &LearnedSampler,
     iters: usize,
+    precision: RowPrecision,
 ) -> Result<GpuBenchRow> {
     use crate::loss::TruncatedLogitsLoss;
     use candle_nn::VarMap;
 
-    let (z, target) = step_inputs(device)?;
+    let (z, target) = step_inputs(device, precision)?;
     let params = sampler.named_parameters();
     let scale = 1.0 / TRAIN_POSITIONS as f64;
     let trainer = FusedTrainer::new(config, device)?;
@@ -253,8 +268,9 @@ fn step_row(
     Ok(GpuBenchRow {
         what: format!(
             "{} forward + loss + backward (inputs on the GPU, no optimizer), V = {TRAIN_VOCAB}, \
-             {TRAIN_POSITIONS} positions",
-            config.architecture()
+             {TRAIN_POSITIONS} positions, {}",
+            config.architecture(),
+            rows_name(precision)
         ),
         batch: None,
         unit: "positions/s",
@@ -264,10 +280,14 @@ fn step_row(
     })
 }
 
-/// [`TRAIN_POSITIONS`] rows of random logits at V = [`TRAIN_VOCAB`] on `device` and their
-/// targets (temperature 0.8 → min_p 0.1).
-fn step_inputs(device: &Device) -> Result<(Tensor, Tensor)> {
+/// [`TRAIN_POSITIONS`] rows of random logits `N(0, 3²)` at V = [`TRAIN_VOCAB`] on `device`,
+/// rounded to `precision`, and their targets (temperature 0.8 → min_p 0.1).
+fn step_inputs(device: &Device, precision: RowPrecision) -> Result<(Tensor, Tensor)> {
     let z = (Tensor::randn(0f32, 1f32, (TRAIN_POSITIONS, TRAIN_VOCAB), device)? * 3.0)?;
+    let z = match precision {
+        RowPrecision::F16 => z.to_dtype(DType::F16)?.to_dtype(DType::F32)?,
+        RowPrecision::F32 => z,
+    };
     let t = (&z / 0.8)?;
     let floor = t
         .max_keepdim(1)?
@@ -278,15 +298,17 @@ fn step_inputs(device: &Device) -> Result<(Tensor, Tensor)> {
 }
 
 /// Where the time of one fused training step goes ([`crate::gpu::FusedStep::phases`]): the
-/// inputs of the step row ([`TRAIN_POSITIONS`] positions at V = [`TRAIN_VOCAB`]) with seeded
-/// weights, after one untimed step; the device is synchronised between phases.
+/// inputs of the step row ([`TRAIN_POSITIONS`] positions at V = [`TRAIN_VOCAB`], logits rounded
+/// to `precision`) with seeded weights, after one untimed step; the device is synchronised
+/// between phases.
 pub fn fused_step_phases(
     device: &Device,
     config: &SamplerConfig,
+    precision: RowPrecision,
 ) -> Result<Vec<(&'static str, f64)>> {
     let sampler = LearnedSampler::seeded(config, 0, DType::F32, device)?;
     let params = sampler.named_parameters();
-    let (z, target) = step_inputs(device)?;
+    let (z, target) = step_inputs(device, precision)?;
     let trainer = FusedTrainer::new(config, device)?.with_phase_times(true);
     let scale = 1.0 / TRAIN_POSITIONS as f64;
     trainer.step(&params, &z, &target, 1.0, scale)?;

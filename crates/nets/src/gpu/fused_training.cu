@@ -2,6 +2,18 @@
 // kept, TruncatedLogitsLoss, backward; f32 storage and accumulation, the blocks' matrix products
 // in split f16 on tensor cores (about f32 accuracy), the rest f32.
 //
+// The network runs over *units* (tr_units_count, tr_units_fill): the distinct f16 values among a
+// row's finite logits when all of them are exact f16 values (the replay cache's rows), each split
+// into units of at most max_weight tokens, else every token (then masked tokens are units of
+// weight 0). Tokens with the same logit have the same lp,
+// so every per-token layer gives them the same activations: a unit stands for its tokens, with
+// their count as its weight in the vocabulary-wide sums (attention sums, pool, and the backward
+// terms of those sums), and its output gradient is the sum of its tokens' (every backward step
+// is linear in it). The units buffer is [4][N][V']: the unit's logit (-inf: no unit), its
+// weight, the target probability summed over its target-kept tokens and the number of its
+// target-removed tokens; V' = the most units of a row. Below, V is V' and "token" means unit,
+// except in the row statistics, the unit kernels and tr_loss, which read the tokens.
+//
 // Every per-token buffer is channel-major over all tokens of the batch, [C][N][V] (channel c of
 // token (n, t) at c*T + n*V + t, T = N*V). The head, its backward and the encoder's backward
 // run one thread per (row n, token t); the encoder and the blocks, forward and backward, run on
@@ -13,6 +25,7 @@
 // dY * X^T the bias gradient. The kernels of one step:
 //
 //   tr_row_stats (z, then target)   per row: max, log sum exp(x - max), #NaN/+inf, #finite
+//   tr_units_count, tr_units_fill   per row: the units (the host reads their number in between)
 //   tr_encode_<cfg>                 lp, encoder -> x_0; block 0's sums S = sum phi(k) v^T, s
 //   tr_block_<cfg>   (b = 0..B-1)   x_b -> x_{b+1}; block b+1's sums (or the pool sum)
 //   tr_rows_<cfg>                   per row: c = pool / #kept; the transform's context part,
@@ -31,8 +44,9 @@
 // Sums over tokens in the per-thread kernels: warp shuffles, then shared-memory atomics per
 // thread block, then global atomics (f32); in the tensor-core kernels: tensor-core products
 // with the tokens as the reduction dimension into each warp's shared-memory copy, then global
-// atomics. Masked tokens (z = -inf) use lp = 0 (MASKED_LP_SENTINEL), take no part in any sum,
-// get -inf out and a zero gradient, exactly as the candle path.
+// atomics. Masked tokens (z = -inf) are no unit, or units of weight 0 (lp = 0,
+// MASKED_LP_SENTINEL): they take no part in any sum, get -inf out and a zero gradient, exactly
+// as the candle path.
 //
 // The weights are one packed f32 buffer in the order of `gpu::fused::packing_order` (every
 // Linear as weight [out, in] row-major followed by bias [out]).
@@ -121,18 +135,26 @@ extern "C" __global__ void tr_row_stats(const float* __restrict__ x, int V, floa
   }
 }
 
-// Per row, from the outputs `out` (-inf at input-masked tokens) and the target (row stats
-// `tstats`): {lse = log sum exp(out), KL = sum_{target kept} p_t (log p_t - log q) (+inf when a
-// token the target keeps has out = -inf), penalty = sum_{target masked} q, #such uncovered
-// tokens}. One block per row.
-extern "C" __global__ void tr_loss(const float* __restrict__ out, const float* __restrict__ target,
-                                   const float* __restrict__ tstats, int V, float* __restrict__ loss) {
+// Per row, from the units' outputs `out` ([N][Vu]; token t's is out[unit_of[t]], -inf at
+// input-masked tokens, unit_of -1) and the target (row stats `tstats`), over the row's V tokens:
+// {lse = log sum exp(out), KL = sum_{target kept} p_t (log p_t - log q) (+inf when a token the
+// target keeps has out = -inf), penalty = sum_{target masked} q, #such uncovered tokens}. One
+// block per row.
+__device__ __forceinline__ float token_out(const float* __restrict__ o_row, const int* __restrict__ u_row, int i) {
+  const int k = u_row[i];
+  return k < 0 ? NEG_INF : o_row[k];
+}
+
+extern "C" __global__ void tr_loss(const float* __restrict__ out, const int* __restrict__ unit_of,
+                                   const float* __restrict__ target, const float* __restrict__ tstats, int V, int Vu,
+                                   float* __restrict__ loss) {
   const int n = blockIdx.x;
-  const float* o_row = out + (size_t)n * V;
+  const float* o_row = out + (size_t)n * Vu;
+  const int* u_row = unit_of + (size_t)n * V;
   const float* t_row = target + (size_t)n * V;
   float m = NEG_INF, s = 0.0f, uncovered = 0.0f;
   for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float o = o_row[i];
+    const float o = token_out(o_row, u_row, i);
     if (o != NEG_INF) lse_merge(m, s, o, 1.0f);
     else if (t_row[i] != NEG_INF) uncovered += 1.0f;
   }
@@ -142,7 +164,7 @@ extern "C" __global__ void tr_loss(const float* __restrict__ out, const float* _
   const float mt = tstats[STATS * n], lst = tstats[STATS * n + 1];
   float kl = 0.0f, pen = 0.0f;
   for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float o = o_row[i];
+    const float o = token_out(o_row, u_row, i);
     if (o == NEG_INF) continue;
     const float lq = o - lse;
     const float t = t_row[i];
@@ -160,6 +182,129 @@ extern "C" __global__ void tr_loss(const float* __restrict__ out, const float* _
     r[1] = uncovered > 0.0f ? POS_INF : kl;
     r[2] = pen;
     r[3] = uncovered;
+  }
+}
+
+// ---- Units (see the top) ----
+// threads per block of the unit kernels (one block per row); f16 bit patterns (the keys)
+#define UNIT_THREADS 1024
+#define UNIT_KEYS 65536
+#define KEYS_PER_THREAD (UNIT_KEYS / UNIT_THREADS)
+
+// Whether the finite `v` is an exact f16 value, and its f16 bit pattern.
+__device__ __forceinline__ bool f16_key(float v, unsigned& key) {
+  const __half h = __float2half_rn(v);
+  key = __half_as_ushort(h);
+  return __half2float(h) == v;
+}
+
+// Units of a value held by c tokens: ceil(c / max_weight) (a unit stands for at most max_weight
+// tokens: the tensor-core sums over a tile keep about 22 bits of its largest term, and a heavy
+// unit would make that term max_weight times a token's).
+__device__ __forceinline__ unsigned units_of(unsigned c, int max_weight) {
+  return (c + (unsigned)max_weight - 1u) / (unsigned)max_weight;
+}
+
+// Per row (one block of UNIT_THREADS): counts the row's tokens per f16 value into keys
+// ([N][UNIT_KEYS], zeroed); units[2n] = the row's number of units, units[2n + 1] = 1 when they
+// are its tokens (not all its finite logits exact f16 values, or `group` 0), else 0.
+extern "C" __global__ void tr_units_count(const float* __restrict__ z, int V, int group, int max_weight,
+                                          unsigned* __restrict__ keys, int* __restrict__ units) {
+  __shared__ int exact;
+  const int n = blockIdx.x;
+  const float* row = z + (size_t)n * V;
+  unsigned* count = keys + (size_t)n * UNIT_KEYS;
+  if (threadIdx.x == 0) exact = group != 0;
+  __syncthreads();
+  if (group != 0) {
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+      const float v = row[i];
+      if (!(fabsf(v) < POS_INF)) continue;  // masked, or NaN / +inf (the row statistics report those)
+      unsigned key;
+      if (f16_key(v, key)) atomicAdd(count + key, 1u);
+      else exact = 0;
+    }
+  }
+  __syncthreads();
+  const bool grouped = exact != 0;
+  float c = 0.0f;
+  if (grouped)
+    for (int k = threadIdx.x; k < UNIT_KEYS; k += blockDim.x) c += (float)units_of(count[k], max_weight);
+  c = block_sum(c);
+  if (threadIdx.x == 0) {
+    units[2 * n] = grouped ? (int)c : V;
+    units[2 * n + 1] = grouped ? 0 : 1;
+  }
+}
+
+// Per row (one block of UNIT_THREADS, after tr_units_count): fills the units buffer u
+// ([4][N][Vu], zeroed, its logits -inf; see the top) and unit_of ([N][V]: token -> unit, -1 at
+// masked tokens). Grouped rows number their units in f16 bit-pattern order, a value's tokens
+// taking its units max_weight at a time (in no fixed order: `seen`, [N][UNIT_KEYS] zeroed,
+// counts them); their counts in keys become each value's first unit.
+extern "C" __global__ void tr_units_fill(const float* __restrict__ z, const float* __restrict__ target,
+                                         const float* __restrict__ tstats, int V, int Vu, int max_weight,
+                                         const int* __restrict__ units, unsigned* __restrict__ keys,
+                                         unsigned* __restrict__ seen, float* __restrict__ u,
+                                         int* __restrict__ unit_of) {
+  __shared__ int warp_total[UNIT_THREADS / 32];
+  const int n = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool tokens = units[2 * n + 1] != 0;
+  const float* row = z + (size_t)n * V;
+  unsigned* first = keys + (size_t)n * UNIT_KEYS;
+  unsigned* rank = seen + (size_t)n * UNIT_KEYS;
+  if (!tokens) {
+    // counts -> first units: exclusive prefix sum of units_of(count) in key order, each thread
+    // KEYS_PER_THREAD consecutive keys (blockDim.x = UNIT_THREADS)
+    const int k0 = threadIdx.x * KEYS_PER_THREAD;
+    unsigned mine = 0;
+    for (int j = 0; j < KEYS_PER_THREAD; ++j) mine += units_of(first[k0 + j], max_weight);
+    unsigned incl = mine;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += y;
+    }
+    if (lane == 31) warp_total[warp] = (int)incl;
+    __syncthreads();
+    unsigned at = incl - mine;
+    for (int w = 0; w < warp; ++w) at += (unsigned)warp_total[w];
+    for (int j = 0; j < KEYS_PER_THREAD; ++j) {
+      const unsigned c = first[k0 + j];
+      first[k0 + j] = at;
+      at += units_of(c, max_weight);
+    }
+    __syncthreads();
+  }
+  const size_t T = (size_t)gridDim.x * Vu, r0 = (size_t)n * Vu;
+  float *uz = u + r0, *uw = u + T + r0, *up = u + 2 * T + r0, *um = u + 3 * T + r0;
+  const float mt = tstats[STATS * n], lst = tstats[STATS * n + 1];
+  for (int t = threadIdx.x; t < V; t += blockDim.x) {
+    const float v = row[t];
+    const bool finite = fabsf(v) < POS_INF;
+    int k = -1;
+    if (finite) {
+      if (tokens) k = t;
+      else {
+        unsigned key;
+        f16_key(v, key);
+        k = (int)(first[key] + atomicAdd(rank + key, 1u) / (unsigned)max_weight);
+      }
+    }
+    unit_of[(size_t)n * V + t] = k;
+    if (k < 0) continue;
+    const float tv = target[(size_t)n * V + t];
+    if (tokens) {
+      uz[k] = v;
+      uw[k] = 1.0f;
+      if (tv == NEG_INF) um[k] = 1.0f;
+      else up[k] = expf((tv - mt) - lst);
+    } else {
+      uz[k] = v;  // the same value from every token of the unit
+      atomicAdd(uw + k, 1.0f);
+      if (tv == NEG_INF) atomicAdd(um + k, 1.0f);
+      else atomicAdd(up + k, expf((tv - mt) - lst));
+    }
   }
 }
 
@@ -217,11 +362,14 @@ struct Net : SnLayout<D_, H_, EH_, DFF_, SCALE_> {
   static constexpr int B_PRIV = 3 * D * (D + 1), B_SMEM = smem(B_HALVES, B_PRIV);
 };
 
+// lp and weight of unit t of row n in the units buffer z (see the top; the grid's y dimension
+// is the N rows).
 __device__ __forceinline__ void token_lp(const float* __restrict__ z, const float* __restrict__ zstats, int V, int n,
                                          int t, float& lp, float& keep) {
-  const float zt = z[(size_t)n * V + t];
+  const size_t tok = (size_t)n * V + t;
+  const float zt = z[tok];
   if (zt == NEG_INF) { lp = 0.0f; keep = 0.0f; }
-  else { lp = zt - zstats[STATS * n] - zstats[STATS * n + 1]; keep = 1.0f; }
+  else { lp = zt - zstats[STATS * n] - zstats[STATS * n + 1]; keep = z[(size_t)gridDim.y * V + tok]; }
 }
 
 __device__ __forceinline__ void zero_shared(float* s, int count) {
@@ -292,13 +440,14 @@ __device__ void head(const float* __restrict__ z, const float* __restrict__ zsta
   out[tok] = l + logsigmoid(fmaf(__ldg(rd + C::R_S), l, __ldg(rd + C::R_TAU)));
 }
 
-// dL/dout of every token (L = scale * sum_rows (KL + gamma penalty); rows with an uncovered
-// token get none), then the gate's and the transform's backward: dx_B -> dx, the transform's
-// d(gate | up) pre-activations -> dgu [2 FT], per-row sums (dmult, ds, dtau, dctx) -> rowgrad,
-// the transform's down-projection gradients -> pgrad.
+// dL/dout of every unit, the sum of its tokens' (L = scale * sum_rows (KL + gamma penalty); rows
+// with an uncovered token get none): scale (w q (1 - gamma pen) - P + gamma q M) with the unit's
+// weight w, target mass P and target-removed count M (the units buffer z), then the gate's and
+// the transform's backward: dx_B -> dx, the transform's d(gate | up) pre-activations -> dgu
+// [2 FT], per-row sums (dmult, ds, dtau, dctx) -> rowgrad, the transform's down-projection
+// gradients -> pgrad.
 template <class C>
 __device__ void head_backward(const float* __restrict__ z, const float* __restrict__ zstats,
-                              const float* __restrict__ target, const float* __restrict__ tstats,
                               const float* __restrict__ loss, const float* __restrict__ W,
                               const float* __restrict__ xs, const float* __restrict__ rows, float* __restrict__ dx,
                               float* __restrict__ dgu, float* __restrict__ rowgrad, float* __restrict__ pgrad, int V,
@@ -331,10 +480,8 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
   if (active) {
     const float o = l + logsigmoid(fmaf(s, l, tau));
     const float q = expf(o - lr[0]);
-    const float tv = target[tok];
-    const bool masked = tv == NEG_INF;
-    const float p = masked ? 0.0f : expf((tv - tstats[STATS * n]) - tstats[STATS * n + 1]);
-    dout = scale * (fmaf(q, 1.0f - gamma * lr[2], -p) + (masked ? gamma * q : 0.0f));
+    const float p = z[2 * T + tok], removed = z[3 * T + tok];
+    dout = scale * (fmaf(keep * q, 1.0f - gamma * lr[2], -p) + gamma * q * removed);
   }
   const float sg = sigmoidf_(-fmaf(s, l, tau));
   const float dl = dout * fmaf(s, sg, 1.0f);
@@ -1587,7 +1734,7 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks) {         \
     fwd_encode<Net_##NAME>(z, zs, W, xs, acc, V, blocks);                                                \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_block_##NAME(                         \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 2) tr_block_##NAME(                         \
       const float* z, const float* zs, const float* W, float* xs, float* acc, int V, int blocks, int b) {  \
     fwd_block<Net_##NAME>(z, zs, W, xs, acc, V, blocks, b);                                              \
   }                                                                                                      \
@@ -1605,12 +1752,11 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
       int V, int blocks) {                                                                               \
     head<Net_##NAME>(z, zs, W, xs, rows, out, V, blocks);                                                \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(THREADS) tr_head_bwd_##NAME(                             \
-      const float* z, const float* zs, const float* target, const float* ts, const float* loss,           \
-      const float* W, const float* xs, const float* rows, float* dx, float* dgu, float* rowgrad,          \
-      float* pgrad, int V, int blocks, float gamma, float scale) {                                       \
-    head_backward<Net_##NAME>(z, zs, target, ts, loss, W, xs, rows, dx, dgu, rowgrad, pgrad, V, blocks,    \
-                              gamma, scale);                                                             \
+  extern "C" __global__ void __launch_bounds__(THREADS, 4) tr_head_bwd_##NAME(                             \
+      const float* z, const float* zs, const float* loss, const float* W, const float* xs,                 \
+      const float* rows, float* dx, float* dgu, float* rowgrad, float* pgrad, int V, int blocks,          \
+      float gamma, float scale) {                                                                        \
+    head_backward<Net_##NAME>(z, zs, loss, W, xs, rows, dx, dgu, rowgrad, pgrad, V, blocks, gamma, scale); \
   }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_bwd_ffn_##NAME(                       \
       const float* z, const float* zs, const float* W, const float* xs, const float* acc,                 \
@@ -1618,7 +1764,7 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
       int b, int pool) {                                                                                 \
     bwd_ffn<Net_##NAME>(z, zs, W, xs, acc, dcu, dx, dy1, wgrad, pgrad, V, blocks, b, pool);              \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(BW_THREADS, 1) tr_bwd_attn_##NAME(                      \
+  extern "C" __global__ void __launch_bounds__(BW_THREADS, 2) tr_bwd_attn_##NAME(                      \
       const float* z, const float* zs, const float* W, const float* xs, const float* acc,                 \
       const float* dy1, float* dq, float* dacc, float* wgrad, int V, int blocks, int b) {                \
     bwd_attn<Net_##NAME>(z, zs, W, xs, acc, dy1, dq, dacc, wgrad, V, blocks, b);                         \

@@ -30,6 +30,21 @@
 //!   input with a channel of ones whose column of the product is the bias gradient; the
 //!   LayerNorm, encoder gate/up and transform down-projection gradients are in-kernel sums.
 //!
+//! The network runs over *units*, as [`crate::fast::FastGrad`] does: a row whose finite logits are
+//! all exact f16 values (rows of the default f16 replay cache) is grouped into its distinct
+//! values — tokens with the same logit have the same `lp`, so every per-token layer gives them
+//! the same activations; a unit stands for its tokens with their count as its weight in the
+//! vocabulary-wide sums, and its output gradient is the sum of its tokens' (the loss gradient of
+//! each token from its own target, summed per unit; every backward step is linear in it). Exact
+//! up to summation order. A unit stands for at most [`DEFAULT_MAX_UNIT_WEIGHT`] tokens (a value
+//! held by more makes several units): the tensor-core sums over 16 positions keep about 22 bits
+//! of their largest term, and a unit of weight `w` makes its term `w` times a token's, where the
+//! token-by-token sums would spread it over `w` terms of their own. A 49,152-token f16 row holds a
+//! few thousand to ~12,000 distinct values, so the per-token kernels run over 4–30× fewer
+//! positions; other rows run token by token ([`FusedTrainer::with_grouping`] turns grouping off).
+//! Finding the units takes the step's one mid-step wait for the device (their number sizes the
+//! buffers).
+//!
 //! Rows whose KL is infinite (the input masks a token the target keeps) contribute no gradient,
 //! as in [`crate::fast::FastGrad`].
 
@@ -50,8 +65,8 @@ use crate::arch::logits_dims;
 use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
 use crate::gpu::fused::{
-    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, pack_weights,
-    packing_order, MAX_ROWS, ROW_THREADS,
+    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order,
+    MAX_ROWS, ROW_THREADS,
 };
 use crate::layers::SwiGlu;
 
@@ -64,6 +79,12 @@ const STATS: usize = 4;
 const LOSS: usize = 4;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
 const THREADS: u32 = 128;
+/// Threads per block of the unit kernels (the kernels' `UNIT_THREADS`).
+const UNIT_THREADS: u32 = 1024;
+/// f16 bit patterns: the per-row counters of the unit kernels (their `UNIT_KEYS`).
+const UNIT_KEYS: usize = 1 << 16;
+/// The most tokens a unit stands for unless [`FusedTrainer::with_max_unit_weight`] says otherwise.
+pub const DEFAULT_MAX_UNIT_WEIGHT: usize = 16;
 /// Threads per block of the per-row head kernels (the kernels' `ROW_HEAD_THREADS`).
 const ROW_HEAD_THREADS: u32 = 128;
 /// Warps per block of the tensor-core block kernels (the kernels' `BW_WARPS`).
@@ -121,6 +142,15 @@ fn row_cfg(rows: usize) -> LaunchConfig {
     }
 }
 
+/// One block of [`UNIT_THREADS`] per row (the unit kernels).
+fn unit_cfg(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (UNIT_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// One block of [`ROW_HEAD_THREADS`] per row (the per-row head kernels).
 fn row_head_cfg(rows: usize) -> LaunchConfig {
     LaunchConfig {
@@ -151,6 +181,9 @@ pub struct FusedStep {
     /// Wall time in seconds per phase of the step (name, seconds), in order of first use; empty
     /// unless [`FusedTrainer::with_phase_times`] is on.
     pub phases: Vec<(&'static str, f64)>,
+    /// Positions the network ran over: `N · V'`, `V'` the most units of a row (`N · V` when no
+    /// row was grouped).
+    pub positions: usize,
 }
 
 /// The parameters of a [`FusedTrainer`]'s configuration packed once ([`FusedTrainer::pack`]):
@@ -215,6 +248,8 @@ pub struct FusedTrainer {
     cuda: CudaDevice,
     poison: bool,
     phase_times: bool,
+    grouping: bool,
+    max_unit_weight: usize,
 }
 
 /// Widths of one configuration.
@@ -343,12 +378,15 @@ impl FusedTrainer {
                 "the fused training kernels run on a CUDA device",
             ));
         };
+        keep_freed_memory(cuda)?;
         Ok(Self {
             suffix,
             config: c.clone(),
             cuda: cuda.clone(),
             poison: false,
             phase_times: false,
+            grouping: true,
+            max_unit_weight: DEFAULT_MAX_UNIT_WEIGHT,
         })
     }
 
@@ -364,6 +402,28 @@ impl FusedTrainer {
         self
     }
 
+    /// With `false`, every row runs token by token, as rows whose logits are not all exact f16
+    /// values always do (default `true`: equal f16 logits are grouped into units, see the
+    /// module's doc).
+    pub fn with_grouping(mut self, on: bool) -> Self {
+        self.grouping = on;
+        self
+    }
+
+    /// The most tokens one unit stands for (default [`DEFAULT_MAX_UNIT_WEIGHT`]; 1: every token
+    /// its own unit, the rows still compacted). Errors on 0 or more than `i32::MAX`.
+    pub fn with_max_unit_weight(mut self, max: usize) -> Result<Self> {
+        if max == 0 || max > i32::MAX as usize {
+            return Err(NetsError::config(
+                "max_unit_weight",
+                max,
+                "must be between 1 and 2^31 − 1",
+            ));
+        }
+        self.max_unit_weight = max;
+        Ok(self)
+    }
+
     /// With `true`, [`FusedTrainer::step`] synchronises the device between its phases and
     /// reports their wall times in [`FusedStep::phases`] (benchmarks; slower).
     pub fn with_phase_times(mut self, on: bool) -> Self {
@@ -371,11 +431,11 @@ impl FusedTrainer {
         self
     }
 
-    /// Number of kernel launches of one step (row statistics ×2, encoder, blocks, per-row
-    /// heads, head, loss, head backward, per-row heads' backward, three per block backward,
-    /// encoder backward), GEMMs and packing not counted.
+    /// Number of kernel launches of one step (row statistics ×2, the units ×2, encoder,
+    /// blocks, per-row heads, head, loss, head backward, per-row heads' backward, three per
+    /// block backward, encoder backward), GEMMs, fills and packing not counted.
     pub fn launches(&self) -> usize {
-        4 * self.config.n_blocks + 9
+        4 * self.config.n_blocks + 11
     }
 
     /// The parameters in `params` (all of the configuration's, by name, f32 or convertible, on
@@ -386,22 +446,39 @@ impl FusedTrainer {
         let named: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
         let device = Device::Cuda(self.cuda.clone());
         let order = packing_order(&self.config);
-        let packed = pack_weights(
-            &order,
-            &named,
-            &device,
-            "fused training step",
-            "sampling_network",
-            |_| vec![],
-        )?;
+        let tensors = order
+            .iter()
+            .map(|name| {
+                let t = named
+                    .get(name.as_str())
+                    .ok_or_else(|| NetsError::MissingParameter {
+                        origin: "fused training step".into(),
+                        name: name.clone(),
+                        expected: vec![],
+                        architecture: "sampling_network".into(),
+                        hint: String::new(),
+                    })?;
+                Ok(t.to_device(&device)?.to_dtype(DType::F32)?.contiguous()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let dims = Dims::of(&self.config);
         let expected = dims.head_offset() + dims.head_len();
-        if packed.elem_count() != expected {
+        let total: usize = tensors.iter().map(Tensor::elem_count).sum();
+        if total != expected {
             return Err(NetsError::shape(
                 "packed sampling_network parameters",
                 format!("{expected} floats (the configuration's)"),
-                format!("{} floats", packed.elem_count()),
+                format!("{total} floats"),
             ));
+        }
+        // One device-to-device copy per parameter into the packed buffer.
+        // SAFETY: fully written by the copies below (the sizes add up to `total`).
+        let mut weights = unsafe { self.cuda.alloc::<f32>(total.max(1)) }?;
+        let mut off = 0;
+        for t in &tensors {
+            let len = t.elem_count();
+            copy_into(t, &mut weights.slice_mut(off..off + len))?;
+            off += len;
         }
         let shapes = order
             .into_iter()
@@ -410,10 +487,7 @@ impl FusedTrainer {
                 (name, dims.unwrap_or_default())
             })
             .collect();
-        Ok(PackedParameters {
-            weights: to_slice(&packed, &device)?,
-            shapes,
-        })
+        Ok(PackedParameters { weights, shapes })
     }
 
     /// One step on raw logits `z: [N, V]` (`-inf` = masked token) and targets `[N, V]` (the
@@ -507,19 +581,42 @@ impl FusedTrainer {
         }
         let dev = &self.cuda;
         let device = Device::Cuda(dev.clone());
-        let z = to_slice(logits, &device)?;
+        let zin = to_slice(logits, &device)?;
         let tgt = to_slice(target, &device)?;
         let w = packed.weights.slice(..);
-        let t = n * v;
-        let vi = v as i32;
+        let vin = v as i32;
         let blocks = dims.blocks as i32;
 
         // Row statistics of the input and the target (checked with the loss sums at the end).
         let mut zs = self.buffer(STATS * n)?;
-        launch!(self, "tr_row_stats", row_cfg(n); &z, &vi, &mut zs);
+        launch!(self, "tr_row_stats", row_cfg(n); &zin, &vin, &mut zs);
         let mut ts = self.buffer(STATS * n)?;
-        launch!(self, "tr_row_stats", row_cfg(n); &tgt, &vi, &mut ts);
+        launch!(self, "tr_row_stats", row_cfg(n); &tgt, &vin, &mut ts);
         ph.mark(dev, "inputs, row statistics")?;
+
+        // The units (module doc): their number per row, read back to size the buffers, then
+        // the units buffer z ([4][N][V']: logit, weight, target mass, target-removed count)
+        // and token -> unit. From here on the network's positions are the N·V' units.
+        let mut counts = dev.alloc_zeros::<i32>(2 * n)?;
+        let group = i32::from(self.grouping);
+        let max_weight = self.max_unit_weight as i32;
+        let keys_len = if self.grouping { n * UNIT_KEYS } else { 1 };
+        let mut keys = dev.alloc_zeros::<u32>(keys_len)?;
+        let mut seen = dev.alloc_zeros::<u32>(keys_len)?;
+        launch!(self, "tr_units_count", unit_cfg(n); &zin, &vin, &group, &max_weight, &mut keys, &mut counts);
+        let counts_host = dev.clone_dtoh(&counts)?;
+        let v = (0..n)
+            .map(|r| counts_host[2 * r].max(0) as usize)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let t = n * v;
+        let vi = v as i32;
+        let mut z = dev.alloc_zeros::<f32>(4 * t)?;
+        self.fill(&mut z, 0, t, f32::NEG_INFINITY)?;
+        let mut unit_of = dev.alloc_zeros::<i32>(n * vin as usize)?;
+        launch!(self, "tr_units_fill", unit_cfg(n); &zin, &tgt, &ts, &vin, &vi, &max_weight, &counts, &mut keys, &mut seen, &mut z, &mut unit_of);
+        ph.mark(dev, "units (grouping equal f16 logits)")?;
 
         // Forward: x_0 .. x_B (slots of D + 1 channels, the last ones) and the per-row sums.
         let slot = (dims.d + 1) * t;
@@ -543,7 +640,7 @@ impl FusedTrainer {
         let mut out = self.buffer(t)?;
         launch!(self, &format!("tr_head_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &rows, &mut out, &vi, &blocks);
         let mut loss = self.buffer(LOSS * n)?;
-        launch!(self, "tr_loss", row_cfg(n); &out, &tgt, &ts, &vi, &mut loss);
+        launch!(self, "tr_loss", row_cfg(n); &out, &unit_of, &tgt, &ts, &vin, &vi, &mut loss);
 
         // Backward of the head and the loss.
         let mut dx = self.buffer(dims.d * t)?;
@@ -551,7 +648,7 @@ impl FusedTrainer {
         let mut rowgrad = dev.alloc_zeros::<f32>(n * dims.row())?;
         let mut pgrad = dev.alloc_zeros::<f32>(dims.pg_len())?;
         let (g32, s32) = (gamma as f32, scale as f32);
-        launch!(self, &format!("tr_head_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &tgt, &ts, &loss, &w, &xs, &rows, &mut dx, &mut dgu_t, &mut rowgrad, &mut pgrad, &vi, &blocks, &g32, &s32);
+        launch!(self, &format!("tr_head_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &loss, &w, &xs, &rows, &mut dx, &mut dgu_t, &mut rowgrad, &mut pgrad, &vi, &blocks, &g32, &s32);
         ph.mark(dev, "head, loss, head backward")?;
         // The per-row heads' backward: their parameters' gradients into `hgrad` (the packed
         // layout from the transform on), the pool sum's gradient into `dcu_dev`.
@@ -702,6 +799,7 @@ impl FusedTrainer {
             penalty,
             grads: all,
             phases: ph.times,
+            positions: t,
         })
     }
 
@@ -764,9 +862,47 @@ impl FusedTrainer {
     }
 }
 
+/// Makes `cuda`'s default memory pool keep the memory freed into it (release threshold:
+/// unlimited) instead of returning it to the driver at every synchronisation: a step allocates
+/// its buffers (hundreds of MB at V = 49,152) stream-ordered from that pool and frees them at
+/// its end, and with the default threshold (0) the next step maps them anew.
+fn keep_freed_memory(cuda: &CudaDevice) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let stream = cuda.cuda_stream();
+    let ctx = stream.context();
+    ctx.bind_to_thread().w()?;
+    let mut threshold = u64::MAX;
+    // SAFETY: the device is the context's; the attribute's value is a u64, as passed.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(ctx.cu_device()).w()?;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .w()?;
+    }
+    Ok(())
+}
+
 /// A contiguous f32 copy of `t` on `device`, as a raw CUDA buffer.
 fn to_slice(t: &Tensor, device: &Device) -> Result<CudaSlice<f32>> {
     let t = t.to_device(device)?.to_dtype(DType::F32)?.contiguous()?;
+    let Device::Cuda(dev) = device else {
+        return Err(NetsError::bad_request(
+            "device",
+            format!("{device:?}"),
+            "the fused training kernels run on a CUDA device",
+        ));
+    };
+    // SAFETY: fully written by the copy below.
+    let mut dst = unsafe { dev.alloc::<f32>(t.elem_count().max(1))? };
+    copy_into(&t, &mut dst.slice_mut(..t.elem_count()))?;
+    Ok(dst)
+}
+
+/// Copies `t` (contiguous f32 on a CUDA device) into `dst` (its length), device to device.
+fn copy_into(t: &Tensor, dst: &mut CudaViewMut<'_, f32>) -> Result<()> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(cs) = &*storage else {
         return Err(NetsError::bad_request(
@@ -783,11 +919,8 @@ fn to_slice(t: &Tensor, device: &Device) -> Result<CudaSlice<f32>> {
         ));
     };
     let src = cs.as_cuda_slice::<f32>()?.slice(start..end);
-    let dev = cs.device();
-    // SAFETY: fully written by the copy below.
-    let mut dst = unsafe { dev.alloc::<f32>((end - start).max(1))? };
-    dev.memcpy_dtod(&src, &mut dst.slice_mut(..end - start))?;
-    Ok(dst)
+    cs.device().memcpy_dtod(&src, dst)?;
+    Ok(())
 }
 
 /// A raw CUDA buffer as a tensor of `shape` (no copy).

@@ -94,10 +94,14 @@ __device__ void stage(__half* hi, __half* lo, const float* __restrict__ src, int
 }
 
 
-// lp and keep of tokens g and g+8 of the tile starting at t0 (past V: lp 0, keep 0).
+// lp and weight of units g and g+8 of the tile starting at t0 (past V or no unit: lp 0, weight
+// 0). `zrow` is row n of the training step's units buffer ([4][N][V]: the unit's logit, -inf
+// where there is none, then its weight = the number of tokens it stands for, ...; the grid's y
+// dimension is the N rows).
 __device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, const float* st, int V, int t0, int lane,
                                         float (&lp)[2], float (&keep)[2]) {
   const int g = lane >> 2;
+  const size_t T = (size_t)gridDim.y * V;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int t = t0 + g + 8 * r;
@@ -105,7 +109,7 @@ __device__ __forceinline__ void tile_lp(const float* __restrict__ zrow, const fl
     keep[r] = 0.0f;
     if (t < V) {
       const float z = zrow[t];
-      if (z != NEG_INF) { lp[r] = z - st[0] - st[1]; keep[r] = 1.0f; }
+      if (z != NEG_INF) { lp[r] = z - st[0] - st[1]; keep[r] = zrow[T + t]; }
     }
   }
 }

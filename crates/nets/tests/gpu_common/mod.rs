@@ -123,6 +123,13 @@ pub fn logits_and_targets(
     rng: &mut ChaCha8Rng,
 ) -> (Vec<f32>, Vec<f32>) {
     let z = lm_logits(rows, vocab, masked, rng);
+    let t = targets_of(&z, vocab);
+    (z, t)
+}
+
+/// The training targets of logits `z` (row-major, rows of `vocab`): temperature 0.8, then
+/// min_p 0.1, `-inf` where the input is.
+pub fn targets_of(z: &[f32], vocab: usize) -> Vec<f32> {
     let mut t = vec![f32::NEG_INFINITY; z.len()];
     for (zr, tr) in z.chunks(vocab).zip(t.chunks_mut(vocab)) {
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -133,7 +140,7 @@ pub fn logits_and_targets(
             }
         }
     }
-    (z, t)
+    t
 }
 
 /// The plain candle forward of `config` with weights `params` computed in `dtype` (weights and
