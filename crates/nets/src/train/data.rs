@@ -273,6 +273,15 @@ impl Dataset {
         }
     }
 
+    /// Row `i`'s raw logits as stored, when the rows are stored as f16 (`None` for f32 rows).
+    pub fn raw_row_f16(&self, i: usize) -> Option<&[f16]> {
+        let v = self.vocab;
+        match &self.raw {
+            RawRows::F16(buf) => Some(&buf[i * v..(i + 1) * v]),
+            RawRows::F32(_) => None,
+        }
+    }
+
     /// Target of row `i`.
     pub fn target(&self, i: usize) -> &Target {
         &self.targets[i]
