@@ -113,7 +113,7 @@ pub fn adamw_step(params: &[(&str, AdamWTensors<'_>)], state: &AdamWState, lr: f
 
 /// The device address of the first element of `t` (f32, contiguous, on `device`), `what` naming
 /// it in errors.
-fn address(t: &Tensor, what: &str, device: &Device, stream: &CudaStream) -> Result<u64> {
+pub(crate) fn address(t: &Tensor, what: &str, device: &Device, stream: &CudaStream) -> Result<u64> {
     if !t.device().same_device(device) {
         return Err(NetsError::bad_request(
             what,

@@ -185,6 +185,18 @@ extern "C" __global__ void tr_loss(const float* __restrict__ out, const int* __r
   }
 }
 
+// Packs the parameters into one buffer dst (FusedTrainer::pack): `table` holds per parameter its
+// device address, element count and offset in dst (64-bit each); grid x: blocks striding over a
+// parameter, y: the parameter.
+extern "C" __global__ void tr_pack(const unsigned long long* __restrict__ table, float* __restrict__ dst) {
+  const unsigned long long* e = table + 3 * blockIdx.y;
+  const float* src = reinterpret_cast<const float*>(e[0]);
+  const unsigned long long len = e[1], off = e[2];
+  for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < len;
+       i += (unsigned long long)gridDim.x * blockDim.x)
+    dst[off + i] = src[i];
+}
+
 // ---- Units (see the top) ----
 // threads per block of the unit kernels (one block per row); f16 bit patterns (the keys)
 #define UNIT_THREADS 1024

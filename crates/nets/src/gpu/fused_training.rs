@@ -64,6 +64,7 @@ use candle_core::{CudaStorage, DType, Device, Storage, Tensor};
 use crate::arch::logits_dims;
 use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
+use crate::gpu::adamw::address;
 use crate::gpu::fused::{
     blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order,
     MAX_ROWS, ROW_THREADS,
@@ -81,6 +82,8 @@ const LOSS: usize = 4;
 const THREADS: u32 = 128;
 /// Threads per block of the unit kernels (the kernels' `UNIT_THREADS`).
 const UNIT_THREADS: u32 = 1024;
+/// Threads per block of the packing kernel.
+const PACK_THREADS: u32 = 256;
 /// f16 bit patterns: the per-row counters of the unit kernels (their `UNIT_KEYS`).
 const UNIT_KEYS: usize = 1 << 16;
 /// The most tokens a unit stands for unless [`FusedTrainer::with_max_unit_weight`] says otherwise.
@@ -471,14 +474,37 @@ impl FusedTrainer {
                 format!("{total} floats"),
             ));
         }
-        // One device-to-device copy per parameter into the packed buffer.
-        // SAFETY: fully written by the copies below (the sizes add up to `total`).
-        let mut weights = unsafe { self.cuda.alloc::<f32>(total.max(1)) }?;
-        let mut off = 0;
-        for t in &tensors {
+        // One gather launch: a table of the parameters' addresses, lengths and offsets.
+        let stream = self.cuda.cuda_stream();
+        let mut table = Vec::with_capacity(3 * tensors.len());
+        let (mut off, mut longest) = (0usize, 1usize);
+        for (name, t) in order.iter().zip(&tensors) {
             let len = t.elem_count();
-            copy_into(t, &mut weights.slice_mut(off..off + len))?;
+            table.push(address(
+                t,
+                &format!("parameter `{name}`"),
+                &device,
+                &stream,
+            )?);
+            table.push(len as u64);
+            table.push(off as u64);
             off += len;
+            longest = longest.max(len);
+        }
+        let table = stream.clone_htod(&table).w()?;
+        // SAFETY: fully written by tr_pack (the parameters' lengths add up to `total`).
+        let mut weights = unsafe { self.cuda.alloc::<f32>(total.max(1)) }?;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                longest.div_ceil(PACK_THREADS as usize).min(1024) as u32,
+                tensors.len().max(1) as u32,
+                1,
+            ),
+            block_dim: (PACK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        if !tensors.is_empty() {
+            launch!(self, "tr_pack", cfg; &table, &mut weights);
         }
         let shapes = order
             .into_iter()
