@@ -115,19 +115,32 @@ impl BenchRow {
     pub fn markdown(&self) -> String {
         let pct = |s: Option<f64>| s.map_or("—".to_string(), |s| format!("{:.1} %", 100.0 * s));
         format!(
-            "| {} | {} | {} | {} | {:.1} | {} ({:.1}) | {:.2}× | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} ({}) | {:.2}× | {} | {} |",
             self.measure,
             self.model,
             self.backend,
             self.batch,
-            self.value,
+            figure(self.value),
             self.reference,
-            self.reference_value,
+            figure(self.reference_value),
             self.ratio(),
             pct(self.sampling_share),
             pct(self.copy_share)
         )
     }
+}
+
+/// `x` with 4 to 5 significant digits (one decimal from 100 up, two from 1, three below):
+/// 1420.3, 10.14, 0.256.
+fn figure(x: f64) -> String {
+    let decimals = if x.abs() >= 100.0 {
+        1
+    } else if x.abs() >= 1.0 {
+        2
+    } else {
+        3
+    };
+    format!("{x:.decimals$}")
 }
 
 /// The table's header lines.
@@ -460,6 +473,13 @@ fn decode_rows(decodes: &[Decode], device: ComputeDevice) -> Vec<BenchRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_keep_four_significant_digits() {
+        assert_eq!(figure(1420.31), "1420.3");
+        assert_eq!(figure(10.144), "10.14");
+        assert_eq!(figure(0.2561), "0.256");
+    }
 
     fn d(backend: &str, batch: usize, tps: f64) -> Decode {
         Decode {

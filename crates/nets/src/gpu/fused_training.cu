@@ -211,8 +211,7 @@ __device__ __forceinline__ bool f16_key(float v, unsigned& key) {
 }
 
 // Units of a value held by c tokens: ceil(c / max_weight) (a unit stands for at most max_weight
-// tokens: the tensor-core sums over a tile keep about 22 bits of its largest term, and a heavy
-// unit would make that term max_weight times a token's).
+// tokens).
 __device__ __forceinline__ unsigned units_of(unsigned c, int max_weight) {
   return (c + (unsigned)max_weight - 1u) / (unsigned)max_weight;
 }

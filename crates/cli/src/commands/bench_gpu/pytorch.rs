@@ -631,7 +631,7 @@ mod tests {
         assert!(rows.iter().all(|r| r.backend == "fused kernels"));
         assert!(
             rows[0].markdown().contains(
-                "| 2.0 | PyTorch bf16 torch.compile forward, torch 2.11.0 (12.0) | 6.00× |"
+                "| 2.00 | PyTorch bf16 torch.compile forward, torch 2.11.0 (12.00) | 6.00× |"
             ),
             "{}",
             rows[0].markdown()
