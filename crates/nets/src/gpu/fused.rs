@@ -194,18 +194,18 @@ pub(crate) fn kernel_suffix(config: &SamplingNetworkConfig, kernels: &str) -> Re
     ))
 }
 
-/// The parameters named in `order`, each as f32 on `device`, concatenated into one flat buffer
-/// (the kernels' packed weights). A missing name is a [`NetsError::MissingParameter`] with
-/// `origin`, `architecture` and the shape `expected` gives for it.
-pub(crate) fn pack_weights(
+/// The parameters named in `order`, in that order, each as a contiguous f32 tensor on `device`.
+/// A missing name is a [`NetsError::MissingParameter`] with `origin`, `architecture` and the
+/// shape `expected` gives for it.
+pub(crate) fn ordered_parameters(
     order: &[String],
     params: &HashMap<&str, &Tensor>,
     device: &Device,
     origin: &str,
     architecture: &str,
     expected: impl Fn(&str) -> Vec<usize>,
-) -> Result<Tensor> {
-    let flat = order
+) -> Result<Vec<Tensor>> {
+    order
         .iter()
         .map(|name| {
             let t = params
@@ -217,9 +217,25 @@ pub(crate) fn pack_weights(
                     architecture: architecture.into(),
                     hint: String::new(),
                 })?;
-            Ok(t.to_device(device)?.to_dtype(DType::F32)?.flatten_all()?)
+            Ok(t.to_device(device)?.to_dtype(DType::F32)?.contiguous()?)
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// The parameters named in `order` ([`ordered_parameters`]) concatenated into one flat buffer
+/// (the kernels' packed weights).
+pub(crate) fn pack_weights(
+    order: &[String],
+    params: &HashMap<&str, &Tensor>,
+    device: &Device,
+    origin: &str,
+    architecture: &str,
+    expected: impl Fn(&str) -> Vec<usize>,
+) -> Result<Tensor> {
+    let flat = ordered_parameters(order, params, device, origin, architecture, expected)?
+        .iter()
+        .map(Tensor::flatten_all)
+        .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(Tensor::cat(&flat, 0)?)
 }
 

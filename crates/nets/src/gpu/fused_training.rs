@@ -65,8 +65,8 @@ use crate::config::{SamplerConfig, SamplingNetworkConfig};
 use crate::error::{NetsError, Result};
 use crate::gpu::adamw::address;
 use crate::gpu::fused::{
-    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, output_buffer, packing_order,
-    MAX_ROWS, ROW_THREADS,
+    blocks_per_row, check_rows, fill, is_compiled, kernel_suffix, ordered_parameters,
+    output_buffer, packing_order, MAX_ROWS, ROW_THREADS,
 };
 use crate::layers::SwiGlu;
 
@@ -451,21 +451,14 @@ impl FusedTrainer {
         let named: HashMap<&str, &Tensor> = params.iter().map(|(k, t)| (k.as_str(), t)).collect();
         let device = Device::Cuda(self.cuda.clone());
         let order = packing_order(&self.config);
-        let tensors = order
-            .iter()
-            .map(|name| {
-                let t = named
-                    .get(name.as_str())
-                    .ok_or_else(|| NetsError::MissingParameter {
-                        origin: "fused training step".into(),
-                        name: name.clone(),
-                        expected: vec![],
-                        architecture: "sampling_network".into(),
-                        hint: String::new(),
-                    })?;
-                Ok(t.to_device(&device)?.to_dtype(DType::F32)?.contiguous()?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let tensors = ordered_parameters(
+            &order,
+            &named,
+            &device,
+            "fused training step",
+            "sampling_network",
+            |_| vec![],
+        )?;
         let dims = Dims::of(&self.config);
         let expected = dims.head_offset() + dims.head_len();
         let total: usize = tensors.iter().map(Tensor::elem_count).sum();
