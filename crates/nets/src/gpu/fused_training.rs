@@ -20,10 +20,10 @@
 //!   are per-row atomics inside those kernels; the per-row heads (`mult`, `s`, `τ` and the
 //!   transform's context part, a few thousand flops per row) and their backward are one kernel
 //!   each (a thread block per row; the forward is the inference's `sn_head_ctx`), so nothing
-//!   goes to the host inside a step but the loss sums and the row checks, copied back once at
-//!   its end;
-//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (a device copy
-//!   per parameter and one concatenation) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
+//!   goes to the host inside a step but the number of units per row (below) and, at its end,
+//!   the loss sums and the row checks;
+//! - the parameters are packed into one device buffer by [`FusedTrainer::pack`] (one gather
+//!   launch) once per optimizer step and reused by every pass ([`FusedTrainer::step_packed`]);
 //! - the weight gradients of the transform's token part (gate and up, written straight into
 //!   their weights' token columns) and of the encoder's down projection are `dY·Xᵀ` over the `T`
 //!   tokens by cuBLAS (three GEMMs), on operands the kernels write channel-major (`[C][T]`), each
@@ -39,10 +39,11 @@
 //! up to summation order (measured on an H100: the same distance from the f64 plain step as the
 //! token-by-token run of the same rows, whatever the units' size). A 49,152-token f16 row holds a
 //! few thousand to ~12,000 distinct values, so the per-token kernels run over 4–16× fewer
-//! positions (a unit stands for at most [`DEFAULT_MAX_UNIT_WEIGHT`] tokens); other rows run token by token ([`FusedTrainer::with_grouping`] turns grouping off,
-//! [`FusedTrainer::with_max_unit_weight`] caps the tokens per unit).
-//! Finding the units takes the step's one mid-step wait for the device (their number sizes the
-//! buffers).
+//! positions (a unit stands for at most [`DEFAULT_MAX_UNIT_WEIGHT`] tokens). Other rows, and
+//! rows of fewer than [`MIN_GROUPED_VOCAB`] tokens (the per-row counters, 2¹⁶ of them, would
+//! outweigh them), run token by token ([`FusedTrainer::with_grouping`] turns grouping off,
+//! [`FusedTrainer::with_max_unit_weight`] caps the tokens per unit). Finding the units takes the
+//! step's one mid-step wait for the device (their number sizes the buffers).
 //!
 //! Rows whose KL is infinite (the input masks a token the target keeps) contribute no gradient,
 //! as in [`crate::fast::FastGrad`].
@@ -89,6 +90,8 @@ const UNIT_KEYS: usize = 1 << 16;
 /// otherwise (the configuration measured on an H100; the distance from the f64 plain step was
 /// the token-by-token run's at every cap tried, 1 to 16).
 pub const DEFAULT_MAX_UNIT_WEIGHT: usize = 16;
+/// Rows shorter than this run token by token (no grouping).
+pub const MIN_GROUPED_VOCAB: usize = 4096;
 /// Threads per block of the per-row head kernels (the kernels' `ROW_HEAD_THREADS`).
 const ROW_HEAD_THREADS: u32 = 128;
 /// Warps per block of the tensor-core block kernels (the kernels' `BW_WARPS`).
@@ -536,8 +539,9 @@ impl FusedTrainer {
     }
 
     /// [`FusedTrainer::step`] with parameters packed by [`FusedTrainer::pack`] (the trainer
-    /// packs once per optimizer step and reuses them for every micro-batch pass). The device
-    /// is synchronised once, at the end, for the loss sums and the row checks.
+    /// packs once per optimizer step and reuses them for every micro-batch pass). The host waits
+    /// for the device twice: for the number of units per row (it sizes the step's buffers) and
+    /// at the end, for the loss sums and the row checks.
     pub fn step_packed(
         &self,
         packed: &PackedParameters,
@@ -619,9 +623,10 @@ impl FusedTrainer {
         // the units buffer z ([4][N][V']: logit, weight, target mass, target-removed count)
         // and token -> unit. From here on the network's positions are the N·V' units.
         let mut counts = dev.alloc_zeros::<i32>(2 * n)?;
-        let group = i32::from(self.grouping);
+        let grouping = self.grouping && v >= MIN_GROUPED_VOCAB;
+        let group = i32::from(grouping);
         let max_weight = self.max_unit_weight as i32;
-        let keys_len = if self.grouping { n * UNIT_KEYS } else { 1 };
+        let keys_len = if grouping { n * UNIT_KEYS } else { 1 };
         let mut keys = dev.alloc_zeros::<u32>(keys_len)?;
         let mut seen = dev.alloc_zeros::<u32>(keys_len)?;
         launch!(self, "tr_units_count", unit_cfg(n); &zin, &vin, &group, &max_weight, &mut keys, &mut counts);
