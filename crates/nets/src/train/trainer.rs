@@ -494,11 +494,15 @@ fn batch_tensors_on(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Te
             Tensor::from_vec(raw, (n, v), device)?
         }
     };
+    // Sparse targets scatter through u32 positions in the flat [n · V] batch.
+    let addressable = n * v <= u32::MAX as usize;
     let sparse: Option<Vec<(&[u32], &[f32])>> = rows
         .iter()
         .map(|&r| match ds.target(r) {
-            Target::Sparse { ids, logits } => Some((ids.as_slice(), logits.as_slice())),
-            Target::Dense(_) => None,
+            Target::Sparse { ids, logits } if addressable => {
+                Some((ids.as_slice(), logits.as_slice()))
+            }
+            _ => None,
         })
         .collect();
     let tgt = match sparse {
