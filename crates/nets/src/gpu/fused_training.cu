@@ -5,11 +5,10 @@
 // The network runs over *units* (tr_units_count, tr_units_fill): the distinct f16 values among a
 // row's finite logits when all of them are exact f16 values (the replay cache's rows), each split
 // into units of at most max_weight tokens, else every token (then masked tokens are units of
-// weight 0). Tokens with the same logit have the same lp,
-// so every per-token layer gives them the same activations: a unit stands for its tokens, with
-// their count as its weight in the vocabulary-wide sums (attention sums, pool, and the backward
-// terms of those sums), and its output gradient is the sum of its tokens' (every backward step
-// is linear in it). The units buffer is [4][N][V']: the unit's logit (-inf: no unit), its
+// weight 0). Tokens with the same logit have the same lp, so every per-token layer gives them the
+// same activations: a unit stands for its tokens, with their count as its weight in the
+// vocabulary-wide sums (attention sums, pool, and the backward terms of those sums), and its
+// output gradient is the sum of its tokens' (every backward step is linear in it). The units buffer is [4][N][V']: the unit's logit (-inf: no unit), its
 // weight, the target probability summed over its target-kept tokens and the number of its
 // target-removed tokens; V' = the most units of a row. Below, V is V' and "token" means unit,
 // except in the row statistics, the unit kernels and tr_loss, which read the tokens.
