@@ -222,23 +222,6 @@ pub(crate) fn ordered_parameters(
         .collect()
 }
 
-/// The parameters named in `order` ([`ordered_parameters`]) concatenated into one flat buffer
-/// (the kernels' packed weights).
-pub(crate) fn pack_weights(
-    order: &[String],
-    params: &HashMap<&str, &Tensor>,
-    device: &Device,
-    origin: &str,
-    architecture: &str,
-    expected: impl Fn(&str) -> Vec<usize>,
-) -> Result<Tensor> {
-    let flat = ordered_parameters(order, params, device, origin, architecture, expected)?
-        .iter()
-        .map(Tensor::flatten_all)
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&flat, 0)?)
-}
-
 /// The kernels and packing order for `config`, or an error naming what has no fused kernel.
 fn kind_of(config: &SamplerConfig) -> Result<(Kind, Vec<String>)> {
     match config {
@@ -300,7 +283,8 @@ impl FusedSampler {
             .into_iter()
             .map(|spec| (spec.name, spec.shape))
             .collect();
-        let weights = pack_weights(
+        // The parameters in packing order, concatenated into one flat buffer.
+        let flat = ordered_parameters(
             &order,
             &params,
             &device,
@@ -308,7 +292,10 @@ impl FusedSampler {
             sampler.config().architecture(),
             |name| shapes.get(name).cloned().unwrap_or_default(),
         )?
-        .contiguous()?;
+        .iter()
+        .map(Tensor::flatten_all)
+        .collect::<candle_core::Result<Vec<_>>>()?;
+        let weights = Tensor::cat(&flat, 0)?.contiguous()?;
         Ok(Self {
             weights,
             kind,

@@ -914,21 +914,6 @@ fn keep_freed_memory(cuda: &CudaDevice) -> Result<()> {
 /// A contiguous f32 copy of `t` on `device`, as a raw CUDA buffer.
 fn to_slice(t: &Tensor, device: &Device) -> Result<CudaSlice<f32>> {
     let t = t.to_device(device)?.to_dtype(DType::F32)?.contiguous()?;
-    let Device::Cuda(dev) = device else {
-        return Err(NetsError::bad_request(
-            "device",
-            format!("{device:?}"),
-            "the fused training kernels run on a CUDA device",
-        ));
-    };
-    // SAFETY: fully written by the copy below.
-    let mut dst = unsafe { dev.alloc::<f32>(t.elem_count().max(1))? };
-    copy_into(&t, &mut dst.slice_mut(..t.elem_count()))?;
-    Ok(dst)
-}
-
-/// Copies `t` (contiguous f32 on a CUDA device) into `dst` (its length), device to device.
-fn copy_into(t: &Tensor, dst: &mut CudaViewMut<'_, f32>) -> Result<()> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(cs) = &*storage else {
         return Err(NetsError::bad_request(
@@ -945,8 +930,11 @@ fn copy_into(t: &Tensor, dst: &mut CudaViewMut<'_, f32>) -> Result<()> {
         ));
     };
     let src = cs.as_cuda_slice::<f32>()?.slice(start..end);
-    cs.device().memcpy_dtod(&src, dst)?;
-    Ok(())
+    let dev = cs.device();
+    // SAFETY: fully written by the copy below.
+    let mut dst = unsafe { dev.alloc::<f32>((end - start).max(1))? };
+    dev.memcpy_dtod(&src, &mut dst.slice_mut(..end - start))?;
+    Ok(dst)
 }
 
 /// A raw CUDA buffer as a tensor of `shape` (no copy).

@@ -459,17 +459,27 @@ fn batches_per_epoch(n_train: usize, b: usize) -> u64 {
 
 /// Builds `[n, V]` raw and target tensors for `rows`.
 fn batch_tensors(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
+    Ok((host_raw(ds, rows, device)?, host_targets(ds, rows, device)?))
+}
+
+/// The `[n, V]` raw logits of `rows`, widened to f32 on the host, then put on `device`.
+fn host_raw(ds: &Dataset, rows: &[usize], device: &Device) -> Result<Tensor> {
     let v = ds.vocab();
     let mut raw = vec![0f32; rows.len() * v];
-    let mut tgt = vec![0f32; rows.len() * v];
     for (k, &r) in rows.iter().enumerate() {
         ds.raw_row(r, &mut raw[k * v..(k + 1) * v]);
+    }
+    Ok(Tensor::from_vec(raw, (rows.len(), v), device)?)
+}
+
+/// The `[n, V]` dense targets of `rows`, built on the host, then put on `device`.
+fn host_targets(ds: &Dataset, rows: &[usize], device: &Device) -> Result<Tensor> {
+    let v = ds.vocab();
+    let mut tgt = vec![0f32; rows.len() * v];
+    for (k, &r) in rows.iter().enumerate() {
         ds.target(r).write_dense(&mut tgt[k * v..(k + 1) * v]);
     }
-    Ok((
-        Tensor::from_vec(raw, (rows.len(), v), device)?,
-        Tensor::from_vec(tgt, (rows.len(), v), device)?,
-    ))
+    Ok(Tensor::from_vec(tgt, (rows.len(), v), device)?)
 }
 
 /// [`batch_tensors`] built on `device` from what the dataset stores: f16 rows go there as f16
@@ -486,13 +496,7 @@ fn batch_tensors_on(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Te
             let flat: Vec<half::f16> = parts.concat();
             Tensor::from_vec(flat, (n, v), device)?.to_dtype(DType::F32)?
         }
-        None => {
-            let mut raw = vec![0f32; n * v];
-            for (k, &r) in rows.iter().enumerate() {
-                ds.raw_row(r, &mut raw[k * v..(k + 1) * v]);
-            }
-            Tensor::from_vec(raw, (n, v), device)?
-        }
+        None => host_raw(ds, rows, device)?,
     };
     // Sparse targets scatter through u32 positions in the flat [n · V] batch.
     let addressable = n * v <= u32::MAX as usize;
@@ -524,13 +528,7 @@ fn batch_tensors_on(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Te
             };
             dense.reshape((n, v))?
         }
-        None => {
-            let mut tgt = vec![0f32; n * v];
-            for (k, &r) in rows.iter().enumerate() {
-                ds.target(r).write_dense(&mut tgt[k * v..(k + 1) * v]);
-            }
-            Tensor::from_vec(tgt, (n, v), device)?
-        }
+        None => host_targets(ds, rows, device)?,
     };
     Ok((raw, tgt))
 }
