@@ -5,11 +5,14 @@
 //! - [`data`]: the in-memory training set: raw rows (f16/f32) and pipeline targets per record.
 //! - [`cache`]: replayed rows on disk (safetensors shards, keyed by model + data hash).
 //! - [`optim`]: AdamW with exactly restorable moments; [`schedule`]: warm-up + cosine/linear.
+//! - `batches`: a micro-batch's tensors from the stored rows (host-built, device-assembled, or
+//!   staged in page-locked memory while the device runs the previous pass).
 //! - [`trainer`]: the loop (fast or candle engine), evaluation, metrics, checkpoints, resume.
 //! - [`bench`]: training-step throughput on synthetic positions (`adasamp bench-train`).
 //!
 //! [`replayed_dataset`] ties records, cache and replay together for the CLI.
 
+mod batches;
 pub mod bench;
 pub mod cache;
 pub mod data;

@@ -53,7 +53,10 @@ use crate::error::{NetsError, Result};
 use crate::fast::{FastGrad, FastSampler, GradRows, TargetRow};
 use crate::loss::{row_divergence, TruncatedLogitsLoss};
 use crate::sampler::LearnedSampler;
-use crate::train::data::{Dataset, Target};
+use crate::train::batches::batch_tensors;
+#[cfg(feature = "cuda")]
+use crate::train::batches::PinnedStaging;
+use crate::train::data::Dataset;
 use crate::train::optim::AdamW;
 use crate::train::schedule::{Schedule, ScheduleKind};
 
@@ -110,8 +113,9 @@ impl Engine {
 enum Gradients {
     Fast(Box<FastGrad>),
     Candle,
+    /// The fused step and the page-locked staging of its batches.
     #[cfg(feature = "cuda")]
-    Fused(Box<crate::gpu::FusedTrainer>),
+    Fused(Box<(crate::gpu::FusedTrainer, PinnedStaging)>),
 }
 
 impl Gradients {
@@ -145,7 +149,7 @@ impl Gradients {
     fn fused(config: &SamplerConfig, device: &Device) -> (Self, String) {
         match crate::gpu::FusedTrainer::new(config, device) {
             Ok(f) => (
-                Gradients::Fused(Box::new(f)),
+                Gradients::Fused(Box::new((f, PinnedStaging::default()))),
                 format!(
                     "gradient engine: fused CUDA kernels ({})",
                     config.architecture()
@@ -457,82 +461,6 @@ fn batches_per_epoch(n_train: usize, b: usize) -> u64 {
     (n_train / b).max(1) as u64
 }
 
-/// Builds `[n, V]` raw and target tensors for `rows`.
-fn batch_tensors(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
-    Ok((host_raw(ds, rows, device)?, host_targets(ds, rows, device)?))
-}
-
-/// The `[n, V]` raw logits of `rows`, widened to f32 on the host, then put on `device`.
-fn host_raw(ds: &Dataset, rows: &[usize], device: &Device) -> Result<Tensor> {
-    let v = ds.vocab();
-    let mut raw = vec![0f32; rows.len() * v];
-    for (k, &r) in rows.iter().enumerate() {
-        ds.raw_row(r, &mut raw[k * v..(k + 1) * v]);
-    }
-    Ok(Tensor::from_vec(raw, (rows.len(), v), device)?)
-}
-
-/// The `[n, V]` dense targets of `rows`, built on the host, then put on `device`.
-fn host_targets(ds: &Dataset, rows: &[usize], device: &Device) -> Result<Tensor> {
-    let v = ds.vocab();
-    let mut tgt = vec![0f32; rows.len() * v];
-    for (k, &r) in rows.iter().enumerate() {
-        ds.target(r).write_dense(&mut tgt[k * v..(k + 1) * v]);
-    }
-    Ok(Tensor::from_vec(tgt, (rows.len(), v), device)?)
-}
-
-/// [`batch_tensors`] built on `device` from what the dataset stores: f16 rows go there as f16
-/// and are widened there, sparse targets as their kept tokens, scattered into a row of `-inf`
-/// there; so the host neither widens nor densifies `rows · V` values and the copy is a quarter
-/// of the dense f32 pair's or less. The same tensors as [`batch_tensors`].
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn batch_tensors_on(ds: &Dataset, rows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
-    let v = ds.vocab();
-    let n = rows.len();
-    let f16_rows: Option<Vec<&[half::f16]>> = rows.iter().map(|&r| ds.raw_row_f16(r)).collect();
-    let raw = match f16_rows {
-        Some(parts) => {
-            let flat: Vec<half::f16> = parts.concat();
-            Tensor::from_vec(flat, (n, v), device)?.to_dtype(DType::F32)?
-        }
-        None => host_raw(ds, rows, device)?,
-    };
-    // Sparse targets scatter through u32 positions in the flat [n · V] batch.
-    let addressable = n * v <= u32::MAX as usize;
-    let sparse: Option<Vec<(&[u32], &[f32])>> = rows
-        .iter()
-        .map(|&r| match ds.target(r) {
-            Target::Sparse { ids, logits } if addressable => {
-                Some((ids.as_slice(), logits.as_slice()))
-            }
-            _ => None,
-        })
-        .collect();
-    let tgt = match sparse {
-        Some(parts) => {
-            let kept: usize = parts.iter().map(|(ids, _)| ids.len()).sum();
-            let mut at = Vec::with_capacity(kept);
-            let mut values = Vec::with_capacity(kept);
-            for (k, (ids, logits)) in parts.into_iter().enumerate() {
-                at.extend(ids.iter().map(|&i| (k * v) as u32 + i));
-                values.extend_from_slice(logits);
-            }
-            let empty = Tensor::full(f32::NEG_INFINITY, n * v, device)?;
-            let dense = if kept == 0 {
-                empty
-            } else {
-                let at = Tensor::from_vec(at, kept, device)?;
-                let values = Tensor::from_vec(values, kept, device)?;
-                empty.scatter(&at, &values, 0)?
-            };
-            dense.reshape((n, v))?
-        }
-        None => host_targets(ds, rows, device)?,
-    };
-    Ok((raw, tgt))
-}
-
 /// Rows per forward/backward pass: whole chunks for small vocabularies, one row at a time for
 /// real ones. `n · V ≤ 65,536` keeps each activation tensor (`[n, V, width]` f32, width ≤ 128)
 /// ≤ 32 MiB — under glibc's largest mmap threshold, so the allocator reuses heap memory instead
@@ -792,29 +720,36 @@ const FUSED_PASS_TOKENS: usize = 1 << 22;
 
 /// The fused engine's gradients of one optimizer step (`micro` batches, each row's loss
 /// weighted by `1 / denom`): `(Σ KL, Σ penalty, gradients by name on `device`)`. The parameters
-/// are packed once for all the step's passes.
+/// are packed once for all the step's passes. While the device runs a pass, `staging` prepares
+/// the next one's batch — the step's next pass, or after its last, the first pass of `next`
+/// (the following optimizer step's first micro-batch, when known).
 #[cfg(feature = "cuda")]
 fn fused_step_grads(
-    fused: &crate::gpu::FusedTrainer,
+    (fused, staging): (&crate::gpu::FusedTrainer, &mut PinnedStaging),
     sampler: &LearnedSampler,
     ds: &Dataset,
-    micro: &[Vec<usize>],
+    (micro, next): (&[Vec<usize>], Option<&[usize]>),
     gamma: f64,
     denom: usize,
     device: &Device,
 ) -> Result<(f64, f64, BTreeMap<String, Tensor>)> {
     let packed = fused.pack(&sampler.named_parameters())?;
     let pass = (FUSED_PASS_TOKENS / ds.vocab().max(1)).max(1);
+    let parts: Vec<&[usize]> = micro.iter().flat_map(|rows| rows.chunks(pass)).collect();
     let mut acc = BTreeMap::new();
     let (mut kl, mut pen) = (0f64, 0f64);
-    for rows in micro {
-        for part in rows.chunks(pass) {
-            let (raw, tgt) = batch_tensors_on(ds, part, device)?;
-            let step = fused.step_packed(&packed, &raw, &tgt, gamma, 1.0 / denom as f64)?;
-            kl += step.kl;
-            pen += step.penalty;
-            add_grads(&mut acc, step.grads)?;
-        }
+    for (j, part) in parts.iter().enumerate() {
+        let following = parts
+            .get(j + 1)
+            .copied()
+            .or_else(|| next.map(|rows| &rows[..rows.len().min(pass)]));
+        let (raw, tgt) = staging.take(ds, part, device)?;
+        let step = staging.while_staging(ds, following, device, || {
+            fused.step_packed(&packed, &raw, &tgt, gamma, 1.0 / denom as f64)
+        })?;
+        kl += step.kl;
+        pen += step.penalty;
+        add_grads(&mut acc, step.grads)?;
     }
     Ok((kl, pen, acc))
 }
@@ -830,7 +765,7 @@ fn optimizer_step(
     lr: f64,
 ) -> Result<()> {
     #[cfg(feature = "cuda")]
-    if let Gradients::Fused(_) = gradients {
+    if let Gradients::Fused(..) = gradients {
         return opt.step_fused(vars, grads, lr);
     }
     opt.step(vars, grads, lr)
@@ -1052,6 +987,13 @@ pub fn train(
         }
         let denom: usize = micro.iter().map(|m| m.len()).sum();
         let n_rows = denom;
+        // The following step's first micro-batch when it is in this epoch's order (the fused
+        // engine stages it while the device runs this step).
+        #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+        let next_rows = |state: &TrainingState, another: bool| -> Option<&[usize]> {
+            let i = state.batch_in_epoch as usize * b;
+            (another && state.batch_in_epoch < bpe).then(|| &order[i..(i + b).min(order.len())])
+        };
         let (kl_sum, pen_sum, acc) = match &mut gradients {
             Gradients::Fast(fast) => fast_step_grads(
                 fast,
@@ -1064,10 +1006,10 @@ pub fn train(
             )?,
             #[cfg(feature = "cuda")]
             Gradients::Fused(fused) => fused_step_grads(
-                fused,
+                (&fused.0, &mut fused.1),
                 &model.sampler,
                 dataset,
-                &micro,
+                (&micro, next_rows(&state, state.step + 1 < stop_at)),
                 cfg.gamma,
                 denom,
                 device,
@@ -1189,30 +1131,4 @@ pub fn train(
     })?;
     write_atomic(&p, json.as_bytes())?;
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::train::bench::synthetic_dataset;
-    use crate::train::data::RowPrecision;
-
-    #[test]
-    fn batch_tensors_on_the_device_equal_the_host_built_ones() {
-        for precision in [RowPrecision::F16, RowPrecision::F32] {
-            let ds = synthetic_dataset(1_000, 6, 3, precision).unwrap();
-            let rows = [4, 0, 5];
-            let (raw, tgt) = batch_tensors(&ds, &rows, &Device::Cpu).unwrap();
-            let (raw_on, tgt_on) = batch_tensors_on(&ds, &rows, &Device::Cpu).unwrap();
-            let bits = |t: &Tensor| -> Vec<u32> {
-                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-                v.into_iter().map(f32::to_bits).collect()
-            };
-            assert_eq!(raw_on.dims(), raw.dims());
-            assert_eq!(bits(&raw_on), bits(&raw), "{precision:?} raw rows");
-            assert_eq!(bits(&tgt_on), bits(&tgt), "{precision:?} targets");
-            let kept = tgt.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(kept.iter().any(|x| x.is_finite()) && kept.iter().any(|x| !x.is_finite()));
-        }
-    }
 }
