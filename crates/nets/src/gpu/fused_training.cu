@@ -2,13 +2,14 @@
 // kept, TruncatedLogitsLoss, backward; f32 storage and accumulation, the blocks' matrix products
 // in split f16 on tensor cores (about f32 accuracy), the rest f32.
 //
-// The network runs over *units* (tr_units_count, tr_units_fill): the distinct f16 values among a
-// row's finite logits when all of them are exact f16 values (the replay cache's rows), each split
-// into units of at most max_weight tokens, else every token (then masked tokens are units of
-// weight 0). Tokens with the same logit have the same lp, so every per-token layer gives them the
-// same activations: a unit stands for its tokens, with their count as its weight in the
-// vocabulary-wide sums (attention sums, pool, and the backward terms of those sums), and its
-// output gradient is the sum of its tokens' (every backward step is linear in it). The units buffer is [4][N][V']: the unit's logit (-inf: no unit), its
+// The network runs over *units* (tr_units_count, tr_units_assign, tr_units_fill): the distinct
+// f16 values among a row's finite logits when all of them are exact f16 values (the replay
+// cache's rows), each split into units of at most max_weight tokens, else every token (then
+// masked tokens are units of weight 0). Tokens with the same logit have the same lp, so every
+// per-token layer gives them the same activations: a unit stands for its tokens, with their count
+// as its weight in the vocabulary-wide sums (attention sums, pool, and the backward terms of those
+// sums), and its output gradient is the sum of its tokens' (every backward step is linear in it).
+// The units buffer is [4][N][V']: the unit's logit (-inf: no unit), its
 // weight, the target probability summed over its target-kept tokens and the number of its
 // target-removed tokens; V' = the most units of a row. Below, V is V' and "token" means unit,
 // except in the row statistics, the unit kernels and tr_loss, which read the tokens.
@@ -24,7 +25,7 @@
 // dY * X^T the bias gradient. The kernels of one step:
 //
 //   tr_row_stats (z, then target)   per row: max, log sum exp(x - max), #NaN/+inf, #finite
-//   tr_units_count, tr_units_fill   per row: the units (the host reads their number in between)
+//   tr_units_count, _assign, _fill  per row: the units (the host reads their number before _fill)
 //   tr_encode_<cfg>                 lp, encoder -> x_0; block 0's sums S = sum phi(k) v^T, s
 //   tr_block_<cfg>   (b = 0..B-1)   x_b -> x_{b+1}; block b+1's sums (or the pool sum)
 //   tr_rows_<cfg>                   per row: c = pool / #kept; the transform's context part,
@@ -197,10 +198,12 @@ extern "C" __global__ void tr_pack(const unsigned long long* __restrict__ table,
 }
 
 // ---- Units (see the top) ----
-// threads per block of the unit kernels (one block per row); f16 bit patterns (the keys)
-#define UNIT_THREADS 1024
+// The unit kernels run UNIT_SLICES blocks of UNIT_THREADS per row (grid (N, UNIT_SLICES)), each
+// over its slice of the row's tokens or of the f16 bit patterns (the keys).
+#define UNIT_THREADS 256
+#define UNIT_SLICES 8
 #define UNIT_KEYS 65536
-#define KEYS_PER_THREAD (UNIT_KEYS / UNIT_THREADS)
+#define KEYS_PER_SLICE (UNIT_KEYS / UNIT_SLICES)
 
 // Whether the finite `v` is an exact f16 value, and its f16 bit pattern.
 __device__ __forceinline__ bool f16_key(float v, unsigned& key) {
@@ -215,81 +218,81 @@ __device__ __forceinline__ unsigned units_of(unsigned c, int max_weight) {
   return (c + (unsigned)max_weight - 1u) / (unsigned)max_weight;
 }
 
-// Per row (one block of UNIT_THREADS): counts the row's tokens per f16 value into keys
-// ([N][UNIT_KEYS], zeroed); units[2n] = the row's number of units, units[2n + 1] = 1 when they
-// are its tokens (not all its finite logits exact f16 values, or `group` 0), else 0.
-extern "C" __global__ void tr_units_count(const float* __restrict__ z, int V, int group, int max_weight,
-                                          unsigned* __restrict__ keys, int* __restrict__ units) {
-  __shared__ int exact;
-  const int n = blockIdx.x;
-  const float* row = z + (size_t)n * V;
-  unsigned* count = keys + (size_t)n * UNIT_KEYS;
-  if (threadIdx.x == 0) exact = group != 0;
-  __syncthreads();
-  if (group != 0) {
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-      const float v = row[i];
-      if (!(fabsf(v) < POS_INF)) continue;  // masked, or NaN / +inf (the row statistics report those)
-      unsigned key;
-      if (f16_key(v, key)) atomicAdd(count + key, 1u);
-      else exact = 0;
-    }
-  }
-  __syncthreads();
-  const bool grouped = exact != 0;
-  float c = 0.0f;
-  if (grouped)
-    for (int k = threadIdx.x; k < UNIT_KEYS; k += blockDim.x) c += (float)units_of(count[k], max_weight);
-  c = block_sum(c);
-  if (threadIdx.x == 0) {
-    units[2 * n] = grouped ? (int)c : V;
-    units[2 * n + 1] = grouped ? 0 : 1;
-  }
+// The tokens [begin, end) of this block's slice of a row of V.
+__device__ __forceinline__ void token_slice(int V, int& begin, int& end) {
+  const int per = (V + UNIT_SLICES - 1) / UNIT_SLICES;
+  begin = min(V, (int)blockIdx.y * per);
+  end = min(V, begin + per);
 }
 
-// Per row (one block of UNIT_THREADS, after tr_units_count): fills the units buffer u
-// ([4][N][Vu], zeroed, its logits -inf; see the top) and unit_of ([N][V]: token -> unit, -1 at
-// masked tokens). Grouped rows number their units in f16 bit-pattern order, a value's tokens
-// taking its units max_weight at a time (in no fixed order: `seen`, [N][UNIT_KEYS] zeroed,
-// counts them); their counts in keys become each value's first unit.
-extern "C" __global__ void tr_units_fill(const float* __restrict__ z, const float* __restrict__ target,
-                                         const float* __restrict__ tstats, int V, int Vu, int max_weight,
-                                         const int* __restrict__ units, unsigned* __restrict__ keys,
-                                         unsigned* __restrict__ seen, float* __restrict__ u,
-                                         int* __restrict__ unit_of) {
-  __shared__ int warp_total[UNIT_THREADS / 32];
-  const int n = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const bool tokens = units[2 * n + 1] != 0;
+// Counts each row's tokens per f16 value into keys ([N][UNIT_KEYS], zeroed). units ([N][2],
+// zeroed): units[2n + 1] = 1 when the row's units are its tokens (not all its finite logits exact
+// f16 values, or `group` 0).
+extern "C" __global__ void tr_units_count(const float* __restrict__ z, int V, int group,
+                                          unsigned* __restrict__ keys, int* __restrict__ units) {
+  const int n = blockIdx.x;
+  if (group == 0) {
+    if (blockIdx.y == 0 && threadIdx.x == 0) units[2 * n + 1] = 1;
+    return;
+  }
   const float* row = z + (size_t)n * V;
-  unsigned* first = keys + (size_t)n * UNIT_KEYS;
-  unsigned* rank = seen + (size_t)n * UNIT_KEYS;
-  if (!tokens) {
-    // counts -> first units: exclusive prefix sum of units_of(count) in key order, each thread
-    // KEYS_PER_THREAD consecutive keys (blockDim.x = UNIT_THREADS)
-    const int k0 = threadIdx.x * KEYS_PER_THREAD;
-    unsigned mine = 0;
-    for (int j = 0; j < KEYS_PER_THREAD; ++j) mine += units_of(first[k0 + j], max_weight);
+  unsigned* count = keys + (size_t)n * UNIT_KEYS;
+  int begin, end;
+  token_slice(V, begin, end);
+  int inexact = 0;
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const float v = row[i];
+    if (!(fabsf(v) < POS_INF)) continue;  // masked, or NaN / +inf (the row statistics report those)
+    unsigned key;
+    if (f16_key(v, key)) atomicAdd(count + key, 1u);
+    else inexact = 1;
+  }
+  if (__syncthreads_or(inexact) && threadIdx.x == 0) units[2 * n + 1] = 1;
+}
+
+// For grouped rows (after tr_units_count): each value's count in keys becomes its first unit, and
+// units[2n] the row's number of units (a value's units numbered consecutively, the values' in no
+// fixed order). Rows whose units are their tokens are left as they are.
+extern "C" __global__ void tr_units_assign(int max_weight, unsigned* __restrict__ keys, int* __restrict__ units) {
+  const int n = blockIdx.x, lane = threadIdx.x & 31;
+  if (units[2 * n + 1] != 0) return;
+  unsigned* count = keys + (size_t)n * UNIT_KEYS + (size_t)blockIdx.y * KEYS_PER_SLICE;
+  for (int k = threadIdx.x; k < KEYS_PER_SLICE; k += blockDim.x) {
+    const unsigned c = count[k], mine = units_of(c, max_weight);
     unsigned incl = mine;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const unsigned y = __shfl_up_sync(0xffffffffu, incl, o);
       if (lane >= o) incl += y;
     }
-    if (lane == 31) warp_total[warp] = (int)incl;
-    __syncthreads();
-    unsigned at = incl - mine;
-    for (int w = 0; w < warp; ++w) at += (unsigned)warp_total[w];
-    for (int j = 0; j < KEYS_PER_THREAD; ++j) {
-      const unsigned c = first[k0 + j];
-      first[k0 + j] = at;
-      at += units_of(c, max_weight);
-    }
-    __syncthreads();
+    const unsigned total = __shfl_sync(0xffffffffu, incl, 31);
+    unsigned base = 0;
+    if (lane == 0 && total != 0) base = (unsigned)atomicAdd(units + 2 * n, (int)total);
+    base = __shfl_sync(0xffffffffu, base, 0);
+    if (c != 0) count[k] = base + incl - mine;
   }
+}
+
+// After tr_units_assign: fills the units buffer u ([4][N][Vu], zeroed, its logits -inf; see the
+// top) and unit_of ([N][V]: token -> unit, -1 at masked tokens). A grouped value's tokens take
+// its units max_weight at a time (in no fixed order: `seen`, [N][UNIT_KEYS] zeroed, counts
+// them).
+extern "C" __global__ void tr_units_fill(const float* __restrict__ z, const float* __restrict__ target,
+                                         const float* __restrict__ tstats, int V, int Vu, int max_weight,
+                                         const int* __restrict__ units, const unsigned* __restrict__ keys,
+                                         unsigned* __restrict__ seen, float* __restrict__ u,
+                                         int* __restrict__ unit_of) {
+  const int n = blockIdx.x;
+  const bool tokens = units[2 * n + 1] != 0;
+  const float* row = z + (size_t)n * V;
+  const unsigned* first = keys + (size_t)n * UNIT_KEYS;
+  unsigned* rank = seen + (size_t)n * UNIT_KEYS;
   const size_t T = (size_t)gridDim.x * Vu, r0 = (size_t)n * Vu;
   float *uz = u + r0, *uw = u + T + r0, *up = u + 2 * T + r0, *um = u + 3 * T + r0;
   const float mt = tstats[STATS * n], lst = tstats[STATS * n + 1];
-  for (int t = threadIdx.x; t < V; t += blockDim.x) {
+  int begin, end;
+  token_slice(V, begin, end);
+  for (int t = begin + threadIdx.x; t < end; t += blockDim.x) {
     const float v = row[t];
     const bool finite = fabsf(v) < POS_INF;
     int k = -1;

@@ -81,7 +81,9 @@ const LOSS: usize = 4;
 /// Threads per block of the per-token kernels (the kernels' `THREADS`).
 const THREADS: u32 = 128;
 /// Threads per block of the unit kernels (the kernels' `UNIT_THREADS`).
-const UNIT_THREADS: u32 = 1024;
+const UNIT_THREADS: u32 = 256;
+/// Blocks per row of the unit kernels, each over a slice of the row (their `UNIT_SLICES`).
+const UNIT_SLICES: u32 = 8;
 /// Threads per block of the packing kernel.
 const PACK_THREADS: u32 = 256;
 /// f16 bit patterns: the per-row counters of the unit kernels (their `UNIT_KEYS`).
@@ -149,10 +151,10 @@ fn row_cfg(rows: usize) -> LaunchConfig {
     }
 }
 
-/// One block of [`UNIT_THREADS`] per row (the unit kernels).
+/// [`UNIT_SLICES`] blocks of [`UNIT_THREADS`] per row (the unit kernels).
 fn unit_cfg(rows: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (rows as u32, 1, 1),
+        grid_dim: (rows as u32, UNIT_SLICES, 1),
         block_dim: (UNIT_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -629,10 +631,15 @@ impl FusedTrainer {
         let keys_len = if grouping { n * UNIT_KEYS } else { 1 };
         let mut keys = dev.alloc_zeros::<u32>(keys_len)?;
         let mut seen = dev.alloc_zeros::<u32>(keys_len)?;
-        launch!(self, "tr_units_count", unit_cfg(n); &zin, &vin, &group, &max_weight, &mut keys, &mut counts);
+        launch!(self, "tr_units_count", unit_cfg(n); &zin, &vin, &group, &mut keys, &mut counts);
+        launch!(self, "tr_units_assign", unit_cfg(n); &max_weight, &mut keys, &mut counts);
         let counts_host = dev.clone_dtoh(&counts)?;
+        // A row's units: its tokens (flag set) or the grouped count.
         let v = (0..n)
-            .map(|r| counts_host[2 * r].max(0) as usize)
+            .map(|r| match counts_host[2 * r + 1] {
+                0 => counts_host[2 * r].max(0) as usize,
+                _ => v,
+            })
             .max()
             .unwrap_or(0)
             .max(1);
@@ -641,7 +648,7 @@ impl FusedTrainer {
         let mut z = dev.alloc_zeros::<f32>(4 * t)?;
         self.fill(&mut z, 0, t, f32::NEG_INFINITY)?;
         let mut unit_of = dev.alloc_zeros::<i32>(n * vin as usize)?;
-        launch!(self, "tr_units_fill", unit_cfg(n); &zin, &tgt, &ts, &vin, &vi, &max_weight, &counts, &mut keys, &mut seen, &mut z, &mut unit_of);
+        launch!(self, "tr_units_fill", unit_cfg(n); &zin, &tgt, &ts, &vin, &vi, &max_weight, &counts, &keys, &mut seen, &mut z, &mut unit_of);
         ph.mark(dev, "units (grouping equal f16 logits)")?;
 
         // Forward: x_0 .. x_B (slots of D + 1 channels, the last ones) and the per-row sums.
