@@ -9,7 +9,7 @@
 set -u
 BASE=$1; CAND=$2; LOG=$3; ITERS=${4:-5}; REPEATS=${5:-2}; ROUNDS=${6:-2}
 here=$(dirname "$0")
-mkdir -p "$LOG"
+rm -rf "$LOG"; mkdir -p "$LOG"  # no stale logs from an earlier call on the same machine
 bash "$here/kernel-check.sh" "$CAND" "$LOG/candidate" "$ITERS" "$REPEATS"
 status=$?
 for f in "$BASE"/*.xz; do xz -dkf "$f"; chmod +x "${f%.xz}"; done

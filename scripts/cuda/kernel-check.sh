@@ -9,7 +9,7 @@
 #   tests (default 0).
 set -u
 DIR=$1; LOG=$2; ITERS=${3:-5}; REPEATS=${4:-0}
-mkdir -p "$LOG"
+rm -rf "$LOG"; mkdir -p "$LOG"  # no stale logs from an earlier call on the same machine
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}
 for f in "$DIR"/*.xz; do xz -dkf "$f"; chmod +x "${f%.xz}"; done
 built=$(cat "$DIR/build-path")

@@ -399,6 +399,32 @@ __device__ __forceinline__ void warp_add(float* dst, float v) {
   if ((threadIdx.x % 32) == 0) atomicAdd(dst, v);
 }
 
+// One round of warp_sum32: lanes with bit O set keep v[O .. 2O), the others v[0 .. O), each
+// adding its partner's (lane ^ O) copy of the half it keeps, into v[0 .. O).
+template <int O>
+__device__ __forceinline__ void warp_fold(float (&v)[32], int lane) {
+  const bool upper = (lane & O) != 0;
+#pragma unroll
+  for (int j = 0; j < O; ++j) {
+    const float send = upper ? v[j] : v[j + O];
+    const float keep = upper ? v[j + O] : v[j];
+    v[j] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+  }
+}
+
+// The warp's sums of 32 values per lane: returns, in lane j, the sum over the lanes of their
+// v[j] (v is overwritten). A transposing reduction, 16 + 8 + 4 + 2 + 1 = 31 shuffles for the 32
+// sums (warp_sum: 5 per sum).
+__device__ __forceinline__ float warp_sum32(float (&v)[32]) {
+  const int lane = threadIdx.x & 31;
+  warp_fold<16>(v, lane);
+  warp_fold<8>(v, lane);
+  warp_fold<4>(v, lane);
+  warp_fold<2>(v, lane);
+  warp_fold<1>(v, lane);
+  return v[0];
+}
+
 // Channel c of token (n, t) in a [C][N][V] buffer.
 __device__ __forceinline__ size_t at(int c, size_t T, size_t tok) { return (size_t)c * T + tok; }
 
@@ -498,31 +524,55 @@ __device__ void head_backward(const float* __restrict__ z, const float* __restri
   }
   const float sg = sigmoidf_(-fmaf(s, l, tau));
   const float dl = dout * fmaf(s, sg, 1.0f);
-  warp_add(rsum + C::R_MULT, dl * uu);
-  warp_add(rsum + C::R_S, dout * sg * l);
-  warp_add(rsum + C::R_TAU, dout * sg);
   const float du_total = mult * dl;
-  warp_add(psum + C::FT, du_total);
   float d[C::D];
 #pragma unroll
   for (int i = 0; i < C::D; ++i) d[i] = 0.0f;
+  // The block's sums, 8 f at a time through warp_sum32: value j of a group is, for f = f0 + j % 8,
+  // psum[f] (j < 8), rsum[f] (j < 16), rsum[FT + f] (j < 24); values 24..27 of the first group
+  // are the row terms dmult, ds, dtau and the down projection's bias sum psum[FT].
 #pragma unroll
-  for (int f = 0; f < C::FT; ++f) {
-    const float sgf = sigmoidf_(g[f]);
-    const float si = g[f] * sgf;
-    warp_add(psum + f, du_total * si * u[f]);
-    const float dh = du_total * __ldg(Wh + C::TD_W + f);
-    const float dg = dh * u[f] * sgf * fmaf(g[f], 1.0f - sgf, 1.0f);
-    const float du = dh * si;
-    warp_add(rsum + f, dg);
-    warp_add(rsum + C::FT + f, du);
-    if (valid) {
-      dgu[at(f, T, tok)] = dg;
-      dgu[at(C::FT + f, T, tok)] = du;
+  for (int f0 = 0; f0 < C::FT; f0 += 8) {
+    float sums[32];
+#pragma unroll
+    for (int j = 24; j < 32; ++j) sums[j] = 0.0f;
+    if (f0 == 0) {
+      sums[24] = dl * uu;
+      sums[25] = dout * sg * l;
+      sums[26] = dout * sg;
+      sums[27] = du_total;
     }
 #pragma unroll
-    for (int j = 0; j < C::D; ++j)
-      d[j] = fmaf(dg, __ldg(Wh + C::TG_W + f * 2 * C::D + j), fmaf(du, __ldg(Wh + C::TU_W + f * 2 * C::D + j), d[j]));
+    for (int j = 0; j < 8; ++j) {
+      const int f = f0 + j;
+      float ps = 0.0f, dg = 0.0f, du = 0.0f;
+      if (f < C::FT) {
+        const float sgf = sigmoidf_(g[f]);
+        const float si = g[f] * sgf;
+        ps = du_total * si * u[f];
+        const float dh = du_total * __ldg(Wh + C::TD_W + f);
+        dg = dh * u[f] * sgf * fmaf(g[f], 1.0f - sgf, 1.0f);
+        du = dh * si;
+        if (valid) {
+          dgu[at(f, T, tok)] = dg;
+          dgu[at(C::FT + f, T, tok)] = du;
+        }
+#pragma unroll
+        for (int i = 0; i < C::D; ++i)
+          d[i] = fmaf(dg, __ldg(Wh + C::TG_W + f * 2 * C::D + i), fmaf(du, __ldg(Wh + C::TU_W + f * 2 * C::D + i), d[i]));
+      }
+      sums[j] = ps;
+      sums[8 + j] = dg;
+      sums[16 + j] = du;
+    }
+    const float total = warp_sum32(sums);
+    const int lane = threadIdx.x & 31, f = f0 + (lane & 7);
+    if (lane < 24) {
+      if (f < C::FT) atomicAdd(lane < 8 ? psum + f : rsum + (lane < 16 ? f : C::FT + f), total);
+    } else if (f0 == 0 && lane < 28) {
+      const int row_term = lane == 24 ? C::R_MULT : lane == 25 ? C::R_S : C::R_TAU;
+      atomicAdd(lane < 27 ? rsum + row_term : psum + C::FT, total);
+    }
   }
   if (valid) {
 #pragma unroll
@@ -1719,22 +1769,35 @@ __device__ void encode_backward(const float* __restrict__ z, const float* __rest
   float d[C::D];
 #pragma unroll
   for (int i = 0; i < C::D; ++i) d[i] = valid ? dx[at(i, T, tok)] : 0.0f;
+  // The four sums per f (gate weight and bias, up weight and bias), 8 f at a time through
+  // warp_sum32: value j of a group is sum j / 8 of f = f0 + j % 8.
+#pragma unroll 1
+  for (int f0 = 0; f0 < C::FE; f0 += 8) {
+    float sums[32];
 #pragma unroll
-  for (int f = 0; f < C::FE; ++f) {
-    const float g = fmaf(__ldg(W + C::ENC_GW + f), lp, __ldg(W + C::ENC_GB + f));
-    const float u = fmaf(__ldg(W + C::ENC_UW + f), lp, __ldg(W + C::ENC_UB + f));
-    const float sg = sigmoidf_(g);
-    const float si = g * sg;
-    if (valid) h_buf[at(f, T, tok)] = si * u;
-    float dh = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      const int f = f0 + j;
+      float dg = 0.0f, du = 0.0f;
+      if (f < C::FE) {
+        const float g = fmaf(__ldg(W + C::ENC_GW + f), lp, __ldg(W + C::ENC_GB + f));
+        const float u = fmaf(__ldg(W + C::ENC_UW + f), lp, __ldg(W + C::ENC_UB + f));
+        const float sg = sigmoidf_(g);
+        const float si = g * sg;
+        if (valid) h_buf[at(f, T, tok)] = si * u;
+        float dh = 0.0f;
 #pragma unroll
-    for (int i = 0; i < C::D; ++i) dh = fmaf(__ldg(W + C::ENC_DW + i * C::FE + f), d[i], dh);
-    const float dg = dh * u * sg * fmaf(g, 1.0f - sg, 1.0f);
-    const float du = dh * si;
-    warp_add(esum + f, dg * lp);
-    warp_add(esum + C::FE + f, dg);
-    warp_add(esum + 2 * C::FE + f, du * lp);
-    warp_add(esum + 3 * C::FE + f, du);
+        for (int i = 0; i < C::D; ++i) dh = fmaf(__ldg(W + C::ENC_DW + i * C::FE + f), d[i], dh);
+        dg = dh * u * sg * fmaf(g, 1.0f - sg, 1.0f);
+        du = dh * si;
+      }
+      sums[j] = dg * lp;
+      sums[8 + j] = dg;
+      sums[16 + j] = du * lp;
+      sums[24 + j] = du;
+    }
+    const float total = warp_sum32(sums);
+    const int lane = threadIdx.x & 31, f = f0 + (lane & 7);
+    if (f < C::FE) atomicAdd(esum + (lane >> 3) * C::FE + f, total);
   }
   __syncthreads();
   flush_sums(esum, pgrad + C::PG_ENC, 4 * C::FE);

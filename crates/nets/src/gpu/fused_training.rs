@@ -662,18 +662,21 @@ impl FusedTrainer {
         let [enc_smem, fwd_smem, ffn_smem, attn_smem, qkv_smem] = dims.tc_smem();
         let sfx = &self.suffix;
         launch_bw!(self, &format!("tr_encode_{sfx}"), enc_smem, n, v; &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks);
+        ph.mark(dev, "forward: encoder")?;
         for i in 0..blocks {
             launch_bw!(self, &format!("tr_block_{sfx}"), fwd_smem, n, v; &z, &zs, &w, &mut xs, &mut acc, &vi, &blocks, &i);
         }
-        ph.mark(dev, "forward: encoder and blocks")?;
+        ph.mark(dev, "forward: blocks")?;
         // The per-row heads: c = pool / kept -> ctx_g, ctx_u, mult, s, τ per row.
         let mut rows = self.buffer(n * dims.row())?;
         launch!(self, &format!("tr_rows_{}", self.suffix), row_head_cfg(n); &zs, &w, &acc, &mut rows, &blocks);
         ph.mark(dev, "per-row heads (device)")?;
         let mut out = self.buffer(t)?;
         launch!(self, &format!("tr_head_{}", self.suffix), token_cfg(n, v); &z, &zs, &w, &xs, &rows, &mut out, &vi, &blocks);
+        ph.mark(dev, "head")?;
         let mut loss = self.buffer(LOSS * n)?;
         launch!(self, "tr_loss", row_cfg(n); &out, &unit_of, &tgt, &ts, &vin, &vi, &mut loss);
+        ph.mark(dev, "loss")?;
 
         // Backward of the head and the loss.
         let mut dx = self.buffer(dims.d * t)?;
@@ -682,7 +685,7 @@ impl FusedTrainer {
         let mut pgrad = dev.alloc_zeros::<f32>(dims.pg_len())?;
         let (g32, s32) = (gamma as f32, scale as f32);
         launch!(self, &format!("tr_head_bwd_{}", self.suffix), token_cfg(n, v); &z, &zs, &loss, &w, &xs, &rows, &mut dx, &mut dgu_t, &mut rowgrad, &mut pgrad, &vi, &blocks, &g32, &s32);
-        ph.mark(dev, "head, loss, head backward")?;
+        ph.mark(dev, "head backward")?;
         // The per-row heads' backward: their parameters' gradients into `hgrad` (the packed
         // layout from the transform on), the pool sum's gradient into `dcu_dev`.
         let mut hgrad = dev.alloc_zeros::<f32>(dims.head_len())?;
@@ -698,7 +701,7 @@ impl FusedTrainer {
             let mut dst = hgrad.slice_mut(off..off + ft * d2);
             self.weight_grad_into(&dy, &xb, ft, dims.d, t, &mut dst, d2)?;
         }
-        ph.mark(dev, "weight-gradient GEMMs")?;
+        ph.mark(dev, "weight-gradient GEMMs: transform")?;
         let mut grads = BTreeMap::new();
 
         // Blocks, last first: dy1 (LN1 input gradient) and dq pass from one launch to the next;
@@ -713,9 +716,11 @@ impl FusedTrainer {
             let len = dacc.len();
             self.fill(&mut dacc, 0, len, 0.0)?;
             launch_bw!(self, &format!("tr_bwd_ffn_{sfx}"), ffn_smem, n, v; &z, &zs, &w, &xs, &acc, &dcu_dev, &dx, &mut dy1, &mut wgrad, &mut pgrad, &vi, &blocks, &bi, &pool);
+            ph.mark(dev, "block backward: FFN (tr_bwd_ffn)")?;
             launch_bw!(self, &format!("tr_bwd_attn_{sfx}"), attn_smem, n, v; &z, &zs, &w, &xs, &acc, &dy1, &mut dq, &mut dacc, &mut wgrad, &vi, &blocks, &bi);
+            ph.mark(dev, "block backward: attention (tr_bwd_attn)")?;
             launch_bw!(self, &format!("tr_bwd_qkv_{sfx}"), qkv_smem, n, v; &z, &zs, &w, &xs, &dacc, &dy1, &dq, &mut dx, &mut wgrad, &vi, &blocks, &bi);
-            ph.mark(dev, "block backward kernels")?;
+            ph.mark(dev, "block backward: QKV (tr_bwd_qkv)")?;
         }
         let (d, ff) = (dims.d, dims.ff);
         let wg = wrap(wgrad, dev, dims.blocks * dims.wg_block());
@@ -735,6 +740,8 @@ impl FusedTrainer {
             }
         }
 
+        ph.mark(dev, "gradient assembly")?;
+
         // Encoder.
         let mut h_buf = ch(dims.fe + 1)?;
         self.fill(&mut h_buf, dims.fe * t, t, 1.0)?;
@@ -747,7 +754,7 @@ impl FusedTrainer {
             wrap(e, dev, (dims.d, dims.fe + 1)),
         )?;
 
-        ph.mark(dev, "weight-gradient GEMMs")?;
+        ph.mark(dev, "weight-gradient GEMMs: encoder")?;
         // In-kernel sums.
         let pg = wrap(pgrad, dev, dims.pg_len());
         let fe = dims.fe;
