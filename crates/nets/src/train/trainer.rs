@@ -20,7 +20,9 @@
 //! summed in chunk order, deterministic for a given `threads`. [`Engine::Fused`] (the default
 //! on a GPU) runs the fused CUDA training step of a `cuda` build on a micro-batch (in passes of
 //! a bounded number of tokens) where the configuration has compiled kernels, candle otherwise;
-//! the run's first message says which. Its f32 atomics make it reproducible to rounding, not
+//! the run's first message says which. Its passes read their batches from page-locked memory
+//! that a worker thread fills with the next pass's rows while the device runs the current one
+//! (`batches`). Its f32 atomics make it reproducible to rounding, not
 //! bit for bit. All engines feed the same AdamW (the fused engine runs it as one CUDA kernel,
 //! `AdamW::step_fused`, equal to the candle ops to f32 rounding),
 //! schedule and checkpoints (the weights stay candle variables), so a run may switch engines
