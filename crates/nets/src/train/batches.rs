@@ -7,7 +7,8 @@
 //! - `PinnedStaging` (`cuda` builds): the fused trainer's double-buffered page-locked copy of the
 //!   staged form. While the device runs one pass, a worker thread stages the next pass's rows
 //!   into the other buffer set; the pass after uploads it asynchronously (a page-locked copy does
-//!   not wait for the host), so most of the host's share of a step leaves the device's critical path.
+//!   not wait for the host), so most of the host's share of a step leaves the device's critical
+//!   path.
 //!
 //! All three give the same tensors bit for bit.
 
