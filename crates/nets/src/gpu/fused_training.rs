@@ -441,11 +441,11 @@ impl FusedTrainer {
         self
     }
 
-    /// Number of kernel launches of one step (row statistics ×2, the units ×2, encoder,
+    /// Number of kernel launches of one step (row statistics ×2, the units ×3, encoder,
     /// blocks, per-row heads, head, loss, head backward, per-row heads' backward, three per
     /// block backward, encoder backward), GEMMs, fills and packing not counted.
     pub fn launches(&self) -> usize {
-        4 * self.config.n_blocks + 11
+        4 * self.config.n_blocks + 12
     }
 
     /// The parameters in `params` (all of the configuration's, by name, f32 or convertible, on

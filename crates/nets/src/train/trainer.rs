@@ -463,6 +463,12 @@ fn batches_per_epoch(n_train: usize, b: usize) -> u64 {
     (n_train / b).max(1) as u64
 }
 
+/// The rows of micro-batch `k` of an epoch's `order` (batches of `b`, the last possibly short).
+fn batch_rows(order: &[usize], k: u64, b: usize) -> &[usize] {
+    let i = k as usize * b;
+    &order[i..(i + b).min(order.len())]
+}
+
 /// Rows per forward/backward pass: whole chunks for small vocabularies, one row at a time for
 /// real ones. `n · V ≤ 65,536` keeps each activation tensor (`[n, V, width]` f32, width ≤ 128)
 /// ≤ 32 MiB — under glibc's largest mmap threshold, so the allocator reuses heap memory instead
@@ -982,8 +988,7 @@ pub fn train(
                 state.batch_in_epoch = 0;
                 (order, rng_state) = epoch_order(&train_rows, cfg.seed, state.epoch);
             }
-            let i = state.batch_in_epoch as usize * b;
-            let rows = order[i..(i + b).min(order.len())].to_vec();
+            let rows = batch_rows(&order, state.batch_in_epoch, b).to_vec();
             state.batch_in_epoch += 1;
             micro.push(rows);
         }
@@ -993,8 +998,8 @@ pub fn train(
         // engine stages it while the device runs this step).
         #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
         let next_rows = |state: &TrainingState, another: bool| -> Option<&[usize]> {
-            let i = state.batch_in_epoch as usize * b;
-            (another && state.batch_in_epoch < bpe).then(|| &order[i..(i + b).min(order.len())])
+            (another && state.batch_in_epoch < bpe)
+                .then(|| batch_rows(&order, state.batch_in_epoch, b))
         };
         let (kl_sum, pen_sum, acc) = match &mut gradients {
             Gradients::Fast(fast) => fast_step_grads(
